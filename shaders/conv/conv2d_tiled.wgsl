@@ -1,0 +1,68 @@
+// Register-blocked direct convolution (implicit GEMM without im2col memory).
+// Each invocation computes 8 output channels x PX consecutive output pixels. Weights are packed at
+// load as [group][cin_g * kh * kw][cout_gp] (cout_gp = cout_g rounded up to 8) so the 8 channel
+// weights of one tap are two vec4 loads; each input tap is loaded once and reused for 8 channels.
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> wp: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> res: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+
+@compute @workgroup_size(16, 4, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let npix = p.oh * p.ow;
+    let pix0 = gid.x * PX;
+    let cblocks = p.cout_gp / 8u;
+    let g = gid.y / cblocks;
+    let cl0 = (gid.y % cblocks) * 8u;
+    let b = gid.z;
+    if (pix0 >= npix || g >= p.groups || b >= p.n) { return; }
+    var oy0: array<i32, PX>;
+    var ox0: array<i32, PX>;
+    for (var q = 0u; q < PX; q++) {
+        let pix = min(pix0 + q, npix - 1u);
+        oy0[q] = i32((pix / p.ow) * p.stride_h) - i32(p.pad_t);
+        ox0[q] = i32((pix % p.ow) * p.stride_w) - i32(p.pad_l);
+    }
+    var acc0: array<vec4<f32>, PX>;
+    var acc1: array<vec4<f32>, PX>;
+    let ktaps = p.cin_g * p.kh * p.kw;
+    let wrow = p.cout_gp / 4u;
+    var wi = g * ktaps * wrow + cl0 / 4u;
+    for (var ci = 0u; ci < p.cin_g; ci++) {
+        let xc = (b * p.cin + g * p.cin_g + ci) * p.h;
+        for (var r = 0u; r < p.kh; r++) {
+            let dy = i32(r * p.dil_h);
+            for (var s = 0u; s < p.kw; s++) {
+                let dx = i32(s * p.dil_w);
+                let w0 = wp[wi];
+                let w1 = wp[wi + 1u];
+                wi += wrow;
+                for (var q = 0u; q < PX; q++) {
+                    let iy = oy0[q] + dy;
+                    let ix = ox0[q] + dx;
+                    let inside = iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w);
+                    let idx = select(0u, (xc + u32(iy)) * p.w + u32(ix), inside);
+                    let v = select(0.0, x[idx], inside);
+                    acc0[q] = fma(w0, vec4<f32>(v), acc0[q]);
+                    acc1[q] = fma(w1, vec4<f32>(v), acc1[q]);
+                }
+            }
+        }
+    }
+    for (var q = 0u; q < PX; q++) {
+        let pix = pix0 + q;
+        if (pix >= npix) { break; }
+        for (var c = 0u; c < 8u; c++) {
+            let cl = cl0 + c;
+            if (cl >= p.cout_g) { break; }
+            let co = g * p.cout_g + cl;
+            let o = (b * p.cout + co) * npix + pix;
+            var v = select(acc1[q][c - 4u], acc0[q][c % 4u], c < 4u);
+            if (p.has_bias != 0u) { v += bias[co]; }
+            if (p.has_res != 0u) { v += res[o]; }
+            y[o] = activate(v);
+        }
+    }
+}

@@ -1,0 +1,42 @@
+// Layer normalisation over the trailing `len` elements of each row, then * gamma + beta.
+// One workgroup per row; mean first, then the variance about it (two passes: no cancellation).
+struct Params { rows: u32, len: u32, eps: f32, _p0: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> gamma: array<f32>;
+@group(0) @binding(3) var<storage, read> beta: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+const WG: u32 = 64u;
+var<workgroup> red: array<f32, WG>;
+
+fn reduce_sum(lid: u32) -> f32 {
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = wid.x + wid.y * nwg.x;
+    if (row >= p.rows) { return; }
+    let base = row * p.len;
+    var s = 0.0;
+    for (var j = lid; j < p.len; j += WG) { s += x[base + j]; }
+    red[lid] = s;
+    workgroupBarrier();
+    let mean = reduce_sum(lid) / f32(p.len);
+    var v = 0.0;
+    for (var j = lid; j < p.len; j += WG) { let d = x[base + j] - mean; v += d * d; }
+    red[lid] = v;
+    workgroupBarrier();
+    let rstd = inverseSqrt(reduce_sum(lid) / f32(p.len) + p.eps);
+    for (var j = lid; j < p.len; j += WG) {
+        y[base + j] = activate((x[base + j] - mean) * rstd * gamma[j] + beta[j]);
+    }
+}

@@ -1,0 +1,53 @@
+// Softmax along one axis of x viewed as [outer][len][inner]: one workgroup per (outer, inner) row,
+// a strided pass for the max, one for the sum of exp, one to write; reductions in workgroup memory.
+struct Params { rows: u32, len: u32, inner: u32, _p0: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+const WG: u32 = 64u;
+var<workgroup> red: array<f32, WG>;
+
+fn reduce_max(lid: u32) -> f32 {
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+fn reduce_sum(lid: u32) -> f32 {
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = wid.x + wid.y * nwg.x;
+    // Uniform exit: every invocation of the workgroup takes the same branch.
+    if (row >= p.rows) { return; }
+    let base = (row / p.inner) * p.len * p.inner + row % p.inner;
+    var m = -3.4028235e38;
+    for (var j = lid; j < p.len; j += WG) { m = max(m, x[base + j * p.inner]); }
+    red[lid] = m;
+    workgroupBarrier();
+    m = reduce_max(lid);
+    var s = 0.0;
+    for (var j = lid; j < p.len; j += WG) { s += exp(x[base + j * p.inner] - m); }
+    red[lid] = s;
+    workgroupBarrier();
+    s = reduce_sum(lid);
+    let inv = 1.0 / s;
+    for (var j = lid; j < p.len; j += WG) {
+        let k = base + j * p.inner;
+        y[k] = exp(x[k] - m) * inv;
+    }
+}

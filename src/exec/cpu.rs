@@ -1,0 +1,47 @@
+//! Runs a `Plan` with the CPU reference ops: the ground truth, and the fallback backend.
+
+use crate::error::Result;
+use crate::sched::{Plan, ValueKind};
+use crate::tensor::Tensor;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub struct CpuExecutor {
+    weights: Arc<BTreeMap<String, Tensor>>,
+}
+
+impl CpuExecutor {
+    pub fn new(weights: Arc<BTreeMap<String, Tensor>>) -> Self {
+        CpuExecutor { weights }
+    }
+
+    /// Runs the plan; `inputs` are in graph input order and already checked by the session.
+    /// Each activation is dropped after its last reader, following the plan's liveness.
+    pub fn run(&self, plan: &Plan, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+        let mut live: Vec<Option<Tensor>> = vec![None; plan.values.len()];
+        for (k, &v) in plan.inputs.iter().enumerate() {
+            live[v] = Some(inputs[k].clone());
+        }
+        for (step, node) in plan.nodes.iter().enumerate() {
+            let ins: Vec<&Tensor> = node
+                .inputs
+                .iter()
+                .map(|&v| match plan.values[v].kind {
+                    ValueKind::Weight => self.weights.get(&plan.values[v].name).ok_or_else(|| crate::Error::MissingWeight(plan.values[v].name.clone())),
+                    _ => live[v].as_ref().ok_or_else(|| crate::Error::graph(format!("value '{}' read before it was computed", plan.values[v].name))),
+                })
+                .collect::<Result<_>>()?;
+            let out = node.op.cpu(&ins)?;
+            live[node.output] = Some(out);
+            for &v in &node.inputs {
+                if plan.values[v].kind != ValueKind::Weight && plan.intervals[v].end <= step && !plan.outputs.contains(&v) {
+                    live[v] = None;
+                }
+            }
+        }
+        plan.outputs
+            .iter()
+            .map(|&v| live[v].clone().ok_or_else(|| crate::Error::graph(format!("output '{}' was not computed", plan.values[v].name))))
+            .collect()
+    }
+}

@@ -1,0 +1,219 @@
+//! Runs a `Plan` on a wgpu device. Everything is built once in `new` (buffers per memory slot,
+//! constant buffers, packed weights, one uniform buffer, pipelines, bind groups, staging
+//! buffers); a run writes the inputs, records every dispatch into one compute pass of one
+//! command encoder, submits once and maps the outputs back once.
+
+use crate::error::{Error, Result};
+use crate::gpu::kernel::map_read;
+use crate::gpu::GpuContext;
+use crate::ops::{Bind, Pack};
+use crate::sched::{Plan, ValueKind};
+use crate::tensor::Tensor;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+struct Step {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    workgroups: [u32; 3],
+}
+
+pub struct GpuExecutor {
+    ctx: Arc<GpuContext>,
+    steps: Vec<Step>,
+    /// (slot buffer, value bytes) per graph input.
+    inputs: Vec<(wgpu::Buffer, u64)>,
+    /// (slot buffer, staging buffer, shape) per graph output.
+    outputs: Vec<(wgpu::Buffer, wgpu::Buffer, Vec<usize>)>,
+    /// Bytes held by this executor's buffers (activations, weights, uniforms, staging).
+    pub device_bytes: u64,
+}
+
+fn align(v: u64, a: u64) -> u64 {
+    v.div_ceil(a) * a
+}
+
+impl GpuExecutor {
+    /// Builds every GPU resource the plan needs. Errors from wgpu are captured and returned.
+    pub async fn new(ctx: Arc<GpuContext>, plan: &Plan, weights: &BTreeMap<String, Tensor>) -> Result<GpuExecutor> {
+        let c = ctx.clone();
+        let exec = c.scoped("building the session's GPU resources", || Self::build(ctx, plan, weights)).await?;
+        Ok(exec)
+    }
+
+    fn build(ctx: Arc<GpuContext>, plan: &Plan, weights: &BTreeMap<String, Tensor>) -> Result<GpuExecutor> {
+        let mut device_bytes = 0u64;
+        let slots: Vec<wgpu::Buffer> = plan.memory.slot_bytes.iter().enumerate().map(|(i, &b)| ctx.storage(&format!("slot{i}"), b)).collect();
+        device_bytes += plan.memory.peak_bytes;
+        let dummy = ctx.storage("dummy", 16);
+
+        // Constants, packed as their kernels ask, uploaded once (shared when asked twice).
+        let mut consts: HashMap<(usize, Option<Pack>), wgpu::Buffer> = HashMap::new();
+        for node in &plan.nodes {
+            for d in &node.dispatches {
+                for b in &d.bindings {
+                    let (inp, pack) = match *b {
+                        Bind::Input(i) => (i, None),
+                        Bind::Packed(i, p) => (i, Some(p)),
+                        _ => continue,
+                    };
+                    let v = node.inputs[inp];
+                    let pv = &plan.values[v];
+                    if pv.kind != ValueKind::Weight || consts.contains_key(&(v, pack)) {
+                        continue;
+                    }
+                    let t = weights.get(&pv.name).ok_or_else(|| Error::MissingWeight(pv.name.clone()))?;
+                    let data = t.f32s(&pv.name)?;
+                    let packed;
+                    let bytes: &[u8] = match pack {
+                        Some(p) => {
+                            packed = p.apply(data, t.shape());
+                            bytemuck::cast_slice(&packed)
+                        }
+                        None => bytemuck::cast_slice(data),
+                    };
+                    device_bytes += bytes.len() as u64;
+                    consts.insert((v, pack), ctx.storage_with(&pv.name, bytes));
+                }
+            }
+        }
+
+        // All uniform parameters in one buffer at aligned offsets.
+        let ualign = ctx.profile.limits.min_uniform_buffer_offset_alignment.max(16) as u64;
+        let mut uniform_data: Vec<u8> = Vec::new();
+        let mut uoffsets = Vec::new();
+        for d in plan.nodes.iter().flat_map(|n| &n.dispatches) {
+            let off = align(uniform_data.len() as u64, ualign);
+            uniform_data.resize(off as usize, 0);
+            uniform_data.extend_from_slice(bytemuck::cast_slice(&d.params));
+            let padded = align(uniform_data.len() as u64, 16);
+            uniform_data.resize(padded as usize, 0);
+            uoffsets.push((off, padded - off));
+        }
+        let uniform = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params"),
+            size: (uniform_data.len() as u64).max(16),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if !uniform_data.is_empty() {
+            ctx.queue.write_buffer(&uniform, 0, &uniform_data);
+        }
+        device_bytes += uniform_data.len() as u64;
+
+        let value_buf = |v: usize| -> Option<(&wgpu::Buffer, u64)> {
+            let pv = &plan.values[v];
+            match pv.kind {
+                ValueKind::Weight => consts.get(&(v, None)).map(|b| (b, pv.bytes)),
+                _ => plan.memory.slot_of[v].map(|s| (&slots[s], pv.bytes)),
+            }
+        };
+        let mut steps = Vec::new();
+        let mut u = 0;
+        for node in &plan.nodes {
+            for d in &node.dispatches {
+                let pipeline = ctx.pipeline(&d.shader, d.act)?;
+                let layout = pipeline.get_bind_group_layout(0);
+                let (uoff, usize_) = uoffsets[u];
+                u += 1;
+                let mut entries = vec![wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &uniform, offset: uoff, size: wgpu::BufferSize::new(usize_) }),
+                }];
+                for (i, b) in d.bindings.iter().enumerate() {
+                    let (buffer, size) = match *b {
+                        Bind::Input(k) => value_buf(node.inputs[k]).ok_or_else(|| Error::Gpu(format!("node '{}': input {k} has no buffer", node.name)))?,
+                        Bind::Output => value_buf(node.output).ok_or_else(|| Error::Gpu(format!("node '{}': output has no buffer", node.name)))?,
+                        Bind::Packed(k, p) => {
+                            let b = consts.get(&(node.inputs[k], Some(p))).ok_or_else(|| Error::Gpu(format!("node '{}': packed input {k} missing", node.name)))?;
+                            (b, b.size())
+                        }
+                        Bind::Dummy => (&dummy, 16),
+                    };
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: i as u32 + 1,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer, offset: 0, size: wgpu::BufferSize::new(align(size.max(4), 4)) }),
+                    });
+                }
+                let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(&node.name), layout: &layout, entries: &entries });
+                steps.push(Step { pipeline, bind_group, workgroups: d.workgroups });
+            }
+        }
+
+        let inputs = plan
+            .inputs
+            .iter()
+            .map(|&v| value_buf(v).map(|(b, s)| (b.clone(), s)).ok_or_else(|| Error::Gpu("graph input without a buffer".into())))
+            .collect::<Result<Vec<_>>>()?;
+        let mut outputs = Vec::new();
+        for &v in &plan.outputs {
+            let (buf, bytes) = value_buf(v).ok_or_else(|| Error::Gpu("graph output without a buffer".into()))?;
+            let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("staging"),
+                size: align(bytes, 4),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            device_bytes += bytes;
+            outputs.push((buf.clone(), staging, plan.values[v].shape.clone()));
+        }
+        Ok(GpuExecutor { ctx, steps, inputs, outputs, device_bytes })
+    }
+
+    fn record(&self, enc: &mut wgpu::CommandEncoder) {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("wgedge run"), timestamp_writes: None });
+        for s in &self.steps {
+            pass.set_pipeline(&s.pipeline);
+            pass.set_bind_group(0, &s.bind_group, &[]);
+            pass.dispatch_workgroups(s.workgroups[0], s.workgroups[1], s.workgroups[2]);
+        }
+    }
+
+    /// One full run: inputs (graph order, checked by the session) in, outputs out.
+    pub async fn run(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+        let ctx = &self.ctx;
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        for ((buf, bytes), t) in self.inputs.iter().zip(inputs) {
+            let data = t.bytes();
+            debug_assert_eq!(data.len() as u64, *bytes);
+            ctx.queue.write_buffer(buf, 0, data);
+        }
+        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgedge run") });
+        self.record(&mut enc);
+        for (src, staging, _) in &self.outputs {
+            enc.copy_buffer_to_buffer(src, 0, staging, 0, staging.size());
+        }
+        ctx.queue.submit([enc.finish()]);
+        if let Some(e) = scope.pop().await {
+            return Err(Error::Gpu(format!("run: {e}")));
+        }
+        let stagings: Vec<&wgpu::Buffer> = self.outputs.iter().map(|o| &o.1).collect();
+        map_read(ctx, &stagings).await?;
+        let mut out = Vec::with_capacity(self.outputs.len());
+        for (_, staging, shape) in &self.outputs {
+            let data: Vec<f32> = {
+                let view = staging.slice(..).get_mapped_range().map_err(|e| Error::Gpu(format!("reading outputs: {e}")))?;
+                bytemuck::cast_slice::<u8, f32>(&view[..crate::tensor::numel(shape) * 4]).to_vec()
+            };
+            staging.unmap();
+            out.push(Tensor::new(shape, data)?);
+        }
+        Ok(out)
+    }
+
+    /// Runs the recorded dispatches `iters` times on data already on the device and waits for
+    /// completion (the "resident" benchmark mode).
+    pub fn run_resident(&self, iters: usize) -> Result<()> {
+        let mut enc = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgedge resident") });
+        for _ in 0..iters {
+            self.record(&mut enc);
+        }
+        self.ctx.queue.submit([enc.finish()]);
+        self.ctx.wait_idle()
+    }
+
+    /// Number of dispatches in one run.
+    pub fn dispatch_count(&self) -> usize {
+        self.steps.len()
+    }
+}

@@ -1,0 +1,115 @@
+//! Pipeline cache keyed by shader + const header + activation, and buffer helpers.
+
+use super::GpuContext;
+use crate::error::Result;
+use crate::ops::{Activation, ShaderKey};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub(crate) struct PipelineCache {
+    modules: Mutex<HashMap<ShaderKey, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<(ShaderKey, u32, u32), wgpu::ComputePipeline>>,
+}
+
+impl GpuContext {
+    /// The compute pipeline for `shader` with activation `act`, built once per context.
+    /// The WGSL is validated by naga first so a bad kernel is an `Error::ShaderCompile`.
+    pub fn pipeline(&self, shader: &ShaderKey, act: Activation) -> Result<wgpu::ComputePipeline> {
+        let (code, alpha) = act.code();
+        let key = (shader.clone(), code, alpha.to_bits());
+        if let Some(p) = self.kernels.pipelines.lock().map_err(poisoned)?.get(&key) {
+            return Ok(p.clone());
+        }
+        let module = {
+            let mut mods = self.kernels.modules.lock().map_err(poisoned)?;
+            match mods.get(shader) {
+                Some(m) => m.clone(),
+                None => {
+                    crate::ops::shaders::validate(shader)?;
+                    let m = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(&shader.label()),
+                        source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+                    });
+                    mods.insert(shader.clone(), m.clone());
+                    m
+                }
+            }
+        };
+        let constants = [("ACT", code as f64), ("ALPHA", alpha as f64)];
+        let p = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&shader.label()),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, zero_initialize_workgroup_memory: false },
+            cache: None,
+        });
+        self.kernels.pipelines.lock().map_err(poisoned)?.insert(key, p.clone());
+        Ok(p)
+    }
+
+    /// A storage buffer initialised with `data` (a multiple of 4 bytes; padded to at least 16).
+    pub fn storage_with(&self, label: &str, data: &[u8]) -> wgpu::Buffer {
+        let buf = self.storage(label, data.len() as u64);
+        if !data.is_empty() {
+            self.queue.write_buffer(&buf, 0, data);
+        }
+        buf
+    }
+
+    /// An uninitialised storage buffer of `bytes` (at least 16).
+    pub fn storage(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(16).div_ceil(4) * 4,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        })
+    }
+}
+
+fn poisoned<T>(_: std::sync::PoisonError<T>) -> crate::Error {
+    crate::Error::Gpu("pipeline cache lock poisoned".into())
+}
+
+/// Maps `buffer` for reading and waits for it (polling the device on native; on the web the
+/// browser completes the map and the returned future resolves).
+pub(crate) async fn map_read(ctx: &GpuContext, buffers: &[&wgpu::Buffer]) -> Result<()> {
+    let done = std::sync::Arc::new(Mutex::new((0usize, None::<String>, None::<std::task::Waker>)));
+    for b in buffers {
+        let d = done.clone();
+        b.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            if let Ok(mut g) = d.lock() {
+                g.0 += 1;
+                if let Err(e) = r {
+                    g.1 = Some(e.to_string());
+                }
+                if let Some(w) = g.2.take() {
+                    w.wake();
+                }
+            }
+        });
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    ctx.wait_idle()?;
+    #[cfg(target_arch = "wasm32")]
+    let _ = ctx;
+    let n = buffers.len();
+    std::future::poll_fn(|cx| {
+        let mut g = match done.lock() {
+            Ok(g) => g,
+            Err(_) => return std::task::Poll::Ready(Err(crate::Error::Gpu("map lock poisoned".into()))),
+        };
+        if let Some(e) = g.1.take() {
+            return std::task::Poll::Ready(Err(crate::Error::Gpu(format!("buffer map failed: {e}"))));
+        }
+        if g.0 == n {
+            std::task::Poll::Ready(Ok(()))
+        } else {
+            g.2 = Some(cx.waker().clone());
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}

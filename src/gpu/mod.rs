@@ -1,0 +1,7 @@
+//! GPU plumbing: adapter and device (or the app's own), limits and features, pipeline cache,
+//! buffer helpers. Knows nothing of graphs.
+
+pub mod device;
+pub mod kernel;
+
+pub use device::{Backend, GpuContext};

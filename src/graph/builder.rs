@@ -1,0 +1,143 @@
+//! A small builder for graphs in code: each call adds a node and returns its output's name.
+
+use super::graph::{Graph, Node, ValueSpec};
+use crate::error::{Error, Result};
+use crate::ops::*;
+use crate::tensor::{DType, Tensor};
+use std::collections::BTreeMap;
+
+/// Builds a [`Graph`] and its weights.
+///
+/// ```
+/// use wgedge::{graph::GraphBuilder, ops::Activation, Tensor};
+/// let mut b = GraphBuilder::new();
+/// let x = b.input("x", &[1, 4]);
+/// let w = b.weight("fc.weight", Tensor::random(&[3, 4], 1));
+/// let bias = b.weight("fc.bias", Tensor::zeros(&[3]));
+/// let h = b.linear(&x, &w, Some(&bias), Activation::Relu);
+/// b.output(&h);
+/// let (graph, weights) = b.build().unwrap();
+/// assert_eq!(graph.nodes.len(), 1);
+/// assert_eq!(weights.len(), 2);
+/// ```
+#[derive(Default)]
+pub struct GraphBuilder {
+    graph: Graph,
+    weights: BTreeMap<String, Tensor>,
+    counter: usize,
+}
+
+impl GraphBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Declares an f32 graph input.
+    pub fn input(&mut self, name: &str, shape: &[usize]) -> String {
+        self.graph.inputs.push(ValueSpec { name: name.into(), dtype: DType::F32, shape: shape.to_vec() });
+        name.into()
+    }
+
+    /// Adds a constant tensor.
+    pub fn weight(&mut self, name: &str, t: Tensor) -> String {
+        self.graph.weights.push(ValueSpec { name: name.into(), dtype: t.dtype(), shape: t.shape().to_vec() });
+        self.weights.insert(name.into(), t);
+        name.into()
+    }
+
+    /// Marks a value as a graph output.
+    pub fn output(&mut self, v: &str) {
+        self.graph.outputs.push(v.into());
+    }
+
+    /// Adds a node with any op; returns the output value's name.
+    pub fn node(&mut self, op: Op, inputs: &[&str]) -> String {
+        self.counter += 1;
+        let name = format!("{}_{}", op.name(), self.counter);
+        let output = format!("{name}:out");
+        self.graph.nodes.push(Node { name, op, inputs: inputs.iter().map(|s| s.to_string()).collect(), output: output.clone() });
+        output
+    }
+
+    /// Renames the last node's output (to give outputs stable, readable names).
+    pub fn name_last(&mut self, name: &str) -> Result<String> {
+        let n = self.graph.nodes.last_mut().ok_or_else(|| Error::graph("name_last on an empty graph"))?;
+        n.output = name.into();
+        Ok(name.into())
+    }
+
+    /// `act(x @ w^T + bias)` with `w` in the PyTorch `[out, in]` layout.
+    pub fn linear(&mut self, x: &str, w: &str, bias: Option<&str>, act: Activation) -> String {
+        let op = MatMul { trans_b: true, bias: bias.is_some(), act, ..Default::default() };
+        let mut ins = vec![x, w];
+        ins.extend(bias);
+        self.node(Op::MatMul(op), &ins)
+    }
+
+    /// Plain (batched) matrix product.
+    pub fn matmul(&mut self, a: &str, b: &str) -> String {
+        self.node(Op::MatMul(MatMul::default()), &[a, b])
+    }
+
+    /// Convolution with the given attributes (`c.bias` must match whether `bias` is given).
+    pub fn conv2d(&mut self, x: &str, w: &str, bias: Option<&str>, mut c: Conv2d) -> String {
+        c.bias = bias.is_some();
+        let mut ins = vec![x, w];
+        ins.extend(bias);
+        self.node(Op::Conv2d(c), &ins)
+    }
+
+    pub fn act(&mut self, x: &str, act: Activation) -> String {
+        self.node(Op::Unary(Unary { act }), &[x])
+    }
+
+    pub fn binary(&mut self, kind: BinaryKind, a: &str, b: &str) -> String {
+        self.node(Op::Binary(Binary { kind, act: Activation::None }), &[a, b])
+    }
+
+    pub fn add(&mut self, a: &str, b: &str) -> String {
+        self.binary(BinaryKind::Add, a, b)
+    }
+
+    pub fn softmax(&mut self, x: &str, axis: i64) -> String {
+        self.node(Op::Softmax(Softmax { axis }), &[x])
+    }
+
+    pub fn pool(&mut self, x: &str, p: Pool2d) -> String {
+        self.node(Op::Pool2d(p), &[x])
+    }
+
+    pub fn global_avg_pool(&mut self, x: &str) -> String {
+        self.node(Op::GlobalAvgPool(GlobalAvgPool {}), &[x])
+    }
+
+    pub fn batch_norm(&mut self, x: &str, gamma: &str, beta: &str, mean: &str, var: &str, eps: f32) -> String {
+        self.node(Op::BatchNorm(BatchNorm { eps }), &[x, gamma, beta, mean, var])
+    }
+
+    pub fn layer_norm(&mut self, x: &str, gamma: &str, beta: &str, eps: f32) -> String {
+        self.node(Op::LayerNorm(LayerNorm { axis: -1, eps }), &[x, gamma, beta])
+    }
+
+    pub fn flatten(&mut self, x: &str, axis: usize) -> String {
+        self.node(Op::Flatten(Flatten { axis }), &[x])
+    }
+
+    pub fn reshape(&mut self, x: &str, shape: &[i64]) -> String {
+        self.node(Op::Reshape(Reshape { shape: shape.to_vec() }), &[x])
+    }
+
+    pub fn transpose(&mut self, x: &str, perm: &[usize]) -> String {
+        self.node(Op::Transpose(Transpose { perm: perm.to_vec() }), &[x])
+    }
+
+    pub fn concat(&mut self, xs: &[&str], axis: i64) -> String {
+        self.node(Op::Concat(Concat { axis }), xs)
+    }
+
+    /// The graph and its weights (checked when a `Model` is made from them).
+    pub fn build(self) -> Result<(Graph, BTreeMap<String, Tensor>)> {
+        self.graph.check(&self.weights)?;
+        Ok((self.graph, self.weights))
+    }
+}

@@ -1,0 +1,173 @@
+//! `Graph`: inputs, declared weights, nodes and outputs, all referring to values by name.
+//! Checking a graph validates every reference, orders it, and infers every value's shape.
+
+use crate::error::{Error, Result};
+use crate::ops::Op;
+use crate::tensor::{fmt_shape, DType, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// A named value with a dtype and a shape (graph inputs and declared weights).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValueSpec {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+}
+
+/// One operation: reads `inputs` (values by name) and defines `output`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub name: String,
+    #[serde(flatten)]
+    pub op: Op,
+    pub inputs: Vec<String>,
+    pub output: String,
+}
+
+/// A model's structure (the part stored as JSON in the model file's metadata).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Graph {
+    pub inputs: Vec<ValueSpec>,
+    pub weights: Vec<ValueSpec>,
+    pub nodes: Vec<Node>,
+    pub outputs: Vec<String>,
+}
+
+/// What checking a graph proves and computes.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// Node indices in an order where every value is defined before it is read.
+    pub order: Vec<usize>,
+    /// Shape of every value.
+    pub shapes: HashMap<String, Vec<usize>>,
+}
+
+/// Where a value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Input(usize),
+    Weight(usize),
+    Node(usize),
+}
+
+impl Graph {
+    /// Map from value name to where it is defined; errors on a name defined twice.
+    pub fn origins(&self) -> Result<HashMap<&str, Origin>> {
+        let mut m: HashMap<&str, Origin> = HashMap::new();
+        let defs = self.inputs.iter().enumerate().map(|(i, v)| (v.name.as_str(), Origin::Input(i)))
+            .chain(self.weights.iter().enumerate().map(|(i, v)| (v.name.as_str(), Origin::Weight(i))))
+            .chain(self.nodes.iter().enumerate().map(|(i, n)| (n.output.as_str(), Origin::Node(i))));
+        for (name, o) in defs {
+            if name.is_empty() {
+                return Err(Error::graph("a value has an empty name"));
+            }
+            if m.insert(name, o).is_some() {
+                return Err(Error::graph(format!("value '{name}' is defined more than once")));
+            }
+        }
+        Ok(m)
+    }
+
+    /// Topological order of the nodes (Kahn's algorithm, stable: ties keep file order).
+    pub fn toposort(&self) -> Result<Vec<usize>> {
+        let origins = self.origins()?;
+        let n = self.nodes.len();
+        let mut indeg = vec![0usize; n];
+        let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (i, node) in self.nodes.iter().enumerate() {
+            for inp in &node.inputs {
+                match origins.get(inp.as_str()) {
+                    Some(Origin::Node(p)) => {
+                        indeg[i] += 1;
+                        users[*p].push(i);
+                    }
+                    Some(_) => {}
+                    None => {
+                        return Err(Error::graph(format!("node '{}' reads unknown value '{inp}'", node.name)))
+                    }
+                }
+            }
+        }
+        let mut ready: std::collections::BTreeSet<usize> = (0..n).filter(|&i| indeg[i] == 0).collect();
+        let mut order = Vec::with_capacity(n);
+        while let Some(i) = ready.pop_first() {
+            order.push(i);
+            for &u in &users[i] {
+                indeg[u] -= 1;
+                if indeg[u] == 0 {
+                    ready.insert(u);
+                }
+            }
+        }
+        if order.len() != n {
+            let stuck: Vec<&str> = (0..n).filter(|&i| indeg[i] > 0).map(|i| self.nodes[i].name.as_str()).collect();
+            return Err(Error::graph(format!("cycle through nodes {}", stuck.join(", "))));
+        }
+        Ok(order)
+    }
+
+    /// Validates references, dtypes and shapes against the given weights; infers all shapes.
+    pub fn check(&self, weights: &BTreeMap<String, Tensor>) -> Result<Checked> {
+        if self.outputs.is_empty() {
+            return Err(Error::graph("the graph has no outputs"));
+        }
+        let order = self.toposort()?;
+        let origins = self.origins()?;
+        let mut shapes: HashMap<String, Vec<usize>> = HashMap::new();
+        for v in &self.inputs {
+            if v.dtype != DType::F32 {
+                return Err(Error::Unsupported { op: "graph input".into(), what: format!("dtype {} of input '{}' (f32 only)", v.dtype, v.name), backend: "any".into() });
+            }
+            if v.shape.contains(&0) {
+                return Err(Error::shape(format!("input '{}'", v.name), "non-empty shape", fmt_shape(&v.shape)));
+            }
+            shapes.insert(v.name.clone(), v.shape.clone());
+        }
+        for v in &self.weights {
+            let t = weights.get(&v.name).ok_or_else(|| Error::MissingWeight(v.name.clone()))?;
+            if t.dtype() != v.dtype {
+                return Err(Error::DTypeMismatch { op: format!("weight '{}'", v.name), expected: v.dtype.to_string(), got: t.dtype().to_string() });
+            }
+            if v.dtype != DType::F32 {
+                return Err(Error::Unsupported { op: "weight".into(), what: format!("dtype {} of '{}' (f32 only)", v.dtype, v.name), backend: "any".into() });
+            }
+            if t.shape() != v.shape.as_slice() {
+                return Err(Error::shape(format!("weight '{}'", v.name), fmt_shape(&v.shape), fmt_shape(t.shape())));
+            }
+            shapes.insert(v.name.clone(), v.shape.clone());
+        }
+        for &i in &order {
+            let node = &self.nodes[i];
+            let ins: Vec<Vec<usize>> = node.inputs.iter().map(|n| shapes[n].clone()).collect();
+            let out = node.op.infer_shape(&ins).map_err(|e| match e {
+                Error::ShapeMismatch { op, expected, got } => Error::ShapeMismatch { op: format!("{op} (node '{}')", node.name), expected, got },
+                Error::Graph(m) => Error::Graph(format!("node '{}': {m}", node.name)),
+                other => other,
+            })?;
+            shapes.insert(node.output.clone(), out);
+        }
+        for o in &self.outputs {
+            if !origins.contains_key(o.as_str()) {
+                return Err(Error::graph(format!("output '{o}' is not a value of the graph")));
+            }
+        }
+        Ok(Checked { order, shapes })
+    }
+
+    /// Indices of the nodes that read each value.
+    pub fn consumers(&self) -> HashMap<&str, Vec<usize>> {
+        let mut m: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            for v in &n.inputs {
+                m.entry(v.as_str()).or_default().push(i);
+            }
+        }
+        m
+    }
+
+    /// Number of parameters (elements of all weights).
+    pub fn param_count(&self) -> usize {
+        self.weights.iter().map(|w| crate::tensor::numel(&w.shape)).sum()
+    }
+}

@@ -1,0 +1,207 @@
+//! `Session`: device -> profile -> plan -> executor, built once; `run` many times.
+//! The core is async (wgpu on the web cannot block); native code gets blocking wrappers.
+
+use crate::error::{Error, Result};
+use crate::exec::{CpuExecutor, GpuExecutor};
+use crate::gpu::{Backend, GpuContext};
+use crate::graph::passes;
+use crate::model::Model;
+use crate::profile::{DeviceProfile, KernelChoices};
+use crate::sched::{Plan, PlanOptions};
+use crate::tensor::{fmt_shape, Tensor};
+use std::sync::Arc;
+
+/// Options that shape how a session is built.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// Time kernel variants on this adapter once (cached on disk) before planning.
+    pub autotune: bool,
+    /// Use these kernel choices instead of tuned or default ones.
+    pub kernels: Option<KernelChoices>,
+    /// Run every matmul/conv on its naive reference kernel (benchmarks and tests).
+    pub naive: bool,
+    /// Apply BatchNorm folding and epilogue fusion.
+    pub optimize: bool,
+    pub plan: PlanOptions,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            autotune: std::env::var("WGEDGE_AUTOTUNE").map(|v| v != "0").unwrap_or(true),
+            kernels: None,
+            naive: false,
+            optimize: true,
+            plan: PlanOptions::default(),
+        }
+    }
+}
+
+enum Exec {
+    Cpu(CpuExecutor),
+    Gpu(Arc<GpuContext>, GpuExecutor),
+}
+
+/// A model planned for one device, ready to run.
+pub struct Session {
+    plan: Plan,
+    exec: Exec,
+    input_specs: Vec<(String, Vec<usize>)>,
+    output_names: Vec<String>,
+    /// Nodes removed by BatchNorm folding and fusion.
+    pub rewrites: usize,
+}
+
+impl Session {
+    /// Plans `model` for `backend` and builds everything a run needs.
+    pub async fn new_async(model: &Model, backend: Backend, opts: SessionOptions) -> Result<Session> {
+        match GpuContext::open(backend).await? {
+            Some(ctx) => Self::with_context_async(model, Arc::new(ctx), opts).await,
+            None => Self::cpu(model, opts),
+        }
+    }
+
+    /// A session on the CPU reference backend.
+    pub fn cpu(model: &Model, opts: SessionOptions) -> Result<Session> {
+        let (graph, weights, rewrites) = prepare(model, opts.optimize)?;
+        let plan = Plan::new(&graph, &weights, None, opts.plan)?;
+        Ok(Self::finish(model, plan, Exec::Cpu(CpuExecutor::new(Arc::new(weights))), rewrites))
+    }
+
+    /// A session on a GPU context the caller made (or adopted from its app's own device).
+    pub async fn with_context_async(model: &Model, ctx: Arc<GpuContext>, opts: SessionOptions) -> Result<Session> {
+        let mut profile: DeviceProfile = ctx.profile.clone();
+        if let Some(k) = opts.kernels {
+            profile.kernels = k;
+        } else if opts.autotune && !opts.naive {
+            profile.kernels = crate::exec::autotune::choices(&ctx).await?;
+        }
+        profile.naive_only = opts.naive;
+        let (graph, weights, rewrites) = prepare(model, opts.optimize)?;
+        let plan = Plan::new(&graph, &weights, Some(&profile), opts.plan)?;
+        let exec = GpuExecutor::new(ctx.clone(), &plan, &weights).await?;
+        Ok(Self::finish(model, plan, Exec::Gpu(ctx, exec), rewrites))
+    }
+
+    fn finish(model: &Model, plan: Plan, exec: Exec, rewrites: usize) -> Session {
+        Session {
+            input_specs: model.graph.inputs.iter().map(|v| (v.name.clone(), v.shape.clone())).collect(),
+            output_names: model.graph.outputs.clone(),
+            plan,
+            exec,
+            rewrites,
+        }
+    }
+
+    /// Checks named inputs against the graph and returns them in graph order.
+    fn order_inputs<'a>(&self, inputs: &[(&str, &'a Tensor)]) -> Result<Vec<&'a Tensor>> {
+        for (name, _) in inputs {
+            if !self.input_specs.iter().any(|(n, _)| n == name) {
+                let known: Vec<&str> = self.input_specs.iter().map(|(n, _)| n.as_str()).collect();
+                return Err(Error::Input(format!("unknown input '{name}' (the model takes {})", known.join(", "))));
+            }
+        }
+        self.input_specs
+            .iter()
+            .map(|(name, shape)| {
+                let mut given = inputs.iter().filter(|(n, _)| n == name);
+                let t = given.next().ok_or_else(|| Error::Input(format!("missing input '{name}' of shape {}", fmt_shape(shape))))?.1;
+                if given.next().is_some() {
+                    return Err(Error::Input(format!("input '{name}' given more than once")));
+                }
+                if t.dtype() != crate::DType::F32 {
+                    return Err(Error::DTypeMismatch { op: format!("input '{name}'"), expected: "f32".into(), got: t.dtype().to_string() });
+                }
+                if t.shape() != shape.as_slice() {
+                    return Err(Error::shape(format!("input '{name}'"), fmt_shape(shape), fmt_shape(t.shape())));
+                }
+                Ok(t)
+            })
+            .collect()
+    }
+
+    /// Runs the model: inputs by name, outputs in the graph's output order.
+    pub async fn run_async(&self, inputs: &[(&str, &Tensor)]) -> Result<Vec<Tensor>> {
+        let ins = self.order_inputs(inputs)?;
+        match &self.exec {
+            Exec::Cpu(c) => c.run(&self.plan, &ins),
+            Exec::Gpu(_, g) => g.run(&ins).await,
+        }
+    }
+
+    /// Runs on data already uploaded, `iters` times, waiting for completion (benchmarks).
+    pub fn run_resident(&self, iters: usize) -> Result<()> {
+        match &self.exec {
+            Exec::Cpu(_) => Err(Error::Unsupported { op: "run_resident".into(), what: "resident runs".into(), backend: "cpu".into() }),
+            Exec::Gpu(_, g) => g.run_resident(iters),
+        }
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn output_names(&self) -> &[String] {
+        &self.output_names
+    }
+
+    pub fn input_specs(&self) -> &[(String, Vec<usize>)] {
+        &self.input_specs
+    }
+
+    /// "cpu", or the GPU adapter and backend.
+    pub fn device_name(&self) -> String {
+        match &self.exec {
+            Exec::Cpu(_) => "cpu (reference backend)".into(),
+            Exec::Gpu(ctx, _) => format!("{} ({})", ctx.info.name, ctx.profile.backend),
+        }
+    }
+
+    pub fn is_gpu(&self) -> bool {
+        matches!(self.exec, Exec::Gpu(..))
+    }
+
+    /// Device memory held by the session (activations, weights, uniforms, staging).
+    pub fn device_bytes(&self) -> u64 {
+        match &self.exec {
+            Exec::Cpu(_) => 0,
+            Exec::Gpu(_, g) => g.device_bytes,
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Session {
+    /// Blocking [`Session::new_async`] with default options.
+    pub fn new(model: &Model, backend: Backend) -> Result<Session> {
+        pollster::block_on(Self::new_async(model, backend, SessionOptions::default()))
+    }
+
+    /// Blocking [`Session::new_async`].
+    pub fn with_options(model: &Model, backend: Backend, opts: SessionOptions) -> Result<Session> {
+        pollster::block_on(Self::new_async(model, backend, opts))
+    }
+
+    /// Blocking [`Session::with_context_async`].
+    pub fn with_context(model: &Model, ctx: Arc<GpuContext>, opts: SessionOptions) -> Result<Session> {
+        pollster::block_on(Self::with_context_async(model, ctx, opts))
+    }
+
+    /// Blocking [`Session::run_async`].
+    pub fn run(&self, inputs: &[(&str, &Tensor)]) -> Result<Vec<Tensor>> {
+        pollster::block_on(self.run_async(inputs))
+    }
+}
+
+/// Folds BatchNorm, fuses epilogues, and returns the rewritten graph and weights.
+fn prepare(model: &Model, optimize: bool) -> Result<(crate::graph::Graph, std::collections::BTreeMap<String, Tensor>, usize)> {
+    let mut graph = model.graph.clone();
+    let mut weights = (*model.weights).clone();
+    let mut rewrites = 0;
+    if optimize {
+        rewrites += passes::fold_batchnorm(&mut graph, &mut weights)?;
+        let checked = graph.check(&weights)?;
+        rewrites += passes::fuse_epilogues(&mut graph, &weights, &checked.shapes);
+    }
+    Ok((graph, weights, rewrites))
+}

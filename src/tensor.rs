@@ -1,0 +1,217 @@
+//! Host tensors: a shape plus typed data, row-major.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// Element types a tensor or graph value can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    F32,
+    F16,
+    I32,
+    I8,
+    U8,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 | DType::I32 => 4,
+            DType::F16 => 2,
+            DType::I8 | DType::U8 => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::I32 => "i32",
+            DType::I8 => "i8",
+            DType::U8 => "u8",
+        };
+        f.write_str(s)
+    }
+}
+
+/// Typed element storage.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TensorData {
+    F32(Vec<f32>),
+    F16(Vec<half::f16>),
+    I32(Vec<i32>),
+    I8(Vec<i8>),
+    U8(Vec<u8>),
+}
+
+/// A dense row-major tensor on the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    shape: Vec<usize>,
+    data: TensorData,
+}
+
+/// Number of elements of a shape (1 for a scalar).
+pub fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// Formats a shape as `[a, b, c]` for error messages.
+pub fn fmt_shape(shape: &[usize]) -> String {
+    format!("{shape:?}")
+}
+
+impl Tensor {
+    /// An f32 tensor; errors if `data.len()` does not match the shape.
+    pub fn new(shape: &[usize], data: Vec<f32>) -> Result<Self> {
+        Self::from_data(shape, TensorData::F32(data))
+    }
+
+    /// A tensor of any dtype; errors if the element count does not match the shape.
+    pub fn from_data(shape: &[usize], data: TensorData) -> Result<Self> {
+        let len = match &data {
+            TensorData::F32(v) => v.len(),
+            TensorData::F16(v) => v.len(),
+            TensorData::I32(v) => v.len(),
+            TensorData::I8(v) => v.len(),
+            TensorData::U8(v) => v.len(),
+        };
+        if len != numel(shape) {
+            return Err(Error::shape(
+                "Tensor::new",
+                format!("{} elements for shape {}", numel(shape), fmt_shape(shape)),
+                format!("{len} elements"),
+            ));
+        }
+        Ok(Tensor { shape: shape.to_vec(), data })
+    }
+
+    /// An f32 tensor of zeros.
+    pub fn zeros(shape: &[usize]) -> Self {
+        Tensor { shape: shape.to_vec(), data: TensorData::F32(vec![0.0; numel(shape)]) }
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn numel(&self) -> usize {
+        numel(&self.shape)
+    }
+
+    pub fn dtype(&self) -> DType {
+        match &self.data {
+            TensorData::F32(_) => DType::F32,
+            TensorData::F16(_) => DType::F16,
+            TensorData::I32(_) => DType::I32,
+            TensorData::I8(_) => DType::I8,
+            TensorData::U8(_) => DType::U8,
+        }
+    }
+
+    pub fn data(&self) -> &TensorData {
+        &self.data
+    }
+
+    /// The f32 elements, or a dtype error naming `what` for context.
+    pub fn f32s(&self, what: &str) -> Result<&[f32]> {
+        match &self.data {
+            TensorData::F32(v) => Ok(v),
+            _ => Err(Error::DTypeMismatch {
+                op: what.to_string(),
+                expected: "f32".into(),
+                got: self.dtype().to_string(),
+            }),
+        }
+    }
+
+    /// Consumes the tensor and returns its f32 elements (dtype error otherwise).
+    pub fn into_f32s(self, what: &str) -> Result<Vec<f32>> {
+        match self.data {
+            TensorData::F32(v) => Ok(v),
+            other => Err(Error::DTypeMismatch {
+                op: what.to_string(),
+                expected: "f32".into(),
+                got: Tensor { shape: vec![0], data: other }.dtype().to_string(),
+            }),
+        }
+    }
+
+    /// Same data viewed with another shape of equal element count.
+    pub fn reshaped(mut self, shape: &[usize]) -> Result<Self> {
+        if numel(shape) != self.numel() {
+            return Err(Error::shape("reshape", fmt_shape(&self.shape), fmt_shape(shape)));
+        }
+        self.shape = shape.to_vec();
+        Ok(self)
+    }
+
+    /// Converts an integer or half tensor to f32 (u8 images, f16 weights).
+    pub fn to_f32(&self) -> Tensor {
+        let v: Vec<f32> = match &self.data {
+            TensorData::F32(v) => v.clone(),
+            TensorData::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
+            TensorData::I32(v) => v.iter().map(|&x| x as f32).collect(),
+            TensorData::I8(v) => v.iter().map(|&x| x as f32).collect(),
+            TensorData::U8(v) => v.iter().map(|&x| x as f32).collect(),
+        };
+        Tensor { shape: self.shape.clone(), data: TensorData::F32(v) }
+    }
+
+    /// Raw little-endian bytes of the elements.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.data {
+            TensorData::F32(v) => bytemuck::cast_slice(v),
+            TensorData::F16(v) => bytemuck::cast_slice(v),
+            TensorData::I32(v) => bytemuck::cast_slice(v),
+            TensorData::I8(v) => bytemuck::cast_slice(v),
+            TensorData::U8(v) => v,
+        }
+    }
+
+    /// Builds a tensor from raw little-endian bytes.
+    pub fn from_bytes(dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Self> {
+        let n = numel(shape);
+        if bytes.len() != n * dtype.size() {
+            return Err(Error::ModelFile(format!(
+                "tensor of shape {} and dtype {dtype} needs {} bytes, found {}",
+                fmt_shape(shape),
+                n * dtype.size(),
+                bytes.len()
+            )));
+        }
+        // Copy through chunks: the source may not be aligned for the element type.
+        let data = match dtype {
+            DType::F32 => TensorData::F32(
+                bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            ),
+            DType::I32 => TensorData::I32(
+                bytes.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            ),
+            DType::F16 => TensorData::F16(
+                bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect(),
+            ),
+            DType::I8 => TensorData::I8(bytes.iter().map(|&b| b as i8).collect()),
+            DType::U8 => TensorData::U8(bytes.to_vec()),
+        };
+        Ok(Tensor { shape: shape.to_vec(), data })
+    }
+
+    /// Deterministic pseudo-random f32 tensor in [-1, 1) (for tests and benches).
+    pub fn random(shape: &[usize], seed: u64) -> Tensor {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let v = (0..numel(shape))
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect();
+        Tensor { shape: shape.to_vec(), data: TensorData::F32(v) }
+    }
+}
