@@ -13,3 +13,5 @@ pub mod session;
 pub use gpu::{Backend, GpuContext};
 pub use model::Model;
 pub use session::{Session, SessionOptions};
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;

@@ -4,7 +4,6 @@
 
 use naga::back::{glsl, hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
-use std::collections::HashMap;
 use wgedge::ops::{ShaderFile, ShaderKey};
 
 fn translate_all(key: &ShaderKey, act: u32) {
@@ -13,7 +12,9 @@ fn translate_all(key: &ShaderKey, act: u32) {
     let info = Validator::new(ValidationFlags::all(), Capabilities::default())
         .validate(&module)
         .unwrap_or_else(|e| panic!("{label}: {e:?}"));
-    let consts: HashMap<String, f64> = [("ACT".to_string(), act as f64), ("ALPHA".to_string(), 0.1)].into();
+    let mut consts = naga::back::PipelineConstants::default();
+    consts.insert("ACT".to_string(), act as f64);
+    consts.insert("ALPHA".to_string(), 0.1);
     let (module, info) = naga::back::pipeline_constants::process_overrides(
         &module,
         &info,

@@ -11,6 +11,8 @@ pub enum Backend {
     /// Software adapters (lavapipe, SwiftShader) are not picked: they run far slower than CPU code.
     #[default]
     Auto,
+    /// The best GPU adapter of any kind, software adapters included (benchmarks, tests).
+    AnyGpu,
     Cpu,
     Vulkan,
     Metal,
@@ -26,12 +28,13 @@ impl FromStr for Backend {
         Ok(match s.to_ascii_lowercase().as_str() {
             "auto" | "" => Backend::Auto,
             "cpu" => Backend::Cpu,
+            "gpu" | "any" => Backend::AnyGpu,
             "vulkan" | "vk" => Backend::Vulkan,
             "metal" => Backend::Metal,
             "dx12" | "d3d12" => Backend::Dx12,
             "gl" | "gles" | "opengl" => Backend::Gl,
             "webgpu" | "browser" => Backend::BrowserWebGpu,
-            other => return Err(Error::Device(format!("unknown backend '{other}' (expected auto|cpu|vulkan|metal|dx12|gl|webgpu)"))),
+            other => return Err(Error::Device(format!("unknown backend '{other}' (expected auto|gpu|cpu|vulkan|metal|dx12|gl|webgpu)"))),
         })
     }
 }
@@ -40,6 +43,7 @@ impl std::fmt::Display for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let s = match self {
             Backend::Auto => "auto",
+            Backend::AnyGpu => "gpu",
             Backend::Cpu => "cpu",
             Backend::Vulkan => "vulkan",
             Backend::Metal => "metal",
@@ -67,7 +71,7 @@ impl Backend {
             Backend::Dx12 => wgpu::Backends::DX12,
             Backend::Gl => wgpu::Backends::GL,
             Backend::BrowserWebGpu => wgpu::Backends::BROWSER_WEBGPU,
-            Backend::Auto | Backend::Cpu => wgpu::Backends::all(),
+            Backend::Auto | Backend::AnyGpu | Backend::Cpu => wgpu::Backends::all(),
         }
     }
 }

@@ -1,0 +1,236 @@
+//! The benchmark suites behind `wgedge bench`: each workload is timed with the tuned kernels,
+//! the naive GPU kernels and the CPU reference in the same run, "resident" (data on the device,
+//! timed to completion) and "end to end" (upload, run, read back), as JSON-ready records.
+
+use crate::error::Result;
+use crate::gpu::GpuContext;
+use crate::graph::GraphBuilder;
+use crate::ops::{Activation, Conv2d};
+use crate::session::{Session, SessionOptions};
+use crate::tensor::Tensor;
+use crate::Model;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One measurement. Workloads: `gemm`, `gemv`, `conv3x3`, `dwconv3x3`, `mlp`; kernel names
+/// say what ran (`naive`, `vec4-4x4`, `tiled-8x4`, `cpu-ref`, ...).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    pub workload: String,
+    pub kernel: String,
+    pub backend: String,
+    /// `resident` or `e2e`.
+    pub mode: String,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub runs: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gflops: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gbps: Option<f64>,
+}
+
+/// How long to measure.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchConfig {
+    /// Stop after this many runs...
+    pub max_runs: usize,
+    /// ...or once this much time was spent (at least `min_runs` runs either way).
+    pub budget: Duration,
+    pub min_runs: usize,
+    /// Skip the naive GPU kernels and the CPU reference (they take minutes on slow devices).
+    pub skip_slow: bool,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        BenchConfig { max_runs: 20, budget: Duration::from_secs(3), min_runs: 3, skip_slow: false }
+    }
+}
+
+/// Times `f` (after one warm-up call): (median ms, min ms, runs).
+pub fn time_it(cfg: &BenchConfig, mut f: impl FnMut() -> Result<()>) -> Result<(f64, f64, usize)> {
+    f()?;
+    let start = Instant::now();
+    let mut ms = Vec::new();
+    while ms.len() < cfg.min_runs || (ms.len() < cfg.max_runs && start.elapsed() < cfg.budget) {
+        let t = Instant::now();
+        f()?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    ms.sort_by(f64::total_cmp);
+    Ok((ms[ms.len() / 2], ms[0], ms.len()))
+}
+
+/// A benchmark workload: a model, its input, and what its size means.
+pub struct Workload {
+    pub name: &'static str,
+    pub model: Model,
+    pub input: Tensor,
+    pub flops: f64,
+    /// Bytes of weights read per run (for GB/s of GEMV).
+    pub weight_bytes: Option<f64>,
+}
+
+fn one_linear(name: &'static str, m: usize, k: usize, n: usize) -> Result<Workload> {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[m, k]);
+    let w = b.weight("w", Tensor::random(&[n, k], 7));
+    let y = b.linear(&x, &w, None, Activation::None);
+    b.output(&y);
+    Ok(Workload {
+        name,
+        model: Model::from_builder(b)?,
+        input: Tensor::random(&[m, k], 8),
+        flops: 2.0 * (m * k * n) as f64,
+        weight_bytes: Some((n * k * 4) as f64),
+    })
+}
+
+fn one_conv(name: &'static str, c: usize, hw: usize, groups: usize) -> Result<Workload> {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[1, c, hw, hw]);
+    let w = b.weight("w", Tensor::random(&[c, c / groups, 3, 3], 9));
+    let y = b.conv2d(&x, &w, None, Conv2d { pad: [1; 4], groups, ..Default::default() });
+    b.output(&y);
+    Ok(Workload {
+        name,
+        model: Model::from_builder(b)?,
+        input: Tensor::random(&[1, c, hw, hw], 10),
+        flops: 2.0 * (c * hw * hw * (c / groups) * 9) as f64,
+        weight_bytes: None,
+    })
+}
+
+/// The MLP 784-512-512-10 (ReLU) with batch `batch`.
+pub fn mlp(batch: usize) -> Result<Workload> {
+    let mut b = GraphBuilder::new();
+    let mut h = b.input("x", &[batch, 784]);
+    let dims = [784, 512, 512, 10];
+    for i in 0..3 {
+        let w = b.weight(&format!("fc{i}.weight"), Tensor::random(&[dims[i + 1], dims[i]], 20 + i as u64));
+        let bias = b.weight(&format!("fc{i}.bias"), Tensor::random(&[dims[i + 1]], 30 + i as u64));
+        let act = if i < 2 { Activation::Relu } else { Activation::None };
+        h = b.linear(&h, &w, Some(&bias), act);
+    }
+    b.output(&h);
+    let flops = 2.0 * batch as f64 * (784.0 * 512.0 + 512.0 * 512.0 + 512.0 * 10.0);
+    Ok(Workload { name: "mlp", model: Model::from_builder(b)?, input: Tensor::random(&[batch, 784], 40), flops, weight_bytes: None })
+}
+
+/// The kernels suite's workloads (sizes from the project's targets).
+pub fn kernel_workloads() -> Result<Vec<Workload>> {
+    Ok(vec![
+        one_linear("gemm", 1024, 1024, 1024)?,
+        one_linear("gemv", 1, 4096, 4096)?,
+        one_conv("conv3x3", 64, 56, 1)?,
+        one_conv("dwconv3x3", 32, 112, 32)?,
+        mlp(64)?,
+    ])
+}
+
+fn record(w: &Workload, kernel: &str, backend: &str, mode: &str, t: (f64, f64, usize)) -> Record {
+    let secs = t.0 / 1e3;
+    Record {
+        workload: w.name.into(),
+        kernel: kernel.into(),
+        backend: backend.into(),
+        mode: mode.into(),
+        median_ms: t.0,
+        min_ms: t.1,
+        runs: t.2,
+        gflops: Some(w.flops / secs / 1e9),
+        gbps: w.weight_bytes.map(|b| b / secs / 1e9),
+    }
+}
+
+/// Names the kernels a session's plan uses, e.g. `vec4-4x4` or `vec4-4x4+vec4-1x4`.
+fn kernel_label(s: &Session) -> String {
+    let mut names: Vec<String> = s.plan().nodes.iter().map(|n| n.kernel.name()).collect();
+    names.dedup();
+    names.join("+")
+}
+
+/// Runs one workload on the GPU (tuned and naive) and the CPU reference.
+pub fn bench_workload(ctx: Option<&Arc<GpuContext>>, w: &Workload, cfg: &BenchConfig, log: &mut dyn FnMut(&Record)) -> Result<Vec<Record>> {
+    let mut out = Vec::new();
+    let feeds = [("x", &w.input)];
+    let mut push = |r: Record, out: &mut Vec<Record>| {
+        log(&r);
+        out.push(r);
+    };
+    if let Some(ctx) = ctx {
+        let backend = ctx.profile.backend.clone();
+        let mut variants = vec![false];
+        if !cfg.skip_slow {
+            variants.push(true);
+        }
+        for naive in variants {
+            let opts = SessionOptions { naive, ..Default::default() };
+            let s = Session::with_context(&w.model, ctx.clone(), opts)?;
+            let label = kernel_label(&s);
+            s.run(&feeds)?; // uploads the input for the resident runs
+            push(record(w, &label, &backend, "resident", time_it(cfg, || s.run_resident(1))?), &mut out);
+            push(record(w, &label, &backend, "e2e", time_it(cfg, || s.run(&feeds).map(|_| ()))?), &mut out);
+        }
+    }
+    if !cfg.skip_slow || ctx.is_none() {
+        let s = Session::cpu(&w.model, SessionOptions::default())?;
+        push(record(w, "cpu-ref", "cpu", "e2e", time_it(cfg, || s.run(&feeds).map(|_| ()))?), &mut out);
+    }
+    Ok(out)
+}
+
+/// Formats records as an aligned table.
+pub fn table(records: &[Record]) -> String {
+    let mut s = format!("{:<10} {:<22} {:<8} {:<9} {:>11} {:>11} {:>5} {:>9} {:>7}\n", "workload", "kernel", "backend", "mode", "median ms", "min ms", "runs", "GFLOP/s", "GB/s");
+    for r in records {
+        s.push_str(&format!(
+            "{:<10} {:<22} {:<8} {:<9} {:>11.3} {:>11.3} {:>5} {:>9.3} {:>7}\n",
+            r.workload,
+            r.kernel,
+            r.backend,
+            r.mode,
+            r.median_ms,
+            r.min_ms,
+            r.runs,
+            r.gflops.unwrap_or(0.0),
+            r.gbps.map(|g| format!("{g:.3}")).unwrap_or_default()
+        ));
+    }
+    s
+}
+
+/// Speed-up ratios of the tuned GPU kernel over the naive one and over the CPU reference, per
+/// workload and mode, measured in this run.
+pub fn ratios(records: &[Record]) -> String {
+    let mut s = String::new();
+    let mut names: Vec<&str> = records.iter().map(|r| r.workload.as_str()).collect();
+    names.dedup();
+    for w in names {
+        for mode in ["resident", "e2e"] {
+            let rs: Vec<&Record> = records.iter().filter(|r| r.workload == w && r.mode == mode && r.backend != "cpu").collect();
+            let naive = rs.iter().find(|r| r.kernel == "naive");
+            let tuned = rs.iter().find(|r| r.kernel != "naive");
+            let cpu = records.iter().find(|r| r.workload == w && r.kernel == "cpu-ref");
+            if let Some(t) = tuned {
+                let mut line = format!("{w:<10} {mode:<9} {:<22}", t.kernel);
+                if let Some(n) = naive {
+                    line.push_str(&format!(" {:>7.1}x vs naive GPU", n.median_ms / t.median_ms));
+                }
+                if let Some(c) = cpu {
+                    line.push_str(&format!(" {:>7.2}x vs cpu-ref", c.median_ms / t.median_ms));
+                }
+                s.push_str(&line);
+                s.push('\n');
+            }
+        }
+        let res = records.iter().find(|r| r.workload == w && r.mode == "resident" && r.kernel != "naive" && r.backend != "cpu");
+        let e2e = records.iter().find(|r| r.workload == w && r.mode == "e2e" && r.kernel != "naive" && r.backend != "cpu");
+        if let (Some(r), Some(e)) = (res, e2e) {
+            s.push_str(&format!("{w:<10} overhead  end to end minus resident: {:.3} ms\n", e.median_ms - r.median_ms));
+        }
+    }
+    s
+}
