@@ -45,7 +45,12 @@ pub struct BenchConfig {
 
 impl Default for BenchConfig {
     fn default() -> Self {
-        BenchConfig { max_runs: 20, budget: Duration::from_secs(3), min_runs: 3, skip_slow: false }
+        BenchConfig {
+            max_runs: 20,
+            budget: Duration::from_secs(3),
+            min_runs: 3,
+            skip_slow: false,
+        }
     }
 }
 
@@ -92,7 +97,16 @@ fn one_conv(name: &'static str, c: usize, hw: usize, groups: usize) -> Result<Wo
     let mut b = GraphBuilder::new();
     let x = b.input("x", &[1, c, hw, hw]);
     let w = b.weight("w", Tensor::random(&[c, c / groups, 3, 3], 9));
-    let y = b.conv2d(&x, &w, None, Conv2d { pad: [1; 4], groups, ..Default::default() });
+    let y = b.conv2d(
+        &x,
+        &w,
+        None,
+        Conv2d {
+            pad: [1; 4],
+            groups,
+            ..Default::default()
+        },
+    );
     b.output(&y);
     Ok(Workload {
         name,
@@ -109,14 +123,30 @@ pub fn mlp(batch: usize) -> Result<Workload> {
     let mut h = b.input("x", &[batch, 784]);
     let dims = [784, 512, 512, 10];
     for i in 0..3 {
-        let w = b.weight(&format!("fc{i}.weight"), Tensor::random(&[dims[i + 1], dims[i]], 20 + i as u64));
-        let bias = b.weight(&format!("fc{i}.bias"), Tensor::random(&[dims[i + 1]], 30 + i as u64));
-        let act = if i < 2 { Activation::Relu } else { Activation::None };
+        let w = b.weight(
+            &format!("fc{i}.weight"),
+            Tensor::random(&[dims[i + 1], dims[i]], 20 + i as u64),
+        );
+        let bias = b.weight(
+            &format!("fc{i}.bias"),
+            Tensor::random(&[dims[i + 1]], 30 + i as u64),
+        );
+        let act = if i < 2 {
+            Activation::Relu
+        } else {
+            Activation::None
+        };
         h = b.linear(&h, &w, Some(&bias), act);
     }
     b.output(&h);
     let flops = 2.0 * batch as f64 * (784.0 * 512.0 + 512.0 * 512.0 + 512.0 * 10.0);
-    Ok(Workload { name: "mlp", model: Model::from_builder(b)?, input: Tensor::random(&[batch, 784], 40), flops, weight_bytes: None })
+    Ok(Workload {
+        name: "mlp",
+        model: Model::from_builder(b)?,
+        input: Tensor::random(&[batch, 784], 40),
+        flops,
+        weight_bytes: None,
+    })
 }
 
 /// The kernels suite's workloads (sizes from the project's targets).
@@ -153,7 +183,12 @@ fn kernel_label(s: &Session) -> String {
 }
 
 /// Runs one workload on the GPU (tuned and naive) and the CPU reference.
-pub fn bench_workload(ctx: Option<&Arc<GpuContext>>, w: &Workload, cfg: &BenchConfig, log: &mut dyn FnMut(&Record)) -> Result<Vec<Record>> {
+pub fn bench_workload(
+    ctx: Option<&Arc<GpuContext>>,
+    w: &Workload,
+    cfg: &BenchConfig,
+    log: &mut dyn FnMut(&Record),
+) -> Result<Vec<Record>> {
     let mut out = Vec::new();
     let feeds = [("x", &w.input)];
     let mut push = |r: Record, out: &mut Vec<Record>| {
@@ -167,24 +202,57 @@ pub fn bench_workload(ctx: Option<&Arc<GpuContext>>, w: &Workload, cfg: &BenchCo
             variants.push(true);
         }
         for naive in variants {
-            let opts = SessionOptions { naive, ..Default::default() };
+            let opts = SessionOptions {
+                naive,
+                ..Default::default()
+            };
             let s = Session::with_context(&w.model, ctx.clone(), opts)?;
             let label = kernel_label(&s);
             s.run(&feeds)?; // uploads the input for the resident runs
-            push(record(w, &label, &backend, "resident", time_it(cfg, || s.run_resident(1))?), &mut out);
-            push(record(w, &label, &backend, "e2e", time_it(cfg, || s.run(&feeds).map(|_| ()))?), &mut out);
+            push(
+                record(
+                    w,
+                    &label,
+                    &backend,
+                    "resident",
+                    time_it(cfg, || s.run_resident(1))?,
+                ),
+                &mut out,
+            );
+            push(
+                record(
+                    w,
+                    &label,
+                    &backend,
+                    "e2e",
+                    time_it(cfg, || s.run(&feeds).map(|_| ()))?,
+                ),
+                &mut out,
+            );
         }
     }
     if !cfg.skip_slow || ctx.is_none() {
         let s = Session::cpu(&w.model, SessionOptions::default())?;
-        push(record(w, "cpu-ref", "cpu", "e2e", time_it(cfg, || s.run(&feeds).map(|_| ()))?), &mut out);
+        push(
+            record(
+                w,
+                "cpu-ref",
+                "cpu",
+                "e2e",
+                time_it(cfg, || s.run(&feeds).map(|_| ()))?,
+            ),
+            &mut out,
+        );
     }
     Ok(out)
 }
 
 /// Formats records as an aligned table.
 pub fn table(records: &[Record]) -> String {
-    let mut s = format!("{:<10} {:<22} {:<8} {:<9} {:>11} {:>11} {:>5} {:>9} {:>7}\n", "workload", "kernel", "backend", "mode", "median ms", "min ms", "runs", "GFLOP/s", "GB/s");
+    let mut s = format!(
+        "{:<10} {:<22} {:<8} {:<9} {:>11} {:>11} {:>5} {:>9} {:>7}\n",
+        "workload", "kernel", "backend", "mode", "median ms", "min ms", "runs", "GFLOP/s", "GB/s"
+    );
     for r in records {
         s.push_str(&format!(
             "{:<10} {:<22} {:<8} {:<9} {:>11.3} {:>11.3} {:>5} {:>9.3} {:>7}\n",
@@ -210,14 +278,22 @@ pub fn ratios(records: &[Record]) -> String {
     names.dedup();
     for w in names {
         for mode in ["resident", "e2e"] {
-            let rs: Vec<&Record> = records.iter().filter(|r| r.workload == w && r.mode == mode && r.backend != "cpu").collect();
+            let rs: Vec<&Record> = records
+                .iter()
+                .filter(|r| r.workload == w && r.mode == mode && r.backend != "cpu")
+                .collect();
             let naive = rs.iter().find(|r| r.kernel == "naive");
             let tuned = rs.iter().find(|r| r.kernel != "naive");
-            let cpu = records.iter().find(|r| r.workload == w && r.kernel == "cpu-ref");
+            let cpu = records
+                .iter()
+                .find(|r| r.workload == w && r.kernel == "cpu-ref");
             if let Some(t) = tuned {
                 let mut line = format!("{w:<10} {mode:<9} {:<22}", t.kernel);
                 if let Some(n) = naive {
-                    line.push_str(&format!(" {:>7.1}x vs naive GPU", n.median_ms / t.median_ms));
+                    line.push_str(&format!(
+                        " {:>7.1}x vs naive GPU",
+                        n.median_ms / t.median_ms
+                    ));
                 }
                 if let Some(c) = cpu {
                     line.push_str(&format!(" {:>7.2}x vs cpu-ref", c.median_ms / t.median_ms));
@@ -226,10 +302,17 @@ pub fn ratios(records: &[Record]) -> String {
                 s.push('\n');
             }
         }
-        let res = records.iter().find(|r| r.workload == w && r.mode == "resident" && r.kernel != "naive" && r.backend != "cpu");
-        let e2e = records.iter().find(|r| r.workload == w && r.mode == "e2e" && r.kernel != "naive" && r.backend != "cpu");
+        let res = records.iter().find(|r| {
+            r.workload == w && r.mode == "resident" && r.kernel != "naive" && r.backend != "cpu"
+        });
+        let e2e = records.iter().find(|r| {
+            r.workload == w && r.mode == "e2e" && r.kernel != "naive" && r.backend != "cpu"
+        });
         if let (Some(r), Some(e)) = (res, e2e) {
-            s.push_str(&format!("{w:<10} overhead  end to end minus resident: {:.3} ms\n", e.median_ms - r.median_ms));
+            s.push_str(&format!(
+                "{w:<10} overhead  end to end minus resident: {:.3} ms\n",
+                e.median_ms - r.median_ms
+            ));
         }
     }
     s

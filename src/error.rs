@@ -10,13 +10,25 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// Two shapes that had to agree did not.
     #[error("shape mismatch in {op}: expected {expected}, got {got}")]
-    ShapeMismatch { op: String, expected: String, got: String },
+    ShapeMismatch {
+        op: String,
+        expected: String,
+        got: String,
+    },
     /// A tensor or value had a dtype the op cannot take.
     #[error("dtype mismatch in {op}: expected {expected}, got {got}")]
-    DTypeMismatch { op: String, expected: String, got: String },
+    DTypeMismatch {
+        op: String,
+        expected: String,
+        got: String,
+    },
     /// An op, dtype or format this backend cannot run.
     #[error("unsupported: {what} (op {op}, backend {backend})")]
-    Unsupported { op: String, what: String, backend: String },
+    Unsupported {
+        op: String,
+        what: String,
+        backend: String,
+    },
     /// The graph is malformed (unknown value, cycle, duplicate definition, ...).
     #[error("invalid graph: {0}")]
     Graph(String),
@@ -43,12 +55,23 @@ pub enum Error {
     Gpu(String),
     /// File system error with the path that failed.
     #[error("i/o error on {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl Error {
-    pub(crate) fn shape(op: impl Into<String>, expected: impl Into<String>, got: impl Into<String>) -> Self {
-        Error::ShapeMismatch { op: op.into(), expected: expected.into(), got: got.into() }
+    pub(crate) fn shape(
+        op: impl Into<String>,
+        expected: impl Into<String>,
+        got: impl Into<String>,
+    ) -> Self {
+        Error::ShapeMismatch {
+            op: op.into(),
+            expected: expected.into(),
+            got: got.into(),
+        }
     }
     pub(crate) fn graph(msg: impl Into<String>) -> Self {
         Error::Graph(msg.into())

@@ -28,7 +28,9 @@ pub struct SessionOptions {
 impl Default for SessionOptions {
     fn default() -> Self {
         SessionOptions {
-            autotune: std::env::var("WGEDGE_AUTOTUNE").map(|v| v != "0").unwrap_or(true),
+            autotune: std::env::var("WGEDGE_AUTOTUNE")
+                .map(|v| v != "0")
+                .unwrap_or(true),
             kernels: None,
             naive: false,
             optimize: true,
@@ -54,7 +56,11 @@ pub struct Session {
 
 impl Session {
     /// Plans `model` for `backend` and builds everything a run needs.
-    pub async fn new_async(model: &Model, backend: Backend, opts: SessionOptions) -> Result<Session> {
+    pub async fn new_async(
+        model: &Model,
+        backend: Backend,
+        opts: SessionOptions,
+    ) -> Result<Session> {
         match GpuContext::open(backend).await? {
             Some(ctx) => Self::with_context_async(model, Arc::new(ctx), opts).await,
             None => Self::cpu(model, opts),
@@ -65,11 +71,20 @@ impl Session {
     pub fn cpu(model: &Model, opts: SessionOptions) -> Result<Session> {
         let (graph, weights, rewrites) = prepare(model, opts.optimize)?;
         let plan = Plan::new(&graph, &weights, None, opts.plan)?;
-        Ok(Self::finish(model, plan, Exec::Cpu(CpuExecutor::new(Arc::new(weights))), rewrites))
+        Ok(Self::finish(
+            model,
+            plan,
+            Exec::Cpu(CpuExecutor::new(Arc::new(weights))),
+            rewrites,
+        ))
     }
 
     /// A session on a GPU context the caller made (or adopted from its app's own device).
-    pub async fn with_context_async(model: &Model, ctx: Arc<GpuContext>, opts: SessionOptions) -> Result<Session> {
+    pub async fn with_context_async(
+        model: &Model,
+        ctx: Arc<GpuContext>,
+        opts: SessionOptions,
+    ) -> Result<Session> {
         let mut profile: DeviceProfile = ctx.profile.clone();
         if let Some(k) = opts.kernels {
             profile.kernels = k;
@@ -85,7 +100,12 @@ impl Session {
 
     fn finish(model: &Model, plan: Plan, exec: Exec, rewrites: usize) -> Session {
         Session {
-            input_specs: model.graph.inputs.iter().map(|v| (v.name.clone(), v.shape.clone())).collect(),
+            input_specs: model
+                .graph
+                .inputs
+                .iter()
+                .map(|v| (v.name.clone(), v.shape.clone()))
+                .collect(),
             output_names: model.graph.outputs.clone(),
             plan,
             exec,
@@ -98,22 +118,41 @@ impl Session {
         for (name, _) in inputs {
             if !self.input_specs.iter().any(|(n, _)| n == name) {
                 let known: Vec<&str> = self.input_specs.iter().map(|(n, _)| n.as_str()).collect();
-                return Err(Error::Input(format!("unknown input '{name}' (the model takes {})", known.join(", "))));
+                return Err(Error::Input(format!(
+                    "unknown input '{name}' (the model takes {})",
+                    known.join(", ")
+                )));
             }
         }
         self.input_specs
             .iter()
             .map(|(name, shape)| {
                 let mut given = inputs.iter().filter(|(n, _)| n == name);
-                let t = given.next().ok_or_else(|| Error::Input(format!("missing input '{name}' of shape {}", fmt_shape(shape))))?.1;
+                let t = given
+                    .next()
+                    .ok_or_else(|| {
+                        Error::Input(format!(
+                            "missing input '{name}' of shape {}",
+                            fmt_shape(shape)
+                        ))
+                    })?
+                    .1;
                 if given.next().is_some() {
                     return Err(Error::Input(format!("input '{name}' given more than once")));
                 }
                 if t.dtype() != crate::DType::F32 {
-                    return Err(Error::DTypeMismatch { op: format!("input '{name}'"), expected: "f32".into(), got: t.dtype().to_string() });
+                    return Err(Error::DTypeMismatch {
+                        op: format!("input '{name}'"),
+                        expected: "f32".into(),
+                        got: t.dtype().to_string(),
+                    });
                 }
                 if t.shape() != shape.as_slice() {
-                    return Err(Error::shape(format!("input '{name}'"), fmt_shape(shape), fmt_shape(t.shape())));
+                    return Err(Error::shape(
+                        format!("input '{name}'"),
+                        fmt_shape(shape),
+                        fmt_shape(t.shape()),
+                    ));
                 }
                 Ok(t)
             })
@@ -132,7 +171,11 @@ impl Session {
     /// Runs on data already uploaded, `iters` times, waiting for completion (benchmarks).
     pub fn run_resident(&self, iters: usize) -> Result<()> {
         match &self.exec {
-            Exec::Cpu(_) => Err(Error::Unsupported { op: "run_resident".into(), what: "resident runs".into(), backend: "cpu".into() }),
+            Exec::Cpu(_) => Err(Error::Unsupported {
+                op: "run_resident".into(),
+                what: "resident runs".into(),
+                backend: "cpu".into(),
+            }),
             Exec::Gpu(_, g) => g.run_resident(iters),
         }
     }
@@ -183,7 +226,11 @@ impl Session {
     }
 
     /// Blocking [`Session::with_context_async`].
-    pub fn with_context(model: &Model, ctx: Arc<GpuContext>, opts: SessionOptions) -> Result<Session> {
+    pub fn with_context(
+        model: &Model,
+        ctx: Arc<GpuContext>,
+        opts: SessionOptions,
+    ) -> Result<Session> {
         pollster::block_on(Self::with_context_async(model, ctx, opts))
     }
 
@@ -194,7 +241,14 @@ impl Session {
 }
 
 /// Folds BatchNorm, fuses epilogues, and returns the rewritten graph and weights.
-fn prepare(model: &Model, optimize: bool) -> Result<(crate::graph::Graph, std::collections::BTreeMap<String, Tensor>, usize)> {
+fn prepare(
+    model: &Model,
+    optimize: bool,
+) -> Result<(
+    crate::graph::Graph,
+    std::collections::BTreeMap<String, Tensor>,
+    usize,
+)> {
     let mut graph = model.graph.clone();
     let mut weights = (*model.weights).clone();
     let mut rewrites = 0;

@@ -87,12 +87,18 @@ impl Tensor {
                 format!("{len} elements"),
             ));
         }
-        Ok(Tensor { shape: shape.to_vec(), data })
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            data,
+        })
     }
 
     /// An f32 tensor of zeros.
     pub fn zeros(shape: &[usize]) -> Self {
-        Tensor { shape: shape.to_vec(), data: TensorData::F32(vec![0.0; numel(shape)]) }
+        Tensor {
+            shape: shape.to_vec(),
+            data: TensorData::F32(vec![0.0; numel(shape)]),
+        }
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -136,7 +142,12 @@ impl Tensor {
             other => Err(Error::DTypeMismatch {
                 op: what.to_string(),
                 expected: "f32".into(),
-                got: Tensor { shape: vec![0], data: other }.dtype().to_string(),
+                got: Tensor {
+                    shape: vec![0],
+                    data: other,
+                }
+                .dtype()
+                .to_string(),
             }),
         }
     }
@@ -144,7 +155,11 @@ impl Tensor {
     /// Same data viewed with another shape of equal element count.
     pub fn reshaped(mut self, shape: &[usize]) -> Result<Self> {
         if numel(shape) != self.numel() {
-            return Err(Error::shape("reshape", fmt_shape(&self.shape), fmt_shape(shape)));
+            return Err(Error::shape(
+                "reshape",
+                fmt_shape(&self.shape),
+                fmt_shape(shape),
+            ));
         }
         self.shape = shape.to_vec();
         Ok(self)
@@ -159,7 +174,10 @@ impl Tensor {
             TensorData::I8(v) => v.iter().map(|&x| x as f32).collect(),
             TensorData::U8(v) => v.iter().map(|&x| x as f32).collect(),
         };
-        Tensor { shape: self.shape.clone(), data: TensorData::F32(v) }
+        Tensor {
+            shape: self.shape.clone(),
+            data: TensorData::F32(v),
+        }
     }
 
     /// Raw little-endian bytes of the elements.
@@ -187,18 +205,30 @@ impl Tensor {
         // Copy through chunks: the source may not be aligned for the element type.
         let data = match dtype {
             DType::F32 => TensorData::F32(
-                bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
             ),
             DType::I32 => TensorData::I32(
-                bytes.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
             ),
             DType::F16 => TensorData::F16(
-                bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect(),
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
             ),
             DType::I8 => TensorData::I8(bytes.iter().map(|&b| b as i8).collect()),
             DType::U8 => TensorData::U8(bytes.to_vec()),
         };
-        Ok(Tensor { shape: shape.to_vec(), data })
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            data,
+        })
     }
 
     /// Deterministic pseudo-random f32 tensor in [-1, 1) (for tests and benches).
@@ -212,6 +242,9 @@ impl Tensor {
                 ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
             })
             .collect();
-        Tensor { shape: shape.to_vec(), data: TensorData::F32(v) }
+        Tensor {
+            shape: shape.to_vec(),
+            data: TensorData::F32(v),
+        }
     }
 }

@@ -22,33 +22,73 @@ fn translate_all(key: &ShaderKey, act: u32) {
         &consts,
     )
     .unwrap_or_else(|e| panic!("{label}: overrides: {e:?}"));
-    let ep = module.entry_points.iter().find(|e| e.name == "main").expect("entry point main");
+    let ep = module
+        .entry_points
+        .iter()
+        .find(|e| e.name == "main")
+        .expect("entry point main");
     assert_eq!(ep.stage, naga::ShaderStage::Compute);
 
     let words = spv::write_vec(&module, &info, &spv::Options::default(), None)
         .unwrap_or_else(|e| panic!("{label}: SPIR-V: {e:?}"));
     assert_eq!(words[0], 0x0723_0203, "{label}: SPIR-V magic");
 
-    let (msl_src, _) = msl::write_string(&module, &info, &msl::Options::default(), &msl::PipelineOptions::default())
-        .unwrap_or_else(|e| panic!("{label}: MSL: {e:?}"));
-    assert!(msl_src.contains("kernel"), "{label}: MSL has no kernel function");
+    let (msl_src, _) = msl::write_string(
+        &module,
+        &info,
+        &msl::Options::default(),
+        &msl::PipelineOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{label}: MSL: {e:?}"));
+    assert!(
+        msl_src.contains("kernel"),
+        "{label}: MSL has no kernel function"
+    );
 
     let mut hlsl_src = String::new();
-    let hopts = hlsl::Options { shader_model: hlsl::ShaderModel::V5_1, ..Default::default() };
-    let hpipe = hlsl::PipelineOptions { entry_point: Some((naga::ShaderStage::Compute, "main".into())) };
+    let hopts = hlsl::Options {
+        shader_model: hlsl::ShaderModel::V5_1,
+        ..Default::default()
+    };
+    let hpipe = hlsl::PipelineOptions {
+        entry_point: Some((naga::ShaderStage::Compute, "main".into())),
+    };
     hlsl::Writer::new(&mut hlsl_src, &hopts, &hpipe)
         .write(&module, &info, None)
         .unwrap_or_else(|e| panic!("{label}: HLSL: {e:?}"));
-    assert!(hlsl_src.contains("numthreads"), "{label}: HLSL has no numthreads");
+    assert!(
+        hlsl_src.contains("numthreads"),
+        "{label}: HLSL has no numthreads"
+    );
 
     let mut glsl_src = String::new();
-    let gopts = glsl::Options { version: glsl::Version::Embedded { version: 310, is_webgl: false }, ..Default::default() };
-    let gpipe = glsl::PipelineOptions { shader_stage: naga::ShaderStage::Compute, entry_point: "main".into(), multiview: None };
-    glsl::Writer::new(&mut glsl_src, &module, &info, &gopts, &gpipe, naga::proc::BoundsCheckPolicies::default())
-        .unwrap_or_else(|e| panic!("{label}: GLSL setup: {e:?}"))
-        .write()
-        .unwrap_or_else(|e| panic!("{label}: GLSL: {e:?}"));
-    assert!(glsl_src.contains("local_size_x"), "{label}: GLSL has no local_size");
+    let gopts = glsl::Options {
+        version: glsl::Version::Embedded {
+            version: 310,
+            is_webgl: false,
+        },
+        ..Default::default()
+    };
+    let gpipe = glsl::PipelineOptions {
+        shader_stage: naga::ShaderStage::Compute,
+        entry_point: "main".into(),
+        multiview: None,
+    };
+    glsl::Writer::new(
+        &mut glsl_src,
+        &module,
+        &info,
+        &gopts,
+        &gpipe,
+        naga::proc::BoundsCheckPolicies::default(),
+    )
+    .unwrap_or_else(|e| panic!("{label}: GLSL setup: {e:?}"))
+    .write()
+    .unwrap_or_else(|e| panic!("{label}: GLSL: {e:?}"));
+    assert!(
+        glsl_src.contains("local_size_x"),
+        "{label}: GLSL has no local_size"
+    );
 }
 
 #[test]

@@ -11,7 +11,11 @@ const DEFAULT_MODEL: &[u8] = include_bytes!("../../models/mnist-cnn.safetensors"
 const DEFAULT_TEST_SET: &[u8] = include_bytes!("../../models/mnist-test.safetensors");
 
 #[derive(Parser)]
-#[command(name = "wgedge", version, about = "Run compressed neural networks on edge GPUs through WebGPU")]
+#[command(
+    name = "wgedge",
+    version,
+    about = "Run compressed neural networks on edge GPUs through WebGPU"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -72,46 +76,89 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> wgedge::Result<()> {
-    match cli.cmd.unwrap_or(Cmd::Demo { backend: "auto".into() }) {
+    match cli.cmd.unwrap_or(Cmd::Demo {
+        backend: "auto".into(),
+    }) {
         Cmd::Demo { backend } => demo(backend.parse()?),
-        Cmd::Info { model, device, backend } => info(model, device, backend.parse()?),
-        Cmd::Run { model, input, output, backend } => run_model(&model, &input, &output, backend.parse()?),
-        Cmd::Bench { suite, json, backend, quick } => bench(&suite, json, backend.parse()?, quick),
+        Cmd::Info {
+            model,
+            device,
+            backend,
+        } => info(model, device, backend.parse()?),
+        Cmd::Run {
+            model,
+            input,
+            output,
+            backend,
+        } => run_model(&model, &input, &output, backend.parse()?),
+        Cmd::Bench {
+            suite,
+            json,
+            backend,
+            quick,
+        } => bench(&suite, json, backend.parse()?, quick),
     }
 }
 
 fn demo(backend: Backend) -> wgedge::Result<()> {
     let model = Model::from_bytes(DEFAULT_MODEL)?;
     let (data, _) = wgedge::model::read_tensors(DEFAULT_TEST_SET)?;
-    let images = data.get("images").ok_or_else(|| wgedge::Error::MissingWeight("images".into()))?.to_f32();
-    let labels = data.get("labels").ok_or_else(|| wgedge::Error::MissingWeight("labels".into()))?.to_f32();
+    let images = data
+        .get("images")
+        .ok_or_else(|| wgedge::Error::MissingWeight("images".into()))?
+        .to_f32();
+    let labels = data
+        .get("labels")
+        .ok_or_else(|| wgedge::Error::MissingWeight("labels".into()))?
+        .to_f32();
     let n = images.shape()[0];
     let pixels = images.f32s("images")?;
     let labels = labels.f32s("labels")?;
     let t0 = std::time::Instant::now();
     let session = Session::new(&model, backend)?;
     let build_ms = t0.elapsed().as_secs_f64() * 1e3;
-    println!("wgedge demo: MNIST CNN ({} params, {} KiB of weights) on {}", model.graph.param_count(), model.weight_bytes() / 1024, session.device_name());
+    println!(
+        "wgedge demo: MNIST CNN ({} params, {} KiB of weights) on {}",
+        model.graph.param_count(),
+        model.weight_bytes() / 1024,
+        session.device_name()
+    );
     let mut correct = 0;
     let mut times = Vec::with_capacity(n);
     let mut first = String::new();
     for i in 0..n {
-        let img = Tensor::new(&[1, 1, 28, 28], pixels[i * 784..(i + 1) * 784].iter().map(|v| v / 255.0).collect())?;
+        let img = Tensor::new(
+            &[1, 1, 28, 28],
+            pixels[i * 784..(i + 1) * 784]
+                .iter()
+                .map(|v| v / 255.0)
+                .collect(),
+        )?;
         let t = std::time::Instant::now();
         let out = session.run(&[("image", &img)])?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
         let probs = out[0].f32s("probs")?;
-        let (pred, p) = probs.iter().enumerate().fold((0, f32::MIN), |b, (k, &v)| if v > b.1 { (k, v) } else { b });
+        let (pred, p) =
+            probs
+                .iter()
+                .enumerate()
+                .fold((0, f32::MIN), |b, (k, &v)| if v > b.1 { (k, v) } else { b });
         if pred == labels[i] as usize {
             correct += 1;
         }
         if i == 0 {
-            first = format!("first digit: label {}, predicted {pred} (p = {p:.3})", labels[i]);
+            first = format!(
+                "first digit: label {}, predicted {pred} (p = {p:.3})",
+                labels[i]
+            );
         }
     }
     times.sort_by(f64::total_cmp);
     println!("{first}");
-    println!("held-out accuracy: {correct}/{n} = {:.2}%", 100.0 * correct as f64 / n as f64);
+    println!(
+        "held-out accuracy: {correct}/{n} = {:.2}%",
+        100.0 * correct as f64 / n as f64
+    );
     println!(
         "latency per image (batch 1, end to end): median {:.3} ms, min {:.3} ms; session build {build_ms:.1} ms",
         times[n / 2],
@@ -122,18 +169,31 @@ fn demo(backend: Backend) -> wgedge::Result<()> {
 
 fn info(model: Option<PathBuf>, device: bool, backend: Backend) -> wgedge::Result<()> {
     if device {
-        let backend = if backend == Backend::Auto { Backend::AnyGpu } else { backend };
+        let backend = if backend == Backend::Auto {
+            Backend::AnyGpu
+        } else {
+            backend
+        };
         match pollster::block_on(GpuContext::open(backend))? {
             None => println!("device: cpu (reference backend)"),
             Some(ctx) => {
                 let ctx = Arc::new(ctx);
                 let p = &ctx.profile;
                 println!("adapter:  {}", p.adapter);
-                println!("backend:  {}  kind: {:?}  driver: {}", p.backend, p.kind, p.driver);
-                println!("features: shader-f16 {}  subgroups {}  timestamp-query {}", p.features.shader_f16, p.features.subgroups, p.features.timestamp_query);
+                println!(
+                    "backend:  {}  kind: {:?}  driver: {}",
+                    p.backend, p.kind, p.driver
+                );
+                println!(
+                    "features: shader-f16 {}  subgroups {}  timestamp-query {}",
+                    p.features.shader_f16, p.features.subgroups, p.features.timestamp_query
+                );
                 println!("limits:   {:#?}", p.limits);
                 let k = pollster::block_on(wgedge::exec::autotune::choices(&ctx))?;
-                println!("kernels:  {}", serde_json::to_string(&k).unwrap_or_default());
+                println!(
+                    "kernels:  {}",
+                    serde_json::to_string(&k).unwrap_or_default()
+                );
                 if let Some(path) = wgedge::exec::autotune::cache_path(&ctx) {
                     println!("cache:    {}", path.display());
                 }
@@ -149,13 +209,30 @@ fn info(model: Option<PathBuf>, device: bool, backend: Backend) -> wgedge::Resul
     let model = Model::load(&path)?;
     let g = &model.graph;
     println!("model:    {}", path.display());
-    println!("inputs:   {}", g.inputs.iter().map(|v| format!("{} {}{:?}", v.name, v.dtype, v.shape)).collect::<Vec<_>>().join(", "));
+    println!(
+        "inputs:   {}",
+        g.inputs
+            .iter()
+            .map(|v| format!("{} {}{:?}", v.name, v.dtype, v.shape))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!("outputs:  {}", g.outputs.join(", "));
-    println!("nodes:    {}   params: {}   weight bytes: {}", g.nodes.len(), g.param_count(), model.weight_bytes());
+    println!(
+        "nodes:    {}   params: {}   weight bytes: {}",
+        g.nodes.len(),
+        g.param_count(),
+        model.weight_bytes()
+    );
     let session = Session::with_options(&model, backend, SessionOptions::default())?;
     let plan = session.plan();
     println!("device:   {}", session.device_name());
-    println!("plan:     {} nodes after folding/fusion ({} removed), {:.1} MFLOP per run", plan.nodes.len(), session.rewrites, plan.flops() as f64 / 1e6);
+    println!(
+        "plan:     {} nodes after folding/fusion ({} removed), {:.1} MFLOP per run",
+        plan.nodes.len(),
+        session.rewrites,
+        plan.flops() as f64 / 1e6
+    );
     println!(
         "memory:   {} activation bytes planned in {} buffers (lower bound {}, ratio {:.3})",
         plan.memory.peak_bytes,
@@ -167,7 +244,12 @@ fn info(model: Option<PathBuf>, device: bool, backend: Backend) -> wgedge::Resul
     Ok(())
 }
 
-fn run_model(model: &PathBuf, input: &PathBuf, output: &PathBuf, backend: Backend) -> wgedge::Result<()> {
+fn run_model(
+    model: &PathBuf,
+    input: &PathBuf,
+    output: &PathBuf,
+    backend: Backend,
+) -> wgedge::Result<()> {
     let model = Model::load(model)?;
     let tensors = wgedge::model::load_tensors(input)?;
     let session = Session::new(&model, backend)?;
@@ -175,9 +257,15 @@ fn run_model(model: &PathBuf, input: &PathBuf, output: &PathBuf, backend: Backen
     let t = std::time::Instant::now();
     let outs = session.run(&feeds)?;
     let ms = t.elapsed().as_secs_f64() * 1e3;
-    let named: BTreeMap<String, Tensor> = session.output_names().iter().cloned().zip(outs).collect();
+    let named: BTreeMap<String, Tensor> =
+        session.output_names().iter().cloned().zip(outs).collect();
     wgedge::model::save_tensors(output, &named)?;
-    println!("ran on {} in {ms:.3} ms; wrote {} to {}", session.device_name(), named.keys().cloned().collect::<Vec<_>>().join(", "), output.display());
+    println!(
+        "ran on {} in {ms:.3} ms; wrote {} to {}",
+        session.device_name(),
+        named.keys().cloned().collect::<Vec<_>>().join(", "),
+        output.display()
+    );
     Ok(())
 }
 
@@ -186,10 +274,18 @@ fn bench(suite: &str, json: Option<PathBuf>, backend: Backend, quick: bool) -> w
     let ctx = pollster::block_on(GpuContext::open(backend))?.map(Arc::new);
     let mut cfg = BenchConfig::default();
     if quick {
-        cfg = BenchConfig { max_runs: 5, budget: std::time::Duration::from_millis(500), min_runs: 2, skip_slow: true };
+        cfg = BenchConfig {
+            max_runs: 5,
+            budget: std::time::Duration::from_millis(500),
+            min_runs: 2,
+            skip_slow: true,
+        };
     }
     match &ctx {
-        Some(c) => println!("device: {} ({}, {:?}, driver {})", c.profile.adapter, c.profile.backend, c.profile.kind, c.profile.driver),
+        Some(c) => println!(
+            "device: {} ({}, {:?}, driver {})",
+            c.profile.adapter, c.profile.backend, c.profile.kind, c.profile.driver
+        ),
         None => println!("device: none (CPU reference only)"),
     }
     let workloads = match suite {
@@ -201,23 +297,44 @@ fn bench(suite: &str, json: Option<PathBuf>, backend: Backend, quick: bool) -> w
             flops: 0.0,
             weight_bytes: None,
         }],
-        other => return Err(wgedge::Error::Input(format!("unknown suite '{other}' (kernels | models)"))),
+        other => {
+            return Err(wgedge::Error::Input(format!(
+                "unknown suite '{other}' (kernels | models)"
+            )))
+        }
     };
     let mut records = Vec::new();
     for w in &workloads {
-        let mut w = Workload { name: w.name, model: w.model.clone(), input: w.input.clone(), flops: w.flops, weight_bytes: w.weight_bytes };
+        let mut w = Workload {
+            name: w.name,
+            model: w.model.clone(),
+            input: w.input.clone(),
+            flops: w.flops,
+            weight_bytes: w.weight_bytes,
+        };
         if w.name == "mnist-cnn" {
-            w.flops = Session::cpu(&w.model, SessionOptions::default())?.plan().flops() as f64;
+            w.flops = Session::cpu(&w.model, SessionOptions::default())?
+                .plan()
+                .flops() as f64;
             w.input = Tensor::random(&[1, 1, 28, 28], 1);
         }
-        records.extend(bench_workload(ctx.as_ref(), &w, &cfg, &mut |r| eprintln!("  {} {} {} {:.3} ms", r.workload, r.kernel, r.mode, r.median_ms))?);
+        records.extend(bench_workload(ctx.as_ref(), &w, &cfg, &mut |r| {
+            eprintln!(
+                "  {} {} {} {:.3} ms",
+                r.workload, r.kernel, r.mode, r.median_ms
+            )
+        })?);
     }
     print!("{}", table(&records));
     println!();
     print!("{}", ratios(&records));
     if let Some(path) = json {
-        let s = serde_json::to_string_pretty(&records).map_err(|e| wgedge::Error::Input(e.to_string()))?;
-        std::fs::write(&path, s).map_err(|source| wgedge::Error::Io { path: path.display().to_string(), source })?;
+        let s = serde_json::to_string_pretty(&records)
+            .map_err(|e| wgedge::Error::Input(e.to_string()))?;
+        std::fs::write(&path, s).map_err(|source| wgedge::Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
         println!("wrote {}", path.display());
     }
     Ok(())

@@ -27,21 +27,39 @@ impl CpuExecutor {
                 .inputs
                 .iter()
                 .map(|&v| match plan.values[v].kind {
-                    ValueKind::Weight => self.weights.get(&plan.values[v].name).ok_or_else(|| crate::Error::MissingWeight(plan.values[v].name.clone())),
-                    _ => live[v].as_ref().ok_or_else(|| crate::Error::graph(format!("value '{}' read before it was computed", plan.values[v].name))),
+                    ValueKind::Weight => self
+                        .weights
+                        .get(&plan.values[v].name)
+                        .ok_or_else(|| crate::Error::MissingWeight(plan.values[v].name.clone())),
+                    _ => live[v].as_ref().ok_or_else(|| {
+                        crate::Error::graph(format!(
+                            "value '{}' read before it was computed",
+                            plan.values[v].name
+                        ))
+                    }),
                 })
                 .collect::<Result<_>>()?;
             let out = node.op.cpu(&ins)?;
             live[node.output] = Some(out);
             for &v in &node.inputs {
-                if plan.values[v].kind != ValueKind::Weight && plan.intervals[v].end <= step && !plan.outputs.contains(&v) {
+                if plan.values[v].kind != ValueKind::Weight
+                    && plan.intervals[v].end <= step
+                    && !plan.outputs.contains(&v)
+                {
                     live[v] = None;
                 }
             }
         }
         plan.outputs
             .iter()
-            .map(|&v| live[v].clone().ok_or_else(|| crate::Error::graph(format!("output '{}' was not computed", plan.values[v].name))))
+            .map(|&v| {
+                live[v].clone().ok_or_else(|| {
+                    crate::Error::graph(format!(
+                        "output '{}' was not computed",
+                        plan.values[v].name
+                    ))
+                })
+            })
             .collect()
     }
 }

@@ -35,15 +35,33 @@ fn align(v: u64, a: u64) -> u64 {
 
 impl GpuExecutor {
     /// Builds every GPU resource the plan needs. Errors from wgpu are captured and returned.
-    pub async fn new(ctx: Arc<GpuContext>, plan: &Plan, weights: &BTreeMap<String, Tensor>) -> Result<GpuExecutor> {
+    pub async fn new(
+        ctx: Arc<GpuContext>,
+        plan: &Plan,
+        weights: &BTreeMap<String, Tensor>,
+    ) -> Result<GpuExecutor> {
         let c = ctx.clone();
-        let exec = c.scoped("building the session's GPU resources", || Self::build(ctx, plan, weights)).await?;
+        let exec = c
+            .scoped("building the session's GPU resources", || {
+                Self::build(ctx, plan, weights)
+            })
+            .await?;
         Ok(exec)
     }
 
-    fn build(ctx: Arc<GpuContext>, plan: &Plan, weights: &BTreeMap<String, Tensor>) -> Result<GpuExecutor> {
+    fn build(
+        ctx: Arc<GpuContext>,
+        plan: &Plan,
+        weights: &BTreeMap<String, Tensor>,
+    ) -> Result<GpuExecutor> {
         let mut device_bytes = 0u64;
-        let slots: Vec<wgpu::Buffer> = plan.memory.slot_bytes.iter().enumerate().map(|(i, &b)| ctx.storage(&format!("slot{i}"), b)).collect();
+        let slots: Vec<wgpu::Buffer> = plan
+            .memory
+            .slot_bytes
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| ctx.storage(&format!("slot{i}"), b))
+            .collect();
         device_bytes += plan.memory.peak_bytes;
         let dummy = ctx.storage("dummy", 16);
 
@@ -62,7 +80,9 @@ impl GpuExecutor {
                     if pv.kind != ValueKind::Weight || consts.contains_key(&(v, pack)) {
                         continue;
                     }
-                    let t = weights.get(&pv.name).ok_or_else(|| Error::MissingWeight(pv.name.clone()))?;
+                    let t = weights
+                        .get(&pv.name)
+                        .ok_or_else(|| Error::MissingWeight(pv.name.clone()))?;
                     let data = t.f32s(&pv.name)?;
                     let packed;
                     let bytes: &[u8] = match pack {
@@ -79,7 +99,11 @@ impl GpuExecutor {
         }
 
         // All uniform parameters in one buffer at aligned offsets.
-        let ualign = ctx.profile.limits.min_uniform_buffer_offset_alignment.max(16) as u64;
+        let ualign = ctx
+            .profile
+            .limits
+            .min_uniform_buffer_offset_alignment
+            .max(16) as u64;
         let mut uniform_data: Vec<u8> = Vec::new();
         let mut uoffsets = Vec::new();
         for d in plan.nodes.iter().flat_map(|n| &n.dispatches) {
@@ -118,36 +142,66 @@ impl GpuExecutor {
                 u += 1;
                 let mut entries = vec![wgpu::BindGroupEntry {
                     binding: 0,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &uniform, offset: uoff, size: wgpu::BufferSize::new(usize_) }),
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &uniform,
+                        offset: uoff,
+                        size: wgpu::BufferSize::new(usize_),
+                    }),
                 }];
                 for (i, b) in d.bindings.iter().enumerate() {
                     let (buffer, size) = match *b {
-                        Bind::Input(k) => value_buf(node.inputs[k]).ok_or_else(|| Error::Gpu(format!("node '{}': input {k} has no buffer", node.name)))?,
-                        Bind::Output => value_buf(node.output).ok_or_else(|| Error::Gpu(format!("node '{}': output has no buffer", node.name)))?,
+                        Bind::Input(k) => value_buf(node.inputs[k]).ok_or_else(|| {
+                            Error::Gpu(format!("node '{}': input {k} has no buffer", node.name))
+                        })?,
+                        Bind::Output => value_buf(node.output).ok_or_else(|| {
+                            Error::Gpu(format!("node '{}': output has no buffer", node.name))
+                        })?,
                         Bind::Packed(k, p) => {
-                            let b = consts.get(&(node.inputs[k], Some(p))).ok_or_else(|| Error::Gpu(format!("node '{}': packed input {k} missing", node.name)))?;
+                            let b = consts.get(&(node.inputs[k], Some(p))).ok_or_else(|| {
+                                Error::Gpu(format!(
+                                    "node '{}': packed input {k} missing",
+                                    node.name
+                                ))
+                            })?;
                             (b, b.size())
                         }
                         Bind::Dummy => (&dummy, 16),
                     };
                     entries.push(wgpu::BindGroupEntry {
                         binding: i as u32 + 1,
-                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer, offset: 0, size: wgpu::BufferSize::new(align(size.max(4), 4)) }),
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer,
+                            offset: 0,
+                            size: wgpu::BufferSize::new(align(size.max(4), 4)),
+                        }),
                     });
                 }
-                let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(&node.name), layout: &layout, entries: &entries });
-                steps.push(Step { pipeline, bind_group, workgroups: d.workgroups });
+                let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(&node.name),
+                    layout: &layout,
+                    entries: &entries,
+                });
+                steps.push(Step {
+                    pipeline,
+                    bind_group,
+                    workgroups: d.workgroups,
+                });
             }
         }
 
         let inputs = plan
             .inputs
             .iter()
-            .map(|&v| value_buf(v).map(|(b, s)| (b.clone(), s)).ok_or_else(|| Error::Gpu("graph input without a buffer".into())))
+            .map(|&v| {
+                value_buf(v)
+                    .map(|(b, s)| (b.clone(), s))
+                    .ok_or_else(|| Error::Gpu("graph input without a buffer".into()))
+            })
             .collect::<Result<Vec<_>>>()?;
         let mut outputs = Vec::new();
         for &v in &plan.outputs {
-            let (buf, bytes) = value_buf(v).ok_or_else(|| Error::Gpu("graph output without a buffer".into()))?;
+            let (buf, bytes) =
+                value_buf(v).ok_or_else(|| Error::Gpu("graph output without a buffer".into()))?;
             let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("staging"),
                 size: align(bytes, 4),
@@ -157,11 +211,20 @@ impl GpuExecutor {
             device_bytes += bytes;
             outputs.push((buf.clone(), staging, plan.values[v].shape.clone()));
         }
-        Ok(GpuExecutor { ctx, steps, inputs, outputs, device_bytes })
+        Ok(GpuExecutor {
+            ctx,
+            steps,
+            inputs,
+            outputs,
+            device_bytes,
+        })
     }
 
     fn record(&self, enc: &mut wgpu::CommandEncoder) {
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("wgedge run"), timestamp_writes: None });
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("wgedge run"),
+            timestamp_writes: None,
+        });
         for s in &self.steps {
             pass.set_pipeline(&s.pipeline);
             pass.set_bind_group(0, &s.bind_group, &[]);
@@ -178,7 +241,11 @@ impl GpuExecutor {
             debug_assert_eq!(data.len() as u64, *bytes);
             ctx.queue.write_buffer(buf, 0, data);
         }
-        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgedge run") });
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("wgedge run"),
+            });
         self.record(&mut enc);
         for (src, staging, _) in &self.outputs {
             enc.copy_buffer_to_buffer(src, 0, staging, 0, staging.size());
@@ -192,7 +259,10 @@ impl GpuExecutor {
         let mut out = Vec::with_capacity(self.outputs.len());
         for (_, staging, shape) in &self.outputs {
             let data: Vec<f32> = {
-                let view = staging.slice(..).get_mapped_range().map_err(|e| Error::Gpu(format!("reading outputs: {e}")))?;
+                let view = staging
+                    .slice(..)
+                    .get_mapped_range()
+                    .map_err(|e| Error::Gpu(format!("reading outputs: {e}")))?;
                 bytemuck::cast_slice::<u8, f32>(&view[..crate::tensor::numel(shape) * 4]).to_vec()
             };
             staging.unmap();
@@ -204,7 +274,12 @@ impl GpuExecutor {
     /// Runs the recorded dispatches `iters` times on data already on the device and waits for
     /// completion (the "resident" benchmark mode).
     pub fn run_resident(&self, iters: usize) -> Result<()> {
-        let mut enc = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgedge resident") });
+        let mut enc = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("wgedge resident"),
+            });
         for _ in 0..iters {
             self.record(&mut enc);
         }

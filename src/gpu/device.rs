@@ -34,7 +34,11 @@ impl FromStr for Backend {
             "dx12" | "d3d12" => Backend::Dx12,
             "gl" | "gles" | "opengl" => Backend::Gl,
             "webgpu" | "browser" => Backend::BrowserWebGpu,
-            other => return Err(Error::Device(format!("unknown backend '{other}' (expected auto|gpu|cpu|vulkan|metal|dx12|gl|webgpu)"))),
+            other => {
+                return Err(Error::Device(format!(
+                    "unknown backend '{other}' (expected auto|gpu|cpu|vulkan|metal|dx12|gl|webgpu)"
+                )))
+            }
         })
     }
 }
@@ -123,9 +127,18 @@ impl GpuContext {
         if backend == Backend::Cpu {
             return Ok(None);
         }
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor { backends: backend.wgpu_backends(), ..wgpu::InstanceDescriptor::new_without_display_handle() });
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends: backend.wgpu_backends(),
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
         let adapters = enumerate(&instance).await;
-        let mut sorted: Vec<(wgpu::Adapter, wgpu::AdapterInfo)> = adapters.into_iter().map(|a| { let i = a.get_info(); (a, i) }).collect();
+        let mut sorted: Vec<(wgpu::Adapter, wgpu::AdapterInfo)> = adapters
+            .into_iter()
+            .map(|a| {
+                let i = a.get_info();
+                (a, i)
+            })
+            .collect();
         sorted.sort_by_key(|(_, i)| std::cmp::Reverse(rank(i.device_type)));
         if backend == Backend::Auto {
             match sorted.first() {
@@ -140,13 +153,17 @@ impl GpuContext {
                 }
             }
         }
-        let (adapter, _) = sorted.into_iter().next().ok_or_else(|| Error::Device(format!("no {backend} adapter found")))?;
+        let (adapter, _) = sorted
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Device(format!("no {backend} adapter found")))?;
         Self::from_adapter(&adapter).await.map(Some)
     }
 
     /// Creates a device on `adapter`, requesting optional features only where present.
     pub async fn from_adapter(adapter: &wgpu::Adapter) -> Result<GpuContext> {
-        let want = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
+        let want =
+            wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
         let features = adapter.features() & want;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
@@ -161,19 +178,25 @@ impl GpuContext {
     }
 
     /// Adopts an app's own device and queue (the app keeps ownership; wgpu handles are shared).
-    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> GpuContext {
+    pub fn from_device(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+    ) -> GpuContext {
         let l = device.limits();
         let f = device.features();
         let profile = DeviceProfile {
             adapter: info.name.clone(),
             backend: format!("{:?}", info.backend).to_lowercase(),
-            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
             kind: kind_of(info.device_type),
             limits: DeviceLimits {
                 max_buffer_size: l.max_buffer_size,
-                max_storage_buffer_binding_size: l.max_storage_buffer_binding_size as u64,
+                max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
                 max_storage_buffers_per_stage: l.max_storage_buffers_per_shader_stage,
-                max_uniform_buffer_binding_size: l.max_uniform_buffer_binding_size as u64,
+                max_uniform_buffer_binding_size: l.max_uniform_buffer_binding_size,
                 max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
                 max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
                 max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
@@ -187,12 +210,21 @@ impl GpuContext {
             kernels: KernelChoices::default(),
             naive_only: false,
         };
-        GpuContext { device, queue, info, profile, kernels: Default::default() }
+        GpuContext {
+            device,
+            queue,
+            info,
+            profile,
+            kernels: Default::default(),
+        }
     }
 
     /// Blocks until all submitted work is done.
     pub fn wait_idle(&self) -> Result<()> {
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map(|_| ()).map_err(|e| Error::Gpu(format!("poll: {e}")))
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Gpu(format!("poll: {e}")))
     }
 
     /// Runs `f` inside validation and out-of-memory error scopes, turning any wgpu error into
@@ -217,6 +249,9 @@ async fn enumerate(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
 
 #[cfg(target_arch = "wasm32")]
 async fn enumerate(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
-    let opts = wgpu::RequestAdapterOptions { power_preference: wgpu::PowerPreference::HighPerformance, ..Default::default() };
+    let opts = wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::HighPerformance,
+        ..Default::default()
+    };
     instance.request_adapter(&opts).await.into_iter().collect()
 }

@@ -27,25 +27,36 @@ impl GpuContext {
                 Some(m) => m.clone(),
                 None => {
                     crate::ops::shaders::validate(shader)?;
-                    let m = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(&shader.label()),
-                        source: wgpu::ShaderSource::Wgsl(shader.source().into()),
-                    });
+                    let m = self
+                        .device
+                        .create_shader_module(wgpu::ShaderModuleDescriptor {
+                            label: Some(&shader.label()),
+                            source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+                        });
                     mods.insert(shader.clone(), m.clone());
                     m
                 }
             }
         };
         let constants = [("ACT", code as f64), ("ALPHA", alpha as f64)];
-        let p = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(&shader.label()),
-            layout: None,
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, zero_initialize_workgroup_memory: false },
-            cache: None,
-        });
-        self.kernels.pipelines.lock().map_err(poisoned)?.insert(key, p.clone());
+        let p = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&shader.label()),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
+        self.kernels
+            .pipelines
+            .lock()
+            .map_err(poisoned)?
+            .insert(key, p.clone());
         Ok(p)
     }
 
@@ -63,7 +74,9 @@ impl GpuContext {
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes.max(16).div_ceil(4) * 4,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         })
     }
@@ -76,7 +89,11 @@ fn poisoned<T>(_: std::sync::PoisonError<T>) -> crate::Error {
 /// Maps `buffer` for reading and waits for it (polling the device on native; on the web the
 /// browser completes the map and the returned future resolves).
 pub(crate) async fn map_read(ctx: &GpuContext, buffers: &[&wgpu::Buffer]) -> Result<()> {
-    let done = std::sync::Arc::new(Mutex::new((0usize, None::<String>, None::<std::task::Waker>)));
+    let done = std::sync::Arc::new(Mutex::new((
+        0usize,
+        None::<String>,
+        None::<std::task::Waker>,
+    )));
     for b in buffers {
         let d = done.clone();
         b.slice(..).map_async(wgpu::MapMode::Read, move |r| {
@@ -99,10 +116,14 @@ pub(crate) async fn map_read(ctx: &GpuContext, buffers: &[&wgpu::Buffer]) -> Res
     std::future::poll_fn(|cx| {
         let mut g = match done.lock() {
             Ok(g) => g,
-            Err(_) => return std::task::Poll::Ready(Err(crate::Error::Gpu("map lock poisoned".into()))),
+            Err(_) => {
+                return std::task::Poll::Ready(Err(crate::Error::Gpu("map lock poisoned".into())))
+            }
         };
         if let Some(e) = g.1.take() {
-            return std::task::Poll::Ready(Err(crate::Error::Gpu(format!("buffer map failed: {e}"))));
+            return std::task::Poll::Ready(Err(crate::Error::Gpu(format!(
+                "buffer map failed: {e}"
+            ))));
         }
         if g.0 == n {
             std::task::Poll::Ready(Ok(()))

@@ -1,6 +1,6 @@
 //! A small builder for graphs in code: each call adds a node and returns its output's name.
 
-use super::graph::{Graph, Node, ValueSpec};
+use super::def::{Graph, Node, ValueSpec};
 use crate::error::{Error, Result};
 use crate::ops::*;
 use crate::tensor::{DType, Tensor};
@@ -34,13 +34,21 @@ impl GraphBuilder {
 
     /// Declares an f32 graph input.
     pub fn input(&mut self, name: &str, shape: &[usize]) -> String {
-        self.graph.inputs.push(ValueSpec { name: name.into(), dtype: DType::F32, shape: shape.to_vec() });
+        self.graph.inputs.push(ValueSpec {
+            name: name.into(),
+            dtype: DType::F32,
+            shape: shape.to_vec(),
+        });
         name.into()
     }
 
     /// Adds a constant tensor.
     pub fn weight(&mut self, name: &str, t: Tensor) -> String {
-        self.graph.weights.push(ValueSpec { name: name.into(), dtype: t.dtype(), shape: t.shape().to_vec() });
+        self.graph.weights.push(ValueSpec {
+            name: name.into(),
+            dtype: t.dtype(),
+            shape: t.shape().to_vec(),
+        });
         self.weights.insert(name.into(), t);
         name.into()
     }
@@ -55,20 +63,34 @@ impl GraphBuilder {
         self.counter += 1;
         let name = format!("{}_{}", op.name(), self.counter);
         let output = format!("{name}:out");
-        self.graph.nodes.push(Node { name, op, inputs: inputs.iter().map(|s| s.to_string()).collect(), output: output.clone() });
+        self.graph.nodes.push(Node {
+            name,
+            op,
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            output: output.clone(),
+        });
         output
     }
 
     /// Renames the last node's output (to give outputs stable, readable names).
     pub fn name_last(&mut self, name: &str) -> Result<String> {
-        let n = self.graph.nodes.last_mut().ok_or_else(|| Error::graph("name_last on an empty graph"))?;
+        let n = self
+            .graph
+            .nodes
+            .last_mut()
+            .ok_or_else(|| Error::graph("name_last on an empty graph"))?;
         n.output = name.into();
         Ok(name.into())
     }
 
     /// `act(x @ w^T + bias)` with `w` in the PyTorch `[out, in]` layout.
     pub fn linear(&mut self, x: &str, w: &str, bias: Option<&str>, act: Activation) -> String {
-        let op = MatMul { trans_b: true, bias: bias.is_some(), act, ..Default::default() };
+        let op = MatMul {
+            trans_b: true,
+            bias: bias.is_some(),
+            act,
+            ..Default::default()
+        };
         let mut ins = vec![x, w];
         ins.extend(bias);
         self.node(Op::MatMul(op), &ins)
@@ -92,7 +114,13 @@ impl GraphBuilder {
     }
 
     pub fn binary(&mut self, kind: BinaryKind, a: &str, b: &str) -> String {
-        self.node(Op::Binary(Binary { kind, act: Activation::None }), &[a, b])
+        self.node(
+            Op::Binary(Binary {
+                kind,
+                act: Activation::None,
+            }),
+            &[a, b],
+        )
     }
 
     pub fn add(&mut self, a: &str, b: &str) -> String {
@@ -111,12 +139,26 @@ impl GraphBuilder {
         self.node(Op::GlobalAvgPool(GlobalAvgPool {}), &[x])
     }
 
-    pub fn batch_norm(&mut self, x: &str, gamma: &str, beta: &str, mean: &str, var: &str, eps: f32) -> String {
-        self.node(Op::BatchNorm(BatchNorm { eps }), &[x, gamma, beta, mean, var])
+    pub fn batch_norm(
+        &mut self,
+        x: &str,
+        gamma: &str,
+        beta: &str,
+        mean: &str,
+        var: &str,
+        eps: f32,
+    ) -> String {
+        self.node(
+            Op::BatchNorm(BatchNorm { eps }),
+            &[x, gamma, beta, mean, var],
+        )
     }
 
     pub fn layer_norm(&mut self, x: &str, gamma: &str, beta: &str, eps: f32) -> String {
-        self.node(Op::LayerNorm(LayerNorm { axis: -1, eps }), &[x, gamma, beta])
+        self.node(
+            Op::LayerNorm(LayerNorm { axis: -1, eps }),
+            &[x, gamma, beta],
+        )
     }
 
     pub fn flatten(&mut self, x: &str, axis: usize) -> String {
@@ -124,11 +166,21 @@ impl GraphBuilder {
     }
 
     pub fn reshape(&mut self, x: &str, shape: &[i64]) -> String {
-        self.node(Op::Reshape(Reshape { shape: shape.to_vec() }), &[x])
+        self.node(
+            Op::Reshape(Reshape {
+                shape: shape.to_vec(),
+            }),
+            &[x],
+        )
     }
 
     pub fn transpose(&mut self, x: &str, perm: &[usize]) -> String {
-        self.node(Op::Transpose(Transpose { perm: perm.to_vec() }), &[x])
+        self.node(
+            Op::Transpose(Transpose {
+                perm: perm.to_vec(),
+            }),
+            &[x],
+        )
     }
 
     pub fn concat(&mut self, xs: &[&str], axis: i64) -> String {

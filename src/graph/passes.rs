@@ -3,7 +3,7 @@
 //! and their names; each is checked by tests that compare the rewritten graph's CPU results
 //! with the original's.
 
-use super::graph::{Graph, Origin, ValueSpec};
+use super::def::{Graph, Origin, ValueSpec};
 use crate::error::Result;
 use crate::ops::{Activation, BinaryKind, Op};
 use crate::tensor::Tensor;
@@ -14,7 +14,13 @@ fn sole_consumer(g: &Graph, value: &str) -> Option<usize> {
     if g.outputs.iter().any(|o| o == value) {
         return None;
     }
-    let users: Vec<usize> = g.nodes.iter().enumerate().filter(|(_, n)| n.inputs.iter().any(|i| i == value)).map(|(i, _)| i).collect();
+    let users: Vec<usize> = g
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.inputs.iter().any(|i| i == value))
+        .map(|(i, _)| i)
+        .collect();
     match users.as_slice() {
         [u] => Some(*u),
         _ => None,
@@ -22,18 +28,31 @@ fn sole_consumer(g: &Graph, value: &str) -> Option<usize> {
 }
 
 fn weight<'a>(g: &Graph, w: &'a BTreeMap<String, Tensor>, name: &str) -> Option<&'a Tensor> {
-    g.weights.iter().any(|s| s.name == name).then(|| w.get(name)).flatten()
+    g.weights
+        .iter()
+        .any(|s| s.name == name)
+        .then(|| w.get(name))
+        .flatten()
 }
 
 fn set_weight(g: &mut Graph, w: &mut BTreeMap<String, Tensor>, name: &str, t: Tensor) {
     g.weights.retain(|s| s.name != name);
-    g.weights.push(ValueSpec { name: name.into(), dtype: t.dtype(), shape: t.shape().to_vec() });
+    g.weights.push(ValueSpec {
+        name: name.into(),
+        dtype: t.dtype(),
+        shape: t.shape().to_vec(),
+    });
     w.insert(name.into(), t);
 }
 
 /// Drops declared weights that no node reads any more.
 fn prune_weights(g: &mut Graph, w: &mut BTreeMap<String, Tensor>) {
-    let used: std::collections::HashSet<String> = g.nodes.iter().flat_map(|n| n.inputs.iter().cloned()).chain(g.outputs.iter().cloned()).collect();
+    let used: std::collections::HashSet<String> = g
+        .nodes
+        .iter()
+        .flat_map(|n| n.inputs.iter().cloned())
+        .chain(g.outputs.iter().cloned())
+        .collect();
     g.weights.retain(|s| used.contains(&s.name));
     w.retain(|k, _| used.contains(k));
 }
@@ -49,24 +68,54 @@ pub fn fold_batchnorm(g: &mut Graph, w: &mut BTreeMap<String, Tensor>) -> Result
             if c.residual || c.act != Activation::None || weight(g, w, &conv.inputs[1]).is_none() {
                 continue;
             }
-            let Some(bi) = sole_consumer(g, &conv.output) else { continue };
-            let Op::BatchNorm(bn) = &g.nodes[bi].op else { continue };
-            if g.nodes[bi].inputs[0] != conv.output || !g.nodes[bi].inputs[1..].iter().all(|n| weight(g, w, n).is_some()) {
+            let Some(bi) = sole_consumer(g, &conv.output) else {
+                continue;
+            };
+            let Op::BatchNorm(bn) = &g.nodes[bi].op else {
+                continue;
+            };
+            if g.nodes[bi].inputs[0] != conv.output
+                || !g.nodes[bi].inputs[1..]
+                    .iter()
+                    .all(|n| weight(g, w, n).is_some())
+            {
                 continue;
             }
             hit = Some((ci, bi, *c, *bn));
             break;
         }
-        let Some((ci, bi, mut c, bn)) = hit else { break };
-        let stats: Vec<&[f32]> = g.nodes[bi].inputs[1..].iter().map(|n| w[n].f32s("batch_norm fold")).collect::<Result<_>>()?;
+        let Some((ci, bi, mut c, bn)) = hit else {
+            break;
+        };
+        let stats: Vec<&[f32]> = g.nodes[bi].inputs[1..]
+            .iter()
+            .map(|n| w[n].f32s("batch_norm fold"))
+            .collect::<Result<_>>()?;
         let (scale, shift) = bn.affine(stats[0], stats[1], stats[2], stats[3]);
         let conv = g.nodes[ci].clone();
         let wt = &w[&conv.inputs[1]];
         let per = wt.numel() / scale.len();
-        let new_w: Vec<f32> = wt.f32s("conv weight")?.iter().enumerate().map(|(i, v)| v * scale[i / per]).collect();
-        let old_b: Vec<f32> = if c.bias { w[&conv.inputs[2]].f32s("conv bias")?.to_vec() } else { vec![0.0; scale.len()] };
-        let new_b: Vec<f32> = old_b.iter().zip(&scale).zip(&shift).map(|((b, s), t)| b * s + t).collect();
-        let (wname, bname) = (format!("{}.weight_bnfolded", conv.name), format!("{}.bias_bnfolded", conv.name));
+        let new_w: Vec<f32> = wt
+            .f32s("conv weight")?
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * scale[i / per])
+            .collect();
+        let old_b: Vec<f32> = if c.bias {
+            w[&conv.inputs[2]].f32s("conv bias")?.to_vec()
+        } else {
+            vec![0.0; scale.len()]
+        };
+        let new_b: Vec<f32> = old_b
+            .iter()
+            .zip(&scale)
+            .zip(&shift)
+            .map(|((b, s), t)| b * s + t)
+            .collect();
+        let (wname, bname) = (
+            format!("{}.weight_bnfolded", conv.name),
+            format!("{}.bias_bnfolded", conv.name),
+        );
         set_weight(g, w, &wname, Tensor::new(wt.shape(), new_w)?);
         set_weight(g, w, &bname, Tensor::new(&[scale.len()], new_b)?);
         c.bias = true;
@@ -85,7 +134,11 @@ pub fn fold_batchnorm(g: &mut Graph, w: &mut BTreeMap<String, Tensor>) -> Result
 /// Fuses into matmul/conv: a following add of a bias-shaped constant (as the bias), a following
 /// add of a same-shaped value (as the residual), and a following activation. The kernels apply
 /// `act(acc + bias + residual)`, so an add is fused only while no activation has been.
-pub fn fuse_epilogues(g: &mut Graph, w: &BTreeMap<String, Tensor>, shapes: &std::collections::HashMap<String, Vec<usize>>) -> usize {
+pub fn fuse_epilogues(
+    g: &mut Graph,
+    w: &BTreeMap<String, Tensor>,
+    shapes: &std::collections::HashMap<String, Vec<usize>>,
+) -> usize {
     let mut fused = 0;
     'outer: loop {
         for pi in 0..g.nodes.len() {
@@ -93,7 +146,9 @@ pub fn fuse_epilogues(g: &mut Graph, w: &BTreeMap<String, Tensor>, shapes: &std:
             if !matches!(prod.op, Op::MatMul(_) | Op::Conv2d(_)) {
                 continue;
             }
-            let Some(ci) = sole_consumer(g, &prod.output) else { continue };
+            let Some(ci) = sole_consumer(g, &prod.output) else {
+                continue;
+            };
             let cons = g.nodes[ci].clone();
             let out_shape = &shapes[&prod.output];
             let mut op = prod.op.clone();
@@ -110,24 +165,47 @@ pub fn fuse_epilogues(g: &mut Graph, w: &BTreeMap<String, Tensor>, shapes: &std:
                     if op.clone().epilogue_act().map(|a| *a) != Some(Activation::None) {
                         continue;
                     }
-                    let other = if cons.inputs[0] == prod.output { &cons.inputs[1] } else { &cons.inputs[0] };
+                    let other = if cons.inputs[0] == prod.output {
+                        &cons.inputs[1]
+                    } else {
+                        &cons.inputs[0]
+                    };
                     if *other == prod.output {
                         continue;
                     }
                     let oshape = &shapes[other];
-                    let channels = match &op { Op::MatMul(_) => out_shape[out_shape.len() - 1], _ => out_shape[1] };
+                    let channels = match &op {
+                        Op::MatMul(_) => out_shape[out_shape.len() - 1],
+                        _ => out_shape[1],
+                    };
                     let bias_like = weight(g, w, other).is_some()
                         && oshape.iter().product::<usize>() == channels
                         && match &op {
                             Op::MatMul(_) => oshape.as_slice() == [channels],
-                            _ => oshape.as_slice() == [channels] || oshape.as_slice() == [channels, 1, 1] || oshape.as_slice() == [1, channels, 1, 1],
+                            _ => {
+                                oshape.as_slice() == [channels]
+                                    || oshape.as_slice() == [channels, 1, 1]
+                                    || oshape.as_slice() == [1, channels, 1, 1]
+                            }
                         };
-                    let (has_bias, has_res) = match &op { Op::MatMul(m) => (m.bias, m.residual), Op::Conv2d(c) => (c.bias, c.residual), _ => unreachable!() };
+                    let (has_bias, has_res) = match &op {
+                        Op::MatMul(m) => (m.bias, m.residual),
+                        Op::Conv2d(c) => (c.bias, c.residual),
+                        _ => unreachable!(),
+                    };
                     if bias_like && !has_bias && !has_res && oshape.as_slice() == [channels] {
-                        match &mut op { Op::MatMul(m) => m.bias = true, Op::Conv2d(c) => c.bias = true, _ => {} }
+                        match &mut op {
+                            Op::MatMul(m) => m.bias = true,
+                            Op::Conv2d(c) => c.bias = true,
+                            _ => {}
+                        }
                         extra = Some(other.clone());
                     } else if oshape == out_shape && !has_res {
-                        match &mut op { Op::MatMul(m) => m.residual = true, Op::Conv2d(c) => c.residual = true, _ => {} }
+                        match &mut op {
+                            Op::MatMul(m) => m.residual = true,
+                            Op::Conv2d(c) => c.residual = true,
+                            _ => {}
+                        }
                         extra = Some(other.clone());
                     } else {
                         continue;

@@ -28,7 +28,13 @@ pub(crate) fn dtype_from_st(d: safetensors::Dtype) -> Result<DType> {
         safetensors::Dtype::I32 => DType::I32,
         safetensors::Dtype::I8 => DType::I8,
         safetensors::Dtype::U8 => DType::U8,
-        other => return Err(Error::Unsupported { op: "safetensors".into(), what: format!("tensor dtype {other:?}"), backend: "any".into() }),
+        other => {
+            return Err(Error::Unsupported {
+                op: "safetensors".into(),
+                what: format!("tensor dtype {other:?}"),
+                backend: "any".into(),
+            })
+        }
     })
 }
 
@@ -45,37 +51,60 @@ fn dtype_to_st(d: DType) -> safetensors::Dtype {
 /// Reads all tensors of a safetensors buffer, plus its metadata.
 pub fn read_tensors(bytes: &[u8]) -> Result<(BTreeMap<String, Tensor>, HashMap<String, String>)> {
     if bytes.len() < 8 {
-        return Err(Error::ModelFile(format!("file is {} bytes: too short for a safetensors header", bytes.len())));
+        return Err(Error::ModelFile(format!(
+            "file is {} bytes: too short for a safetensors header",
+            bytes.len()
+        )));
     }
-    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| Error::ModelFile(format!("not a valid safetensors file: {e}")))?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| Error::ModelFile(format!("bad safetensors header: {e}")))?;
+    let st = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| Error::ModelFile(format!("not a valid safetensors file: {e}")))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| Error::ModelFile(format!("bad safetensors header: {e}")))?;
     let mut out = BTreeMap::new();
     for (name, view) in st.iter() {
-        let dtype = dtype_from_st(view.dtype()).map_err(|e| Error::ModelFile(format!("tensor '{name}': {e}")))?;
-        out.insert(name.to_string(), Tensor::from_bytes(dtype, view.shape(), view.data()).map_err(|e| Error::ModelFile(format!("tensor '{name}': {e}")))?);
+        let dtype = dtype_from_st(view.dtype())
+            .map_err(|e| Error::ModelFile(format!("tensor '{name}': {e}")))?;
+        out.insert(
+            name.to_string(),
+            Tensor::from_bytes(dtype, view.shape(), view.data())
+                .map_err(|e| Error::ModelFile(format!("tensor '{name}': {e}")))?,
+        );
     }
     Ok((out, meta.metadata().clone().unwrap_or_default()))
 }
 
 /// Serialises tensors (and optional metadata) to safetensors bytes.
-pub fn write_tensors(tensors: &BTreeMap<String, Tensor>, meta: Option<HashMap<String, String>>) -> Result<Vec<u8>> {
+pub fn write_tensors(
+    tensors: &BTreeMap<String, Tensor>,
+    meta: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>> {
     let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
         .iter()
         .map(|(k, t)| {
-            safetensors::tensor::TensorView::new(dtype_to_st(t.dtype()), t.shape().to_vec(), t.bytes())
-                .map(|v| (k.clone(), v))
-                .map_err(|e| Error::ModelFile(format!("tensor '{k}': {e}")))
+            safetensors::tensor::TensorView::new(
+                dtype_to_st(t.dtype()),
+                t.shape().to_vec(),
+                t.bytes(),
+            )
+            .map(|v| (k.clone(), v))
+            .map_err(|e| Error::ModelFile(format!("tensor '{k}': {e}")))
         })
         .collect::<Result<_>>()?;
     safetensors::serialize(views, meta).map_err(|e| Error::ModelFile(format!("serialising: {e}")))
 }
 
 fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| Error::Io { path: path.display().to_string(), source })
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes).map_err(|source| Error::Io { path: path.display().to_string(), source })
+    std::fs::write(path, bytes).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 impl Model {
@@ -84,10 +113,15 @@ impl Model {
         graph.check(&weights)?;
         for name in weights.keys() {
             if !graph.weights.iter().any(|w| &w.name == name) {
-                return Err(Error::ModelFile(format!("tensor '{name}' is not declared by the graph")));
+                return Err(Error::ModelFile(format!(
+                    "tensor '{name}' is not declared by the graph"
+                )));
             }
         }
-        Ok(Model { graph, weights: Arc::new(weights) })
+        Ok(Model {
+            graph,
+            weights: Arc::new(weights),
+        })
     }
 
     /// Finishes a builder into a checked model.
@@ -99,13 +133,20 @@ impl Model {
     /// Loads a model from safetensors bytes (works on wasm: fetch the bytes, then call this).
     pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
         let (tensors, meta) = read_tensors(bytes)?;
-        let json = meta.get(GRAPH_KEY).ok_or_else(|| Error::ModelFile(format!("no '{GRAPH_KEY}' metadata: a plain safetensors file, not a wgedge model")))?;
+        let json = meta.get(GRAPH_KEY).ok_or_else(|| {
+            Error::ModelFile(format!(
+                "no '{GRAPH_KEY}' metadata: a plain safetensors file, not a wgedge model"
+            ))
+        })?;
         if let Some(v) = meta.get(VERSION_KEY) {
             if v != FORMAT_VERSION {
-                return Err(Error::ModelFile(format!("format version {v}, this wgedge reads {FORMAT_VERSION}")));
+                return Err(Error::ModelFile(format!(
+                    "format version {v}, this wgedge reads {FORMAT_VERSION}"
+                )));
             }
         }
-        let graph: Graph = serde_json::from_str(json).map_err(|e| Error::ModelFile(format!("graph metadata is not valid: {e}")))?;
+        let graph: Graph = serde_json::from_str(json)
+            .map_err(|e| Error::ModelFile(format!("graph metadata is not valid: {e}")))?;
         Model::new(graph, tensors)
     }
 
@@ -116,8 +157,12 @@ impl Model {
 
     /// Serialises the model to safetensors bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let json = serde_json::to_string(&self.graph).map_err(|e| Error::ModelFile(format!("graph to JSON: {e}")))?;
-        let meta = HashMap::from([(GRAPH_KEY.to_string(), json), (VERSION_KEY.to_string(), FORMAT_VERSION.to_string())]);
+        let json = serde_json::to_string(&self.graph)
+            .map_err(|e| Error::ModelFile(format!("graph to JSON: {e}")))?;
+        let meta = HashMap::from([
+            (GRAPH_KEY.to_string(), json),
+            (VERSION_KEY.to_string(), FORMAT_VERSION.to_string()),
+        ]);
         write_tensors(&self.weights, Some(meta))
     }
 
@@ -138,6 +183,9 @@ pub fn load_tensors(path: impl AsRef<std::path::Path>) -> Result<BTreeMap<String
 }
 
 /// Writes named tensors as a plain safetensors file.
-pub fn save_tensors(path: impl AsRef<std::path::Path>, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
+pub fn save_tensors(
+    path: impl AsRef<std::path::Path>,
+    tensors: &BTreeMap<String, Tensor>,
+) -> Result<()> {
     write_file(path.as_ref(), &write_tensors(tensors, None)?)
 }

@@ -1,7 +1,9 @@
 //! 2-D convolution, NCHW input, OIHW weights `[cout, cin / groups, kh, kw]`: stride, asymmetric
 //! padding, dilation, groups (depthwise when groups == cin == cout), fused bias/residual/act.
 
-use super::{check_grid, div_ceil, Activation, Bind, Dispatch, Kernel, LowerCtx, Pack, ShaderFile, ShaderKey};
+use super::{
+    check_grid, div_ceil, Activation, Bind, Dispatch, Kernel, LowerCtx, Pack, ShaderFile, ShaderKey,
+};
 use crate::error::{Error, Result};
 use crate::tensor::fmt_shape;
 use bytemuck::{Pod, Zeroable};
@@ -36,7 +38,15 @@ pub struct Conv2d {
 
 impl Default for Conv2d {
     fn default() -> Self {
-        Conv2d { stride: [1, 1], pad: [0; 4], dilation: [1, 1], groups: 1, bias: false, residual: false, act: Activation::None }
+        Conv2d {
+            stride: [1, 1],
+            pad: [0; 4],
+            dilation: [1, 1],
+            groups: 1,
+            bias: false,
+            residual: false,
+            act: Activation::None,
+        }
     }
 }
 
@@ -74,14 +84,26 @@ impl Conv2d {
     pub(crate) fn infer(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
         let (x, w) = (&ins[0], &ins[1]);
         if x.len() != 4 || w.len() != 4 {
-            return Err(Error::shape("conv2d", "NCHW input and OIHW weight (rank 4)", format!("{} and {}", fmt_shape(x), fmt_shape(w))));
+            return Err(Error::shape(
+                "conv2d",
+                "NCHW input and OIHW weight (rank 4)",
+                format!("{} and {}", fmt_shape(x), fmt_shape(w)),
+            ));
         }
         let g = self.groups;
         if g == 0 || x[1] % g != 0 || w[0] % g != 0 {
-            return Err(Error::shape("conv2d", format!("channels divisible by groups = {g}"), format!("cin {}, cout {}", x[1], w[0])));
+            return Err(Error::shape(
+                "conv2d",
+                format!("channels divisible by groups = {g}"),
+                format!("cin {}, cout {}", x[1], w[0]),
+            ));
         }
         if w[1] != x[1] / g {
-            return Err(Error::shape("conv2d", format!("weight [_, {}, _, _] (cin / groups)", x[1] / g), fmt_shape(w)));
+            return Err(Error::shape(
+                "conv2d",
+                format!("weight [_, {}, _, _] (cin / groups)", x[1] / g),
+                fmt_shape(w),
+            ));
         }
         if self.stride.contains(&0) || self.dilation.contains(&0) {
             return Err(Error::graph("conv2d stride and dilation must be >= 1"));
@@ -91,18 +113,35 @@ impl Conv2d {
         let ph = x[2] + self.pad[0] + self.pad[2];
         let pw = x[3] + self.pad[1] + self.pad[3];
         if w[2] == 0 || w[3] == 0 || ph < eff_h || pw < eff_w {
-            return Err(Error::shape("conv2d", format!("padded input at least {eff_h}x{eff_w}"), format!("{ph}x{pw}")));
+            return Err(Error::shape(
+                "conv2d",
+                format!("padded input at least {eff_h}x{eff_w}"),
+                format!("{ph}x{pw}"),
+            ));
         }
-        let out = vec![x[0], w[0], (ph - eff_h) / self.stride[0] + 1, (pw - eff_w) / self.stride[1] + 1];
+        let out = vec![
+            x[0],
+            w[0],
+            (ph - eff_h) / self.stride[0] + 1,
+            (pw - eff_w) / self.stride[1] + 1,
+        ];
         let mut i = 2;
         if self.bias {
             if ins[i] != [w[0]] {
-                return Err(Error::shape("conv2d bias", fmt_shape(&[w[0]]), fmt_shape(&ins[i])));
+                return Err(Error::shape(
+                    "conv2d bias",
+                    fmt_shape(&[w[0]]),
+                    fmt_shape(&ins[i]),
+                ));
             }
             i += 1;
         }
         if self.residual && ins[i] != out {
-            return Err(Error::shape("conv2d residual", fmt_shape(&out), fmt_shape(&ins[i])));
+            return Err(Error::shape(
+                "conv2d residual",
+                fmt_shape(&out),
+                fmt_shape(&ins[i]),
+            ));
         }
         Ok(out)
     }
@@ -140,11 +179,20 @@ impl Conv2d {
         self.groups > 1 && self.groups == x[1] && w[0] == x[1]
     }
 
-    pub(crate) fn cpu(&self, xs: &[&[f32]], shapes: &[Vec<usize>], out_shape: &[usize]) -> Vec<f32> {
+    pub(crate) fn cpu(
+        &self,
+        xs: &[&[f32]],
+        shapes: &[Vec<usize>],
+        out_shape: &[usize],
+    ) -> Vec<f32> {
         let p = self.params(&shapes[0], &shapes[1], out_shape);
         let (x, wt) = (xs[0], xs[1]);
         let bias = if self.bias { Some(xs[2]) } else { None };
-        let res = if self.residual { Some(xs[xs.len() - 1]) } else { None };
+        let res = if self.residual {
+            Some(xs[xs.len() - 1])
+        } else {
+            None
+        };
         let u = |v: u32| v as usize;
         let (oh, ow, h, w) = (u(p.oh), u(p.ow), u(p.h), u(p.w));
         let mut y = vec![0.0f32; crate::tensor::numel(out_shape)];
@@ -158,13 +206,15 @@ impl Conv2d {
                         for s in 0..u(p.kw) {
                             let wv = wt[((co * u(p.cin_g) + ci) * u(p.kh) + r) * u(p.kw) + s];
                             for oy in 0..oh {
-                                let iy = (oy * u(p.stride_h) + r * u(p.dil_h)) as isize - p.pad_t as isize;
+                                let iy = (oy * u(p.stride_h) + r * u(p.dil_h)) as isize
+                                    - p.pad_t as isize;
                                 if iy < 0 || iy >= h as isize {
                                     continue;
                                 }
                                 let xrow = &xc[iy as usize * w..][..w];
                                 for ox in 0..ow {
-                                    let ix = (ox * u(p.stride_w) + s * u(p.dil_w)) as isize - p.pad_l as isize;
+                                    let ix = (ox * u(p.stride_w) + s * u(p.dil_w)) as isize
+                                        - p.pad_l as isize;
                                     if ix >= 0 && ix < w as isize {
                                         plane[oy * ow + ox] += wv * xrow[ix as usize];
                                     }
@@ -190,31 +240,70 @@ impl Conv2d {
     pub(crate) fn lower(&self, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
         let (x, w) = (&cx.in_shapes[0], &cx.in_shapes[1]);
         let p = self.params(x, w, cx.out_shape);
-        let bias = if self.bias { Bind::Input(2) } else { Bind::Dummy };
-        let res = if self.residual { Bind::Input(2 + self.bias as usize) } else { Bind::Dummy };
+        let bias = if self.bias {
+            Bind::Input(2)
+        } else {
+            Bind::Dummy
+        };
+        let res = if self.residual {
+            Bind::Input(2 + self.bias as usize)
+        } else {
+            Bind::Dummy
+        };
         let npix = (p.oh * p.ow) as usize;
         let (shader, wbind, wg) = match cx.kernel {
             Kernel::Naive => {
                 let total = p.n as u64 * p.cout as u64 * npix as u64;
-                (ShaderKey::new(ShaderFile::ConvNaive, &[]), Bind::Input(1), super::grid_1d(total.div_ceil(64), cx.max_workgroups))
+                (
+                    ShaderKey::new(ShaderFile::ConvNaive, &[]),
+                    Bind::Input(1),
+                    super::grid_1d(total.div_ceil(64), cx.max_workgroups),
+                )
             }
             Kernel::ConvTiled { px } => {
                 if !cx.is_const[1] {
-                    return Err(Error::Unsupported { op: "conv2d".into(), what: "tiled kernel needs constant weights".into(), backend: "gpu".into() });
+                    return Err(Error::Unsupported {
+                        op: "conv2d".into(),
+                        what: "tiled kernel needs constant weights".into(),
+                        backend: "gpu".into(),
+                    });
                 }
                 (
                     ShaderKey::new(ShaderFile::ConvTiled, &[("PX", px)]),
-                    Bind::Packed(1, Pack::ConvTaps { groups: self.groups }),
-                    [div_ceil(npix, 16 * px as usize), div_ceil((p.cout_gp / 8 * p.groups) as usize, 4), p.n],
+                    Bind::Packed(
+                        1,
+                        Pack::ConvTaps {
+                            groups: self.groups,
+                        },
+                    ),
+                    [
+                        div_ceil(npix, 16 * px as usize),
+                        div_ceil((p.cout_gp / 8 * p.groups) as usize, 4),
+                        p.n,
+                    ],
                 )
             }
             Kernel::ConvDepthwise { px } => {
                 if !self.is_depthwise(x, w) {
-                    return Err(Error::Unsupported { op: "conv2d".into(), what: "depthwise kernel on a non-depthwise conv".into(), backend: "gpu".into() });
+                    return Err(Error::Unsupported {
+                        op: "conv2d".into(),
+                        what: "depthwise kernel on a non-depthwise conv".into(),
+                        backend: "gpu".into(),
+                    });
                 }
-                (ShaderKey::new(ShaderFile::ConvDepthwise, &[("PX", px)]), Bind::Input(1), [div_ceil(npix, 64 * px as usize), p.cout, p.n])
+                (
+                    ShaderKey::new(ShaderFile::ConvDepthwise, &[("PX", px)]),
+                    Bind::Input(1),
+                    [div_ceil(npix, 64 * px as usize), p.cout, p.n],
+                )
             }
-            k => return Err(Error::Unsupported { op: "conv2d".into(), what: format!("kernel {}", k.name()), backend: "gpu".into() }),
+            k => {
+                return Err(Error::Unsupported {
+                    op: "conv2d".into(),
+                    what: format!("kernel {}", k.name()),
+                    backend: "gpu".into(),
+                })
+            }
         };
         check_grid("conv2d", wg, cx.max_workgroups)?;
         Ok(vec![Dispatch {

@@ -55,13 +55,27 @@ pub fn broadcast_shape(op: &str, a: &[usize], b: &[usize]) -> Result<Vec<usize>>
     let r = a.len().max(b.len());
     let mut out = vec![0; r];
     for i in 0..r {
-        let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
-        let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+        let da = if i + a.len() >= r {
+            a[i + a.len() - r]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= r {
+            b[i + b.len() - r]
+        } else {
+            1
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
             (x, 1) => x,
-            _ => return Err(Error::shape(op, format!("shapes broadcastable with {}", fmt_shape(a)), fmt_shape(b))),
+            _ => {
+                return Err(Error::shape(
+                    op,
+                    format!("shapes broadcastable with {}", fmt_shape(a)),
+                    fmt_shape(b),
+                ))
+            }
         };
     }
     Ok(out)
@@ -92,13 +106,20 @@ impl Binary {
     pub(crate) fn infer(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
         let out = broadcast_shape(self.kind.name(), &ins[0], &ins[1])?;
         if out.len() > MAX_RANK {
-            return Err(Error::Unsupported { op: self.kind.name().into(), what: format!("rank {} > {MAX_RANK}", out.len()), backend: "any".into() });
+            return Err(Error::Unsupported {
+                op: self.kind.name().into(),
+                what: format!("rank {} > {MAX_RANK}", out.len()),
+                backend: "any".into(),
+            });
         }
         Ok(out)
     }
 
     pub(crate) fn cpu(&self, xs: &[&[f32]], shapes: &[Vec<usize>], out: &[usize]) -> Vec<f32> {
-        let (sa, sb) = (broadcast_strides(&shapes[0], out), broadcast_strides(&shapes[1], out));
+        let (sa, sb) = (
+            broadcast_strides(&shapes[0], out),
+            broadcast_strides(&shapes[1], out),
+        );
         let n = numel(out);
         let mut y = Vec::with_capacity(n);
         for i in 0..n {
@@ -143,4 +164,3 @@ pub(crate) fn unary_dispatch(act: Activation, cx: &LowerCtx) -> Dispatch {
         workgroups: grid_1d((n as u64).div_ceil(256), cx.max_workgroups),
     }
 }
-

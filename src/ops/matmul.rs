@@ -4,7 +4,9 @@
 //! (`[N, K]` with `trans_b`, the PyTorch `Linear` weight layout). A B without batch dims is
 //! shared by every batch. `bias` is `[N]`; `residual` has the output's shape.
 
-use super::{check_grid, div_ceil, Activation, Bind, Dispatch, Kernel, LowerCtx, Pack, ShaderFile, ShaderKey};
+use super::{
+    check_grid, div_ceil, Activation, Bind, Dispatch, Kernel, LowerCtx, Pack, ShaderFile, ShaderKey,
+};
 use crate::error::{Error, Result};
 use crate::tensor::fmt_shape;
 use bytemuck::{Pod, Zeroable};
@@ -73,10 +75,22 @@ impl MatMul {
     pub(crate) fn infer(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
         let (a, b) = (&ins[0], &ins[1]);
         if a.len() < 2 || b.len() < 2 {
-            return Err(Error::shape("matmul", "operands of rank >= 2", format!("{} and {}", fmt_shape(a), fmt_shape(b))));
+            return Err(Error::shape(
+                "matmul",
+                "operands of rank >= 2",
+                format!("{} and {}", fmt_shape(a), fmt_shape(b)),
+            ));
         }
-        let (m, k) = if self.trans_a { (a[a.len() - 1], a[a.len() - 2]) } else { (a[a.len() - 2], a[a.len() - 1]) };
-        let (kb, n) = if self.trans_b { (b[b.len() - 1], b[b.len() - 2]) } else { (b[b.len() - 2], b[b.len() - 1]) };
+        let (m, k) = if self.trans_a {
+            (a[a.len() - 1], a[a.len() - 2])
+        } else {
+            (a[a.len() - 2], a[a.len() - 1])
+        };
+        let (kb, n) = if self.trans_b {
+            (b[b.len() - 1], b[b.len() - 2])
+        } else {
+            (b[b.len() - 2], b[b.len() - 1])
+        };
         if k != kb {
             return Err(Error::shape(
                 "matmul",
@@ -87,19 +101,31 @@ impl MatMul {
         let a_batch = &a[..a.len() - 2];
         let b_batch = &b[..b.len() - 2];
         if !b_batch.is_empty() && b_batch != a_batch {
-            return Err(Error::shape("matmul", format!("B batch dims {a_batch:?} or none"), format!("{b_batch:?}")));
+            return Err(Error::shape(
+                "matmul",
+                format!("B batch dims {a_batch:?} or none"),
+                format!("{b_batch:?}"),
+            ));
         }
         let mut out = a_batch.to_vec();
         out.extend([m, n]);
         let mut i = 2;
         if self.bias {
             if ins[i] != [n] {
-                return Err(Error::shape("matmul bias", fmt_shape(&[n]), fmt_shape(&ins[i])));
+                return Err(Error::shape(
+                    "matmul bias",
+                    fmt_shape(&[n]),
+                    fmt_shape(&ins[i]),
+                ));
             }
             i += 1;
         }
         if self.residual && ins[i] != out {
-            return Err(Error::shape("matmul residual", fmt_shape(&out), fmt_shape(&ins[i])));
+            return Err(Error::shape(
+                "matmul residual",
+                fmt_shape(&out),
+                fmt_shape(&ins[i]),
+            ));
         }
         Ok(out)
     }
@@ -107,7 +133,11 @@ impl MatMul {
     /// Parameters (sizes and strides) for given input shapes.
     pub fn params(&self, a: &[usize], b: &[usize]) -> GemmParams {
         let (ra, rb) = (a.len(), b.len());
-        let (m, k) = if self.trans_a { (a[ra - 1], a[ra - 2]) } else { (a[ra - 2], a[ra - 1]) };
+        let (m, k) = if self.trans_a {
+            (a[ra - 1], a[ra - 2])
+        } else {
+            (a[ra - 2], a[ra - 1])
+        };
         let n = if self.trans_b { b[rb - 2] } else { b[rb - 1] };
         let batch: usize = a[..ra - 2].iter().product();
         let (a_rs, a_ks) = if self.trans_a { (1, m) } else { (k, 1) };
@@ -129,11 +159,20 @@ impl MatMul {
         }
     }
 
-    pub(crate) fn cpu(&self, xs: &[&[f32]], shapes: &[Vec<usize>], out_shape: &[usize]) -> Vec<f32> {
+    pub(crate) fn cpu(
+        &self,
+        xs: &[&[f32]],
+        shapes: &[Vec<usize>],
+        out_shape: &[usize],
+    ) -> Vec<f32> {
         let p = self.params(&shapes[0], &shapes[1]);
         let (a, b) = (xs[0], xs[1]);
         let bias = if self.bias { Some(xs[2]) } else { None };
-        let res = if self.residual { Some(xs[xs.len() - 1]) } else { None };
+        let res = if self.residual {
+            Some(xs[xs.len() - 1])
+        } else {
+            None
+        };
         let (m, n, k) = (p.m as usize, p.n as usize, p.k as usize);
         let mut c = vec![0.0f32; crate::tensor::numel(out_shape)];
         for bat in 0..p.batch as usize {
@@ -166,12 +205,20 @@ impl MatMul {
     /// Whether the vec4 NT kernel can run these operands.
     pub fn vec4_ok(&self, ins: &[Vec<usize>], is_const: &[bool]) -> bool {
         let k = self.k(&ins[0]);
-        !self.trans_a && k % 4 == 0 && (self.trans_b || is_const[1])
+        !self.trans_a && k.is_multiple_of(4) && (self.trans_b || is_const[1])
     }
 
     fn epilogue_binds(&self) -> [Bind; 2] {
-        let bias = if self.bias { Bind::Input(2) } else { Bind::Dummy };
-        let res = if self.residual { Bind::Input(2 + self.bias as usize) } else { Bind::Dummy };
+        let bias = if self.bias {
+            Bind::Input(2)
+        } else {
+            Bind::Dummy
+        };
+        let res = if self.residual {
+            Bind::Input(2 + self.bias as usize)
+        } else {
+            Bind::Dummy
+        };
         [bias, res]
     }
 
@@ -190,17 +237,27 @@ impl MatMul {
                 ShaderKey::new(ShaderFile::GemmTiled, &[("TM", tm), ("TN", tn)]),
                 bytemuck::cast_slice(&[p]).to_vec(),
                 Bind::Input(1),
-                [div_ceil(n, 8 * tn as usize), div_ceil(m, 8 * tm as usize), batch],
+                [
+                    div_ceil(n, 8 * tn as usize),
+                    div_ceil(m, 8 * tm as usize),
+                    batch,
+                ],
             ),
             Kernel::GemmVec4 { tm, tn } => {
                 if !self.vec4_ok(cx.in_shapes, cx.is_const) {
                     return Err(Error::Unsupported {
                         op: "matmul".into(),
-                        what: "vec4 kernel needs K % 4 == 0, no trans_a, and B transposed or constant".into(),
+                        what:
+                            "vec4 kernel needs K % 4 == 0, no trans_a, and B transposed or constant"
+                                .into(),
                         backend: "gpu".into(),
                     });
                 }
-                let b_bind = if self.trans_b { Bind::Input(1) } else { Bind::Packed(1, Pack::TransposeLast2) };
+                let b_bind = if self.trans_b {
+                    Bind::Input(1)
+                } else {
+                    Bind::Packed(1, Pack::TransposeLast2)
+                };
                 let (wx, wy) = if tm == 1 { (64, 1) } else { (8, 8) };
                 let k4 = p.k / 4;
                 let v = Vec4Params {
@@ -214,14 +271,25 @@ impl MatMul {
                     has_res: p.has_res,
                 };
                 (
-                    ShaderKey::new(ShaderFile::GemmVec4, &[("TM", tm), ("TN", tn), ("WG_X", wx), ("WG_Y", wy)]),
+                    ShaderKey::new(
+                        ShaderFile::GemmVec4,
+                        &[("TM", tm), ("TN", tn), ("WG_X", wx), ("WG_Y", wy)],
+                    ),
                     bytemuck::cast_slice(&[v]).to_vec(),
                     b_bind,
-                    [div_ceil(n, (wx * tn) as usize), div_ceil(m, (wy * tm) as usize), batch],
+                    [
+                        div_ceil(n, (wx * tn) as usize),
+                        div_ceil(m, (wy * tm) as usize),
+                        batch,
+                    ],
                 )
             }
             k => {
-                return Err(Error::Unsupported { op: "matmul".into(), what: format!("kernel {}", k.name()), backend: "gpu".into() })
+                return Err(Error::Unsupported {
+                    op: "matmul".into(),
+                    what: format!("kernel {}", k.name()),
+                    backend: "gpu".into(),
+                })
             }
         };
         check_grid("matmul", wg, cx.max_workgroups)?;

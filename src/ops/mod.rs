@@ -12,16 +12,16 @@ pub mod elementwise;
 pub mod matmul;
 pub mod norm;
 pub mod pool;
-pub mod shape;
 pub mod shaders;
+pub mod shape;
 
 pub use conv::Conv2d;
 pub use elementwise::{Binary, BinaryKind, Unary};
 pub use matmul::MatMul;
 pub use norm::{BatchNorm, LayerNorm, Softmax};
 pub use pool::{GlobalAvgPool, Pool2d, PoolKind};
-pub use shape::{Concat, Flatten, Reshape, Transpose};
 pub use shaders::{ShaderFile, ShaderKey};
+pub use shape::{Concat, Flatten, Reshape, Transpose};
 
 /// An activation applied elementwise, standalone or fused into a producer's epilogue.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
@@ -228,7 +228,11 @@ impl Op {
             return Err(Error::graph(format!(
                 "{} takes {} inputs, got {}",
                 self.name(),
-                if lo == hi { lo.to_string() } else { format!("{lo}..") },
+                if lo == hi {
+                    lo.to_string()
+                } else {
+                    format!("{lo}..")
+                },
                 ins.len()
             )));
         }
@@ -360,6 +364,28 @@ pub(crate) fn f32_word(v: f32) -> u32 {
     v.to_bits()
 }
 
+impl Pack {
+    /// Applies the re-layout to a constant's data.
+    pub fn apply(self, data: &[f32], shape: &[usize]) -> Vec<f32> {
+        match self {
+            Pack::TransposeLast2 => {
+                let r = shape.len();
+                let (k, n) = (shape[r - 2], shape[r - 1]);
+                let mut out = vec![0.0; data.len()];
+                for (src, dst) in data.chunks(k * n).zip(out.chunks_mut(k * n)) {
+                    for kk in 0..k {
+                        for j in 0..n {
+                            dst[j * k + kk] = src[kk * n + j];
+                        }
+                    }
+                }
+                out
+            }
+            Pack::ConvTaps { groups } => conv::pack_conv_taps(data, shape, groups),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,27 +413,5 @@ mod tests {
         let mut codes: Vec<u32> = acts.iter().map(|a| a.code().0).collect();
         codes.dedup();
         assert_eq!(codes.len(), acts.len());
-    }
-}
-
-impl Pack {
-    /// Applies the re-layout to a constant's data.
-    pub fn apply(self, data: &[f32], shape: &[usize]) -> Vec<f32> {
-        match self {
-            Pack::TransposeLast2 => {
-                let r = shape.len();
-                let (k, n) = (shape[r - 2], shape[r - 1]);
-                let mut out = vec![0.0; data.len()];
-                for (src, dst) in data.chunks(k * n).zip(out.chunks_mut(k * n)) {
-                    for kk in 0..k {
-                        for j in 0..n {
-                            dst[j * k + kk] = src[kk * n + j];
-                        }
-                    }
-                }
-                out
-            }
-            Pack::ConvTaps { groups } => conv::pack_conv_taps(data, shape, groups),
-        }
     }
 }

@@ -16,7 +16,11 @@ fn default_eps() -> f32 {
 pub fn norm_axis(op: &str, axis: i64, rank: usize) -> Result<usize> {
     let a = if axis < 0 { axis + rank as i64 } else { axis };
     if a < 0 || a >= rank as i64 {
-        return Err(Error::shape(op, format!("axis in [-{rank}, {rank})"), axis.to_string()));
+        return Err(Error::shape(
+            op,
+            format!("axis in [-{rank}, {rank})"),
+            axis.to_string(),
+        ));
     }
     Ok(a as usize)
 }
@@ -86,7 +90,11 @@ impl LayerNorm {
         let norm = &ins[0][a..];
         for (what, s) in [("gamma", &ins[1]), ("beta", &ins[2])] {
             if s.as_slice() != norm {
-                return Err(Error::shape(format!("layer_norm {what}"), fmt_shape(norm), fmt_shape(s)));
+                return Err(Error::shape(
+                    format!("layer_norm {what}"),
+                    fmt_shape(norm),
+                    fmt_shape(s),
+                ));
             }
         }
         Ok(ins[0].clone())
@@ -137,31 +145,62 @@ impl BatchNorm {
     pub(crate) fn infer(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
         let x = &ins[0];
         if x.len() < 2 {
-            return Err(Error::shape("batch_norm", "input of rank >= 2 (N, C, ...)", fmt_shape(x)));
+            return Err(Error::shape(
+                "batch_norm",
+                "input of rank >= 2 (N, C, ...)",
+                fmt_shape(x),
+            ));
         }
         for (i, what) in ["gamma", "beta", "mean", "var"].iter().enumerate() {
             if ins[i + 1] != [x[1]] {
-                return Err(Error::shape(format!("batch_norm {what}"), fmt_shape(&[x[1]]), fmt_shape(&ins[i + 1])));
+                return Err(Error::shape(
+                    format!("batch_norm {what}"),
+                    fmt_shape(&[x[1]]),
+                    fmt_shape(&ins[i + 1]),
+                ));
             }
         }
         Ok(x.clone())
     }
 
     /// Per-channel (scale, shift) such that y = x * scale + shift.
-    pub fn affine(&self, gamma: &[f32], beta: &[f32], mean: &[f32], var: &[f32]) -> (Vec<f32>, Vec<f32>) {
-        let scale: Vec<f32> = gamma.iter().zip(var).map(|(g, v)| g / (v + self.eps).sqrt()).collect();
-        let shift = beta.iter().zip(mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+    pub fn affine(
+        &self,
+        gamma: &[f32],
+        beta: &[f32],
+        mean: &[f32],
+        var: &[f32],
+    ) -> (Vec<f32>, Vec<f32>) {
+        let scale: Vec<f32> = gamma
+            .iter()
+            .zip(var)
+            .map(|(g, v)| g / (v + self.eps).sqrt())
+            .collect();
+        let shift = beta
+            .iter()
+            .zip(mean)
+            .zip(&scale)
+            .map(|((b, m), s)| b - m * s)
+            .collect();
         (scale, shift)
     }
 
     pub(crate) fn cpu(&self, xs: &[&[f32]], shapes: &[Vec<usize>]) -> Vec<f32> {
         let x = &shapes[0];
         let (c, inner) = (x[1], numel(&x[2..]));
-        let scale: Vec<f32> = xs[1].iter().zip(xs[4]).map(|(g, v)| g / (v + self.eps).sqrt()).collect();
-        xs[0].iter().enumerate().map(|(i, &v)| {
-            let ch = (i / inner) % c;
-            (v - xs[3][ch]) * scale[ch] + xs[2][ch]
-        }).collect()
+        let scale: Vec<f32> = xs[1]
+            .iter()
+            .zip(xs[4])
+            .map(|(g, v)| g / (v + self.eps).sqrt())
+            .collect();
+        xs[0]
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let ch = (i / inner) % c;
+                (v - xs[3][ch]) * scale[ch] + xs[2][ch]
+            })
+            .collect()
     }
 
     pub(crate) fn lower(&self, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
@@ -170,7 +209,12 @@ impl BatchNorm {
         Ok(vec![Dispatch {
             shader: ShaderKey::new(ShaderFile::BatchNorm, &[]),
             act: Activation::None,
-            params: vec![n as u32, x[1] as u32, numel(&x[2..]) as u32, f32_word(self.eps)],
+            params: vec![
+                n as u32,
+                x[1] as u32,
+                numel(&x[2..]) as u32,
+                f32_word(self.eps),
+            ],
             bindings: (0..5).map(Bind::Input).chain([Bind::Output]).collect(),
             workgroups: grid_1d((n as u64).div_ceil(256), cx.max_workgroups),
         }])

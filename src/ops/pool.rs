@@ -57,14 +57,27 @@ impl Pool2d {
         }
         // A window entirely in the padding would have no input to reduce.
         if self.pad[0].max(self.pad[2]) >= kh || self.pad[1].max(self.pad[3]) >= kw {
-            return Err(Error::shape("pool2d", format!("padding smaller than the window {kh}x{kw}"), format!("{:?}", self.pad)));
+            return Err(Error::shape(
+                "pool2d",
+                format!("padding smaller than the window {kh}x{kw}"),
+                format!("{:?}", self.pad),
+            ));
         }
         let ph = x[2] + self.pad[0] + self.pad[2];
         let pw = x[3] + self.pad[1] + self.pad[3];
         if ph < kh || pw < kw {
-            return Err(Error::shape("pool2d", format!("padded input at least {kh}x{kw}"), format!("{ph}x{pw}")));
+            return Err(Error::shape(
+                "pool2d",
+                format!("padded input at least {kh}x{kw}"),
+                format!("{ph}x{pw}"),
+            ));
         }
-        Ok(vec![x[0], x[1], (ph - kh) / self.stride[0] + 1, (pw - kw) / self.stride[1] + 1])
+        Ok(vec![
+            x[0],
+            x[1],
+            (ph - kh) / self.stride[0] + 1,
+            (pw - kw) / self.stride[1] + 1,
+        ])
     }
 
     pub fn params(&self, x: &[usize], out: &[usize]) -> PoolParams {
@@ -145,14 +158,21 @@ impl GlobalAvgPool {
     pub(crate) fn infer(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
         let x = &ins[0];
         if x.len() != 4 {
-            return Err(Error::shape("global_avg_pool", "NCHW input (rank 4)", fmt_shape(x)));
+            return Err(Error::shape(
+                "global_avg_pool",
+                "NCHW input (rank 4)",
+                fmt_shape(x),
+            ));
         }
         Ok(vec![x[0], x[1], 1, 1])
     }
 
     pub(crate) fn cpu(&self, xs: &[&[f32]], shapes: &[Vec<usize>]) -> Vec<f32> {
         let hw = shapes[0][2] * shapes[0][3];
-        xs[0].chunks(hw).map(|c| c.iter().sum::<f32>() / hw as f32).collect()
+        xs[0]
+            .chunks(hw)
+            .map(|c| c.iter().sum::<f32>() / hw as f32)
+            .collect()
     }
 
     pub(crate) fn lower(&self, cx: &LowerCtx) -> Result<Vec<Dispatch>> {

@@ -112,12 +112,19 @@ pub struct ShaderKey {
 
 impl ShaderKey {
     pub fn new(file: ShaderFile, consts: &[(&'static str, u32)]) -> Self {
-        ShaderKey { file, consts: consts.to_vec() }
+        ShaderKey {
+            file,
+            consts: consts.to_vec(),
+        }
     }
 
     /// A readable label: `matmul/gemm_vec4.wgsl[TM=4,TN=4]`.
     pub fn label(&self) -> String {
-        let c: Vec<String> = self.consts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let c: Vec<String> = self
+            .consts
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         format!("{}[{}]", self.file.path(), c.join(","))
     }
 
@@ -128,7 +135,10 @@ impl ShaderKey {
             s.push_str(&format!("const {k}: u32 = {v}u;\n"));
         }
         s.push_str(COMMON);
-        if matches!(self.file, ShaderFile::ConvNaive | ShaderFile::ConvTiled | ShaderFile::ConvDepthwise) {
+        if matches!(
+            self.file,
+            ShaderFile::ConvNaive | ShaderFile::ConvTiled | ShaderFile::ConvDepthwise
+        ) {
             s.push_str(CONV_PARAMS);
         }
         s.push_str(self.file.body());
@@ -143,10 +153,14 @@ pub fn validate(key: &ShaderKey) -> crate::Result<naga::Module> {
         shader: key.label(),
         message: e.emit_to_string(&src),
     })?;
-    let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default());
-    v.validate(&module).map_err(|e| crate::Error::ShaderCompile {
-        shader: key.label(),
-        message: e.emit_to_string(&src),
-    })?;
+    let mut v = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::default(),
+    );
+    v.validate(&module)
+        .map_err(|e| crate::Error::ShaderCompile {
+            shader: key.label(),
+            message: e.emit_to_string(&src),
+        })?;
     Ok(module)
 }

@@ -26,18 +26,32 @@ impl Reshape {
                 }
                 0 if i < x.len() => out.push(x[i]),
                 d if d > 0 => out.push(d as usize),
-                _ => return Err(Error::shape("reshape", "dims > 0, 0 (copy) or a single -1", format!("{:?}", self.shape))),
+                _ => {
+                    return Err(Error::shape(
+                        "reshape",
+                        "dims > 0, 0 (copy) or a single -1",
+                        format!("{:?}", self.shape),
+                    ))
+                }
             }
         }
         if let Some(i) = infer_at {
             let known = numel(&out);
-            if known == 0 || numel(x) % known != 0 {
-                return Err(Error::shape("reshape", format!("a shape with {} elements", numel(x)), format!("{:?}", self.shape)));
+            if known == 0 || !numel(x).is_multiple_of(known) {
+                return Err(Error::shape(
+                    "reshape",
+                    format!("a shape with {} elements", numel(x)),
+                    format!("{:?}", self.shape),
+                ));
             }
             out[i] = numel(x) / known;
         }
         if numel(&out) != numel(x) {
-            return Err(Error::shape("reshape", format!("{} elements (input {})", numel(x), fmt_shape(x)), format!("{} ({})", fmt_shape(&out), numel(&out))));
+            return Err(Error::shape(
+                "reshape",
+                format!("{} elements (input {})", numel(x), fmt_shape(x)),
+                format!("{} ({})", fmt_shape(&out), numel(&out)),
+            ));
         }
         Ok(out)
     }
@@ -57,7 +71,11 @@ impl Flatten {
     pub(crate) fn infer(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
         let x = &ins[0];
         if self.axis > x.len() {
-            return Err(Error::shape("flatten", format!("axis <= rank {}", x.len()), self.axis.to_string()));
+            return Err(Error::shape(
+                "flatten",
+                format!("axis <= rank {}", x.len()),
+                self.axis.to_string(),
+            ));
         }
         Ok(vec![numel(&x[..self.axis]), numel(&x[self.axis..])])
     }
@@ -73,8 +91,18 @@ impl Transpose {
     pub(crate) fn infer(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
         let x = &ins[0];
         let mut seen = vec![false; x.len()];
-        if self.perm.len() != x.len() || x.len() > MAX_RANK || self.perm.iter().any(|&p| p >= x.len() || std::mem::replace(&mut seen[p], true)) {
-            return Err(Error::shape("transpose", format!("a permutation of 0..{} (rank <= {MAX_RANK})", x.len()), format!("{:?}", self.perm)));
+        if self.perm.len() != x.len()
+            || x.len() > MAX_RANK
+            || self
+                .perm
+                .iter()
+                .any(|&p| p >= x.len() || std::mem::replace(&mut seen[p], true))
+        {
+            return Err(Error::shape(
+                "transpose",
+                format!("a permutation of 0..{} (rank <= {MAX_RANK})", x.len()),
+                format!("{:?}", self.perm),
+            ));
         }
         Ok(self.perm.iter().map(|&p| x[p]).collect())
     }
@@ -131,7 +159,11 @@ impl Concat {
         for s in &ins[1..] {
             let same_rank = s.len() == out.len();
             if !same_rank || s.iter().enumerate().any(|(i, &d)| i != a && d != out[i]) {
-                return Err(Error::shape("concat", format!("{} except along axis {a}", fmt_shape(&ins[0])), fmt_shape(s)));
+                return Err(Error::shape(
+                    "concat",
+                    format!("{} except along axis {a}", fmt_shape(&ins[0])),
+                    fmt_shape(s),
+                ));
             }
             out[a] += s[a];
         }

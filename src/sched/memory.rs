@@ -48,12 +48,29 @@ pub fn plan(values: &[Option<(u64, Interval)>], reuse: bool) -> MemoryPlan {
         slot_users[s].push(iv);
         slot_of[i] = Some(s);
     }
-    let last = values.iter().flatten().map(|(_, iv)| iv.end).max().unwrap_or(0);
-    let lower_bound_bytes = (0..=last)
-        .map(|t| values.iter().flatten().filter(|(_, iv)| iv.start <= t && t <= iv.end).map(|(b, _)| *b).sum::<u64>())
+    let last = values
+        .iter()
+        .flatten()
+        .map(|(_, iv)| iv.end)
         .max()
         .unwrap_or(0);
-    MemoryPlan { peak_bytes: slot_bytes.iter().sum(), slot_of, slot_bytes, lower_bound_bytes }
+    let lower_bound_bytes = (0..=last)
+        .map(|t| {
+            values
+                .iter()
+                .flatten()
+                .filter(|(_, iv)| iv.start <= t && t <= iv.end)
+                .map(|(b, _)| *b)
+                .sum::<u64>()
+        })
+        .max()
+        .unwrap_or(0);
+    MemoryPlan {
+        peak_bytes: slot_bytes.iter().sum(),
+        slot_of,
+        slot_bytes,
+        lower_bound_bytes,
+    }
 }
 
 #[cfg(test)]
@@ -66,7 +83,12 @@ mod tests {
 
     #[test]
     fn chain_reuses_two_slots() {
-        let vals = vec![Some((784, iv(0, 0))), Some((512, iv(0, 1))), Some((512, iv(1, 2))), Some((10, iv(2, 2)))];
+        let vals = vec![
+            Some((784, iv(0, 0))),
+            Some((512, iv(0, 1))),
+            Some((512, iv(1, 2))),
+            Some((10, iv(2, 2))),
+        ];
         let p = plan(&vals, true);
         assert_eq!(p.slot_bytes.len(), 2);
         assert_eq!(p.peak_bytes, 784 + 512);

@@ -17,7 +17,12 @@ impl Interval {
 /// Computes intervals for `n_values` values. `defined_at[v]` is the step that writes value v
 /// (`None` for values present from the start, i.e. graph inputs), `uses[step]` lists the values
 /// step `step` reads, and `keep` marks values needed after the last step (graph outputs).
-pub fn liveness(n_values: usize, defined_at: &[Option<usize>], uses: &[Vec<usize>], keep: &[usize]) -> Vec<Interval> {
+pub fn liveness(
+    n_values: usize,
+    defined_at: &[Option<usize>],
+    uses: &[Vec<usize>],
+    keep: &[usize],
+) -> Vec<Interval> {
     let last = uses.len().saturating_sub(1);
     let mut iv: Vec<Interval> = (0..n_values)
         .map(|v| {

@@ -52,7 +52,11 @@ pub struct PlanOptions {
 
 impl Default for PlanOptions {
     fn default() -> Self {
-        PlanOptions { reuse: std::env::var("WGEDGE_NO_REUSE").map(|v| v.is_empty() || v == "0").unwrap_or(true) }
+        PlanOptions {
+            reuse: std::env::var("WGEDGE_NO_REUSE")
+                .map(|v| v.is_empty() || v == "0")
+                .unwrap_or(true),
+        }
     }
 }
 
@@ -70,7 +74,12 @@ pub struct Plan {
 
 impl Plan {
     /// Plans `graph` (already checked and rewritten) for a device (`None`: CPU, no lowering).
-    pub fn new(graph: &Graph, weights: &BTreeMap<String, Tensor>, profile: Option<&DeviceProfile>, opts: PlanOptions) -> Result<Plan> {
+    pub fn new(
+        graph: &Graph,
+        weights: &BTreeMap<String, Tensor>,
+        profile: Option<&DeviceProfile>,
+        opts: PlanOptions,
+    ) -> Result<Plan> {
         let checked = graph.check(weights)?;
         let origins = graph.origins()?;
         let mut ids: HashMap<String, usize> = HashMap::new();
@@ -78,7 +87,12 @@ impl Plan {
         let mut add = |name: &str, kind: ValueKind, values: &mut Vec<PlanValue>| {
             let shape = checked.shapes[name].clone();
             ids.insert(name.to_string(), values.len());
-            values.push(PlanValue { name: name.into(), bytes: (numel(&shape) * 4) as u64, shape, kind });
+            values.push(PlanValue {
+                name: name.into(),
+                bytes: (numel(&shape) * 4) as u64,
+                shape,
+                kind,
+            });
         };
         for (i, v) in graph.inputs.iter().enumerate() {
             add(&v.name, ValueKind::Input(i), &mut values);
@@ -93,8 +107,13 @@ impl Plan {
         for &i in &checked.order {
             let n = &graph.nodes[i];
             let inputs: Vec<usize> = n.inputs.iter().map(|v| ids[v.as_str()]).collect();
-            let in_shapes: Vec<Vec<usize>> = inputs.iter().map(|&v| values[v].shape.clone()).collect();
-            let is_const: Vec<bool> = n.inputs.iter().map(|v| matches!(origins.get(v.as_str()), Some(Origin::Weight(_)))).collect();
+            let in_shapes: Vec<Vec<usize>> =
+                inputs.iter().map(|&v| values[v].shape.clone()).collect();
+            let is_const: Vec<bool> = n
+                .inputs
+                .iter()
+                .map(|v| matches!(origins.get(v.as_str()), Some(Origin::Weight(_))))
+                .collect();
             let output = ids[n.output.as_str()];
             let out_shape = values[output].shape.clone();
             let (kernel, dispatches) = match profile {
@@ -108,7 +127,11 @@ impl Plan {
                         max_workgroups: p.limits.max_compute_workgroups_per_dimension,
                     };
                     let ds = n.op.lower(&cx).map_err(|e| match e {
-                        Error::Unsupported { op, what, backend } => Error::Unsupported { op: format!("{op} (node '{}')", n.name), what, backend },
+                        Error::Unsupported { op, what, backend } => Error::Unsupported {
+                            op: format!("{op} (node '{}')", n.name),
+                            what,
+                            backend,
+                        },
                         other => other,
                     })?;
                     (kernel, ds)
@@ -116,7 +139,15 @@ impl Plan {
                 None => (Kernel::Standard, Vec::new()),
             };
             let flops = n.op.flops(&in_shapes, &out_shape);
-            nodes.push(PlanNode { name: n.name.clone(), op: n.op.clone(), inputs, output, kernel, dispatches, flops });
+            nodes.push(PlanNode {
+                name: n.name.clone(),
+                op: n.op.clone(),
+                inputs,
+                output,
+                kernel,
+                dispatches,
+                flops,
+            });
         }
         let inputs = graph.inputs.iter().map(|v| ids[v.name.as_str()]).collect();
         let outputs: Vec<usize> = graph.outputs.iter().map(|o| ids[o.as_str()]).collect();
@@ -128,9 +159,20 @@ impl Plan {
         }
         let uses: Vec<Vec<usize>> = nodes.iter().map(|n| n.inputs.clone()).collect();
         let intervals = liveness(values.len(), &defined_at, &uses, &outputs);
-        let sized: Vec<_> = values.iter().zip(&intervals).map(|(v, iv)| (v.kind != ValueKind::Weight).then_some((v.bytes, *iv))).collect();
+        let sized: Vec<_> = values
+            .iter()
+            .zip(&intervals)
+            .map(|(v, iv)| (v.kind != ValueKind::Weight).then_some((v.bytes, *iv)))
+            .collect();
         let memory = memory::plan(&sized, opts.reuse);
-        let plan = Plan { values, nodes, inputs, outputs, memory, intervals };
+        let plan = Plan {
+            values,
+            nodes,
+            inputs,
+            outputs,
+            memory,
+            intervals,
+        };
         if let Some(p) = profile {
             plan.check_limits(p)?;
         }
@@ -143,18 +185,30 @@ impl Plan {
         let max_bind = l.max_storage_buffer_binding_size.min(l.max_buffer_size);
         for v in &self.values {
             if v.bytes > max_bind {
-                return Err(Error::DeviceLimit { what: format!("storage binding for value '{}' {:?}", v.name, v.shape), needed: v.bytes, max: max_bind });
+                return Err(Error::DeviceLimit {
+                    what: format!("storage binding for value '{}' {:?}", v.name, v.shape),
+                    needed: v.bytes,
+                    max: max_bind,
+                });
             }
         }
         for (s, &b) in self.memory.slot_bytes.iter().enumerate() {
             if b > l.max_buffer_size {
-                return Err(Error::DeviceLimit { what: format!("buffer slot {s}"), needed: b, max: l.max_buffer_size });
+                return Err(Error::DeviceLimit {
+                    what: format!("buffer slot {s}"),
+                    needed: b,
+                    max: l.max_buffer_size,
+                });
             }
         }
         for n in &self.nodes {
             for d in &n.dispatches {
                 if d.bindings.len() as u32 > l.max_storage_buffers_per_stage {
-                    return Err(Error::DeviceLimit { what: format!("storage buffers of node '{}'", n.name), needed: d.bindings.len() as u64, max: l.max_storage_buffers_per_stage as u64 });
+                    return Err(Error::DeviceLimit {
+                        what: format!("storage buffers of node '{}'", n.name),
+                        needed: d.bindings.len() as u64,
+                        max: l.max_storage_buffers_per_stage as u64,
+                    });
                 }
             }
         }
@@ -170,7 +224,11 @@ impl Plan {
     pub fn describe(&self) -> String {
         let mut s = String::new();
         for n in &self.nodes {
-            let ins: Vec<&str> = n.inputs.iter().map(|&i| self.values[i].name.as_str()).collect();
+            let ins: Vec<&str> = n
+                .inputs
+                .iter()
+                .map(|&i| self.values[i].name.as_str())
+                .collect();
             let out = &self.values[n.output];
             s.push_str(&format!(
                 "  {:<28} {:<16} {:<14} {:?} <- {}\n",

@@ -50,7 +50,10 @@ pub fn single_op(op: Op, inputs: &[&Tensor], consts: &[bool]) -> (Model, Vec<(St
     let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
     let y = b.node(op, &refs);
     b.output(&y);
-    (Model::from_builder(b).expect("valid single-op model"), feeds)
+    (
+        Model::from_builder(b).expect("valid single-op model"),
+        feeds,
+    )
 }
 
 pub fn feeds_ref(feeds: &[(String, Tensor)]) -> Vec<(&str, &Tensor)> {
@@ -59,11 +62,22 @@ pub fn feeds_ref(feeds: &[(String, Tensor)]) -> Vec<(&str, &Tensor)> {
 
 /// Session options pinning every choice to `kernels`, no autotune, no rewrites.
 pub fn opts_with(kernels: KernelChoices, naive: bool) -> SessionOptions {
-    SessionOptions { autotune: false, kernels: Some(kernels), naive, optimize: false, ..Default::default() }
+    SessionOptions {
+        autotune: false,
+        kernels: Some(kernels),
+        naive,
+        optimize: false,
+        ..Default::default()
+    }
 }
 
 /// Runs a model on the GPU with given options.
-pub fn run_gpu(ctx: &Arc<GpuContext>, model: &Model, feeds: &[(String, Tensor)], opts: SessionOptions) -> Vec<Tensor> {
+pub fn run_gpu(
+    ctx: &Arc<GpuContext>,
+    model: &Model,
+    feeds: &[(String, Tensor)],
+    opts: SessionOptions,
+) -> Vec<Tensor> {
     let s = Session::with_context(model, ctx.clone(), opts).expect("GPU session");
     s.run(&feeds_ref(feeds)).expect("GPU run")
 }
@@ -77,8 +91,11 @@ pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, atol: f32, rtol: f3
     for (i, (a, b)) in g.iter().zip(w).enumerate() {
         let err = (a - b).abs();
         let tol = atol + rtol * b.abs();
-        if !(err <= tol) {
-            panic!("{what}: element {i} of shape {:?}: got {a}, want {b} (|err| {err} > tol {tol})", want.shape());
+        if err.is_nan() || err > tol {
+            panic!(
+                "{what}: element {i} of shape {:?}: got {a}, want {b} (|err| {err} > tol {tol})",
+                want.shape()
+            );
         }
         worst = worst.max(err);
     }

@@ -55,15 +55,31 @@ impl Graph {
     /// Map from value name to where it is defined; errors on a name defined twice.
     pub fn origins(&self) -> Result<HashMap<&str, Origin>> {
         let mut m: HashMap<&str, Origin> = HashMap::new();
-        let defs = self.inputs.iter().enumerate().map(|(i, v)| (v.name.as_str(), Origin::Input(i)))
-            .chain(self.weights.iter().enumerate().map(|(i, v)| (v.name.as_str(), Origin::Weight(i))))
-            .chain(self.nodes.iter().enumerate().map(|(i, n)| (n.output.as_str(), Origin::Node(i))));
+        let defs = self
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.name.as_str(), Origin::Input(i)))
+            .chain(
+                self.weights
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (v.name.as_str(), Origin::Weight(i))),
+            )
+            .chain(
+                self.nodes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (n.output.as_str(), Origin::Node(i))),
+            );
         for (name, o) in defs {
             if name.is_empty() {
                 return Err(Error::graph("a value has an empty name"));
             }
             if m.insert(name, o).is_some() {
-                return Err(Error::graph(format!("value '{name}' is defined more than once")));
+                return Err(Error::graph(format!(
+                    "value '{name}' is defined more than once"
+                )));
             }
         }
         Ok(m)
@@ -84,12 +100,16 @@ impl Graph {
                     }
                     Some(_) => {}
                     None => {
-                        return Err(Error::graph(format!("node '{}' reads unknown value '{inp}'", node.name)))
+                        return Err(Error::graph(format!(
+                            "node '{}' reads unknown value '{inp}'",
+                            node.name
+                        )))
                     }
                 }
             }
         }
-        let mut ready: std::collections::BTreeSet<usize> = (0..n).filter(|&i| indeg[i] == 0).collect();
+        let mut ready: std::collections::BTreeSet<usize> =
+            (0..n).filter(|&i| indeg[i] == 0).collect();
         let mut order = Vec::with_capacity(n);
         while let Some(i) = ready.pop_first() {
             order.push(i);
@@ -101,8 +121,14 @@ impl Graph {
             }
         }
         if order.len() != n {
-            let stuck: Vec<&str> = (0..n).filter(|&i| indeg[i] > 0).map(|i| self.nodes[i].name.as_str()).collect();
-            return Err(Error::graph(format!("cycle through nodes {}", stuck.join(", "))));
+            let stuck: Vec<&str> = (0..n)
+                .filter(|&i| indeg[i] > 0)
+                .map(|i| self.nodes[i].name.as_str())
+                .collect();
+            return Err(Error::graph(format!(
+                "cycle through nodes {}",
+                stuck.join(", ")
+            )));
         }
         Ok(order)
     }
@@ -117,23 +143,45 @@ impl Graph {
         let mut shapes: HashMap<String, Vec<usize>> = HashMap::new();
         for v in &self.inputs {
             if v.dtype != DType::F32 {
-                return Err(Error::Unsupported { op: "graph input".into(), what: format!("dtype {} of input '{}' (f32 only)", v.dtype, v.name), backend: "any".into() });
+                return Err(Error::Unsupported {
+                    op: "graph input".into(),
+                    what: format!("dtype {} of input '{}' (f32 only)", v.dtype, v.name),
+                    backend: "any".into(),
+                });
             }
             if v.shape.contains(&0) {
-                return Err(Error::shape(format!("input '{}'", v.name), "non-empty shape", fmt_shape(&v.shape)));
+                return Err(Error::shape(
+                    format!("input '{}'", v.name),
+                    "non-empty shape",
+                    fmt_shape(&v.shape),
+                ));
             }
             shapes.insert(v.name.clone(), v.shape.clone());
         }
         for v in &self.weights {
-            let t = weights.get(&v.name).ok_or_else(|| Error::MissingWeight(v.name.clone()))?;
+            let t = weights
+                .get(&v.name)
+                .ok_or_else(|| Error::MissingWeight(v.name.clone()))?;
             if t.dtype() != v.dtype {
-                return Err(Error::DTypeMismatch { op: format!("weight '{}'", v.name), expected: v.dtype.to_string(), got: t.dtype().to_string() });
+                return Err(Error::DTypeMismatch {
+                    op: format!("weight '{}'", v.name),
+                    expected: v.dtype.to_string(),
+                    got: t.dtype().to_string(),
+                });
             }
             if v.dtype != DType::F32 {
-                return Err(Error::Unsupported { op: "weight".into(), what: format!("dtype {} of '{}' (f32 only)", v.dtype, v.name), backend: "any".into() });
+                return Err(Error::Unsupported {
+                    op: "weight".into(),
+                    what: format!("dtype {} of '{}' (f32 only)", v.dtype, v.name),
+                    backend: "any".into(),
+                });
             }
             if t.shape() != v.shape.as_slice() {
-                return Err(Error::shape(format!("weight '{}'", v.name), fmt_shape(&v.shape), fmt_shape(t.shape())));
+                return Err(Error::shape(
+                    format!("weight '{}'", v.name),
+                    fmt_shape(&v.shape),
+                    fmt_shape(t.shape()),
+                ));
             }
             shapes.insert(v.name.clone(), v.shape.clone());
         }
@@ -141,7 +189,11 @@ impl Graph {
             let node = &self.nodes[i];
             let ins: Vec<Vec<usize>> = node.inputs.iter().map(|n| shapes[n].clone()).collect();
             let out = node.op.infer_shape(&ins).map_err(|e| match e {
-                Error::ShapeMismatch { op, expected, got } => Error::ShapeMismatch { op: format!("{op} (node '{}')", node.name), expected, got },
+                Error::ShapeMismatch { op, expected, got } => Error::ShapeMismatch {
+                    op: format!("{op} (node '{}')", node.name),
+                    expected,
+                    got,
+                },
                 Error::Graph(m) => Error::Graph(format!("node '{}': {m}", node.name)),
                 other => other,
             })?;
@@ -149,7 +201,9 @@ impl Graph {
         }
         for o in &self.outputs {
             if !origins.contains_key(o.as_str()) {
-                return Err(Error::graph(format!("output '{o}' is not a value of the graph")));
+                return Err(Error::graph(format!(
+                    "output '{o}' is not a value of the graph"
+                )));
             }
         }
         Ok(Checked { order, shapes })
@@ -168,6 +222,9 @@ impl Graph {
 
     /// Number of parameters (elements of all weights).
     pub fn param_count(&self) -> usize {
-        self.weights.iter().map(|w| crate::tensor::numel(&w.shape)).sum()
+        self.weights
+            .iter()
+            .map(|w| crate::tensor::numel(&w.shape))
+            .sum()
     }
 }

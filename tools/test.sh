@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need on a fresh machine, then runs every check.
+#   - lavapipe (Mesa's Vulkan on the CPU) so the GPU tests have a real Vulkan device;
+#     with CI=true the GPU tests fail rather than skip when no adapter opens;
+#   - formatting, clippy with warnings as errors, the wasm32 library build, all tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1; then
+  echo "== installing mesa-vulkan-drivers (lavapipe)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+fi
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
+
+echo "== cargo fmt --check"
+cargo fmt --check
+echo "== cargo clippy -D warnings"
+cargo clippy --all-targets -- -D warnings
+echo "== wasm32 library build"
+cargo clippy --lib --target wasm32-unknown-unknown --no-default-features -- -D warnings
+echo "== tests"
+# Tuned kernel choices go to a throwaway cache so a run never depends on an earlier one.
+WGEDGE_CACHE_DIR="${WGEDGE_CACHE_DIR:-$(mktemp -d)}" cargo test --all-targets -- --test-threads 2
+cargo test --doc
