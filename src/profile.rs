@@ -28,6 +28,7 @@ pub struct DeviceLimits {
     pub max_compute_invocations_per_workgroup: u32,
     pub max_compute_workgroup_storage_size: u32,
     pub min_uniform_buffer_offset_alignment: u32,
+    pub min_storage_buffer_offset_alignment: u32,
 }
 
 impl Default for DeviceLimits {
@@ -42,6 +43,7 @@ impl Default for DeviceLimits {
             max_compute_invocations_per_workgroup: 256,
             max_compute_workgroup_storage_size: 16384,
             min_uniform_buffer_offset_alignment: 256,
+            min_storage_buffer_offset_alignment: 256,
         }
     }
 }

@@ -1,4 +1,7 @@
 // Shared epilogue helpers, prepended to every kernel.
+// Every storage binding in wgedge's kernels is declared read_write, inputs included: activations
+// live at offsets of one arena buffer, and WebGPU forbids binding one buffer both read-only and
+// writable in a dispatch. The kernels never write their inputs.
 // ACT selects the activation at pipeline-creation time (no per-element branch cost):
 // 0 none, 1 relu, 2 relu6, 3 leaky-relu(ALPHA), 4 sigmoid, 5 tanh, 6 gelu (tanh form),
 // 7 silu, 8 hardswish.

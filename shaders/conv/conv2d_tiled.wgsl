@@ -3,10 +3,10 @@
 // load as [group][cin_g * kh * kw][cout_gp] (cout_gp = cout_g rounded up to 8) so the 8 channel
 // weights of one tap are two vec4 loads; each input tap is loaded once and reused for 8 channels.
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> wp: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> res: array<f32>;
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> wp: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> res: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
 @compute @workgroup_size(16, 4, 1)

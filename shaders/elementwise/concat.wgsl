@@ -2,7 +2,7 @@
 // output viewed as [outer][out_inner]. One dispatch per input.
 struct Params { n: u32, inner: u32, out_inner: u32, offset: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
 @compute @workgroup_size(256, 1, 1)

@@ -1,7 +1,7 @@
 // y = act(x) elementwise; with ACT = 0 it is the copy behind reshape/flatten.
 struct Params { n: u32, _p0: u32, _p1: u32, _p2: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
 @compute @workgroup_size(256, 1, 1)

@@ -6,10 +6,10 @@ struct Params {
     b_ks: u32, b_ns: u32, has_bias: u32, has_res: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> res: array<f32>;
+@group(0) @binding(1) var<storage, read_write> a: array<f32>;
+@group(0) @binding(2) var<storage, read_write> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> res: array<f32>;
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;
 
 @compute @workgroup_size(8, 8, 1)

@@ -2,9 +2,9 @@
 // One workgroup per row; mean first, then the variance about it (two passes: no cancellation).
 struct Params { rows: u32, len: u32, eps: f32, _p0: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> gamma: array<f32>;
-@group(0) @binding(3) var<storage, read> beta: array<f32>;
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> gamma: array<f32>;
+@group(0) @binding(3) var<storage, read_write> beta: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 const WG: u32 = 64u;

@@ -2,7 +2,7 @@
 // a strided pass for the max, one for the sum of exp, one to write; reductions in workgroup memory.
 struct Params { rows: u32, len: u32, inner: u32, _p0: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
 const WG: u32 = 64u;

@@ -1,7 +1,7 @@
 // Global average pooling: [N, C, H, W] -> [N, C, 1, 1], one invocation per (n, c) plane.
 struct Params { planes: u32, hw: u32, _p0: u32, _p1: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
 @compute @workgroup_size(64, 1, 1)

@@ -6,7 +6,7 @@ struct Params {
     stride_h: u32, stride_w: u32, pad_t: u32, pad_l: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
 @compute @workgroup_size(64, 1, 1)

@@ -234,9 +234,9 @@ fn info(model: Option<PathBuf>, device: bool, backend: Backend) -> wgedge::Resul
         plan.flops() as f64 / 1e6
     );
     println!(
-        "memory:   {} activation bytes planned in {} buffers (lower bound {}, ratio {:.3})",
+        "memory:   {} activation bytes planned in one arena ({}-byte aligned offsets; lower bound {}, ratio {:.3})",
         plan.memory.peak_bytes,
-        plan.memory.slot_bytes.len(),
+        plan.memory.alignment,
         plan.memory.lower_bound_bytes,
         plan.memory.peak_bytes as f64 / plan.memory.lower_bound_bytes.max(1) as f64
     );

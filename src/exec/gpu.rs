@@ -21,10 +21,10 @@ struct Step {
 pub struct GpuExecutor {
     ctx: Arc<GpuContext>,
     steps: Vec<Step>,
-    /// (slot buffer, value bytes) per graph input.
-    inputs: Vec<(wgpu::Buffer, u64)>,
-    /// (slot buffer, staging buffer, shape) per graph output.
-    outputs: Vec<(wgpu::Buffer, wgpu::Buffer, Vec<usize>)>,
+    /// (buffer, offset, bytes) per graph input.
+    inputs: Vec<(wgpu::Buffer, u64, u64)>,
+    /// (buffer, offset, staging buffer, shape) per graph output.
+    outputs: Vec<(wgpu::Buffer, u64, wgpu::Buffer, Vec<usize>)>,
     /// Bytes held by this executor's buffers (activations, weights, uniforms, staging).
     pub device_bytes: u64,
 }
@@ -55,13 +55,7 @@ impl GpuExecutor {
         weights: &BTreeMap<String, Tensor>,
     ) -> Result<GpuExecutor> {
         let mut device_bytes = 0u64;
-        let slots: Vec<wgpu::Buffer> = plan
-            .memory
-            .slot_bytes
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| ctx.storage(&format!("slot{i}"), b))
-            .collect();
+        let arena = ctx.storage("activations", plan.memory.peak_bytes);
         device_bytes += plan.memory.peak_bytes;
         let dummy = ctx.storage("dummy", 16);
 
@@ -125,11 +119,12 @@ impl GpuExecutor {
         }
         device_bytes += uniform_data.len() as u64;
 
-        let value_buf = |v: usize| -> Option<(&wgpu::Buffer, u64)> {
+        // (buffer, offset, bytes) holding each value.
+        let value_buf = |v: usize| -> Option<(&wgpu::Buffer, u64, u64)> {
             let pv = &plan.values[v];
             match pv.kind {
-                ValueKind::Weight => consts.get(&(v, None)).map(|b| (b, pv.bytes)),
-                _ => plan.memory.slot_of[v].map(|s| (&slots[s], pv.bytes)),
+                ValueKind::Weight => consts.get(&(v, None)).map(|b| (b, 0, pv.bytes)),
+                _ => plan.memory.offset_of[v].map(|o| (&arena, o, pv.bytes)),
             }
         };
         let mut steps = Vec::new();
@@ -149,7 +144,7 @@ impl GpuExecutor {
                     }),
                 }];
                 for (i, b) in d.bindings.iter().enumerate() {
-                    let (buffer, size) = match *b {
+                    let (buffer, offset, size) = match *b {
                         Bind::Input(k) => value_buf(node.inputs[k]).ok_or_else(|| {
                             Error::Gpu(format!("node '{}': input {k} has no buffer", node.name))
                         })?,
@@ -163,15 +158,15 @@ impl GpuExecutor {
                                     node.name
                                 ))
                             })?;
-                            (b, b.size())
+                            (b, 0, b.size())
                         }
-                        Bind::Dummy => (&dummy, 16),
+                        Bind::Dummy => (&dummy, 0, 16),
                     };
                     entries.push(wgpu::BindGroupEntry {
                         binding: i as u32 + 1,
                         resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                             buffer,
-                            offset: 0,
+                            offset,
                             size: wgpu::BufferSize::new(align(size.max(4), 4)),
                         }),
                     });
@@ -194,13 +189,13 @@ impl GpuExecutor {
             .iter()
             .map(|&v| {
                 value_buf(v)
-                    .map(|(b, s)| (b.clone(), s))
+                    .map(|(b, o, s)| (b.clone(), o, s))
                     .ok_or_else(|| Error::Gpu("graph input without a buffer".into()))
             })
             .collect::<Result<Vec<_>>>()?;
         let mut outputs = Vec::new();
         for &v in &plan.outputs {
-            let (buf, bytes) =
+            let (buf, off, bytes) =
                 value_buf(v).ok_or_else(|| Error::Gpu("graph output without a buffer".into()))?;
             let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("staging"),
@@ -209,7 +204,7 @@ impl GpuExecutor {
                 mapped_at_creation: false,
             });
             device_bytes += bytes;
-            outputs.push((buf.clone(), staging, plan.values[v].shape.clone()));
+            outputs.push((buf.clone(), off, staging, plan.values[v].shape.clone()));
         }
         Ok(GpuExecutor {
             ctx,
@@ -236,10 +231,10 @@ impl GpuExecutor {
     pub async fn run(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
         let ctx = &self.ctx;
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        for ((buf, bytes), t) in self.inputs.iter().zip(inputs) {
+        for ((buf, off, bytes), t) in self.inputs.iter().zip(inputs) {
             let data = t.bytes();
             debug_assert_eq!(data.len() as u64, *bytes);
-            ctx.queue.write_buffer(buf, 0, data);
+            ctx.queue.write_buffer(buf, *off, data);
         }
         let mut enc = ctx
             .device
@@ -247,17 +242,17 @@ impl GpuExecutor {
                 label: Some("wgedge run"),
             });
         self.record(&mut enc);
-        for (src, staging, _) in &self.outputs {
-            enc.copy_buffer_to_buffer(src, 0, staging, 0, staging.size());
+        for (src, off, staging, _) in &self.outputs {
+            enc.copy_buffer_to_buffer(src, *off, staging, 0, staging.size());
         }
         ctx.queue.submit([enc.finish()]);
         if let Some(e) = scope.pop().await {
             return Err(Error::Gpu(format!("run: {e}")));
         }
-        let stagings: Vec<&wgpu::Buffer> = self.outputs.iter().map(|o| &o.1).collect();
+        let stagings: Vec<&wgpu::Buffer> = self.outputs.iter().map(|o| &o.2).collect();
         map_read(ctx, &stagings).await?;
         let mut out = Vec::with_capacity(self.outputs.len());
-        for (_, staging, shape) in &self.outputs {
+        for (_, _, staging, shape) in &self.outputs {
             let data: Vec<f32> = {
                 let view = staging
                     .slice(..)

@@ -201,6 +201,7 @@ impl GpuContext {
                 max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
                 max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
                 min_uniform_buffer_offset_alignment: l.min_uniform_buffer_offset_alignment,
+                min_storage_buffer_offset_alignment: l.min_storage_buffer_offset_alignment,
             },
             features: DeviceFeatures {
                 shader_f16: f.contains(wgpu::Features::SHADER_F16),

@@ -1,52 +1,69 @@
-//! Memory plan: activations share whole buffers ("slots") when their lifetimes do not overlap.
+//! Memory plan: every activation gets a range of one arena buffer; values whose lifetimes do not
+//! overlap may share bytes.
 //!
-//! Greedy by size over shared objects (Pisarchyk & Lee, arXiv 2001.03288): values sorted by size,
-//! largest first, each goes to the smallest existing slot free over its whole lifetime, else to a
-//! new slot. Whole buffers rather than offsets into one arena, so every binding starts at offset 0
-//! (no 256-byte alignment padding) and read-only and read-write bindings never share a buffer.
+//! Greedy by size for offset calculation (Pisarchyk & Lee, arXiv 2001.03288): values sorted by
+//! size, largest first; each is placed at the lowest aligned offset whose range is not used by an
+//! already placed value alive at the same time (best-fitting gap first). Offsets are aligned to
+//! the device's storage-binding offset alignment (256 bytes on the portable profile), so each
+//! value binds as `(arena, offset, size)`. Kernels declare activation bindings `read_write` so
+//! one dispatch may bind several ranges of the arena (WebGPU forbids mixing read-only and
+//! writable storage usage of one buffer in a dispatch).
 
 use super::order::Interval;
 
-/// Which slot each value uses and how large each slot is.
+/// Where each value lives in the arena.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemoryPlan {
-    /// Slot index of each planned value (`None` for values not planned, e.g. weights).
-    pub slot_of: Vec<Option<usize>>,
-    pub slot_bytes: Vec<u64>,
-    /// Sum of slot sizes: the memory the plan allocates for activations.
+    /// Byte offset of each planned value (`None` for values not planned, e.g. weights).
+    pub offset_of: Vec<Option<u64>>,
+    /// Arena size: the activation memory the plan allocates.
     pub peak_bytes: u64,
     /// Largest total size of values alive at the same step: no plan can use less.
     pub lower_bound_bytes: u64,
+    pub alignment: u64,
 }
 
-/// Plans slots for values with the given sizes and intervals (`None` = not planned).
-/// With `reuse` off every value gets its own slot (a debug switch for hunting aliasing bugs).
-pub fn plan(values: &[Option<(u64, Interval)>], reuse: bool) -> MemoryPlan {
+fn align_up(v: u64, a: u64) -> u64 {
+    v.div_ceil(a) * a
+}
+
+/// Plans offsets for values with the given sizes and intervals (`None` = not planned).
+/// With `reuse` off every value gets its own range (a debug switch for hunting aliasing bugs).
+pub fn plan(values: &[Option<(u64, Interval)>], reuse: bool, alignment: u64) -> MemoryPlan {
+    let alignment = alignment.max(4);
     let mut idx: Vec<usize> = (0..values.len()).filter(|&i| values[i].is_some()).collect();
-    // Largest first; ties by start step keep the result deterministic.
-    idx.sort_by_key(|&i| {
-        let (b, iv) = values[i].expect("filtered");
-        (std::cmp::Reverse(b), iv.start, i)
-    });
-    let mut slot_of = vec![None; values.len()];
-    let mut slot_bytes: Vec<u64> = Vec::new();
-    let mut slot_users: Vec<Vec<Interval>> = Vec::new();
+    let get = |i: usize| values[i].expect("filtered to planned values");
+    idx.sort_by_key(|&i| (std::cmp::Reverse(get(i).0), get(i).1.start, i));
+    let mut offset_of = vec![None; values.len()];
+    // (offset, end, interval) of placed values.
+    let mut placed: Vec<(u64, u64, Interval)> = Vec::new();
+    let mut peak = 0u64;
     for i in idx {
-        let (bytes, iv) = values[i].expect("filtered");
-        let fit = if reuse {
-            (0..slot_bytes.len())
-                .filter(|&s| slot_users[s].iter().all(|u| !u.overlaps(&iv)))
-                .min_by_key(|&s| (slot_bytes[s], s))
+        let (bytes, iv) = get(i);
+        let off = if reuse {
+            // Ranges used by values alive at the same time, in address order.
+            let mut busy: Vec<(u64, u64)> = placed
+                .iter()
+                .filter(|p| p.2.overlaps(&iv))
+                .map(|p| (p.0, p.1))
+                .collect();
+            busy.sort_unstable();
+            let mut best: Option<(u64, u64)> = None; // (gap size, offset)
+            let mut cursor = 0u64;
+            for (s, e) in busy {
+                let start = align_up(cursor, alignment);
+                if s >= start && s - start >= bytes && best.is_none_or(|b| s - start < b.0) {
+                    best = Some((s - start, start));
+                }
+                cursor = cursor.max(e);
+            }
+            best.map(|b| b.1).unwrap_or(align_up(cursor, alignment))
         } else {
-            None
+            align_up(peak, alignment)
         };
-        let s = fit.unwrap_or_else(|| {
-            slot_bytes.push(bytes);
-            slot_users.push(Vec::new());
-            slot_bytes.len() - 1
-        });
-        slot_users[s].push(iv);
-        slot_of[i] = Some(s);
+        placed.push((off, off + bytes, iv));
+        peak = peak.max(off + bytes);
+        offset_of[i] = Some(off);
     }
     let last = values
         .iter()
@@ -66,10 +83,10 @@ pub fn plan(values: &[Option<(u64, Interval)>], reuse: bool) -> MemoryPlan {
         .max()
         .unwrap_or(0);
     MemoryPlan {
-        peak_bytes: slot_bytes.iter().sum(),
-        slot_of,
-        slot_bytes,
+        offset_of,
+        peak_bytes: align_up(peak, alignment),
         lower_bound_bytes,
+        alignment,
     }
 }
 
@@ -82,18 +99,30 @@ mod tests {
     }
 
     #[test]
-    fn chain_reuses_two_slots() {
+    fn chain_reuses_memory() {
         let vals = vec![
             Some((784, iv(0, 0))),
             Some((512, iv(0, 1))),
             Some((512, iv(1, 2))),
-            Some((10, iv(2, 2))),
+            Some((16, iv(2, 2))),
         ];
-        let p = plan(&vals, true);
-        assert_eq!(p.slot_bytes.len(), 2);
-        assert_eq!(p.peak_bytes, 784 + 512);
+        let p = plan(&vals, true, 16);
         assert_eq!(p.lower_bound_bytes, 784 + 512);
-        let q = plan(&vals, false);
-        assert_eq!(q.slot_bytes.len(), 4);
+        assert_eq!(p.peak_bytes, 784 + 512);
+        let q = plan(&vals, false, 16);
+        assert_eq!(q.peak_bytes, 784 + 512 + 512 + 16);
+    }
+
+    #[test]
+    fn fills_gaps_between_live_values() {
+        // A big value dies early; two later values fit into its hole side by side.
+        let vals = vec![
+            Some((1024, iv(0, 1))),
+            Some((256, iv(0, 3))),
+            Some((512, iv(2, 3))),
+            Some((512, iv(2, 3))),
+        ];
+        let p = plan(&vals, true, 256);
+        assert_eq!(p.peak_bytes, 1024 + 256);
     }
 }

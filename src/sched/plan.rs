@@ -164,7 +164,10 @@ impl Plan {
             .zip(&intervals)
             .map(|(v, iv)| (v.kind != ValueKind::Weight).then_some((v.bytes, *iv)))
             .collect();
-        let memory = memory::plan(&sized, opts.reuse);
+        let align = profile
+            .map(|p| p.limits.min_storage_buffer_offset_alignment as u64)
+            .unwrap_or(256);
+        let memory = memory::plan(&sized, opts.reuse, align);
         let plan = Plan {
             values,
             nodes,
@@ -192,14 +195,12 @@ impl Plan {
                 });
             }
         }
-        for (s, &b) in self.memory.slot_bytes.iter().enumerate() {
-            if b > l.max_buffer_size {
-                return Err(Error::DeviceLimit {
-                    what: format!("buffer slot {s}"),
-                    needed: b,
-                    max: l.max_buffer_size,
-                });
-            }
+        if self.memory.peak_bytes > l.max_buffer_size {
+            return Err(Error::DeviceLimit {
+                what: "activation arena buffer".into(),
+                needed: self.memory.peak_bytes,
+                max: l.max_buffer_size,
+            });
         }
         for n in &self.nodes {
             for d in &n.dispatches {

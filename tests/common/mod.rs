@@ -100,3 +100,154 @@ pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, atol: f32, rtol: f3
         worst = worst.max(err);
     }
 }
+
+/// Test models: an MLP, the shipped MNIST CNN, a ResNet-style block (conv + BN + residual),
+/// and a branchy MobileNet/Inception-style graph (depthwise, pointwise, concat, pooling).
+pub mod models {
+    use wgedge::graph::GraphBuilder;
+    use wgedge::ops::*;
+    use wgedge::{Model, Tensor};
+
+    pub fn mlp(batch: usize) -> Model {
+        wgedge::bench::mlp(batch).unwrap().model
+    }
+
+    pub fn mnist() -> Model {
+        Model::load(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/mnist-cnn.safetensors"
+        ))
+        .unwrap()
+    }
+
+    fn bn(b: &mut GraphBuilder, x: &str, c: usize, name: &str, seed: u64) -> String {
+        let g = b.weight(&format!("{name}.gamma"), Tensor::random(&[c], seed));
+        let be = b.weight(&format!("{name}.beta"), Tensor::random(&[c], seed + 1));
+        let m = b.weight(&format!("{name}.mean"), Tensor::random(&[c], seed + 2));
+        let v = b.weight(
+            &format!("{name}.var"),
+            Tensor::new(&[c], (0..c).map(|i| 0.5 + i as f32 * 0.1).collect()).unwrap(),
+        );
+        b.batch_norm(x, &g, &be, &m, &v, 1e-5)
+    }
+
+    /// conv-bn-relu, conv-bn, + identity, relu; then global pool and a classifier.
+    pub fn resnet_block() -> Model {
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", &[1, 8, 12, 12]);
+        let w1 = b.weight("c1.w", Tensor::random(&[8, 8, 3, 3], 1));
+        let h = b.conv2d(
+            &x,
+            &w1,
+            None,
+            Conv2d {
+                pad: [1; 4],
+                ..Default::default()
+            },
+        );
+        let h = bn(&mut b, &h, 8, "bn1", 10);
+        let h = b.act(&h, Activation::Relu);
+        let w2 = b.weight("c2.w", Tensor::random(&[8, 8, 3, 3], 2));
+        let h = b.conv2d(
+            &h,
+            &w2,
+            None,
+            Conv2d {
+                pad: [1; 4],
+                ..Default::default()
+            },
+        );
+        let h = bn(&mut b, &h, 8, "bn2", 20);
+        let h = b.add(&h, &x);
+        let h = b.act(&h, Activation::Relu);
+        let p = b.global_avg_pool(&h);
+        let f = b.flatten(&p, 1);
+        let w = b.weight("fc.w", Tensor::random(&[5, 8], 3));
+        let bias = b.weight("fc.b", Tensor::random(&[5], 4));
+        let y = b.linear(&f, &w, Some(&bias), Activation::None);
+        let y = b.softmax(&y, -1);
+        b.output(&y);
+        Model::from_builder(b).unwrap()
+    }
+
+    /// Stem conv, then two branches (depthwise+pointwise, and maxpool+pointwise) concatenated,
+    /// layer norm over channels-last, transpose, and two outputs.
+    pub fn branchy() -> Model {
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", &[2, 3, 17, 15]);
+        let w0 = b.weight("stem.w", Tensor::random(&[16, 3, 3, 3], 1));
+        let b0 = b.weight("stem.b", Tensor::random(&[16], 2));
+        let s = b.conv2d(
+            &x,
+            &w0,
+            Some(&b0),
+            Conv2d {
+                stride: [2, 2],
+                pad: [1; 4],
+                act: Activation::Relu6,
+                ..Default::default()
+            },
+        );
+        let wd = b.weight("dw.w", Tensor::random(&[16, 1, 3, 3], 3));
+        let d = b.conv2d(
+            &s,
+            &wd,
+            None,
+            Conv2d {
+                groups: 16,
+                pad: [1; 4],
+                act: Activation::Hardswish,
+                ..Default::default()
+            },
+        );
+        let wp = b.weight("pw.w", Tensor::random(&[8, 16, 1, 1], 4));
+        let d = b.conv2d(&d, &wp, None, Conv2d::default());
+        let pb = b.weight("pw.bias", Tensor::random(&[8], 9));
+        let d = b.add(&d, &pb);
+        let m = b.pool(
+            &s,
+            Pool2d {
+                kind: PoolKind::Max,
+                kernel: [3, 3],
+                stride: [1, 1],
+                pad: [1; 4],
+                count_include_pad: false,
+            },
+        );
+        let wq = b.weight("pq.w", Tensor::random(&[8, 16, 1, 1], 5));
+        let m = b.conv2d(&m, &wq, None, Conv2d::default());
+        let m = b.act(&m, Activation::Sigmoid);
+        let c = b.concat(&[&d, &m], 1);
+        let t = b.transpose(&c, &[0, 2, 3, 1]);
+        let g = b.weight("ln.g", Tensor::random(&[16], 6));
+        let be = b.weight("ln.b", Tensor::random(&[16], 7));
+        let l = b.layer_norm(&t, &g, &be, 1e-5);
+        let r = b.reshape(&l, &[2, -1, 16]);
+        let w = b.weight("head.w", Tensor::random(&[16, 4], 8));
+        let y = b.matmul(&r, &w);
+        let y = b.act(&y, Activation::Gelu);
+        b.output(&y);
+        let a = b.pool(
+            &s,
+            Pool2d {
+                kind: PoolKind::Avg,
+                kernel: [2, 2],
+                stride: [2, 2],
+                pad: [0; 4],
+                count_include_pad: false,
+            },
+        );
+        let a = b.binary(BinaryKind::Mul, &a, &a);
+        b.output(&a);
+        Model::from_builder(b).unwrap()
+    }
+
+    pub fn all() -> Vec<(&'static str, Model)> {
+        vec![
+            ("mlp", mlp(8)),
+            ("mnist", mnist()),
+            ("resnet_block", resnet_block()),
+            ("branchy", branchy()),
+        ]
+    }
+}
