@@ -78,7 +78,13 @@ pub struct Workload {
     pub weight_bytes: Option<f64>,
 }
 
-fn one_linear(name: &'static str, m: usize, k: usize, n: usize) -> Result<Workload> {
+fn one_linear(
+    name: &'static str,
+    m: usize,
+    k: usize,
+    n: usize,
+    report_gbps: bool,
+) -> Result<Workload> {
     let mut b = GraphBuilder::new();
     let x = b.input("x", &[m, k]);
     let w = b.weight("w", Tensor::random(&[n, k], 7));
@@ -89,7 +95,7 @@ fn one_linear(name: &'static str, m: usize, k: usize, n: usize) -> Result<Worklo
         model: Model::from_builder(b)?,
         input: Tensor::random(&[m, k], 8),
         flops: 2.0 * (m * k * n) as f64,
-        weight_bytes: Some((n * k * 4) as f64),
+        weight_bytes: report_gbps.then_some((n * k * 4) as f64),
     })
 }
 
@@ -149,11 +155,31 @@ pub fn mlp(batch: usize) -> Result<Workload> {
     })
 }
 
+/// A workload for a whole model with a random input (FLOPs from its plan).
+pub fn model_workload(name: &'static str, model: Model) -> Result<Workload> {
+    let input = model
+        .graph
+        .inputs
+        .first()
+        .map(|v| Tensor::random(&v.shape, 1))
+        .unwrap_or_else(|| Tensor::zeros(&[1]));
+    let flops = Session::cpu(&model, SessionOptions::default())?
+        .plan()
+        .flops() as f64;
+    Ok(Workload {
+        name,
+        model,
+        input,
+        flops,
+        weight_bytes: None,
+    })
+}
+
 /// The kernels suite's workloads (sizes from the project's targets).
 pub fn kernel_workloads() -> Result<Vec<Workload>> {
     Ok(vec![
-        one_linear("gemm", 1024, 1024, 1024)?,
-        one_linear("gemv", 1, 4096, 4096)?,
+        one_linear("gemm", 1024, 1024, 1024, false)?,
+        one_linear("gemv", 1, 4096, 4096, true)?,
         one_conv("conv3x3", 64, 56, 1)?,
         one_conv("dwconv3x3", 32, 112, 32)?,
         mlp(64)?,
@@ -190,7 +216,14 @@ pub fn bench_workload(
     log: &mut dyn FnMut(&Record),
 ) -> Result<Vec<Record>> {
     let mut out = Vec::new();
-    let feeds = [("x", &w.input)];
+    let input_name = w
+        .model
+        .graph
+        .inputs
+        .first()
+        .map(|v| v.name.clone())
+        .unwrap_or_default();
+    let feeds = [(input_name.as_str(), &w.input)];
     let mut push = |r: Record, out: &mut Vec<Record>| {
         log(&r);
         out.push(r);

@@ -49,8 +49,8 @@ fn memory_plan_never_aliases_live_values_and_is_near_the_bound() {
                 "{name}: '{}' past the arena end",
                 p.values[a].name
             );
-            for b in a + 1..p.values.len() {
-                let Some(ob) = off[b] else { continue };
+            for (b, ob) in off.iter().enumerate().skip(a + 1) {
+                let Some(ob) = *ob else { continue };
                 let disjoint = oa + p.values[a].bytes <= ob || ob + p.values[b].bytes <= oa;
                 assert!(
                     disjoint || !p.intervals[a].overlaps(&p.intervals[b]),

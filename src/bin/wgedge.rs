@@ -290,13 +290,10 @@ fn bench(suite: &str, json: Option<PathBuf>, backend: Backend, quick: bool) -> w
     }
     let workloads = match suite {
         "kernels" => kernel_workloads()?,
-        "models" => vec![Workload {
-            name: "mnist-cnn",
-            model: Model::from_bytes(DEFAULT_MODEL)?,
-            input: Tensor::random(&[1, 1, 28, 28], 1),
-            flops: 0.0,
-            weight_bytes: None,
-        }],
+        "models" => vec![model_workload(
+            "mnist-cnn",
+            Model::from_bytes(DEFAULT_MODEL)?,
+        )?],
         other => {
             return Err(wgedge::Error::Input(format!(
                 "unknown suite '{other}' (kernels | models)"
@@ -305,25 +302,13 @@ fn bench(suite: &str, json: Option<PathBuf>, backend: Backend, quick: bool) -> w
     };
     let mut records = Vec::new();
     for w in &workloads {
-        let mut w = Workload {
-            name: w.name,
-            model: w.model.clone(),
-            input: w.input.clone(),
-            flops: w.flops,
-            weight_bytes: w.weight_bytes,
-        };
-        if w.name == "mnist-cnn" {
-            w.flops = Session::cpu(&w.model, SessionOptions::default())?
-                .plan()
-                .flops() as f64;
-            w.input = Tensor::random(&[1, 1, 28, 28], 1);
-        }
-        records.extend(bench_workload(ctx.as_ref(), &w, &cfg, &mut |r| {
+        let mut log = |r: &Record| {
             eprintln!(
                 "  {} {} {} {:.3} ms",
                 r.workload, r.kernel, r.mode, r.median_ms
             )
-        })?);
+        };
+        records.extend(bench_workload(ctx.as_ref(), w, &cfg, &mut log)?);
     }
     print!("{}", table(&records));
     println!();

@@ -1,0 +1,329 @@
+//! Bad input gets an error that names what is wrong — never a panic or a wrong answer.
+
+mod common;
+use common::*;
+use wgedge::graph::{Graph, GraphBuilder, Node, ValueSpec};
+use wgedge::ops::*;
+use wgedge::profile::DeviceProfile;
+use wgedge::sched::{Plan, PlanOptions};
+use wgedge::tensor::TensorData;
+use wgedge::{DType, Error, Model, Session, SessionOptions, Tensor};
+
+fn tiny() -> Model {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[2, 4]);
+    let w = b.weight("w", Tensor::random(&[3, 4], 1));
+    let y = b.linear(&x, &w, None, Activation::Relu);
+    b.output(&y);
+    Model::from_builder(b).unwrap()
+}
+
+fn sessions(m: &Model) -> Vec<Session> {
+    let mut v = vec![Session::cpu(m, SessionOptions::default()).unwrap()];
+    if let Some(ctx) = gpu() {
+        v.push(
+            Session::with_context(
+                m,
+                ctx,
+                SessionOptions {
+                    autotune: false,
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+        );
+    }
+    v
+}
+
+#[test]
+fn run_inputs_are_checked() {
+    let m = tiny();
+    let good = Tensor::random(&[2, 4], 2);
+    for s in sessions(&m) {
+        let e = s.run(&[]).unwrap_err();
+        assert!(
+            matches!(&e, Error::Input(m) if m.contains("missing input 'x'")),
+            "{e}"
+        );
+        let e = s.run(&[("x", &good), ("y", &good)]).unwrap_err();
+        assert!(
+            matches!(&e, Error::Input(m) if m.contains("unknown input 'y'")),
+            "{e}"
+        );
+        let e = s.run(&[("x", &good), ("x", &good)]).unwrap_err();
+        assert!(
+            matches!(&e, Error::Input(m) if m.contains("more than once")),
+            "{e}"
+        );
+        let wrong = Tensor::random(&[4, 2], 3);
+        let e = s.run(&[("x", &wrong)]).unwrap_err();
+        assert!(
+            matches!(&e, Error::ShapeMismatch { got, .. } if got == "[4, 2]"),
+            "{e}"
+        );
+        let ints = Tensor::from_data(&[2, 4], TensorData::I32(vec![1; 8])).unwrap();
+        let e = s.run(&[("x", &ints)]).unwrap_err();
+        assert!(
+            matches!(&e, Error::DTypeMismatch { got, .. } if got == "i32"),
+            "{e}"
+        );
+        // And the session still works afterwards.
+        assert_eq!(s.run(&[("x", &good)]).unwrap()[0].shape(), &[2, 3]);
+    }
+}
+
+fn graph_err(g: Graph, w: Vec<(&str, Tensor)>) -> Error {
+    Model::new(g, w.into_iter().map(|(k, v)| (k.to_string(), v)).collect()).unwrap_err()
+}
+
+fn spec(name: &str, shape: &[usize]) -> ValueSpec {
+    ValueSpec {
+        name: name.into(),
+        dtype: DType::F32,
+        shape: shape.to_vec(),
+    }
+}
+
+fn node(name: &str, op: Op, inputs: &[&str], output: &str) -> Node {
+    Node {
+        name: name.into(),
+        op,
+        inputs: inputs.iter().map(|s| s.to_string()).collect(),
+        output: output.into(),
+    }
+}
+
+fn relu() -> Op {
+    Op::Unary(Unary {
+        act: Activation::Relu,
+    })
+}
+
+#[test]
+fn graph_errors_name_the_problem() {
+    let base = || Graph {
+        inputs: vec![spec("x", &[2, 4])],
+        weights: vec![],
+        nodes: vec![],
+        outputs: vec!["y".into()],
+    };
+
+    let mut g = base();
+    g.nodes.push(node("n1", relu(), &["nope"], "y"));
+    let e = graph_err(g, vec![]);
+    assert!(
+        e.to_string()
+            .contains("node 'n1' reads unknown value 'nope'"),
+        "{e}"
+    );
+
+    let mut g = base();
+    g.nodes.push(node("a", relu(), &["b_out"], "a_out"));
+    g.nodes.push(node("b", relu(), &["a_out"], "b_out"));
+    g.nodes.push(node("c", relu(), &["x"], "y"));
+    let e = graph_err(g, vec![]);
+    assert!(e.to_string().contains("cycle through nodes a, b"), "{e}");
+
+    let mut g = base();
+    g.nodes.push(node("a", relu(), &["x"], "x"));
+    let e = graph_err(g, vec![]);
+    assert!(
+        e.to_string().contains("'x' is defined more than once"),
+        "{e}"
+    );
+
+    let mut g = base();
+    g.weights.push(spec("w", &[3, 4]));
+    g.nodes.push(node(
+        "fc",
+        Op::MatMul(MatMul {
+            trans_b: true,
+            ..Default::default()
+        }),
+        &["x", "w"],
+        "y",
+    ));
+    let e = graph_err(g.clone(), vec![]);
+    assert!(matches!(&e, Error::MissingWeight(w) if w == "w"), "{e}");
+    let e = graph_err(g.clone(), vec![("w", Tensor::random(&[3, 5], 1))]);
+    assert!(
+        matches!(&e, Error::ShapeMismatch { op, .. } if op.contains("weight 'w'")),
+        "{e}"
+    );
+    let e = graph_err(
+        g.clone(),
+        vec![(
+            "w",
+            Tensor::from_data(&[3, 4], TensorData::I8(vec![0; 12])).unwrap(),
+        )],
+    );
+    assert!(matches!(&e, Error::DTypeMismatch { .. }), "{e}");
+    let e = graph_err(
+        g.clone(),
+        vec![
+            ("w", Tensor::random(&[3, 4], 1)),
+            ("extra", Tensor::random(&[1], 1)),
+        ],
+    );
+    assert!(e.to_string().contains("'extra' is not declared"), "{e}");
+
+    // Shape mismatch inside an op names the node.
+    let mut g2 = g.clone();
+    g2.weights[0].shape = vec![3, 5];
+    let e = graph_err(g2, vec![("w", Tensor::random(&[3, 5], 1))]);
+    assert!(
+        matches!(&e, Error::ShapeMismatch { op, .. } if op.contains("node 'fc'")),
+        "{e}"
+    );
+
+    let mut g = base();
+    g.outputs = vec![];
+    assert!(graph_err(g, vec![]).to_string().contains("no outputs"));
+    let mut g = base();
+    g.outputs = vec!["ghost".into()];
+    assert!(graph_err(g, vec![]).to_string().contains("output 'ghost'"));
+}
+
+#[test]
+fn op_attribute_errors() {
+    let x = vec![1, 4, 8, 8];
+    let bad = [
+        (
+            Op::Conv2d(Conv2d {
+                groups: 3,
+                ..Default::default()
+            }),
+            vec![x.clone(), vec![6, 1, 3, 3]],
+        ),
+        (
+            Op::Conv2d(Conv2d::default()),
+            vec![x.clone(), vec![6, 3, 3, 3]],
+        ),
+        (
+            Op::Conv2d(Conv2d::default()),
+            vec![x.clone(), vec![6, 4, 9, 9]],
+        ),
+        (
+            Op::Conv2d(Conv2d {
+                stride: [0, 1],
+                ..Default::default()
+            }),
+            vec![x.clone(), vec![6, 4, 3, 3]],
+        ),
+        (
+            Op::Pool2d(Pool2d {
+                kind: PoolKind::Max,
+                kernel: [2, 2],
+                stride: [1, 1],
+                pad: [2, 0, 0, 0],
+                count_include_pad: false,
+            }),
+            vec![x.clone()],
+        ),
+        (
+            Op::Transpose(Transpose {
+                perm: vec![0, 0, 1, 2],
+            }),
+            vec![x.clone()],
+        ),
+        (
+            Op::Reshape(Reshape {
+                shape: vec![-1, -1],
+            }),
+            vec![x.clone()],
+        ),
+        (Op::Reshape(Reshape { shape: vec![7, -1] }), vec![x.clone()]),
+        (
+            Op::Concat(Concat { axis: 1 }),
+            vec![x.clone(), vec![1, 4, 8, 9]],
+        ),
+        (Op::Softmax(Softmax { axis: 4 }), vec![x.clone()]),
+        (
+            Op::Binary(Binary {
+                kind: BinaryKind::Add,
+                act: Activation::None,
+            }),
+            vec![x.clone(), vec![3, 1]],
+        ),
+        (Op::MatMul(MatMul::default()), vec![vec![2, 3], vec![4, 5]]),
+        (Op::MatMul(MatMul::default()), vec![vec![4], vec![4, 5]]),
+        (
+            Op::LayerNorm(LayerNorm {
+                axis: -1,
+                eps: 1e-5,
+            }),
+            vec![x.clone(), vec![4], vec![8]],
+        ),
+    ];
+    for (op, shapes) in bad {
+        match op.infer_shape(&shapes) {
+            Err(Error::ShapeMismatch { .. } | Error::Graph(_)) => {}
+            other => panic!("{op:?} on {shapes:?}: expected a shape/graph error, got {other:?}"),
+        }
+    }
+    // Wrong number of inputs.
+    assert!(Op::Unary(Unary {
+        act: Activation::Relu
+    })
+    .infer_shape(&[vec![1], vec![1]])
+    .is_err());
+    assert!(Tensor::new(&[2, 3], vec![0.0; 5]).is_err());
+}
+
+#[test]
+fn device_limits_are_checked_before_allocation() {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[1, 40_000_000]);
+    let y = b.act(&x, Activation::Relu);
+    b.output(&y);
+    let m = Model::from_builder(b).unwrap();
+    let small = DeviceProfile::portable(); // 128 MiB bindings
+    let e = Plan::new(&m.graph, &m.weights, Some(&small), PlanOptions::default()).unwrap_err();
+    assert!(
+        matches!(&e, Error::DeviceLimit { what, needed: 160_000_000, .. } if what.contains("'x'")),
+        "{e}"
+    );
+    if let Some(ctx) = gpu() {
+        let e = Session::with_context(
+            &m,
+            ctx,
+            SessionOptions {
+                autotune: false,
+                ..Default::default()
+            },
+        )
+        .err()
+        .expect("limit error");
+        assert!(matches!(e, Error::DeviceLimit { .. }), "{e}");
+    }
+    // Workgroup-count limit: a conv whose output channels exceed the per-dimension maximum.
+    let mut p = DeviceProfile::portable();
+    p.limits.max_compute_workgroups_per_dimension = 4;
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[1, 16, 4, 4]);
+    let w = b.weight("w", Tensor::random(&[16, 1, 3, 3], 1));
+    let y = b.conv2d(
+        &x,
+        &w,
+        None,
+        Conv2d {
+            groups: 16,
+            pad: [1; 4],
+            ..Default::default()
+        },
+    );
+    b.output(&y);
+    let m = Model::from_builder(b).unwrap();
+    let e = Plan::new(&m.graph, &m.weights, Some(&p), PlanOptions::default()).unwrap_err();
+    assert!(
+        matches!(&e, Error::DeviceLimit { what, .. } if what.contains("workgroups")),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_backend_name() {
+    let e = "quantum".parse::<wgedge::Backend>().unwrap_err();
+    assert!(e.to_string().contains("unknown backend 'quantum'"));
+}
