@@ -29,6 +29,7 @@ pub struct DeviceLimits {
     pub max_compute_workgroup_storage_size: u32,
     pub min_uniform_buffer_offset_alignment: u32,
     pub min_storage_buffer_offset_alignment: u32,
+    pub max_texture_dimension_2d: u32,
 }
 
 impl Default for DeviceLimits {
@@ -44,6 +45,7 @@ impl Default for DeviceLimits {
             max_compute_workgroup_storage_size: 16384,
             min_uniform_buffer_offset_alignment: 256,
             min_storage_buffer_offset_alignment: 256,
+            max_texture_dimension_2d: 8192,
         }
     }
 }
@@ -59,10 +61,10 @@ pub struct DeviceFeatures {
 /// Kernel variants chosen for this device (by autotuning or the defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KernelChoices {
-    /// GEMM with M > 1 on the vec4 (NT) path.
-    pub gemm_vec4: Kernel,
-    /// GEMM with M == 1 (GEMV) on the vec4 path.
-    pub gemv_vec4: Kernel,
+    /// GEMM with M > 1 and a constant B (weights).
+    pub gemm: Kernel,
+    /// GEMM with M == 1 (GEMV) and a constant B.
+    pub gemv: Kernel,
     /// GEMM on the scalar path (transposed A, K % 4 != 0, non-constant B).
     pub gemm_tiled: Kernel,
     /// Dense / grouped convolution.
@@ -74,8 +76,8 @@ pub struct KernelChoices {
 impl Default for KernelChoices {
     fn default() -> Self {
         KernelChoices {
-            gemm_vec4: Kernel::GemmVec4 { tm: 4, tn: 4 },
-            gemv_vec4: Kernel::GemmVec4 { tm: 1, tn: 4 },
+            gemm: Kernel::GemmBcast { tm: 4, tn4: 2 },
+            gemv: Kernel::GemmVec4 { tm: 1, tn: 4 },
             gemm_tiled: Kernel::GemmTiled { tm: 4, tn: 4 },
             conv: Kernel::ConvTiled { px: 4 },
             dwconv: Kernel::ConvDepthwise { px: 4 },

@@ -20,15 +20,15 @@ fn all_choices() -> Vec<(String, KernelChoices, bool)> {
         ("default".to_string(), d, false),
         ("naive".to_string(), d, true),
     ];
-    for k in select::gemm_vec4_candidates()
+    for k in select::gemm_candidates()
         .into_iter()
-        .chain(select::gemv_vec4_candidates())
+        .chain(select::gemv_candidates())
     {
         v.push((
             k.name(),
             KernelChoices {
-                gemm_vec4: k,
-                gemv_vec4: k,
+                gemm: k,
+                gemv: k,
                 ..d
             },
             false,

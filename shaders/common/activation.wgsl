@@ -35,3 +35,11 @@ fn tanh_stable(x: f32) -> f32 {
 fn flat_id(gid: vec3<u32>, nwg: vec3<u32>, wg_size: u32) -> u32 {
     return gid.x + gid.y * nwg.x * wg_size;
 }
+
+// Rank-1 update of a 4x4 block held as a matrix: column i += b * x[i], as four vec4 FMAs.
+// Accumulating into named matrices keeps output blocks in registers with no array indexing
+// (arrays indexed in loops may spill to memory).
+fn rank1(m: mat4x4<f32>, b: vec4<f32>, x: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4<f32>(fma(b, vec4<f32>(x.x), m[0]), fma(b, vec4<f32>(x.y), m[1]),
+                       fma(b, vec4<f32>(x.z), m[2]), fma(b, vec4<f32>(x.w), m[3]));
+}

@@ -59,7 +59,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             if (cl >= p.cout_g) { break; }
             let co = g * p.cout_g + cl;
             let o = (b * p.cout + co) * npix + pix;
-            var v = select(acc1[q][c - 4u], acc0[q][c % 4u], c < 4u);
+            var v = select(acc1[q][c & 3u], acc0[q][c & 3u], c < 4u);
             if (p.has_bias != 0u) { v += bias[co]; }
             if (p.has_res != 0u) { v += res[o]; }
             y[o] = activate(v);

@@ -62,6 +62,9 @@ enum Cmd {
         /// Skip the naive GPU kernels and the CPU reference, measure fewer runs.
         #[arg(long)]
         quick: bool,
+        /// Only these workloads (comma-separated names, e.g. gemm,gemv).
+        #[arg(long)]
+        only: Option<String>,
     },
 }
 
@@ -96,7 +99,8 @@ fn run(cli: Cli) -> wgedge::Result<()> {
             json,
             backend,
             quick,
-        } => bench(&suite, json, backend.parse()?, quick),
+            only,
+        } => bench(&suite, json, backend.parse()?, quick, only),
     }
 }
 
@@ -269,7 +273,13 @@ fn run_model(
     Ok(())
 }
 
-fn bench(suite: &str, json: Option<PathBuf>, backend: Backend, quick: bool) -> wgedge::Result<()> {
+fn bench(
+    suite: &str,
+    json: Option<PathBuf>,
+    backend: Backend,
+    quick: bool,
+    only: Option<String>,
+) -> wgedge::Result<()> {
     use wgedge::bench::*;
     let ctx = pollster::block_on(GpuContext::open(backend))?.map(Arc::new);
     let mut cfg = BenchConfig::default();
@@ -300,8 +310,12 @@ fn bench(suite: &str, json: Option<PathBuf>, backend: Backend, quick: bool) -> w
             )))
         }
     };
+    let keep = |name: &str| {
+        only.as_ref()
+            .is_none_or(|o| o.split(',').any(|x| x == name))
+    };
     let mut records = Vec::new();
-    for w in &workloads {
+    for w in workloads.iter().filter(|w| keep(w.name)) {
         let mut log = |r: &Record| {
             eprintln!(
                 "  {} {} {} {:.3} ms",

@@ -167,17 +167,17 @@ mod native {
     /// Measures every candidate on small shapes (about a second on lavapipe).
     pub fn tune(ctx: &Arc<GpuContext>) -> Result<KernelChoices> {
         Ok(KernelChoices {
-            gemm_vec4: best(
+            gemm: best(
                 ctx,
-                select::gemm_vec4_candidates(),
+                select::gemm_candidates(),
                 || linear(128, 256, 256),
-                |c, k| c.gemm_vec4 = k,
+                |c, k| c.gemm = k,
             )?,
-            gemv_vec4: best(
+            gemv: best(
                 ctx,
-                select::gemv_vec4_candidates(),
+                select::gemv_candidates(),
                 || linear(1, 1024, 1024),
-                |c, k| c.gemv_vec4 = k,
+                |c, k| c.gemv = k,
             )?,
             gemm_tiled: best(
                 ctx,

@@ -61,17 +61,23 @@ impl GpuExecutor {
 
         // Constants, packed as their kernels ask, uploaded once (shared when asked twice).
         let mut consts: HashMap<(usize, Option<Pack>), wgpu::Buffer> = HashMap::new();
+        let mut textures: HashMap<(usize, Pack), wgpu::TextureView> = HashMap::new();
         for node in &plan.nodes {
             for d in &node.dispatches {
                 for b in &d.bindings {
-                    let (inp, pack) = match *b {
-                        Bind::Input(i) => (i, None),
-                        Bind::Packed(i, p) => (i, Some(p)),
+                    let (inp, pack, tex_width) = match *b {
+                        Bind::Input(i) => (i, None, None),
+                        Bind::Packed(i, p) => (i, Some(p), None),
+                        Bind::Texture(i, p, w) => (i, Some(p), Some(w)),
                         _ => continue,
                     };
                     let v = node.inputs[inp];
                     let pv = &plan.values[v];
-                    if pv.kind != ValueKind::Weight || consts.contains_key(&(v, pack)) {
+                    let done = match (tex_width, pack) {
+                        (Some(_), Some(p)) => textures.contains_key(&(v, p)),
+                        _ => consts.contains_key(&(v, pack)),
+                    };
+                    if pv.kind != ValueKind::Weight || done {
                         continue;
                     }
                     let t = weights
@@ -87,7 +93,17 @@ impl GpuExecutor {
                         None => bytemuck::cast_slice(data),
                     };
                     device_bytes += bytes.len() as u64;
-                    consts.insert((v, pack), ctx.storage_with(&pv.name, bytes));
+                    match (tex_width, pack) {
+                        (Some(w), Some(p)) => {
+                            textures.insert(
+                                (v, p),
+                                ctx.texture_rgba32f(&pv.name, bytemuck::cast_slice(bytes), w),
+                            );
+                        }
+                        _ => {
+                            consts.insert((v, pack), ctx.storage_with(&pv.name, bytes));
+                        }
+                    }
                 }
             }
         }
@@ -129,7 +145,18 @@ impl GpuExecutor {
         };
         let mut steps = Vec::new();
         let mut u = 0;
-        for node in &plan.nodes {
+        // Node-private scratch textures, made before any bind group borrows them.
+        let mut scratch: HashMap<(usize, usize), wgpu::TextureView> = HashMap::new();
+        for (ni, node) in plan.nodes.iter().enumerate() {
+            for b in node.dispatches.iter().flat_map(|d| &d.bindings) {
+                if let Bind::ScratchStore(k, w, h) = *b {
+                    scratch
+                        .entry((ni, k))
+                        .or_insert_with(|| ctx.scratch_texture(&node.name, w, h));
+                }
+            }
+        }
+        for (ni, node) in plan.nodes.iter().enumerate() {
             for d in &node.dispatches {
                 let pipeline = ctx.pipeline(&d.shader, d.act)?;
                 let layout = pipeline.get_bind_group_layout(0);
@@ -144,6 +171,32 @@ impl GpuExecutor {
                     }),
                 }];
                 for (i, b) in d.bindings.iter().enumerate() {
+                    let view = match *b {
+                        Bind::Texture(k, p, _) => {
+                            Some(textures.get(&(node.inputs[k], p)).ok_or_else(|| {
+                                Error::Gpu(format!(
+                                    "node '{}': texture input {k} missing",
+                                    node.name
+                                ))
+                            })?)
+                        }
+                        Bind::ScratchStore(k, ..) | Bind::ScratchRead(k) => {
+                            Some(scratch.get(&(ni, k)).ok_or_else(|| {
+                                Error::Gpu(format!(
+                                    "node '{}': scratch texture {k} read before written",
+                                    node.name
+                                ))
+                            })?)
+                        }
+                        _ => None,
+                    };
+                    if let Some(view) = view {
+                        entries.push(wgpu::BindGroupEntry {
+                            binding: i as u32 + 1,
+                            resource: wgpu::BindingResource::TextureView(view),
+                        });
+                        continue;
+                    }
                     let (buffer, offset, size) = match *b {
                         Bind::Input(k) => value_buf(node.inputs[k]).ok_or_else(|| {
                             Error::Gpu(format!("node '{}': input {k} has no buffer", node.name))
@@ -160,7 +213,7 @@ impl GpuExecutor {
                             })?;
                             (b, 0, b.size())
                         }
-                        Bind::Dummy => (&dummy, 0, 16),
+                        _ => (&dummy, 0, 16),
                     };
                     entries.push(wgpu::BindGroupEntry {
                         binding: i as u32 + 1,

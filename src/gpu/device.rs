@@ -202,6 +202,7 @@ impl GpuContext {
                 max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
                 min_uniform_buffer_offset_alignment: l.min_uniform_buffer_offset_alignment,
                 min_storage_buffer_offset_alignment: l.min_storage_buffer_offset_alignment,
+                max_texture_dimension_2d: l.max_texture_dimension_2d,
             },
             features: DeviceFeatures {
                 shader_f16: f.contains(wgpu::Features::SHADER_F16),

@@ -69,6 +69,64 @@ impl GpuContext {
         buf
     }
 
+    /// An rgba32float texture `width` texels wide holding `data` (4 floats per texel), as a view.
+    pub fn texture_rgba32f(&self, label: &str, data: &[f32], width: u32) -> wgpu::TextureView {
+        let width = width.max(1);
+        let height = (data.len() as u32 / 4).div_ceil(width).max(1);
+        let size = wgpu::Extent3d {
+            width,
+            height,
+            depth_or_array_layers: 1,
+        };
+        let tex = self.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some(label),
+            size,
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        let mut texels = data.to_vec();
+        texels.resize((width * height * 4) as usize, 0.0);
+        self.queue.write_texture(
+            wgpu::TexelCopyTextureInfo {
+                texture: &tex,
+                mip_level: 0,
+                origin: wgpu::Origin3d::ZERO,
+                aspect: wgpu::TextureAspect::All,
+            },
+            bytemuck::cast_slice(&texels),
+            wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(width * 16),
+                rows_per_image: Some(height),
+            },
+            size,
+        );
+        tex.create_view(&wgpu::TextureViewDescriptor::default())
+    }
+
+    /// An uninitialised rgba32float texture a kernel writes (storage) and another reads.
+    pub fn scratch_texture(&self, label: &str, width: u32, height: u32) -> wgpu::TextureView {
+        let tex = self.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some(label),
+            size: wgpu::Extent3d {
+                width: width.max(1),
+                height: height.max(1),
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
+            view_formats: &[],
+        });
+        tex.create_view(&wgpu::TextureViewDescriptor::default())
+    }
+
     /// An uninitialised storage buffer of `bytes` (at least 16).
     pub fn storage(&self, label: &str, bytes: u64) -> wgpu::Buffer {
         self.device.create_buffer(&wgpu::BufferDescriptor {

@@ -283,6 +283,27 @@ impl Conv2d {
                     ],
                 )
             }
+            Kernel::ConvTex { px } => {
+                if !cx.is_const[1] {
+                    return Err(Error::Unsupported {
+                        op: "conv2d".into(),
+                        what: "texture kernel needs constant weights".into(),
+                        backend: "gpu".into(),
+                    });
+                }
+                let blocks = (p.cout_gp / 8 * p.groups) as usize;
+                (
+                    ShaderKey::new(ShaderFile::ConvTex, &[("PX", px)]),
+                    Bind::Texture(
+                        1,
+                        Pack::ConvTaps {
+                            groups: self.groups,
+                        },
+                        p.cout_gp / 4,
+                    ),
+                    [div_ceil(blocks, 8), div_ceil(npix, px as usize), p.n],
+                )
+            }
             Kernel::ConvDepthwise { px } => {
                 if !self.is_depthwise(x, w) {
                     return Err(Error::Unsupported {
@@ -329,4 +350,10 @@ pub fn pack_conv_taps(w: &[f32], shape: &[usize], groups: usize) -> Vec<f32> {
         }
     }
     out
+}
+
+/// Texture extent (width, height) of packed conv weights for the texture kernel.
+pub fn tex_extent(w: &[usize], groups: usize) -> (usize, usize) {
+    let cout_g = w[0] / groups;
+    (cout_g.div_ceil(8) * 2, groups * w[1] * w[2] * w[3])
 }

@@ -51,6 +51,23 @@ pub struct GemmParams {
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
+struct BcastParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    batch: u32,
+    a_bs: u32,
+    a_rs: u32,
+    a_ks: u32,
+    b_bs4: u32,
+    n4: u32,
+    has_bias: u32,
+    has_res: u32,
+    _p0: u32,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
 struct Vec4Params {
     m: u32,
     n: u32,
@@ -226,6 +243,20 @@ impl MatMul {
         let p = self.params(&cx.in_shapes[0], &cx.in_shapes[1]);
         let [bias, res] = self.epilogue_binds();
         let (m, n, batch) = (p.m as usize, p.n as usize, p.batch);
+        let block_ok = match cx.kernel {
+            Kernel::GemmBcast { tm, tn4 } | Kernel::GemmTex { tm, tn4 } => {
+                matches!((tm, tn4), (1, 1 | 2 | 4) | (4 | 8, 1 | 2))
+            }
+            Kernel::GemmTex2 { tm, tn4 } => matches!((tm, tn4), (4 | 8, 1 | 2)),
+            _ => true,
+        };
+        if !block_ok {
+            return Err(Error::Unsupported {
+                op: "matmul".into(),
+                what: format!("block shape of kernel {}", cx.kernel.name()),
+                backend: "gpu".into(),
+            });
+        }
         let (shader, params, b_bind, wg) = match cx.kernel {
             Kernel::Naive => (
                 ShaderKey::new(ShaderFile::GemmNaive, &[]),
@@ -258,7 +289,7 @@ impl MatMul {
                 } else {
                     Bind::Packed(1, Pack::TransposeLast2)
                 };
-                let (wx, wy) = if tm == 1 { (64, 1) } else { (8, 8) };
+                let (wx, wy) = vec4_workgroup(tm);
                 let k4 = p.k / 4;
                 let v = Vec4Params {
                     m: p.m,
@@ -284,6 +315,148 @@ impl MatMul {
                     ],
                 )
             }
+            Kernel::GemmTex2 { tm, tn4 } => {
+                if !cx.is_const[1] || self.trans_a {
+                    return Err(Error::Unsupported {
+                        op: "matmul".into(),
+                        what: "two-texture kernel needs a constant B and an untransposed A".into(),
+                        backend: "gpu".into(),
+                    });
+                }
+                let (n4, k4) = (p.n.div_ceil(4), p.k.div_ceil(4));
+                let rows = batch * p.m;
+                let to_tex = Dispatch {
+                    shader: ShaderKey::new(ShaderFile::ToTexture, &[]),
+                    act: Activation::None,
+                    params: vec![rows, p.k, k4, 0],
+                    bindings: vec![Bind::Input(0), Bind::ScratchStore(0, k4, rows)],
+                    workgroups: [k4.div_ceil(64), rows, 1],
+                };
+                let params = [
+                    p.m,
+                    p.n,
+                    p.k,
+                    batch,
+                    k4,
+                    if p.b_bs != 0 { p.k } else { 0 },
+                    n4,
+                    p.has_bias,
+                    p.has_res,
+                    0,
+                    0,
+                    0,
+                ];
+                let wg = [
+                    div_ceil(n4 as usize, 64 * tn4 as usize),
+                    div_ceil(m, tm as usize),
+                    batch,
+                ];
+                check_grid("matmul", wg, cx.max_workgroups)?;
+                check_grid("matmul", to_tex.workgroups, cx.max_workgroups)?;
+                return Ok(vec![
+                    to_tex,
+                    Dispatch {
+                        shader: ShaderKey::new(ShaderFile::GemmTex2, &[("TM", tm), ("TN4", tn4)]),
+                        act: self.act,
+                        params: params.to_vec(),
+                        bindings: vec![
+                            Bind::ScratchRead(0),
+                            Bind::Texture(
+                                1,
+                                Pack::KnPadded4 {
+                                    trans_b: self.trans_b,
+                                },
+                                n4,
+                            ),
+                            bias,
+                            res,
+                            Bind::Output,
+                        ],
+                        workgroups: wg,
+                    },
+                ]);
+            }
+            Kernel::GemmTex { tm, tn4 } => {
+                if !cx.is_const[1] {
+                    return Err(Error::Unsupported {
+                        op: "matmul".into(),
+                        what: "texture kernel needs a constant B".into(),
+                        backend: "gpu".into(),
+                    });
+                }
+                let n4 = p.n.div_ceil(4);
+                let v = BcastParams {
+                    m: p.m,
+                    n: p.n,
+                    k: p.k,
+                    batch,
+                    a_bs: p.a_bs,
+                    a_rs: p.a_rs,
+                    a_ks: p.a_ks,
+                    // texture rows per batch of B (0: one B shared by all batches)
+                    b_bs4: if p.b_bs != 0 { p.k } else { 0 },
+                    n4,
+                    has_bias: p.has_bias,
+                    has_res: p.has_res,
+                    _p0: 0,
+                };
+                (
+                    ShaderKey::new(ShaderFile::GemmTex, &[("TM", tm), ("TN4", tn4)]),
+                    bytemuck::cast_slice(&[v]).to_vec(),
+                    Bind::Texture(
+                        1,
+                        Pack::KnPadded4 {
+                            trans_b: self.trans_b,
+                        },
+                        n4,
+                    ),
+                    [
+                        div_ceil(n4 as usize, 64 * tn4 as usize),
+                        div_ceil(m, tm as usize),
+                        batch,
+                    ],
+                )
+            }
+            Kernel::GemmBcast { tm, tn4 } => {
+                if !cx.is_const[1] {
+                    return Err(Error::Unsupported {
+                        op: "matmul".into(),
+                        what: "bcast kernel needs a constant B".into(),
+                        backend: "gpu".into(),
+                    });
+                }
+                let n4 = p.n.div_ceil(4);
+                let v = BcastParams {
+                    m: p.m,
+                    n: p.n,
+                    k: p.k,
+                    batch,
+                    a_bs: p.a_bs,
+                    a_rs: p.a_rs,
+                    a_ks: p.a_ks,
+                    // rows of packed B per batch (0: one B shared by all batches)
+                    b_bs4: if p.b_bs != 0 { p.k } else { 0 },
+                    n4,
+                    has_bias: p.has_bias,
+                    has_res: p.has_res,
+                    _p0: 0,
+                };
+                (
+                    ShaderKey::new(ShaderFile::GemmBcast, &[("TM", tm), ("TN4", tn4)]),
+                    bytemuck::cast_slice(&[v]).to_vec(),
+                    Bind::Packed(
+                        1,
+                        Pack::KnPadded4 {
+                            trans_b: self.trans_b,
+                        },
+                    ),
+                    [
+                        div_ceil(n4 as usize, 64 * tn4 as usize),
+                        div_ceil(m, tm as usize),
+                        batch,
+                    ],
+                )
+            }
             k => {
                 return Err(Error::Unsupported {
                     op: "matmul".into(),
@@ -301,4 +474,24 @@ impl MatMul {
             workgroups: wg,
         }])
     }
+}
+
+/// Workgroup shape of the vec4 kernel: 64 columns for GEMV, 8x8 blocks otherwise.
+pub fn vec4_workgroup(tm: u32) -> (u32, u32) {
+    if tm == 1 {
+        (64, 1)
+    } else {
+        (8, 8)
+    }
+}
+
+/// Texture extent (width, height) of a constant B for the texture kernel.
+pub fn tex_extent(trans_b: bool, b: &[usize]) -> (usize, usize) {
+    let r = b.len();
+    let (k, n) = if trans_b {
+        (b[r - 1], b[r - 2])
+    } else {
+        (b[r - 2], b[r - 1])
+    };
+    (n.div_ceil(4), crate::tensor::numel(&b[..r - 2]) * k)
 }

@@ -114,6 +114,16 @@ pub enum Kernel {
     GemmTiled { tm: u32, tn: u32 },
     /// Register-blocked GEMM on the NT layout with vec4 loads (K % 4 == 0); tm = 1 is GEMV.
     GemmVec4 { tm: u32, tn: u32 },
+    /// GEMM with constant B packed `[K][N]` (vec4 along N); a workgroup shares `tm` rows of A,
+    /// each invocation owns `tn4` vec4 columns. Any K, any A layout.
+    GemmBcast { tm: u32, tn4: u32 },
+    /// As `GemmBcast` with B in an rgba32float texture (vector-gather loads on CPU adapters,
+    /// texture cache on mobile GPUs).
+    GemmTex { tm: u32, tn4: u32 },
+    /// Both GEMM operands through textures: A copied into one per run, B packed at load.
+    GemmTex2 { tm: u32, tn4: u32 },
+    /// Direct convolution with weights in a texture, 8 channels x `px` pixels per invocation.
+    ConvTex { px: u32 },
     /// Register-blocked direct convolution, 8 channels x `px` pixels per invocation.
     ConvTiled { px: u32 },
     /// Depthwise convolution, `px` pixels per invocation.
@@ -128,6 +138,10 @@ impl Kernel {
             Kernel::Standard => "standard".into(),
             Kernel::GemmTiled { tm, tn } => format!("tiled-{tm}x{tn}"),
             Kernel::GemmVec4 { tm, tn } => format!("vec4-{tm}x{tn}"),
+            Kernel::GemmBcast { tm, tn4 } => format!("bcast-{tm}x{}", tn4 * 4),
+            Kernel::GemmTex { tm, tn4 } => format!("tex-{tm}x{}", tn4 * 4),
+            Kernel::GemmTex2 { tm, tn4 } => format!("tex2-{tm}x{}", tn4 * 4),
+            Kernel::ConvTex { px } => format!("tex-8x{px}"),
             Kernel::ConvTiled { px } => format!("tiled-8x{px}"),
             Kernel::ConvDepthwise { px } => format!("depthwise-{px}"),
         }
@@ -139,6 +153,8 @@ impl Kernel {
 pub enum Pack {
     /// `[.., K, N]` -> `[.., N, K]` (GEMM B operand to the NT layout).
     TransposeLast2,
+    /// B (`[.., K, N]`, or `[.., N, K]` when `trans_b`) -> `[.., K, N rounded up to 4]`.
+    KnPadded4 { trans_b: bool },
     /// OIHW conv weights -> `[group][cin_g*kh*kw][cout_g rounded up to 8]`.
     ConvTaps { groups: usize },
 }
@@ -150,8 +166,16 @@ pub enum Bind {
     Input(usize),
     /// Input `i` (a constant) after a one-time re-layout.
     Packed(usize, Pack),
+    /// Input `i` (a constant) re-laid-out and uploaded as an rgba32float texture `width`
+    /// texels wide.
+    Texture(usize, Pack, u32),
     /// The node's output.
     Output,
+    /// Node-private scratch texture `i` (rgba32float, `w` x `h` texels), written as a storage
+    /// texture by one dispatch of the node...
+    ScratchStore(usize, u32, u32),
+    /// ...and read as a texture by a later one.
+    ScratchRead(usize),
     /// An unused optional operand (the shader reads it only behind a flag that is off).
     Dummy,
 }
@@ -376,6 +400,28 @@ impl Pack {
                     for kk in 0..k {
                         for j in 0..n {
                             dst[j * k + kk] = src[kk * n + j];
+                        }
+                    }
+                }
+                out
+            }
+            Pack::KnPadded4 { trans_b } => {
+                let r = shape.len();
+                let (k, n) = if trans_b {
+                    (shape[r - 1], shape[r - 2])
+                } else {
+                    (shape[r - 2], shape[r - 1])
+                };
+                let n4 = n.div_ceil(4) * 4;
+                let mut out = Vec::with_capacity(data.len() / n * n4);
+                for src in data.chunks(k * n) {
+                    for kk in 0..k {
+                        for j in 0..n4 {
+                            out.push(match (j < n, trans_b) {
+                                (false, _) => 0.0,
+                                (true, false) => src[kk * n + j],
+                                (true, true) => src[j * k + kk],
+                            });
                         }
                     }
                 }

@@ -7,13 +7,18 @@ pub enum ShaderFile {
     GemmNaive,
     GemmTiled,
     GemmVec4,
+    GemmBcast,
+    GemmTex,
+    GemmTex2,
     ConvNaive,
     ConvTiled,
+    ConvTex,
     ConvDepthwise,
     Unary,
     Binary,
     Transpose,
     Concat,
+    ToTexture,
     Softmax,
     LayerNorm,
     BatchNorm,
@@ -23,20 +28,28 @@ pub enum ShaderFile {
 
 const COMMON: &str = include_str!("../../shaders/common/activation.wgsl");
 const CONV_PARAMS: &str = include_str!("../../shaders/conv/params.wgsl");
+const GEMM_BLOCK: &str = include_str!("../../shaders/matmul/gemm_block.wgsl");
+const B_TEXTURE: &str = include_str!("../../shaders/matmul/b_texture.wgsl");
+const B_BUFFER: &str = include_str!("../../shaders/matmul/b_buffer.wgsl");
 
 impl ShaderFile {
     /// Every kernel file, for validation tests.
-    pub const ALL: [ShaderFile; 15] = [
+    pub const ALL: [ShaderFile; 20] = [
         ShaderFile::GemmNaive,
         ShaderFile::GemmTiled,
         ShaderFile::GemmVec4,
+        ShaderFile::GemmBcast,
+        ShaderFile::GemmTex,
+        ShaderFile::GemmTex2,
         ShaderFile::ConvNaive,
         ShaderFile::ConvTiled,
+        ShaderFile::ConvTex,
         ShaderFile::ConvDepthwise,
         ShaderFile::Unary,
         ShaderFile::Binary,
         ShaderFile::Transpose,
         ShaderFile::Concat,
+        ShaderFile::ToTexture,
         ShaderFile::Softmax,
         ShaderFile::LayerNorm,
         ShaderFile::BatchNorm,
@@ -50,13 +63,18 @@ impl ShaderFile {
             ShaderFile::GemmNaive => "matmul/gemm_naive.wgsl",
             ShaderFile::GemmTiled => "matmul/gemm_tiled.wgsl",
             ShaderFile::GemmVec4 => "matmul/gemm_vec4.wgsl",
+            ShaderFile::GemmBcast => "matmul/gemm_block.wgsl+b_buffer.wgsl",
+            ShaderFile::GemmTex => "matmul/gemm_block.wgsl+b_texture.wgsl",
+            ShaderFile::GemmTex2 => "matmul/gemm_tex2.wgsl",
             ShaderFile::ConvNaive => "conv/conv2d_naive.wgsl",
             ShaderFile::ConvTiled => "conv/conv2d_tiled.wgsl",
+            ShaderFile::ConvTex => "conv/conv2d_tex.wgsl",
             ShaderFile::ConvDepthwise => "conv/dwconv2d.wgsl",
             ShaderFile::Unary => "elementwise/unary.wgsl",
             ShaderFile::Binary => "elementwise/binary.wgsl",
             ShaderFile::Transpose => "elementwise/transpose.wgsl",
             ShaderFile::Concat => "elementwise/concat.wgsl",
+            ShaderFile::ToTexture => "elementwise/to_texture.wgsl",
             ShaderFile::Softmax => "norm/softmax.wgsl",
             ShaderFile::LayerNorm => "norm/layernorm.wgsl",
             ShaderFile::BatchNorm => "norm/batchnorm.wgsl",
@@ -70,13 +88,17 @@ impl ShaderFile {
             ShaderFile::GemmNaive => include_str!("../../shaders/matmul/gemm_naive.wgsl"),
             ShaderFile::GemmTiled => include_str!("../../shaders/matmul/gemm_tiled.wgsl"),
             ShaderFile::GemmVec4 => include_str!("../../shaders/matmul/gemm_vec4.wgsl"),
+            ShaderFile::GemmBcast | ShaderFile::GemmTex => GEMM_BLOCK,
+            ShaderFile::GemmTex2 => include_str!("../../shaders/matmul/gemm_tex2.wgsl"),
             ShaderFile::ConvNaive => include_str!("../../shaders/conv/conv2d_naive.wgsl"),
             ShaderFile::ConvTiled => include_str!("../../shaders/conv/conv2d_tiled.wgsl"),
+            ShaderFile::ConvTex => include_str!("../../shaders/conv/conv2d_tex.wgsl"),
             ShaderFile::ConvDepthwise => include_str!("../../shaders/conv/dwconv2d.wgsl"),
             ShaderFile::Unary => include_str!("../../shaders/elementwise/unary.wgsl"),
             ShaderFile::Binary => include_str!("../../shaders/elementwise/binary.wgsl"),
             ShaderFile::Transpose => include_str!("../../shaders/elementwise/transpose.wgsl"),
             ShaderFile::Concat => include_str!("../../shaders/elementwise/concat.wgsl"),
+            ShaderFile::ToTexture => include_str!("../../shaders/elementwise/to_texture.wgsl"),
             ShaderFile::Softmax => include_str!("../../shaders/norm/softmax.wgsl"),
             ShaderFile::LayerNorm => include_str!("../../shaders/norm/layernorm.wgsl"),
             ShaderFile::BatchNorm => include_str!("../../shaders/norm/batchnorm.wgsl"),
@@ -95,7 +117,12 @@ impl ShaderFile {
                 vec![("TM", 1), ("TN", 4), ("WG_X", 64), ("WG_Y", 1)],
                 vec![("TM", 8), ("TN", 8), ("WG_X", 8), ("WG_Y", 8)],
             ],
-            ShaderFile::ConvTiled | ShaderFile::ConvDepthwise => vec![vec![("PX", 4)]],
+            ShaderFile::GemmBcast | ShaderFile::GemmTex => {
+                vec![vec![("TM", 4), ("TN4", 1)], vec![("TM", 1), ("TN4", 2)]]
+            }
+            ShaderFile::ConvTiled | ShaderFile::ConvTex | ShaderFile::ConvDepthwise => {
+                vec![vec![("PX", 4)]]
+            }
             ShaderFile::Binary => (0..4).map(|op| vec![("OP", op)]).collect(),
             ShaderFile::Pool2d => (0..3).map(|m| vec![("MODE", m)]).collect(),
             _ => vec![vec![]],
@@ -137,9 +164,17 @@ impl ShaderKey {
         s.push_str(COMMON);
         if matches!(
             self.file,
-            ShaderFile::ConvNaive | ShaderFile::ConvTiled | ShaderFile::ConvDepthwise
+            ShaderFile::ConvNaive
+                | ShaderFile::ConvTiled
+                | ShaderFile::ConvTex
+                | ShaderFile::ConvDepthwise
         ) {
             s.push_str(CONV_PARAMS);
+        }
+        match self.file {
+            ShaderFile::GemmTex => s.push_str(B_TEXTURE),
+            ShaderFile::GemmBcast => s.push_str(B_BUFFER),
+            _ => {}
         }
         s.push_str(self.file.body());
         s

@@ -15,11 +15,37 @@ pub fn select(op: &Op, ins: &[Vec<usize>], is_const: &[bool], p: &DeviceProfile)
             } else {
                 a[a.len() - 2]
             };
-            if m.vec4_ok(ins, is_const) {
-                if rows == 1 {
-                    p.kernels.gemv_vec4
-                } else {
-                    p.kernels.gemm_vec4
+            let fits = |k: Kernel| match k {
+                Kernel::GemmVec4 { .. } => m.vec4_ok(ins, is_const),
+                Kernel::GemmBcast { .. } => is_const[1],
+                Kernel::GemmTex { .. } => {
+                    let (w, h) = crate::ops::matmul::tex_extent(m.trans_b, &ins[1]);
+                    is_const[1] && tex_fits(w, h, p)
+                }
+                Kernel::GemmTex2 { .. } => {
+                    let (w, h) = crate::ops::matmul::tex_extent(m.trans_b, &ins[1]);
+                    let a_rows = crate::tensor::numel(&a[..a.len() - 1]);
+                    let a_w = a[a.len() - 1].div_ceil(4);
+                    is_const[1] && !m.trans_a && tex_fits(w, h, p) && tex_fits(a_w, a_rows, p)
+                }
+                _ => true,
+            };
+            let choice = if rows == 1 {
+                p.kernels.gemv
+            } else {
+                p.kernels.gemm
+            };
+            if is_const[1] && fits(choice) {
+                choice
+            } else if is_const[1] {
+                Kernel::GemmBcast {
+                    tm: if rows == 1 { 1 } else { 4 },
+                    tn4: 2,
+                }
+            } else if m.vec4_ok(ins, is_const) {
+                Kernel::GemmVec4 {
+                    tm: if rows == 1 { 1 } else { 4 },
+                    tn: 4,
                 }
             } else {
                 p.kernels.gemm_tiled
@@ -29,7 +55,11 @@ pub fn select(op: &Op, ins: &[Vec<usize>], is_const: &[bool], p: &DeviceProfile)
             if c.is_depthwise(&ins[0], &ins[1]) {
                 p.kernels.dwconv
             } else if is_const[1] {
-                p.kernels.conv
+                let (w, h) = crate::ops::conv::tex_extent(&ins[1], c.groups);
+                match p.kernels.conv {
+                    Kernel::ConvTex { .. } if !tex_fits(w, h, p) => Kernel::ConvTiled { px: 4 },
+                    k => k,
+                }
             } else {
                 Kernel::Naive
             }
@@ -38,19 +68,30 @@ pub fn select(op: &Op, ins: &[Vec<usize>], is_const: &[bool], p: &DeviceProfile)
     }
 }
 
+/// Whether a `w` x `h` texel texture fits the device.
+fn tex_fits(w: usize, h: usize, p: &DeviceProfile) -> bool {
+    let max = p.limits.max_texture_dimension_2d as usize;
+    w <= max && h <= max
+}
+
 /// Candidate variants autotuning times for each choice (every one passes the same conformance
 /// tests).
-pub fn gemm_vec4_candidates() -> Vec<Kernel> {
-    [(4, 4), (4, 8), (8, 4), (8, 8), (2, 8)]
-        .iter()
-        .map(|&(tm, tn)| Kernel::GemmVec4 { tm, tn })
+pub fn gemm_candidates() -> Vec<Kernel> {
+    let vec4 = [(4, 4), (4, 8), (8, 4), (8, 8)].map(|(tm, tn)| Kernel::GemmVec4 { tm, tn });
+    let bcast = [(4, 2), (8, 1), (8, 2)].map(|(tm, tn4)| Kernel::GemmBcast { tm, tn4 });
+    let tex = [(4, 2), (8, 1), (8, 2)].map(|(tm, tn4)| Kernel::GemmTex { tm, tn4 });
+    let tex2 = [(4, 2), (8, 1), (8, 2)].map(|(tm, tn4)| Kernel::GemmTex2 { tm, tn4 });
+    vec4.into_iter()
+        .chain(bcast)
+        .chain(tex)
+        .chain(tex2)
         .collect()
 }
-pub fn gemv_vec4_candidates() -> Vec<Kernel> {
-    [1, 2, 4, 8]
-        .iter()
-        .map(|&tn| Kernel::GemmVec4 { tm: 1, tn })
-        .collect()
+pub fn gemv_candidates() -> Vec<Kernel> {
+    let vec4 = [1, 2, 4, 8].map(|tn| Kernel::GemmVec4 { tm: 1, tn });
+    let bcast = [1, 2, 4].map(|tn4| Kernel::GemmBcast { tm: 1, tn4 });
+    let tex = [1, 2, 4].map(|tn4| Kernel::GemmTex { tm: 1, tn4 });
+    vec4.into_iter().chain(bcast).chain(tex).collect()
 }
 pub fn gemm_tiled_candidates() -> Vec<Kernel> {
     [(4, 4), (2, 4), (4, 2)]
@@ -59,10 +100,9 @@ pub fn gemm_tiled_candidates() -> Vec<Kernel> {
         .collect()
 }
 pub fn conv_candidates() -> Vec<Kernel> {
-    [2, 4, 8]
-        .iter()
-        .map(|&px| Kernel::ConvTiled { px })
-        .collect()
+    let tiled = [2, 4, 8].map(|px| Kernel::ConvTiled { px });
+    let tex = [4, 8, 16].map(|px| Kernel::ConvTex { px });
+    tiled.into_iter().chain(tex).collect()
 }
 pub fn dwconv_candidates() -> Vec<Kernel> {
     [2, 4, 8]
@@ -73,32 +113,42 @@ pub fn dwconv_candidates() -> Vec<Kernel> {
 
 /// Shader modules of every variant the chooser can pick (for validation tests).
 pub fn all_variant_shaders() -> Vec<ShaderKey> {
-    let mut keys = Vec::new();
-    for k in gemm_vec4_candidates()
+    let all = gemm_candidates()
         .into_iter()
-        .chain(gemv_vec4_candidates())
-    {
-        if let Kernel::GemmVec4 { tm, tn } = k {
-            let (wx, wy) = if tm == 1 { (64, 1) } else { (8, 8) };
-            keys.push(ShaderKey::new(
+        .chain(gemv_candidates())
+        .chain(gemm_tiled_candidates())
+        .chain(conv_candidates())
+        .chain(dwconv_candidates());
+    all.filter_map(shader_of).collect()
+}
+
+/// The shader module a kernel variant runs (the lowerings build the same keys).
+pub fn shader_of(k: Kernel) -> Option<ShaderKey> {
+    Some(match k {
+        Kernel::GemmVec4 { tm, tn } => {
+            let (wx, wy) = crate::ops::matmul::vec4_workgroup(tm);
+            ShaderKey::new(
                 ShaderFile::GemmVec4,
                 &[("TM", tm), ("TN", tn), ("WG_X", wx), ("WG_Y", wy)],
-            ));
+            )
         }
-    }
-    for k in gemm_tiled_candidates() {
-        if let Kernel::GemmTiled { tm, tn } = k {
-            keys.push(ShaderKey::new(
-                ShaderFile::GemmTiled,
-                &[("TM", tm), ("TN", tn)],
-            ));
+        Kernel::GemmBcast { tm, tn4 } => {
+            ShaderKey::new(ShaderFile::GemmBcast, &[("TM", tm), ("TN4", tn4)])
         }
-    }
-    for px in [2, 4, 8] {
-        keys.push(ShaderKey::new(ShaderFile::ConvTiled, &[("PX", px)]));
-        keys.push(ShaderKey::new(ShaderFile::ConvDepthwise, &[("PX", px)]));
-    }
-    keys
+        Kernel::GemmTiled { tm, tn } => {
+            ShaderKey::new(ShaderFile::GemmTiled, &[("TM", tm), ("TN", tn)])
+        }
+        Kernel::GemmTex { tm, tn4 } => {
+            ShaderKey::new(ShaderFile::GemmTex, &[("TM", tm), ("TN4", tn4)])
+        }
+        Kernel::ConvTiled { px } => ShaderKey::new(ShaderFile::ConvTiled, &[("PX", px)]),
+        Kernel::ConvTex { px } => ShaderKey::new(ShaderFile::ConvTex, &[("PX", px)]),
+        Kernel::GemmTex2 { tm, tn4 } => {
+            ShaderKey::new(ShaderFile::GemmTex2, &[("TM", tm), ("TN4", tn4)])
+        }
+        Kernel::ConvDepthwise { px } => ShaderKey::new(ShaderFile::ConvDepthwise, &[("PX", px)]),
+        Kernel::Naive | Kernel::Standard => return None,
+    })
 }
 
 #[cfg(test)]
@@ -107,25 +157,32 @@ mod tests {
     use crate::ops::{Conv2d, MatMul};
 
     #[test]
-    fn gemv_for_one_row_tiled_for_odd_k() {
-        let p = DeviceProfile::portable();
+    fn gemm_choice_follows_rows_layout_and_constness() {
+        let mut p = DeviceProfile::portable();
+        p.kernels.gemm = Kernel::GemmVec4 { tm: 4, tn: 4 };
         let lin = Op::MatMul(MatMul {
             trans_b: true,
             ..Default::default()
         });
+        let c = [false, true];
         assert_eq!(
-            select(&lin, &[vec![1, 64], vec![32, 64]], &[false, true], &p),
-            p.kernels.gemv_vec4
+            select(&lin, &[vec![1, 64], vec![32, 64]], &c, &p),
+            p.kernels.gemv
         );
         assert_eq!(
-            select(&lin, &[vec![8, 64], vec![32, 64]], &[false, true], &p),
-            p.kernels.gemm_vec4
+            select(&lin, &[vec![8, 64], vec![32, 64]], &c, &p),
+            p.kernels.gemm
         );
+        // vec4 cannot take K = 63: a constant B falls back to the bcast kernel.
         assert_eq!(
-            select(&lin, &[vec![8, 63], vec![32, 63]], &[false, true], &p),
-            p.kernels.gemm_tiled
+            select(&lin, &[vec![8, 63], vec![32, 63]], &c, &p),
+            Kernel::GemmBcast { tm: 4, tn4: 2 }
         );
-        // Activation B in [K, N] layout cannot be packed: scalar path.
+        // Activation B: vec4 when K % 4 == 0 and B is [N, K], else the scalar tiled kernel.
+        assert_eq!(
+            select(&lin, &[vec![8, 64], vec![32, 64]], &[false, false], &p),
+            Kernel::GemmVec4 { tm: 4, tn: 4 }
+        );
         let mm = Op::MatMul(MatMul::default());
         assert_eq!(
             select(&mm, &[vec![8, 64], vec![64, 32]], &[false, false], &p),
