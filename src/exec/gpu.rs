@@ -149,10 +149,10 @@ impl GpuExecutor {
         let mut scratch: HashMap<(usize, usize), wgpu::TextureView> = HashMap::new();
         for (ni, node) in plan.nodes.iter().enumerate() {
             for b in node.dispatches.iter().flat_map(|d| &d.bindings) {
-                if let Bind::ScratchStore(k, w, h) = *b {
+                if let Bind::ScratchStore(k, w, h, f) = *b {
                     scratch
                         .entry((ni, k))
-                        .or_insert_with(|| ctx.scratch_texture(&node.name, w, h));
+                        .or_insert_with(|| ctx.scratch_texture(&node.name, w, h, f));
                 }
             }
         }

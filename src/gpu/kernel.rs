@@ -109,7 +109,13 @@ impl GpuContext {
     }
 
     /// An uninitialised rgba32float texture a kernel writes (storage) and another reads.
-    pub fn scratch_texture(&self, label: &str, width: u32, height: u32) -> wgpu::TextureView {
+    pub fn scratch_texture(
+        &self,
+        label: &str,
+        width: u32,
+        height: u32,
+        format: crate::ops::TexFormat,
+    ) -> wgpu::TextureView {
         let tex = self.device.create_texture(&wgpu::TextureDescriptor {
             label: Some(label),
             size: wgpu::Extent3d {
@@ -120,7 +126,10 @@ impl GpuContext {
             mip_level_count: 1,
             sample_count: 1,
             dimension: wgpu::TextureDimension::D2,
-            format: wgpu::TextureFormat::Rgba32Float,
+            format: match format {
+                crate::ops::TexFormat::Rgba32F => wgpu::TextureFormat::Rgba32Float,
+                crate::ops::TexFormat::R32F => wgpu::TextureFormat::R32Float,
+            },
             usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
             view_formats: &[],
         });

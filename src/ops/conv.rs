@@ -304,6 +304,58 @@ impl Conv2d {
                     [div_ceil(blocks, 8), div_ceil(npix, px as usize), p.n],
                 )
             }
+            Kernel::ConvTex2 { px } => {
+                if !cx.is_const[1] || !matches!(px, 4 | 8) {
+                    return Err(Error::Unsupported {
+                        op: "conv2d".into(),
+                        what: format!(
+                            "kernel {} (needs constant weights, px 4 or 8)",
+                            cx.kernel.name()
+                        ),
+                        backend: "gpu".into(),
+                    });
+                }
+                let rows = p.n * p.cin * p.h;
+                let to_tex = Dispatch {
+                    shader: ShaderKey::new(ShaderFile::ToTextureR32, &[]),
+                    act: Activation::None,
+                    params: vec![rows, p.w, 0, 0],
+                    bindings: vec![
+                        Bind::Input(0),
+                        Bind::ScratchStore(0, p.w, rows, super::TexFormat::R32F),
+                    ],
+                    workgroups: [p.w.div_ceil(64), rows, 1],
+                };
+                check_grid("conv2d", to_tex.workgroups, cx.max_workgroups)?;
+                let wg = [
+                    div_ceil(npix, 64 * px as usize),
+                    p.cout_gp / 8 * p.groups,
+                    p.n,
+                ];
+                check_grid("conv2d", wg, cx.max_workgroups)?;
+                return Ok(vec![
+                    to_tex,
+                    Dispatch {
+                        shader: ShaderKey::new(ShaderFile::ConvTex2, &[("PX", px)]),
+                        act: self.act,
+                        params: bytemuck::cast_slice(&[p]).to_vec(),
+                        bindings: vec![
+                            Bind::ScratchRead(0),
+                            Bind::Texture(
+                                1,
+                                Pack::ConvTaps {
+                                    groups: self.groups,
+                                },
+                                p.cout_gp / 4,
+                            ),
+                            bias,
+                            res,
+                            Bind::Output,
+                        ],
+                        workgroups: wg,
+                    },
+                ]);
+            }
             Kernel::ConvDepthwise { px } => {
                 if !self.is_depthwise(x, w) {
                     return Err(Error::Unsupported {

@@ -329,7 +329,10 @@ impl MatMul {
                     shader: ShaderKey::new(ShaderFile::ToTexture, &[]),
                     act: Activation::None,
                     params: vec![rows, p.k, k4, 0],
-                    bindings: vec![Bind::Input(0), Bind::ScratchStore(0, k4, rows)],
+                    bindings: vec![
+                        Bind::Input(0),
+                        Bind::ScratchStore(0, k4, rows, super::TexFormat::Rgba32F),
+                    ],
                     workgroups: [k4.div_ceil(64), rows, 1],
                 };
                 let params = [

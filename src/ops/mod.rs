@@ -122,6 +122,8 @@ pub enum Kernel {
     GemmTex { tm: u32, tn4: u32 },
     /// Both GEMM operands through textures: A copied into one per run, B packed at load.
     GemmTex2 { tm: u32, tn4: u32 },
+    /// Direct convolution with the input copied into a texture per run and the weights in one.
+    ConvTex2 { px: u32 },
     /// Direct convolution with weights in a texture, 8 channels x `px` pixels per invocation.
     ConvTex { px: u32 },
     /// Register-blocked direct convolution, 8 channels x `px` pixels per invocation.
@@ -142,6 +144,7 @@ impl Kernel {
             Kernel::GemmTex { tm, tn4 } => format!("tex-{tm}x{}", tn4 * 4),
             Kernel::GemmTex2 { tm, tn4 } => format!("tex2-{tm}x{}", tn4 * 4),
             Kernel::ConvTex { px } => format!("tex-8x{px}"),
+            Kernel::ConvTex2 { px } => format!("tex2-8x{px}"),
             Kernel::ConvTiled { px } => format!("tiled-8x{px}"),
             Kernel::ConvDepthwise { px } => format!("depthwise-{px}"),
         }
@@ -159,6 +162,15 @@ pub enum Pack {
     ConvTaps { groups: usize },
 }
 
+/// Texel format of a scratch texture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TexFormat {
+    /// Four f32 per texel.
+    Rgba32F,
+    /// One f32 per texel.
+    R32F,
+}
+
 /// What a shader binding is bound to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Bind {
@@ -171,9 +183,9 @@ pub enum Bind {
     Texture(usize, Pack, u32),
     /// The node's output.
     Output,
-    /// Node-private scratch texture `i` (rgba32float, `w` x `h` texels), written as a storage
-    /// texture by one dispatch of the node...
-    ScratchStore(usize, u32, u32),
+    /// Node-private scratch texture `i` (`w` x `h` texels), written as a storage texture by one
+    /// dispatch of the node...
+    ScratchStore(usize, u32, u32, TexFormat),
     /// ...and read as a texture by a later one.
     ScratchRead(usize),
     /// An unused optional operand (the shader reads it only behind a flag that is off).

@@ -13,12 +13,14 @@ pub enum ShaderFile {
     ConvNaive,
     ConvTiled,
     ConvTex,
+    ConvTex2,
     ConvDepthwise,
     Unary,
     Binary,
     Transpose,
     Concat,
     ToTexture,
+    ToTextureR32,
     Softmax,
     LayerNorm,
     BatchNorm,
@@ -34,7 +36,7 @@ const B_BUFFER: &str = include_str!("../../shaders/matmul/b_buffer.wgsl");
 
 impl ShaderFile {
     /// Every kernel file, for validation tests.
-    pub const ALL: [ShaderFile; 20] = [
+    pub const ALL: [ShaderFile; 22] = [
         ShaderFile::GemmNaive,
         ShaderFile::GemmTiled,
         ShaderFile::GemmVec4,
@@ -44,12 +46,14 @@ impl ShaderFile {
         ShaderFile::ConvNaive,
         ShaderFile::ConvTiled,
         ShaderFile::ConvTex,
+        ShaderFile::ConvTex2,
         ShaderFile::ConvDepthwise,
         ShaderFile::Unary,
         ShaderFile::Binary,
         ShaderFile::Transpose,
         ShaderFile::Concat,
         ShaderFile::ToTexture,
+        ShaderFile::ToTextureR32,
         ShaderFile::Softmax,
         ShaderFile::LayerNorm,
         ShaderFile::BatchNorm,
@@ -69,12 +73,14 @@ impl ShaderFile {
             ShaderFile::ConvNaive => "conv/conv2d_naive.wgsl",
             ShaderFile::ConvTiled => "conv/conv2d_tiled.wgsl",
             ShaderFile::ConvTex => "conv/conv2d_tex.wgsl",
+            ShaderFile::ConvTex2 => "conv/conv2d_tex2.wgsl",
             ShaderFile::ConvDepthwise => "conv/dwconv2d.wgsl",
             ShaderFile::Unary => "elementwise/unary.wgsl",
             ShaderFile::Binary => "elementwise/binary.wgsl",
             ShaderFile::Transpose => "elementwise/transpose.wgsl",
             ShaderFile::Concat => "elementwise/concat.wgsl",
             ShaderFile::ToTexture => "elementwise/to_texture.wgsl",
+            ShaderFile::ToTextureR32 => "elementwise/to_texture_r32.wgsl",
             ShaderFile::Softmax => "norm/softmax.wgsl",
             ShaderFile::LayerNorm => "norm/layernorm.wgsl",
             ShaderFile::BatchNorm => "norm/batchnorm.wgsl",
@@ -93,12 +99,16 @@ impl ShaderFile {
             ShaderFile::ConvNaive => include_str!("../../shaders/conv/conv2d_naive.wgsl"),
             ShaderFile::ConvTiled => include_str!("../../shaders/conv/conv2d_tiled.wgsl"),
             ShaderFile::ConvTex => include_str!("../../shaders/conv/conv2d_tex.wgsl"),
+            ShaderFile::ConvTex2 => include_str!("../../shaders/conv/conv2d_tex2.wgsl"),
             ShaderFile::ConvDepthwise => include_str!("../../shaders/conv/dwconv2d.wgsl"),
             ShaderFile::Unary => include_str!("../../shaders/elementwise/unary.wgsl"),
             ShaderFile::Binary => include_str!("../../shaders/elementwise/binary.wgsl"),
             ShaderFile::Transpose => include_str!("../../shaders/elementwise/transpose.wgsl"),
             ShaderFile::Concat => include_str!("../../shaders/elementwise/concat.wgsl"),
             ShaderFile::ToTexture => include_str!("../../shaders/elementwise/to_texture.wgsl"),
+            ShaderFile::ToTextureR32 => {
+                include_str!("../../shaders/elementwise/to_texture_r32.wgsl")
+            }
             ShaderFile::Softmax => include_str!("../../shaders/norm/softmax.wgsl"),
             ShaderFile::LayerNorm => include_str!("../../shaders/norm/layernorm.wgsl"),
             ShaderFile::BatchNorm => include_str!("../../shaders/norm/batchnorm.wgsl"),
@@ -117,12 +127,14 @@ impl ShaderFile {
                 vec![("TM", 1), ("TN", 4), ("WG_X", 64), ("WG_Y", 1)],
                 vec![("TM", 8), ("TN", 8), ("WG_X", 8), ("WG_Y", 8)],
             ],
+            ShaderFile::GemmTex2 => vec![vec![("TM", 4), ("TN4", 1)], vec![("TM", 8), ("TN4", 2)]],
             ShaderFile::GemmBcast | ShaderFile::GemmTex => {
                 vec![vec![("TM", 4), ("TN4", 1)], vec![("TM", 1), ("TN4", 2)]]
             }
             ShaderFile::ConvTiled | ShaderFile::ConvTex | ShaderFile::ConvDepthwise => {
                 vec![vec![("PX", 4)]]
             }
+            ShaderFile::ConvTex2 => vec![vec![("PX", 4)], vec![("PX", 8)]],
             ShaderFile::Binary => (0..4).map(|op| vec![("OP", op)]).collect(),
             ShaderFile::Pool2d => (0..3).map(|m| vec![("MODE", m)]).collect(),
             _ => vec![vec![]],
@@ -162,13 +174,8 @@ impl ShaderKey {
             s.push_str(&format!("const {k}: u32 = {v}u;\n"));
         }
         s.push_str(COMMON);
-        if matches!(
-            self.file,
-            ShaderFile::ConvNaive
-                | ShaderFile::ConvTiled
-                | ShaderFile::ConvTex
-                | ShaderFile::ConvDepthwise
-        ) {
+        // Every conv kernel shares the conv parameter struct.
+        if self.file.path().starts_with("conv/") {
             s.push_str(CONV_PARAMS);
         }
         match self.file {

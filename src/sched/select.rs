@@ -56,8 +56,14 @@ pub fn select(op: &Op, ins: &[Vec<usize>], is_const: &[bool], p: &DeviceProfile)
                 p.kernels.dwconv
             } else if is_const[1] {
                 let (w, h) = crate::ops::conv::tex_extent(&ins[1], c.groups);
+                let x = &ins[0];
                 match p.kernels.conv {
                     Kernel::ConvTex { .. } if !tex_fits(w, h, p) => Kernel::ConvTiled { px: 4 },
+                    Kernel::ConvTex2 { .. }
+                        if !tex_fits(w, h, p) || !tex_fits(x[3], x[0] * x[1] * x[2], p) =>
+                    {
+                        Kernel::ConvTiled { px: 4 }
+                    }
                     k => k,
                 }
             } else {
@@ -102,7 +108,8 @@ pub fn gemm_tiled_candidates() -> Vec<Kernel> {
 pub fn conv_candidates() -> Vec<Kernel> {
     let tiled = [2, 4, 8].map(|px| Kernel::ConvTiled { px });
     let tex = [4, 8, 16].map(|px| Kernel::ConvTex { px });
-    tiled.into_iter().chain(tex).collect()
+    let tex2 = [4, 8].map(|px| Kernel::ConvTex2 { px });
+    tiled.into_iter().chain(tex).chain(tex2).collect()
 }
 pub fn dwconv_candidates() -> Vec<Kernel> {
     [2, 4, 8]
@@ -143,6 +150,7 @@ pub fn shader_of(k: Kernel) -> Option<ShaderKey> {
         }
         Kernel::ConvTiled { px } => ShaderKey::new(ShaderFile::ConvTiled, &[("PX", px)]),
         Kernel::ConvTex { px } => ShaderKey::new(ShaderFile::ConvTex, &[("PX", px)]),
+        Kernel::ConvTex2 { px } => ShaderKey::new(ShaderFile::ConvTex2, &[("PX", px)]),
         Kernel::GemmTex2 { tm, tn4 } => {
             ShaderKey::new(ShaderFile::GemmTex2, &[("TM", tm), ("TN4", tn4)])
         }
