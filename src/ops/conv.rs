@@ -356,6 +356,49 @@ impl Conv2d {
                     },
                 ]);
             }
+            Kernel::ConvDepthwiseTex2 { px } => {
+                if !cx.is_const[1] || !self.is_depthwise(x, w) || !matches!(px, 4 | 8) {
+                    return Err(Error::Unsupported {
+                        op: "conv2d".into(),
+                        what: format!(
+                            "kernel {} (needs a depthwise conv with constant weights, px 4 or 8)",
+                            cx.kernel.name()
+                        ),
+                        backend: "gpu".into(),
+                    });
+                }
+                let rows = p.n * p.cin * p.h;
+                let taps = (p.kh * p.kw) as usize;
+                let to_tex = Dispatch {
+                    shader: ShaderKey::new(ShaderFile::ToTextureR32, &[]),
+                    act: Activation::None,
+                    params: vec![rows, p.w, 0, 0],
+                    bindings: vec![
+                        Bind::Input(0),
+                        Bind::ScratchStore(0, p.w, rows, super::TexFormat::R32F),
+                    ],
+                    workgroups: [p.w.div_ceil(64), rows, 1],
+                };
+                check_grid("conv2d", to_tex.workgroups, cx.max_workgroups)?;
+                let wg = [div_ceil(npix, 64 * px as usize), p.cout, p.n];
+                check_grid("conv2d", wg, cx.max_workgroups)?;
+                return Ok(vec![
+                    to_tex,
+                    Dispatch {
+                        shader: ShaderKey::new(ShaderFile::ConvDepthwiseTex2, &[("PX", px)]),
+                        act: self.act,
+                        params: bytemuck::cast_slice(&[p]).to_vec(),
+                        bindings: vec![
+                            Bind::ScratchRead(0),
+                            Bind::Texture(1, Pack::Rows4 { cols: taps }, taps.div_ceil(4) as u32),
+                            bias,
+                            res,
+                            Bind::Output,
+                        ],
+                        workgroups: wg,
+                    },
+                ]);
+            }
             Kernel::ConvDepthwise { px } => {
                 if !self.is_depthwise(x, w) {
                     return Err(Error::Unsupported {

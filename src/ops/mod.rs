@@ -124,6 +124,8 @@ pub enum Kernel {
     GemmTex2 { tm: u32, tn4: u32 },
     /// Direct convolution with the input copied into a texture per run and the weights in one.
     ConvTex2 { px: u32 },
+    /// Depthwise convolution with input and weights read through textures.
+    ConvDepthwiseTex2 { px: u32 },
     /// Direct convolution with weights in a texture, 8 channels x `px` pixels per invocation.
     ConvTex { px: u32 },
     /// Register-blocked direct convolution, 8 channels x `px` pixels per invocation.
@@ -145,6 +147,7 @@ impl Kernel {
             Kernel::GemmTex2 { tm, tn4 } => format!("tex2-{tm}x{}", tn4 * 4),
             Kernel::ConvTex { px } => format!("tex-8x{px}"),
             Kernel::ConvTex2 { px } => format!("tex2-8x{px}"),
+            Kernel::ConvDepthwiseTex2 { px } => format!("depthwise-tex2-{px}"),
             Kernel::ConvTiled { px } => format!("tiled-8x{px}"),
             Kernel::ConvDepthwise { px } => format!("depthwise-{px}"),
         }
@@ -158,6 +161,8 @@ pub enum Pack {
     TransposeLast2,
     /// B (`[.., K, N]`, or `[.., N, K]` when `trans_b`) -> `[.., K, N rounded up to 4]`.
     KnPadded4 { trans_b: bool },
+    /// Data viewed as `[len / cols][cols]` with each row zero-padded to a multiple of 4.
+    Rows4 { cols: usize },
     /// OIHW conv weights -> `[group][cin_g*kh*kw][cout_g rounded up to 8]`.
     ConvTaps { groups: usize },
 }
@@ -436,6 +441,15 @@ impl Pack {
                             });
                         }
                     }
+                }
+                out
+            }
+            Pack::Rows4 { cols } => {
+                let c4 = cols.div_ceil(4) * 4;
+                let mut out = Vec::with_capacity(data.len() / cols.max(1) * c4);
+                for row in data.chunks(cols.max(1)) {
+                    out.extend_from_slice(row);
+                    out.resize(out.len() + c4 - row.len(), 0.0);
                 }
                 out
             }

@@ -15,6 +15,7 @@ pub enum ShaderFile {
     ConvTex,
     ConvTex2,
     ConvDepthwise,
+    ConvDepthwiseTex2,
     Unary,
     Binary,
     Transpose,
@@ -36,7 +37,7 @@ const B_BUFFER: &str = include_str!("../../shaders/matmul/b_buffer.wgsl");
 
 impl ShaderFile {
     /// Every kernel file, for validation tests.
-    pub const ALL: [ShaderFile; 22] = [
+    pub const ALL: [ShaderFile; 23] = [
         ShaderFile::GemmNaive,
         ShaderFile::GemmTiled,
         ShaderFile::GemmVec4,
@@ -48,6 +49,7 @@ impl ShaderFile {
         ShaderFile::ConvTex,
         ShaderFile::ConvTex2,
         ShaderFile::ConvDepthwise,
+        ShaderFile::ConvDepthwiseTex2,
         ShaderFile::Unary,
         ShaderFile::Binary,
         ShaderFile::Transpose,
@@ -74,6 +76,7 @@ impl ShaderFile {
             ShaderFile::ConvTiled => "conv/conv2d_tiled.wgsl",
             ShaderFile::ConvTex => "conv/conv2d_tex.wgsl",
             ShaderFile::ConvTex2 => "conv/conv2d_tex2.wgsl",
+            ShaderFile::ConvDepthwiseTex2 => "conv/dwconv2d_tex2.wgsl",
             ShaderFile::ConvDepthwise => "conv/dwconv2d.wgsl",
             ShaderFile::Unary => "elementwise/unary.wgsl",
             ShaderFile::Binary => "elementwise/binary.wgsl",
@@ -100,6 +103,7 @@ impl ShaderFile {
             ShaderFile::ConvTiled => include_str!("../../shaders/conv/conv2d_tiled.wgsl"),
             ShaderFile::ConvTex => include_str!("../../shaders/conv/conv2d_tex.wgsl"),
             ShaderFile::ConvTex2 => include_str!("../../shaders/conv/conv2d_tex2.wgsl"),
+            ShaderFile::ConvDepthwiseTex2 => include_str!("../../shaders/conv/dwconv2d_tex2.wgsl"),
             ShaderFile::ConvDepthwise => include_str!("../../shaders/conv/dwconv2d.wgsl"),
             ShaderFile::Unary => include_str!("../../shaders/elementwise/unary.wgsl"),
             ShaderFile::Binary => include_str!("../../shaders/elementwise/binary.wgsl"),
@@ -134,7 +138,9 @@ impl ShaderFile {
             ShaderFile::ConvTiled | ShaderFile::ConvTex | ShaderFile::ConvDepthwise => {
                 vec![vec![("PX", 4)]]
             }
-            ShaderFile::ConvTex2 => vec![vec![("PX", 4)], vec![("PX", 8)]],
+            ShaderFile::ConvTex2 | ShaderFile::ConvDepthwiseTex2 => {
+                vec![vec![("PX", 4)], vec![("PX", 8)]]
+            }
             ShaderFile::Binary => (0..4).map(|op| vec![("OP", op)]).collect(),
             ShaderFile::Pool2d => (0..3).map(|m| vec![("MODE", m)]).collect(),
             _ => vec![vec![]],

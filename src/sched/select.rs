@@ -53,7 +53,17 @@ pub fn select(op: &Op, ins: &[Vec<usize>], is_const: &[bool], p: &DeviceProfile)
         }
         Op::Conv2d(c) => {
             if c.is_depthwise(&ins[0], &ins[1]) {
-                p.kernels.dwconv
+                let x = &ins[0];
+                match p.kernels.dwconv {
+                    Kernel::ConvDepthwiseTex2 { .. }
+                        if !is_const[1]
+                            || !tex_fits(x[3], x[0] * x[1] * x[2], p)
+                            || x[1] > p.limits.max_texture_dimension_2d as usize =>
+                    {
+                        Kernel::ConvDepthwise { px: 4 }
+                    }
+                    k => k,
+                }
             } else if is_const[1] {
                 let (w, h) = crate::ops::conv::tex_extent(&ins[1], c.groups);
                 let x = &ins[0];
@@ -112,10 +122,9 @@ pub fn conv_candidates() -> Vec<Kernel> {
     tiled.into_iter().chain(tex).chain(tex2).collect()
 }
 pub fn dwconv_candidates() -> Vec<Kernel> {
-    [2, 4, 8]
-        .iter()
-        .map(|&px| Kernel::ConvDepthwise { px })
-        .collect()
+    let plain = [2, 4, 8].map(|px| Kernel::ConvDepthwise { px });
+    let tex2 = [4, 8].map(|px| Kernel::ConvDepthwiseTex2 { px });
+    plain.into_iter().chain(tex2).collect()
 }
 
 /// Shader modules of every variant the chooser can pick (for validation tests).
@@ -151,6 +160,9 @@ pub fn shader_of(k: Kernel) -> Option<ShaderKey> {
         Kernel::ConvTiled { px } => ShaderKey::new(ShaderFile::ConvTiled, &[("PX", px)]),
         Kernel::ConvTex { px } => ShaderKey::new(ShaderFile::ConvTex, &[("PX", px)]),
         Kernel::ConvTex2 { px } => ShaderKey::new(ShaderFile::ConvTex2, &[("PX", px)]),
+        Kernel::ConvDepthwiseTex2 { px } => {
+            ShaderKey::new(ShaderFile::ConvDepthwiseTex2, &[("PX", px)])
+        }
         Kernel::GemmTex2 { tm, tn4 } => {
             ShaderKey::new(ShaderFile::GemmTex2, &[("TM", tm), ("TN4", tn4)])
         }
