@@ -85,6 +85,20 @@ impl Default for KernelChoices {
     }
 }
 
+impl KernelChoices {
+    /// The best storage-buffer-only kernels measured on lavapipe (no textures): the portable
+    /// path most real GPUs run, kept as a benchmark baseline.
+    pub fn storage_only() -> Self {
+        KernelChoices {
+            gemm: Kernel::GemmBcast { tm: 8, tn4: 2 },
+            gemv: Kernel::GemmBcast { tm: 1, tn4: 4 },
+            gemm_tiled: Kernel::GemmTiled { tm: 4, tn: 4 },
+            conv: Kernel::ConvTiled { px: 8 },
+            dwconv: Kernel::ConvDepthwise { px: 4 },
+        }
+    }
+}
+
 /// Everything the scheduler knows about a device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceProfile {

@@ -27,20 +27,6 @@ fn axpy(x: f32, b: vec4<f32>, acc: vec4<f32>) -> vec4<f32> {
     return fma(vec4<f32>(x), b, acc);
 }
 
-// Writes 4 columns of one output row starting at column 4 * col4, with the epilogue.
-fn store4(bat: u32, row: u32, col4: u32, v: vec4<f32>) {
-    if (row >= p.m || col4 >= p.n4) { return; }
-    for (var e = 0u; e < 4u; e++) {
-        let col = col4 * 4u + e;
-        if (col >= p.n) { return; }
-        let o = (bat * p.m + row) * p.n + col;
-        var x = v[e];
-        if (p.has_bias != 0u) { x += bias[col]; }
-        if (p.has_res != 0u) { x += res[o]; }
-        c[o] = activate(x);
-    }
-}
-
 @compute @workgroup_size(64, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let c0 = (wid.x * 64u + lid.x) * TN4;

@@ -81,11 +81,10 @@ mod native {
     use crate::error::Result;
     use crate::exec::GpuExecutor;
     use crate::gpu::GpuContext;
-    use crate::graph::GraphBuilder;
-    use crate::ops::{Activation, Conv2d, Kernel};
+    use crate::graph::{single_conv3x3, single_linear, GraphBuilder};
+    use crate::ops::Kernel;
     use crate::profile::KernelChoices;
     use crate::sched::{select, Plan, PlanOptions};
-    use crate::tensor::Tensor;
     use std::sync::Arc;
 
     /// Median seconds per run of a one-node graph planned with `kernels`.
@@ -124,33 +123,6 @@ mod native {
         Ok(best.map(|b| b.1).unwrap_or(Kernel::Standard))
     }
 
-    fn linear(m: usize, k: usize, n: usize) -> GraphBuilder {
-        let mut b = GraphBuilder::new();
-        let x = b.input("x", &[m, k]);
-        let w = b.weight("w", Tensor::random(&[n, k], 1));
-        let y = b.linear(&x, &w, None, Activation::None);
-        b.output(&y);
-        b
-    }
-
-    fn conv(c: usize, hw: usize, groups: usize) -> GraphBuilder {
-        let mut b = GraphBuilder::new();
-        let x = b.input("x", &[1, c, hw, hw]);
-        let w = b.weight("w", Tensor::random(&[c, c / groups, 3, 3], 2));
-        let y = b.conv2d(
-            &x,
-            &w,
-            None,
-            Conv2d {
-                pad: [1; 4],
-                groups,
-                ..Default::default()
-            },
-        );
-        b.output(&y);
-        b
-    }
-
     fn transposed_a(m: usize, k: usize, n: usize) -> GraphBuilder {
         let mut b = GraphBuilder::new();
         let x = b.input("x", &[k, m]);
@@ -170,13 +142,13 @@ mod native {
             gemm: best(
                 ctx,
                 select::gemm_candidates(),
-                || linear(128, 256, 256),
+                || single_linear(128, 256, 256),
                 |c, k| c.gemm = k,
             )?,
             gemv: best(
                 ctx,
                 select::gemv_candidates(),
-                || linear(1, 1024, 1024),
+                || single_linear(1, 1024, 1024),
                 |c, k| c.gemv = k,
             )?,
             gemm_tiled: best(
@@ -188,13 +160,13 @@ mod native {
             conv: best(
                 ctx,
                 select::conv_candidates(),
-                || conv(32, 28, 1),
+                || single_conv3x3(32, 28, 1),
                 |c, k| c.conv = k,
             )?,
             dwconv: best(
                 ctx,
                 select::dwconv_candidates(),
-                || conv(32, 56, 32),
+                || single_conv3x3(32, 56, 32),
                 |c, k| c.dwconv = k,
             )?,
         })

@@ -193,3 +193,32 @@ impl GraphBuilder {
         Ok((self.graph, self.weights))
     }
 }
+
+/// A one-node graph `y = x @ w^T` with `x: [m, k]` and a random `w: [n, k]` (benchmarks, tuning).
+pub fn single_linear(m: usize, k: usize, n: usize) -> GraphBuilder {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[m, k]);
+    let w = b.weight("w", Tensor::random(&[n, k], 7));
+    let y = b.linear(&x, &w, None, Activation::None);
+    b.output(&y);
+    b
+}
+
+/// A one-node graph: 3x3 conv, pad 1, `c -> c` channels over `[1, c, hw, hw]`, random weights.
+pub fn single_conv3x3(c: usize, hw: usize, groups: usize) -> GraphBuilder {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[1, c, hw, hw]);
+    let w = b.weight("w", Tensor::random(&[c, c / groups, 3, 3], 9));
+    let y = b.conv2d(
+        &x,
+        &w,
+        None,
+        Conv2d {
+            pad: [1; 4],
+            groups,
+            ..Default::default()
+        },
+    );
+    b.output(&y);
+    b
+}

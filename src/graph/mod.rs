@@ -4,5 +4,5 @@ mod builder;
 mod def;
 pub mod passes;
 
-pub use builder::GraphBuilder;
+pub use builder::{single_conv3x3, single_linear, GraphBuilder};
 pub use def::{Checked, Graph, Node, Origin, ValueSpec};

@@ -283,27 +283,6 @@ impl Conv2d {
                     ],
                 )
             }
-            Kernel::ConvTex { px } => {
-                if !cx.is_const[1] {
-                    return Err(Error::Unsupported {
-                        op: "conv2d".into(),
-                        what: "texture kernel needs constant weights".into(),
-                        backend: "gpu".into(),
-                    });
-                }
-                let blocks = (p.cout_gp / 8 * p.groups) as usize;
-                (
-                    ShaderKey::new(ShaderFile::ConvTex, &[("PX", px)]),
-                    Bind::Texture(
-                        1,
-                        Pack::ConvTaps {
-                            groups: self.groups,
-                        },
-                        p.cout_gp / 4,
-                    ),
-                    [div_ceil(blocks, 8), div_ceil(npix, px as usize), p.n],
-                )
-            }
             Kernel::ConvTex2 { px } => {
                 if !cx.is_const[1] || !matches!(px, 4 | 8) {
                     return Err(Error::Unsupported {

@@ -379,52 +379,11 @@ impl MatMul {
                     },
                 ]);
             }
-            Kernel::GemmTex { tm, tn4 } => {
+            Kernel::GemmBcast { tm, tn4 } | Kernel::GemmTex { tm, tn4 } => {
                 if !cx.is_const[1] {
                     return Err(Error::Unsupported {
                         op: "matmul".into(),
-                        what: "texture kernel needs a constant B".into(),
-                        backend: "gpu".into(),
-                    });
-                }
-                let n4 = p.n.div_ceil(4);
-                let v = BcastParams {
-                    m: p.m,
-                    n: p.n,
-                    k: p.k,
-                    batch,
-                    a_bs: p.a_bs,
-                    a_rs: p.a_rs,
-                    a_ks: p.a_ks,
-                    // texture rows per batch of B (0: one B shared by all batches)
-                    b_bs4: if p.b_bs != 0 { p.k } else { 0 },
-                    n4,
-                    has_bias: p.has_bias,
-                    has_res: p.has_res,
-                    _p0: 0,
-                };
-                (
-                    ShaderKey::new(ShaderFile::GemmTex, &[("TM", tm), ("TN4", tn4)]),
-                    bytemuck::cast_slice(&[v]).to_vec(),
-                    Bind::Texture(
-                        1,
-                        Pack::KnPadded4 {
-                            trans_b: self.trans_b,
-                        },
-                        n4,
-                    ),
-                    [
-                        div_ceil(n4 as usize, 64 * tn4 as usize),
-                        div_ceil(m, tm as usize),
-                        batch,
-                    ],
-                )
-            }
-            Kernel::GemmBcast { tm, tn4 } => {
-                if !cx.is_const[1] {
-                    return Err(Error::Unsupported {
-                        op: "matmul".into(),
-                        what: "bcast kernel needs a constant B".into(),
+                        what: format!("kernel {} needs a constant B", cx.kernel.name()),
                         backend: "gpu".into(),
                     });
                 }
@@ -444,15 +403,17 @@ impl MatMul {
                     has_res: p.has_res,
                     _p0: 0,
                 };
+                let pack = Pack::KnPadded4 {
+                    trans_b: self.trans_b,
+                };
+                let (file, b_bind) = match cx.kernel {
+                    Kernel::GemmTex { .. } => (ShaderFile::GemmTex, Bind::Texture(1, pack, n4)),
+                    _ => (ShaderFile::GemmBcast, Bind::Packed(1, pack)),
+                };
                 (
-                    ShaderKey::new(ShaderFile::GemmBcast, &[("TM", tm), ("TN4", tn4)]),
+                    ShaderKey::new(file, &[("TM", tm), ("TN4", tn4)]),
                     bytemuck::cast_slice(&[v]).to_vec(),
-                    Bind::Packed(
-                        1,
-                        Pack::KnPadded4 {
-                            trans_b: self.trans_b,
-                        },
-                    ),
+                    b_bind,
                     [
                         div_ceil(n4 as usize, 64 * tn4 as usize),
                         div_ceil(m, tm as usize),

@@ -126,8 +126,6 @@ pub enum Kernel {
     ConvTex2 { px: u32 },
     /// Depthwise convolution with input and weights read through textures.
     ConvDepthwiseTex2 { px: u32 },
-    /// Direct convolution with weights in a texture, 8 channels x `px` pixels per invocation.
-    ConvTex { px: u32 },
     /// Register-blocked direct convolution, 8 channels x `px` pixels per invocation.
     ConvTiled { px: u32 },
     /// Depthwise convolution, `px` pixels per invocation.
@@ -145,7 +143,6 @@ impl Kernel {
             Kernel::GemmBcast { tm, tn4 } => format!("bcast-{tm}x{}", tn4 * 4),
             Kernel::GemmTex { tm, tn4 } => format!("tex-{tm}x{}", tn4 * 4),
             Kernel::GemmTex2 { tm, tn4 } => format!("tex2-{tm}x{}", tn4 * 4),
-            Kernel::ConvTex { px } => format!("tex-8x{px}"),
             Kernel::ConvTex2 { px } => format!("tex2-8x{px}"),
             Kernel::ConvDepthwiseTex2 { px } => format!("depthwise-tex2-{px}"),
             Kernel::ConvTiled { px } => format!("tiled-8x{px}"),

@@ -12,7 +12,6 @@ pub enum ShaderFile {
     GemmTex2,
     ConvNaive,
     ConvTiled,
-    ConvTex,
     ConvTex2,
     ConvDepthwise,
     ConvDepthwiseTex2,
@@ -34,10 +33,12 @@ const CONV_PARAMS: &str = include_str!("../../shaders/conv/params.wgsl");
 const GEMM_BLOCK: &str = include_str!("../../shaders/matmul/gemm_block.wgsl");
 const B_TEXTURE: &str = include_str!("../../shaders/matmul/b_texture.wgsl");
 const B_BUFFER: &str = include_str!("../../shaders/matmul/b_buffer.wgsl");
+const STORE4: &str = include_str!("../../shaders/matmul/store4.wgsl");
+const TEX_INPUT: &str = include_str!("../../shaders/conv/tex_input.wgsl");
 
 impl ShaderFile {
     /// Every kernel file, for validation tests.
-    pub const ALL: [ShaderFile; 23] = [
+    pub const ALL: [ShaderFile; 22] = [
         ShaderFile::GemmNaive,
         ShaderFile::GemmTiled,
         ShaderFile::GemmVec4,
@@ -46,7 +47,6 @@ impl ShaderFile {
         ShaderFile::GemmTex2,
         ShaderFile::ConvNaive,
         ShaderFile::ConvTiled,
-        ShaderFile::ConvTex,
         ShaderFile::ConvTex2,
         ShaderFile::ConvDepthwise,
         ShaderFile::ConvDepthwiseTex2,
@@ -74,7 +74,6 @@ impl ShaderFile {
             ShaderFile::GemmTex2 => "matmul/gemm_tex2.wgsl",
             ShaderFile::ConvNaive => "conv/conv2d_naive.wgsl",
             ShaderFile::ConvTiled => "conv/conv2d_tiled.wgsl",
-            ShaderFile::ConvTex => "conv/conv2d_tex.wgsl",
             ShaderFile::ConvTex2 => "conv/conv2d_tex2.wgsl",
             ShaderFile::ConvDepthwiseTex2 => "conv/dwconv2d_tex2.wgsl",
             ShaderFile::ConvDepthwise => "conv/dwconv2d.wgsl",
@@ -101,7 +100,6 @@ impl ShaderFile {
             ShaderFile::GemmTex2 => include_str!("../../shaders/matmul/gemm_tex2.wgsl"),
             ShaderFile::ConvNaive => include_str!("../../shaders/conv/conv2d_naive.wgsl"),
             ShaderFile::ConvTiled => include_str!("../../shaders/conv/conv2d_tiled.wgsl"),
-            ShaderFile::ConvTex => include_str!("../../shaders/conv/conv2d_tex.wgsl"),
             ShaderFile::ConvTex2 => include_str!("../../shaders/conv/conv2d_tex2.wgsl"),
             ShaderFile::ConvDepthwiseTex2 => include_str!("../../shaders/conv/dwconv2d_tex2.wgsl"),
             ShaderFile::ConvDepthwise => include_str!("../../shaders/conv/dwconv2d.wgsl"),
@@ -135,7 +133,7 @@ impl ShaderFile {
             ShaderFile::GemmBcast | ShaderFile::GemmTex => {
                 vec![vec![("TM", 4), ("TN4", 1)], vec![("TM", 1), ("TN4", 2)]]
             }
-            ShaderFile::ConvTiled | ShaderFile::ConvTex | ShaderFile::ConvDepthwise => {
+            ShaderFile::ConvTiled | ShaderFile::ConvDepthwise => {
                 vec![vec![("PX", 4)]]
             }
             ShaderFile::ConvTex2 | ShaderFile::ConvDepthwiseTex2 => {
@@ -187,7 +185,14 @@ impl ShaderKey {
         match self.file {
             ShaderFile::GemmTex => s.push_str(B_TEXTURE),
             ShaderFile::GemmBcast => s.push_str(B_BUFFER),
+            ShaderFile::ConvTex2 | ShaderFile::ConvDepthwiseTex2 => s.push_str(TEX_INPUT),
             _ => {}
+        }
+        if matches!(
+            self.file,
+            ShaderFile::GemmTex | ShaderFile::GemmBcast | ShaderFile::GemmTex2
+        ) {
+            s.push_str(STORE4);
         }
         s.push_str(self.file.body());
         s

@@ -68,7 +68,6 @@ pub fn select(op: &Op, ins: &[Vec<usize>], is_const: &[bool], p: &DeviceProfile)
                 let (w, h) = crate::ops::conv::tex_extent(&ins[1], c.groups);
                 let x = &ins[0];
                 match p.kernels.conv {
-                    Kernel::ConvTex { .. } if !tex_fits(w, h, p) => Kernel::ConvTiled { px: 4 },
                     Kernel::ConvTex2 { .. }
                         if !tex_fits(w, h, p) || !tex_fits(x[3], x[0] * x[1] * x[2], p) =>
                     {
@@ -117,9 +116,8 @@ pub fn gemm_tiled_candidates() -> Vec<Kernel> {
 }
 pub fn conv_candidates() -> Vec<Kernel> {
     let tiled = [2, 4, 8].map(|px| Kernel::ConvTiled { px });
-    let tex = [4, 8, 16].map(|px| Kernel::ConvTex { px });
     let tex2 = [4, 8].map(|px| Kernel::ConvTex2 { px });
-    tiled.into_iter().chain(tex).chain(tex2).collect()
+    tiled.into_iter().chain(tex2).collect()
 }
 pub fn dwconv_candidates() -> Vec<Kernel> {
     let plain = [2, 4, 8].map(|px| Kernel::ConvDepthwise { px });
@@ -158,7 +156,6 @@ pub fn shader_of(k: Kernel) -> Option<ShaderKey> {
             ShaderKey::new(ShaderFile::GemmTex, &[("TM", tm), ("TN4", tn4)])
         }
         Kernel::ConvTiled { px } => ShaderKey::new(ShaderFile::ConvTiled, &[("PX", px)]),
-        Kernel::ConvTex { px } => ShaderKey::new(ShaderFile::ConvTex, &[("PX", px)]),
         Kernel::ConvTex2 { px } => ShaderKey::new(ShaderFile::ConvTex2, &[("PX", px)]),
         Kernel::ConvDepthwiseTex2 { px } => {
             ShaderKey::new(ShaderFile::ConvDepthwiseTex2, &[("PX", px)])
