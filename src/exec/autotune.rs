@@ -142,7 +142,7 @@ mod native {
             gemm: best(
                 ctx,
                 select::gemm_candidates(),
-                || single_linear(128, 256, 256),
+                || single_linear(128, 256, 512),
                 |c, k| c.gemm = k,
             )?,
             gemv: best(
