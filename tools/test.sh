@@ -23,5 +23,5 @@ echo "== wasm32 library build"
 RUSTFLAGS="-D warnings" cargo build --lib --target wasm32-unknown-unknown --no-default-features
 echo "== tests"
 # Tuned kernel choices go to a throwaway cache so a run never depends on an earlier one.
-WGEDGE_CACHE_DIR="${WGEDGE_CACHE_DIR:-$(mktemp -d)}" cargo test --all-targets -- --test-threads 2
+WGEDGE_CACHE_DIR="${WGEDGE_CACHE_DIR:-$(mktemp -d)}" cargo test --all-targets
 cargo test --doc

@@ -153,10 +153,18 @@ impl GpuContext {
                 }
             }
         }
-        let (adapter, _) = sorted
+        let (adapter, info) = sorted
             .into_iter()
             .next()
             .ok_or_else(|| Error::Device(format!("no {backend} adapter found")))?;
+        if backend == Backend::Auto {
+            NOTICE.call_once(|| {
+                eprintln!(
+                    "wgedge: using '{}' ({:?} on {:?}): the best hardware adapter found",
+                    info.name, info.device_type, info.backend
+                )
+            });
+        }
         Self::from_adapter(&adapter).await.map(Some)
     }
 
