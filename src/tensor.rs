@@ -60,6 +60,14 @@ pub fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
+/// Element count if it fits the 32-bit indexing every kernel uses, else `None`.
+pub fn checked_numel(shape: &[usize]) -> Option<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= u32::MAX as usize)
+}
+
 /// Formats a shape as `[a, b, c]` for error messages.
 pub fn fmt_shape(shape: &[usize]) -> String {
     format!("{shape:?}")

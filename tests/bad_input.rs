@@ -327,3 +327,25 @@ fn unknown_backend_name() {
     let e = "quantum".parse::<wgedge::Backend>().unwrap_err();
     assert!(e.to_string().contains("unknown backend 'quantum'"));
 }
+
+#[test]
+fn absurd_shapes_are_refused_not_overflowed() {
+    let g = Graph {
+        inputs: vec![spec("x", &[1 << 40, 1 << 40])],
+        weights: vec![],
+        nodes: vec![node("r", relu(), &["x"], "y")],
+        outputs: vec!["y".into()],
+    };
+    let e = graph_err(g, vec![]);
+    assert!(e.to_string().contains("more than 2^32 elements"), "{e}");
+    // A node whose output would overflow (concat of huge inputs along an axis).
+    let big = 1usize << 31;
+    let g = Graph {
+        inputs: vec![spec("a", &[big, 1]), spec("b", &[big, 1])],
+        weights: vec![],
+        nodes: vec![node("c", Op::Concat(Concat { axis: 0 }), &["a", "b"], "y")],
+        outputs: vec!["y".into()],
+    };
+    let e = graph_err(g, vec![]);
+    assert!(e.to_string().contains("more than 2^32 elements"), "{e}");
+}

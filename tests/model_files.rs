@@ -115,3 +115,52 @@ fn inconsistent_files() {
     let (back, _) = read_tensors(&with_meta(&tensors, None)).unwrap();
     assert_eq!(back, tensors);
 }
+
+#[test]
+fn random_corruption_never_panics() {
+    // Flip, drop and overwrite bytes all over a real model file: every outcome must be an Ok
+    // model that still checks, or an Err — never a panic.
+    let good = models::mnist().to_bytes().unwrap();
+    let mut s = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    let (mut ok, mut err) = (0, 0);
+    for i in 0..300 {
+        let mut b = good.clone();
+        match i % 3 {
+            0 => {
+                // Most flips hit the header (first ~2 KiB) where the structure lives.
+                let at = (next() as usize) % (b.len().min(4096));
+                b[at] ^= 1 << (next() % 8);
+            }
+            1 => {
+                let at = (next() as usize) % b.len();
+                b.truncate(at);
+            }
+            _ => {
+                let at = (next() as usize) % b.len().min(4096);
+                let len = (next() as usize % 16).min(b.len() - at);
+                for x in &mut b[at..at + len] {
+                    *x = next() as u8;
+                }
+            }
+        }
+        match std::panic::catch_unwind(|| Model::from_bytes(&b)) {
+            Ok(Ok(m)) => {
+                ok += 1;
+                // A file that loads is a usable model.
+                Session::cpu(&m, SessionOptions::default()).expect("a loaded model plans");
+            }
+            Ok(Err(_)) => err += 1,
+            Err(_) => panic!("Model::from_bytes panicked on mutation {i}"),
+        }
+    }
+    assert!(
+        err > 100,
+        "most mutations must be rejected ({ok} loaded, {err} rejected)"
+    );
+}

@@ -141,6 +141,16 @@ impl Graph {
         let order = self.toposort()?;
         let origins = self.origins()?;
         let mut shapes: HashMap<String, Vec<usize>> = HashMap::new();
+        let too_big = |what: &str, name: &str, shape: &[usize]| Error::Unsupported {
+            op: format!("{what} '{name}'"),
+            what: format!("shape {} has more than 2^32 elements", fmt_shape(shape)),
+            backend: "any".into(),
+        };
+        for v in self.inputs.iter().chain(&self.weights) {
+            if crate::tensor::checked_numel(&v.shape).is_none() {
+                return Err(too_big("value", &v.name, &v.shape));
+            }
+        }
         for v in &self.inputs {
             if v.dtype != DType::F32 {
                 return Err(Error::Unsupported {
@@ -197,6 +207,9 @@ impl Graph {
                 Error::Graph(m) => Error::Graph(format!("node '{}': {m}", node.name)),
                 other => other,
             })?;
+            if crate::tensor::checked_numel(&out).is_none() {
+                return Err(too_big("output of node", &node.name, &out));
+            }
             shapes.insert(node.output.clone(), out);
         }
         for o in &self.outputs {

@@ -108,10 +108,17 @@ impl Conv2d {
         if self.stride.contains(&0) || self.dilation.contains(&0) {
             return Err(Error::graph("conv2d stride and dilation must be >= 1"));
         }
-        let eff_h = (w[2] - 1) * self.dilation[0] + 1;
-        let eff_w = (w[3] - 1) * self.dilation[1] + 1;
-        let ph = x[2] + self.pad[0] + self.pad[2];
-        let pw = x[3] + self.pad[1] + self.pad[3];
+        // Saturating: absurd attributes from a file become a shape error, not an overflow.
+        let eff_h = w[2]
+            .saturating_sub(1)
+            .saturating_mul(self.dilation[0])
+            .saturating_add(1);
+        let eff_w = w[3]
+            .saturating_sub(1)
+            .saturating_mul(self.dilation[1])
+            .saturating_add(1);
+        let ph = x[2].saturating_add(self.pad[0]).saturating_add(self.pad[2]);
+        let pw = x[3].saturating_add(self.pad[1]).saturating_add(self.pad[3]);
         if w[2] == 0 || w[3] == 0 || ph < eff_h || pw < eff_w {
             return Err(Error::shape(
                 "conv2d",

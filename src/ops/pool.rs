@@ -63,8 +63,8 @@ impl Pool2d {
                 format!("{:?}", self.pad),
             ));
         }
-        let ph = x[2] + self.pad[0] + self.pad[2];
-        let pw = x[3] + self.pad[1] + self.pad[3];
+        let ph = x[2].saturating_add(self.pad[0]).saturating_add(self.pad[2]);
+        let pw = x[3].saturating_add(self.pad[1]).saturating_add(self.pad[3]);
         if ph < kh || pw < kw {
             return Err(Error::shape(
                 "pool2d",

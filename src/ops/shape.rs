@@ -35,8 +35,14 @@ impl Reshape {
                 }
             }
         }
+        let Some(known) = crate::tensor::checked_numel(&out) else {
+            return Err(Error::shape(
+                "reshape",
+                format!("a shape with {} elements", numel(x)),
+                format!("{:?}", self.shape),
+            ));
+        };
         if let Some(i) = infer_at {
-            let known = numel(&out);
             if known == 0 || !numel(x).is_multiple_of(known) {
                 return Err(Error::shape(
                     "reshape",
