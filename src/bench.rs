@@ -195,6 +195,7 @@ pub fn bench_workload(
     w: &Workload,
     cfg: &BenchConfig,
     log: &mut dyn FnMut(&Record),
+    notes: &mut Vec<String>,
 ) -> Result<Vec<Record>> {
     let mut out = Vec::new();
     let input_name = w
@@ -227,7 +228,7 @@ pub fn bench_workload(
                 },
             ));
         }
-        for (_, opts) in variants {
+        for (which, opts) in variants {
             let s = Session::with_context(&w.model, ctx.clone(), opts)?;
             let label = kernel_label(&s);
             if out
@@ -247,16 +248,23 @@ pub fn bench_workload(
                 ),
                 &mut out,
             );
-            push(
-                record(
-                    w,
-                    &label,
-                    &backend,
-                    "e2e",
-                    time_it(cfg, || s.run(&feeds).map(|_| ()))?,
-                ),
-                &mut out,
-            );
+            let e2e = time_it(cfg, || s.run(&feeds).map(|_| ()))?;
+            push(record(w, &label, &backend, "e2e", e2e), &mut out);
+            if which == "tuned" && ctx.profile.features.timestamp_query {
+                // Run overhead = end to end minus the sum of the kernels' GPU times.
+                let mut sums = Vec::new();
+                for _ in 0..5 {
+                    sums.push(s.node_times()?.iter().sum::<f64>());
+                }
+                sums.sort_by(f64::total_cmp);
+                let k = sums[sums.len() / 2];
+                notes.push(format!(
+                    "{:<10} {label}: sum of kernel times {k:.3} ms (timestamp queries), end to end {:.3} ms, difference {:.3} ms",
+                    w.name,
+                    e2e.0,
+                    e2e.0 - k
+                ));
+            }
         }
     }
     if !cfg.skip_slow || ctx.is_none() {

@@ -180,6 +180,19 @@ impl Session {
         }
     }
 
+    /// GPU time per plan node (ms, in plan order) of one run on the last inputs, from
+    /// timestamp queries; `Unsupported` on the CPU backend or without timestamp queries.
+    pub async fn node_times_async(&self) -> Result<Vec<f64>> {
+        match &self.exec {
+            Exec::Cpu(_) => Err(Error::Unsupported {
+                op: "node_times".into(),
+                what: "GPU timestamps".into(),
+                backend: "cpu".into(),
+            }),
+            Exec::Gpu(_, g) => g.node_times(self.plan.nodes.len()).await,
+        }
+    }
+
     pub fn plan(&self) -> &Plan {
         &self.plan
     }
@@ -232,6 +245,11 @@ impl Session {
         opts: SessionOptions,
     ) -> Result<Session> {
         pollster::block_on(Self::with_context_async(model, ctx, opts))
+    }
+
+    /// Blocking [`Session::node_times_async`].
+    pub fn node_times(&self) -> Result<Vec<f64>> {
+        pollster::block_on(self.node_times_async())
     }
 
     /// Blocking [`Session::run_async`].

@@ -245,6 +245,21 @@ fn info(model: Option<PathBuf>, device: bool, backend: Backend) -> wgedge::Resul
         plan.memory.peak_bytes as f64 / plan.memory.lower_bound_bytes.max(1) as f64
     );
     print!("{}", plan.describe());
+    if session.is_gpu() && session.node_times().is_ok() {
+        let feeds: Vec<(String, Tensor)> = session
+            .input_specs()
+            .iter()
+            .map(|(n, s)| (n.clone(), Tensor::random(s, 1)))
+            .collect();
+        let refs: Vec<(&str, &Tensor)> = feeds.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        session.run(&refs)?;
+        let times = session.node_times()?;
+        println!("GPU time per node (one run, random inputs, timestamp queries):");
+        for (n, t) in plan.nodes.iter().zip(&times) {
+            println!("  {:<28} {:>9.3} ms", n.name, t);
+        }
+        println!("  {:<28} {:>9.3} ms", "total", times.iter().sum::<f64>());
+    }
     Ok(())
 }
 
@@ -315,6 +330,7 @@ fn bench(
             .is_none_or(|o| o.split(',').any(|x| x == name))
     };
     let mut records = Vec::new();
+    let mut notes = Vec::new();
     for w in workloads.iter().filter(|w| keep(w.name)) {
         let mut log = |r: &Record| {
             eprintln!(
@@ -322,11 +338,15 @@ fn bench(
                 r.workload, r.kernel, r.mode, r.median_ms
             )
         };
-        records.extend(bench_workload(ctx.as_ref(), w, &cfg, &mut log)?);
+        records.extend(bench_workload(ctx.as_ref(), w, &cfg, &mut log, &mut notes)?);
     }
     print!("{}", table(&records));
     println!();
     print!("{}", ratios(&records));
+    if !notes.is_empty() {
+        println!();
+        notes.iter().for_each(|n| println!("{n}"));
+    }
     if let Some(path) = json {
         let s = serde_json::to_string_pretty(&records)
             .map_err(|e| wgedge::Error::Input(e.to_string()))?;

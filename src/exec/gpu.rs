@@ -16,6 +16,8 @@ struct Step {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     workgroups: [u32; 3],
+    /// Index of the plan node this dispatch belongs to.
+    node: usize,
 }
 
 pub struct GpuExecutor {
@@ -233,6 +235,7 @@ impl GpuExecutor {
                     pipeline,
                     bind_group,
                     workgroups: d.workgroups,
+                    node: ni,
                 });
             }
         }
@@ -333,6 +336,85 @@ impl GpuExecutor {
         }
         self.ctx.queue.submit([enc.finish()]);
         self.ctx.wait_idle()
+    }
+
+    /// GPU time of each plan node (ms) for one run on the inputs already uploaded, from
+    /// timestamp queries around each dispatch (one compute pass per dispatch, so the numbers
+    /// include the pass boundaries). `Unsupported` without the TIMESTAMP_QUERY feature.
+    pub async fn node_times(&self, nodes: usize) -> Result<Vec<f64>> {
+        let ctx = &self.ctx;
+        if !ctx.profile.features.timestamp_query {
+            return Err(Error::Unsupported {
+                op: "node_times".into(),
+                what: "timestamp queries (the adapter lacks TIMESTAMP_QUERY)".into(),
+                backend: ctx.profile.backend.clone(),
+            });
+        }
+        let n = self
+            .steps
+            .len()
+            .min(wgpu::QUERY_SET_MAX_QUERIES as usize / 2);
+        if n == 0 {
+            return Ok(vec![0.0; nodes]);
+        }
+        let count = 2 * n as u32;
+        let qs = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("node times"),
+            ty: wgpu::QueryType::Timestamp,
+            count,
+        });
+        let bytes = count as u64 * 8;
+        let resolve = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps"),
+            size: bytes,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let read = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("wgedge node times"),
+            });
+        for (i, s) in self.steps.iter().take(n).enumerate() {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("node"),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: &qs,
+                    beginning_of_pass_write_index: Some(2 * i as u32),
+                    end_of_pass_write_index: Some(2 * i as u32 + 1),
+                }),
+            });
+            pass.set_pipeline(&s.pipeline);
+            pass.set_bind_group(0, &s.bind_group, &[]);
+            pass.dispatch_workgroups(s.workgroups[0], s.workgroups[1], s.workgroups[2]);
+        }
+        enc.resolve_query_set(&qs, 0..count, &resolve, 0);
+        enc.copy_buffer_to_buffer(&resolve, 0, &read, 0, bytes);
+        ctx.queue.submit([enc.finish()]);
+        map_read(ctx, &[&read]).await?;
+        let ticks: Vec<u64> = {
+            let view = read
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu(format!("reading timestamps: {e}")))?;
+            bytemuck::cast_slice::<u8, u64>(&view).to_vec()
+        };
+        read.unmap();
+        let ns_per_tick = ctx.queue.get_timestamp_period() as f64;
+        let mut out = vec![0.0; nodes];
+        for (i, s) in self.steps.iter().take(n).enumerate() {
+            let dt = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * ns_per_tick;
+            if let Some(t) = out.get_mut(s.node) {
+                *t += dt / 1e6;
+            }
+        }
+        Ok(out)
     }
 
     /// Number of dispatches in one run.
