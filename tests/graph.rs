@@ -268,3 +268,35 @@ fn mnist_digits_classified_the_same_on_gpu_and_cpu() {
     // The shipped model scored 98.1% on all 1,000 held-out digits when trained.
     assert!(correct as f64 / n as f64 > 0.95, "accuracy {correct}/{n}");
 }
+
+#[test]
+fn node_times_cover_every_node_or_say_why_not() {
+    let m = models::resnet_block();
+    let feeds = feeds_for(&m);
+    let cpu = Session::cpu(&m, SessionOptions::default()).unwrap();
+    assert!(matches!(
+        cpu.node_times(),
+        Err(wgedge::Error::Unsupported { .. })
+    ));
+    let Some(ctx) = gpu() else { return };
+    let s = Session::with_context(
+        &m,
+        ctx.clone(),
+        SessionOptions {
+            autotune: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    s.run(&feeds_ref(&feeds)).unwrap();
+    match s.node_times() {
+        Ok(t) => {
+            assert_eq!(t.len(), s.plan().nodes.len());
+            assert!(t.iter().all(|x| x.is_finite() && *x >= 0.0), "{t:?}");
+        }
+        Err(e) => assert!(
+            !ctx.profile.features.timestamp_query,
+            "timestamps present but: {e}"
+        ),
+    }
+}

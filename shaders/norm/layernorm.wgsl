@@ -7,19 +7,6 @@ struct Params { rows: u32, len: u32, eps: f32, _p0: u32 }
 @group(0) @binding(3) var<storage, read_write> beta: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-const WG: u32 = 64u;
-var<workgroup> red: array<f32, WG>;
-
-fn reduce_sum(lid: u32) -> f32 {
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
-
 @compute @workgroup_size(64, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
         @builtin(num_workgroups) nwg: vec3<u32>) {

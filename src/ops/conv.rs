@@ -132,24 +132,7 @@ impl Conv2d {
             (ph - eff_h) / self.stride[0] + 1,
             (pw - eff_w) / self.stride[1] + 1,
         ];
-        let mut i = 2;
-        if self.bias {
-            if ins[i] != [w[0]] {
-                return Err(Error::shape(
-                    "conv2d bias",
-                    fmt_shape(&[w[0]]),
-                    fmt_shape(&ins[i]),
-                ));
-            }
-            i += 1;
-        }
-        if self.residual && ins[i] != out {
-            return Err(Error::shape(
-                "conv2d residual",
-                fmt_shape(&out),
-                fmt_shape(&ins[i]),
-            ));
-        }
+        super::check_epilogue("conv2d", ins, self.bias, self.residual, w[0], &out)?;
         Ok(out)
     }
 
@@ -301,18 +284,7 @@ impl Conv2d {
                         backend: "gpu".into(),
                     });
                 }
-                let rows = p.n * p.cin * p.h;
-                let to_tex = Dispatch {
-                    shader: ShaderKey::new(ShaderFile::ToTextureR32, &[]),
-                    act: Activation::None,
-                    params: vec![rows, p.w, 0, 0],
-                    bindings: vec![
-                        Bind::Input(0),
-                        Bind::ScratchStore(0, p.w, rows, super::TexFormat::R32F),
-                    ],
-                    workgroups: [p.w.div_ceil(64), rows, 1],
-                };
-                check_grid("conv2d", to_tex.workgroups, cx.max_workgroups)?;
+                let to_tex = input_to_texture(&p, cx)?;
                 let wg = [
                     div_ceil(npix, 64 * px as usize),
                     p.cout_gp / 8 * p.groups,
@@ -353,19 +325,8 @@ impl Conv2d {
                         backend: "gpu".into(),
                     });
                 }
-                let rows = p.n * p.cin * p.h;
                 let taps = (p.kh * p.kw) as usize;
-                let to_tex = Dispatch {
-                    shader: ShaderKey::new(ShaderFile::ToTextureR32, &[]),
-                    act: Activation::None,
-                    params: vec![rows, p.w, 0, 0],
-                    bindings: vec![
-                        Bind::Input(0),
-                        Bind::ScratchStore(0, p.w, rows, super::TexFormat::R32F),
-                    ],
-                    workgroups: [p.w.div_ceil(64), rows, 1],
-                };
-                check_grid("conv2d", to_tex.workgroups, cx.max_workgroups)?;
+                let to_tex = input_to_texture(&p, cx)?;
                 let wg = [div_ceil(npix, 64 * px as usize), p.cout, p.n];
                 check_grid("conv2d", wg, cx.max_workgroups)?;
                 return Ok(vec![
@@ -437,4 +398,22 @@ pub fn pack_conv_taps(w: &[f32], shape: &[usize], groups: usize) -> Vec<f32> {
 pub fn tex_extent(w: &[usize], groups: usize) -> (usize, usize) {
     let cout_g = w[0] / groups;
     (cout_g.div_ceil(8) * 2, groups * w[1] * w[2] * w[3])
+}
+
+/// The dispatch that copies a conv input into an r32float scratch texture (texture-input
+/// kernels): texel (ix, (b * cin + c) * h + iy).
+fn input_to_texture(p: &ConvParams, cx: &LowerCtx) -> Result<Dispatch> {
+    let rows = p.n * p.cin * p.h;
+    let d = Dispatch {
+        shader: ShaderKey::new(ShaderFile::ToTextureR32, &[]),
+        act: Activation::None,
+        params: vec![rows, p.w, 0, 0],
+        bindings: vec![
+            Bind::Input(0),
+            Bind::ScratchStore(0, p.w, rows, super::TexFormat::R32F),
+        ],
+        workgroups: [p.w.div_ceil(64), rows, 1],
+    };
+    check_grid("conv2d", d.workgroups, cx.max_workgroups)?;
+    Ok(d)
 }

@@ -126,24 +126,7 @@ impl MatMul {
         }
         let mut out = a_batch.to_vec();
         out.extend([m, n]);
-        let mut i = 2;
-        if self.bias {
-            if ins[i] != [n] {
-                return Err(Error::shape(
-                    "matmul bias",
-                    fmt_shape(&[n]),
-                    fmt_shape(&ins[i]),
-                ));
-            }
-            i += 1;
-        }
-        if self.residual && ins[i] != out {
-            return Err(Error::shape(
-                "matmul residual",
-                fmt_shape(&out),
-                fmt_shape(&ins[i]),
-            ));
-        }
+        super::check_epilogue("matmul", ins, self.bias, self.residual, n, &out)?;
         Ok(out)
     }
 

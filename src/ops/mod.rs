@@ -397,6 +397,37 @@ pub fn check_grid(op: &str, g: [u32; 3], max: u32) -> Result<()> {
     Ok(())
 }
 
+/// Checks the optional epilogue operands that follow the two main inputs of matmul/conv:
+/// a bias of `[channels]`, then a residual of the output's shape.
+pub(crate) fn check_epilogue(
+    op: &str,
+    ins: &[Vec<usize>],
+    bias: bool,
+    residual: bool,
+    channels: usize,
+    out: &[usize],
+) -> Result<()> {
+    let mut i = 2;
+    if bias {
+        if ins[i] != [channels] {
+            return Err(Error::shape(
+                format!("{op} bias"),
+                crate::tensor::fmt_shape(&[channels]),
+                crate::tensor::fmt_shape(&ins[i]),
+            ));
+        }
+        i += 1;
+    }
+    if residual && ins[i] != out {
+        return Err(Error::shape(
+            format!("{op} residual"),
+            crate::tensor::fmt_shape(out),
+            crate::tensor::fmt_shape(&ins[i]),
+        ));
+    }
+    Ok(())
+}
+
 /// Little helper for ops that feed f32 values through the u32 uniform words.
 pub(crate) fn f32_word(v: f32) -> u32 {
     v.to_bits()

@@ -35,6 +35,7 @@ const B_TEXTURE: &str = include_str!("../../shaders/matmul/b_texture.wgsl");
 const B_BUFFER: &str = include_str!("../../shaders/matmul/b_buffer.wgsl");
 const STORE4: &str = include_str!("../../shaders/matmul/store4.wgsl");
 const TEX_INPUT: &str = include_str!("../../shaders/conv/tex_input.wgsl");
+const REDUCE: &str = include_str!("../../shaders/norm/reduce.wgsl");
 
 impl ShaderFile {
     /// Every kernel file, for validation tests.
@@ -186,6 +187,7 @@ impl ShaderKey {
             ShaderFile::GemmTex => s.push_str(B_TEXTURE),
             ShaderFile::GemmBcast => s.push_str(B_BUFFER),
             ShaderFile::ConvTex2 | ShaderFile::ConvDepthwiseTex2 => s.push_str(TEX_INPUT),
+            ShaderFile::Softmax | ShaderFile::LayerNorm => s.push_str(REDUCE),
             _ => {}
         }
         if matches!(
