@@ -182,11 +182,20 @@ fn record(w: &Workload, kernel: &str, backend: &str, mode: &str, t: (f64, f64, u
     }
 }
 
-/// Names the kernels a session's plan uses, e.g. `vec4-4x4` or `vec4-4x4+vec4-1x4`.
+/// Names the distinct matmul/conv kernels a plan uses, e.g. `tex2-8x8+tex-1x16` (`standard` kernels of the other ops are left out).
 fn kernel_label(s: &Session) -> String {
-    let mut names: Vec<String> = s.plan().nodes.iter().map(|n| n.kernel.name()).collect();
-    names.dedup();
-    names.join("+")
+    let mut names: Vec<String> = Vec::new();
+    for n in &s.plan().nodes {
+        let k = n.kernel.name();
+        if n.kernel != crate::ops::Kernel::Standard && !names.contains(&k) {
+            names.push(k);
+        }
+    }
+    if names.is_empty() {
+        "standard".into()
+    } else {
+        names.join("+")
+    }
 }
 
 /// Runs one workload on the GPU (tuned and naive) and the CPU reference.
