@@ -273,7 +273,7 @@ fn prepare(
     if optimize {
         rewrites += passes::fold_batchnorm(&mut graph, &mut weights)?;
         let checked = graph.check(&weights)?;
-        rewrites += passes::fuse_epilogues(&mut graph, &weights, &checked.shapes);
+        rewrites += passes::fuse_epilogues(&mut graph, &mut weights, &checked.shapes)?;
     }
     Ok((graph, weights, rewrites))
 }

@@ -3,7 +3,7 @@
 //! and their names; each is checked by tests that compare the rewritten graph's CPU results
 //! with the original's.
 
-use super::def::{Graph, Origin, ValueSpec};
+use super::def::{Graph, ValueSpec};
 use crate::error::Result;
 use crate::ops::{Activation, BinaryKind, Op};
 use crate::tensor::Tensor;
@@ -136,9 +136,9 @@ pub fn fold_batchnorm(g: &mut Graph, w: &mut BTreeMap<String, Tensor>) -> Result
 /// `act(acc + bias + residual)`, so an add is fused only while no activation has been.
 pub fn fuse_epilogues(
     g: &mut Graph,
-    w: &BTreeMap<String, Tensor>,
+    w: &mut BTreeMap<String, Tensor>,
     shapes: &std::collections::HashMap<String, Vec<usize>>,
-) -> usize {
+) -> Result<usize> {
     let mut fused = 0;
     'outer: loop {
         for pi in 0..g.nodes.len() {
@@ -174,32 +174,39 @@ pub fn fuse_epilogues(
                         continue;
                     }
                     let oshape = &shapes[other];
-                    let channels = match &op {
-                        Op::MatMul(_) => out_shape[out_shape.len() - 1],
-                        _ => out_shape[1],
-                    };
-                    let bias_like = weight(g, w, other).is_some()
-                        && oshape.iter().product::<usize>() == channels
-                        && match &op {
-                            Op::MatMul(_) => oshape.as_slice() == [channels],
-                            _ => {
-                                oshape.as_slice() == [channels]
-                                    || oshape.as_slice() == [channels, 1, 1]
-                                    || oshape.as_slice() == [1, channels, 1, 1]
-                            }
-                        };
                     let (has_bias, has_res) = match &op {
                         Op::MatMul(m) => (m.bias, m.residual),
                         Op::Conv2d(c) => (c.bias, c.residual),
-                        _ => unreachable!(),
+                        _ => unreachable!("only matmul/conv reach here"),
                     };
-                    if bias_like && !has_bias && !has_res && oshape.as_slice() == [channels] {
+                    // A bias is a constant that broadcasts along the channel axis: `[N]` after a
+                    // matmul (numpy broadcasting aligns it with the last axis), `[C, 1, 1]` or
+                    // `[1, C, 1, 1]` after a conv (a `[C]` add after a conv broadcasts along W,
+                    // so it is not a bias).
+                    let bias_shape_ok = match &op {
+                        Op::MatMul(_) => oshape.as_slice() == [out_shape[out_shape.len() - 1]],
+                        _ => {
+                            let c = out_shape[1];
+                            oshape.as_slice() == [c, 1, 1] || oshape.as_slice() == [1, c, 1, 1]
+                        }
+                    };
+                    if bias_shape_ok && !has_bias && !has_res && weight(g, w, other).is_some() {
+                        let name = match &op {
+                            Op::MatMul(_) => other.clone(),
+                            _ => {
+                                // The kernels take a `[C]` bias: add a reshaped copy.
+                                let flat = w[other].clone().reshaped(&[oshape.iter().product()])?;
+                                let name = format!("{other}:as_bias");
+                                set_weight(g, w, &name, flat);
+                                name
+                            }
+                        };
                         match &mut op {
                             Op::MatMul(m) => m.bias = true,
                             Op::Conv2d(c) => c.bias = true,
                             _ => {}
                         }
-                        extra = Some(other.clone());
+                        extra = Some(name);
                     } else if oshape == out_shape && !has_res {
                         match &mut op {
                             Op::MatMul(m) => m.residual = true,
@@ -226,10 +233,6 @@ pub fn fuse_epilogues(
         }
         break;
     }
-    fused
-}
-
-/// Where each value of a graph is defined (re-exported for the scheduler).
-pub fn origin_of(g: &Graph, name: &str) -> Option<Origin> {
-    g.origins().ok()?.get(name).copied()
+    prune_weights(g, w);
+    Ok(fused)
 }

@@ -202,7 +202,8 @@ pub mod models {
         );
         let wp = b.weight("pw.w", Tensor::random(&[8, 16, 1, 1], 4));
         let d = b.conv2d(&d, &wp, None, Conv2d::default());
-        let pb = b.weight("pw.bias", Tensor::random(&[8], 9));
+        // A channel bias written as a broadcasting add, as exported graphs do.
+        let pb = b.weight("pw.bias", Tensor::random(&[8, 1, 1], 9));
         let d = b.add(&d, &pb);
         let m = b.pool(
             &s,
