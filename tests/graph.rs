@@ -19,6 +19,18 @@ fn feeds_for(m: &Model) -> Vec<(String, Tensor)> {
         .collect()
 }
 
+/// A CPU session on the graph exactly as written (no folding or fusion).
+fn unoptimized(m: &Model) -> Session {
+    Session::cpu(
+        m,
+        SessionOptions {
+            optimize: false,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
 fn plan_for(m: &Model, reuse: bool) -> Plan {
     Plan::new(
         &m.graph,
@@ -102,14 +114,7 @@ fn order_respects_dependencies() {
 fn batchnorm_folds_and_epilogues_fuse_without_changing_results() {
     let m = models::resnet_block();
     let feeds = feeds_for(&m);
-    let plain = Session::cpu(
-        &m,
-        SessionOptions {
-            optimize: false,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let plain = unoptimized(&m);
     let opt = Session::cpu(&m, SessionOptions::default()).unwrap();
     // 2 BNs folded, relu fused into conv1, add + relu fused into conv2, bias+... into linear.
     assert_eq!(
@@ -170,14 +175,7 @@ fn batchnorm_folds_and_epilogues_fuse_without_changing_results() {
 fn rewrites_never_change_results() {
     for (name, m) in models::all() {
         let feeds = feeds_for(&m);
-        let plain = Session::cpu(
-            &m,
-            SessionOptions {
-                optimize: false,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let plain = unoptimized(&m);
         let opt = Session::cpu(&m, SessionOptions::default()).unwrap();
         let a = plain.run(&feeds_ref(&feeds)).unwrap();
         let b = opt.run(&feeds_ref(&feeds)).unwrap();
@@ -214,14 +212,7 @@ fn a_last_axis_add_after_conv_is_not_a_bias() {
         s.plan().describe()
     );
     let feeds = feeds_for(&m);
-    let plain = Session::cpu(
-        &m,
-        SessionOptions {
-            optimize: false,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let plain = unoptimized(&m);
     assert_eq!(
         s.run(&feeds_ref(&feeds)).unwrap(),
         plain.run(&feeds_ref(&feeds)).unwrap()

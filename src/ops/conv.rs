@@ -230,16 +230,7 @@ impl Conv2d {
     pub(crate) fn lower(&self, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
         let (x, w) = (&cx.in_shapes[0], &cx.in_shapes[1]);
         let p = self.params(x, w, cx.out_shape);
-        let bias = if self.bias {
-            Bind::Input(2)
-        } else {
-            Bind::Dummy
-        };
-        let res = if self.residual {
-            Bind::Input(2 + self.bias as usize)
-        } else {
-            Bind::Dummy
-        };
+        let [bias, res] = super::epilogue_binds(self.bias, self.residual);
         let npix = (p.oh * p.ow) as usize;
         let (shader, wbind, wg) = match cx.kernel {
             Kernel::Naive => {

@@ -208,23 +208,9 @@ impl MatMul {
         !self.trans_a && k.is_multiple_of(4) && (self.trans_b || is_const[1])
     }
 
-    fn epilogue_binds(&self) -> [Bind; 2] {
-        let bias = if self.bias {
-            Bind::Input(2)
-        } else {
-            Bind::Dummy
-        };
-        let res = if self.residual {
-            Bind::Input(2 + self.bias as usize)
-        } else {
-            Bind::Dummy
-        };
-        [bias, res]
-    }
-
     pub(crate) fn lower(&self, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
         let p = self.params(&cx.in_shapes[0], &cx.in_shapes[1]);
-        let [bias, res] = self.epilogue_binds();
+        let [bias, res] = super::epilogue_binds(self.bias, self.residual);
         let (m, n, batch) = (p.m as usize, p.n as usize, p.batch);
         let block_ok = match cx.kernel {
             Kernel::GemmBcast { tm, tn4 } | Kernel::GemmTex { tm, tn4 } => {

@@ -428,6 +428,18 @@ pub(crate) fn check_epilogue(
     Ok(())
 }
 
+/// Bindings of the optional epilogue operands (bias, residual) that follow the two main inputs
+/// of matmul/conv; a dummy buffer stands in for an absent one.
+pub(crate) fn epilogue_binds(bias: bool, residual: bool) -> [Bind; 2] {
+    let b = if bias { Bind::Input(2) } else { Bind::Dummy };
+    let r = if residual {
+        Bind::Input(2 + bias as usize)
+    } else {
+        Bind::Dummy
+    };
+    [b, r]
+}
+
 /// Little helper for ops that feed f32 values through the u32 uniform words.
 pub(crate) fn f32_word(v: f32) -> u32 {
     v.to_bits()
