@@ -182,13 +182,30 @@ fn record(w: &Workload, kernel: &str, backend: &str, mode: &str, t: (f64, f64, u
     }
 }
 
+/// The best storage-buffer-only kernels measured on lavapipe (no textures): the portable path
+/// most real GPUs run, kept as a benchmark baseline.
+pub fn storage_only() -> crate::profile::TunedChoices {
+    serde_json::from_value(serde_json::json!({
+        "matmul": {
+            "gemm": {"kernel": "bcast", "tm": 8, "tn4": 2},
+            "gemv": {"kernel": "bcast", "tm": 1, "tn4": 4},
+            "gemm_tiled": {"kernel": "tiled", "tm": 4, "tn": 4},
+        },
+        "conv2d": {
+            "conv": {"kernel": "tiled", "px": 8},
+            "dwconv": {"kernel": "depthwise", "px": 4},
+        },
+    }))
+    .expect("static JSON")
+}
+
 /// Names the distinct matmul/conv kernels a plan uses, e.g. `tex2-8x8+tex-1x16` (`standard` kernels of the other ops are left out).
 fn kernel_label(s: &Session) -> String {
     let mut names: Vec<String> = Vec::new();
     for n in &s.plan().nodes {
-        let k = n.kernel.name();
-        if n.kernel != crate::ops::Kernel::Standard && !names.contains(&k) {
-            names.push(k);
+        let k = &n.kernel;
+        if k != "standard" && k != "alias" && !names.contains(k) {
+            names.push(k.clone());
         }
     }
     if names.is_empty() {
@@ -224,7 +241,7 @@ pub fn bench_workload(
         // Tuned kernels, the storage-buffer-only kernels, then the naive reference kernels.
         let mut variants = vec![("tuned", SessionOptions::default())];
         let storage = SessionOptions {
-            kernels: Some(crate::profile::KernelChoices::storage_only()),
+            kernels: Some(storage_only()),
             ..Default::default()
         };
         variants.push(("storage", storage));

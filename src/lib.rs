@@ -28,6 +28,7 @@
 pub mod bench;
 pub mod error;
 pub mod exec;
+pub mod format;
 pub mod gpu;
 pub mod graph;
 pub mod model;
@@ -38,7 +39,8 @@ pub mod session;
 pub mod tensor;
 
 pub use error::{Error, Result};
+pub use format::WeightFormat;
 pub use gpu::{Backend, GpuContext};
 pub use model::Model;
 pub use session::{Session, SessionOptions};
-pub use tensor::{DType, Tensor};
+pub use tensor::{DType, Tensor, ValueType};

@@ -2,8 +2,8 @@
 //! optional features, and the kernel variants autotuning picked. No wgpu types here, so the
 //! scheduler can plan for any device (and tests can plan with no device at all).
 
-use crate::ops::Kernel;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Kind of adapter, mirrored from wgpu so the scheduler does not import it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,46 +58,11 @@ pub struct DeviceFeatures {
     pub timestamp_query: bool,
 }
 
-/// Kernel variants chosen for this device (by autotuning or the defaults).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KernelChoices {
-    /// GEMM with M > 1 and a constant B (weights).
-    pub gemm: Kernel,
-    /// GEMM with M == 1 (GEMV) and a constant B.
-    pub gemv: Kernel,
-    /// GEMM on the scalar path (transposed A, K % 4 != 0, non-constant B).
-    pub gemm_tiled: Kernel,
-    /// Dense / grouped convolution.
-    pub conv: Kernel,
-    /// Depthwise convolution.
-    pub dwconv: Kernel,
-}
-
-impl Default for KernelChoices {
-    fn default() -> Self {
-        KernelChoices {
-            gemm: Kernel::GemmBcast { tm: 4, tn4: 2 },
-            gemv: Kernel::GemmVec4 { tm: 1, tn: 4 },
-            gemm_tiled: Kernel::GemmTiled { tm: 4, tn: 4 },
-            conv: Kernel::ConvTiled { px: 4 },
-            dwconv: Kernel::ConvDepthwise { px: 4 },
-        }
-    }
-}
-
-impl KernelChoices {
-    /// The best storage-buffer-only kernels measured on lavapipe (no textures): the portable
-    /// path most real GPUs run, kept as a benchmark baseline.
-    pub fn storage_only() -> Self {
-        KernelChoices {
-            gemm: Kernel::GemmBcast { tm: 8, tn4: 2 },
-            gemv: Kernel::GemmBcast { tm: 1, tn4: 4 },
-            gemm_tiled: Kernel::GemmTiled { tm: 4, tn: 4 },
-            conv: Kernel::ConvTiled { px: 8 },
-            dwconv: Kernel::ConvDepthwise { px: 4 },
-        }
-    }
-}
+/// Kernel variants chosen for this device, as plain data: op family -> slot (a case the family
+/// tunes separately, e.g. "gemv") -> the variant with its parameters, in the variant's own serde
+/// form (e.g. `{"matmul": {"gemm": {"kernel": "bcast", "tm": 4, "tn4": 2}}}`). The op family
+/// that owns a slot reads it back; a missing slot means the family's default.
+pub type TunedChoices = BTreeMap<String, BTreeMap<String, serde_json::Value>>;
 
 /// Everything the scheduler knows about a device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,13 +73,20 @@ pub struct DeviceProfile {
     pub kind: DeviceKind,
     pub limits: DeviceLimits,
     pub features: DeviceFeatures,
-    pub kernels: KernelChoices,
+    /// Tuned (or overridden) kernel choices; empty means every family's defaults.
+    #[serde(default)]
+    pub kernels: TunedChoices,
     /// Force every node onto its naive reference kernel (testing and benchmarks).
     #[serde(default)]
     pub naive_only: bool,
 }
 
 impl DeviceProfile {
+    /// The tuned choice for `family`/`slot`, if any.
+    pub fn choice(&self, family: &str, slot: &str) -> Option<&serde_json::Value> {
+        self.kernels.get(family).and_then(|m| m.get(slot))
+    }
+
     /// A profile for planning without a device: WebGPU minimum limits, default kernels.
     pub fn portable() -> Self {
         DeviceProfile {
@@ -124,7 +96,7 @@ impl DeviceProfile {
             kind: DeviceKind::Other,
             limits: DeviceLimits::default(),
             features: DeviceFeatures::default(),
-            kernels: KernelChoices::default(),
+            kernels: TunedChoices::new(),
             naive_only: false,
         }
     }

@@ -6,7 +6,7 @@ use crate::exec::{CpuExecutor, GpuExecutor};
 use crate::gpu::{Backend, GpuContext};
 use crate::graph::passes;
 use crate::model::Model;
-use crate::profile::{DeviceProfile, KernelChoices};
+use crate::profile::{DeviceProfile, TunedChoices};
 use crate::sched::{Plan, PlanOptions};
 use crate::tensor::{fmt_shape, Tensor};
 use std::sync::Arc;
@@ -16,8 +16,9 @@ use std::sync::Arc;
 pub struct SessionOptions {
     /// Time kernel variants on this adapter once (cached on disk) before planning.
     pub autotune: bool,
-    /// Use these kernel choices instead of tuned or default ones.
-    pub kernels: Option<KernelChoices>,
+    /// Use these kernel choices instead of tuned or default ones (op family -> slot ->
+    /// kernel; every entry is checked, a bad one is an error).
+    pub kernels: Option<TunedChoices>,
     /// Run every matmul/conv on its naive reference kernel (benchmarks and tests).
     pub naive: bool,
     /// Apply BatchNorm folding and epilogue fusion.
@@ -49,9 +50,11 @@ pub struct Session {
     plan: Plan,
     exec: Exec,
     input_specs: Vec<(String, Vec<usize>)>,
+    input_dtypes: Vec<crate::DType>,
     output_names: Vec<String>,
-    /// Nodes removed by BatchNorm folding and fusion.
+    /// Nodes removed by constant folding, BatchNorm folding and fusion.
     pub rewrites: usize,
+    notices: Vec<String>,
 }
 
 impl Session {
@@ -76,6 +79,7 @@ impl Session {
             plan,
             Exec::Cpu(CpuExecutor::new(Arc::new(weights))),
             rewrites,
+            Vec::new(),
         ))
     }
 
@@ -86,19 +90,44 @@ impl Session {
         opts: SessionOptions,
     ) -> Result<Session> {
         let mut profile: DeviceProfile = ctx.profile.clone();
+        let mut notices = Vec::new();
         if let Some(k) = opts.kernels {
+            crate::exec::autotune::validate_choices(&k)
+                .map_err(|e| Error::Input(format!("SessionOptions::kernels: {e}")))?;
             profile.kernels = k;
         } else if opts.autotune && !opts.naive {
-            profile.kernels = crate::exec::autotune::choices(&ctx).await?;
+            let tuned = crate::exec::autotune::choices(&ctx).await?;
+            profile.kernels = tuned.choices;
+            notices = tuned.notices;
         }
         profile.naive_only = opts.naive;
         let (graph, weights, rewrites) = prepare(model, opts.optimize)?;
         let plan = Plan::new(&graph, &weights, Some(&profile), opts.plan)?;
+        let cpu = plan.cpu_nodes();
+        if !cpu.is_empty() {
+            notices.push(format!(
+                "{} node(s) run on the CPU (no GPU kernel for their op, dtype or weight format): {}",
+                cpu.len(),
+                cpu.join(", ")
+            ));
+        }
         let exec = GpuExecutor::new(ctx.clone(), &plan, &weights).await?;
-        Ok(Self::finish(model, plan, Exec::Gpu(ctx, exec), rewrites))
+        Ok(Self::finish(
+            model,
+            plan,
+            Exec::Gpu(ctx, exec),
+            rewrites,
+            notices,
+        ))
     }
 
-    fn finish(model: &Model, plan: Plan, exec: Exec, rewrites: usize) -> Session {
+    fn finish(
+        model: &Model,
+        plan: Plan,
+        exec: Exec,
+        rewrites: usize,
+        notices: Vec<String>,
+    ) -> Session {
         Session {
             input_specs: model
                 .graph
@@ -106,11 +135,19 @@ impl Session {
                 .iter()
                 .map(|v| (v.name.clone(), v.shape.clone()))
                 .collect(),
+            input_dtypes: model.graph.inputs.iter().map(|v| v.dtype).collect(),
             output_names: model.graph.outputs.clone(),
             plan,
             exec,
             rewrites,
+            notices,
         }
+    }
+
+    /// What building the session noticed: CPU fallback nodes, ignored kernel-cache entries,
+    /// autotune candidates that failed. The library prints nothing; callers decide.
+    pub fn notices(&self) -> &[String] {
+        &self.notices
     }
 
     /// Checks named inputs against the graph and returns them in graph order.
@@ -126,7 +163,8 @@ impl Session {
         }
         self.input_specs
             .iter()
-            .map(|(name, shape)| {
+            .zip(&self.input_dtypes)
+            .map(|((name, shape), dtype)| {
                 let mut given = inputs.iter().filter(|(n, _)| n == name);
                 let t = given
                     .next()
@@ -140,10 +178,10 @@ impl Session {
                 if given.next().is_some() {
                     return Err(Error::Input(format!("input '{name}' given more than once")));
                 }
-                if t.dtype() != crate::DType::F32 {
+                if t.dtype() != *dtype {
                     return Err(Error::DTypeMismatch {
                         op: format!("input '{name}'"),
-                        expected: "f32".into(),
+                        expected: dtype.to_string(),
                         got: t.dtype().to_string(),
                     });
                 }
@@ -258,7 +296,10 @@ impl Session {
     }
 }
 
-/// Folds BatchNorm, fuses epilogues, and returns the rewritten graph and weights.
+/// Folds constants and BatchNorm, fuses epilogues, decodes packed weight formats for the nodes
+/// that read them on the CPU, and returns the rewritten graph and the session's weights (every
+/// weight dense under its own name; packed parts stay beside them for GPU kernels that take
+/// the format).
 fn prepare(
     model: &Model,
     optimize: bool,
@@ -271,9 +312,17 @@ fn prepare(
     let mut weights = (*model.weights).clone();
     let mut rewrites = 0;
     if optimize {
+        rewrites += passes::fold_constants(&mut graph, &mut weights)?;
         rewrites += passes::fold_batchnorm(&mut graph, &mut weights)?;
         let checked = graph.check(&weights)?;
         rewrites += passes::fuse_epilogues(&mut graph, &mut weights, &checked.shapes)?;
+    }
+    for (name, format) in &graph.formats {
+        let Some(spec) = graph.weights.iter().find(|w| &w.name == name) else {
+            continue;
+        };
+        let dense = format.decode(name, &spec.shape, &weights)?;
+        weights.insert(name.clone(), dense);
     }
     Ok((graph, weights, rewrites))
 }

@@ -10,18 +10,62 @@ pub enum DType {
     F32,
     F16,
     I32,
+    I64,
     I8,
     U8,
+    Bool,
 }
 
 impl DType {
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
+            DType::I64 => 8,
             DType::F32 | DType::I32 => 4,
             DType::F16 => 2,
-            DType::I8 | DType::U8 => 1,
+            DType::I8 | DType::U8 | DType::Bool => 1,
         }
+    }
+
+    /// Floating-point dtypes (the ones arithmetic ops take).
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F32 | DType::F16)
+    }
+}
+
+/// What the graph knows about a value before any data exists: its dtype and shape.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ValueType {
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+}
+
+impl ValueType {
+    pub fn new(dtype: DType, shape: &[usize]) -> Self {
+        ValueType {
+            dtype,
+            shape: shape.to_vec(),
+        }
+    }
+
+    /// An f32 value of `shape`.
+    pub fn f32(shape: &[usize]) -> Self {
+        Self::new(DType::F32, shape)
+    }
+
+    /// Bytes of the value's elements (None when the count overflows).
+    pub fn bytes(&self) -> Option<u64> {
+        self.shape
+            .iter()
+            .try_fold(self.dtype.size() as u64, |acc, &d| {
+                acc.checked_mul(d as u64)
+            })
+    }
+}
+
+impl std::fmt::Display for ValueType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{:?}", self.dtype, self.shape)
     }
 }
 
@@ -31,8 +75,10 @@ impl std::fmt::Display for DType {
             DType::F32 => "f32",
             DType::F16 => "f16",
             DType::I32 => "i32",
+            DType::I64 => "i64",
             DType::I8 => "i8",
             DType::U8 => "u8",
+            DType::Bool => "bool",
         };
         f.write_str(s)
     }
@@ -44,8 +90,24 @@ pub enum TensorData {
     F32(Vec<f32>),
     F16(Vec<half::f16>),
     I32(Vec<i32>),
+    I64(Vec<i64>),
     I8(Vec<i8>),
     U8(Vec<u8>),
+    /// One byte per element, 0 or 1 (safetensors' and ONNX's layout).
+    Bool(Vec<u8>),
+}
+
+impl TensorData {
+    fn len(&self) -> usize {
+        match self {
+            TensorData::F32(v) => v.len(),
+            TensorData::F16(v) => v.len(),
+            TensorData::I32(v) => v.len(),
+            TensorData::I64(v) => v.len(),
+            TensorData::I8(v) => v.len(),
+            TensorData::U8(v) | TensorData::Bool(v) => v.len(),
+        }
+    }
 }
 
 /// A dense row-major tensor on the host.
@@ -81,13 +143,7 @@ impl Tensor {
 
     /// A tensor of any dtype; errors if the element count does not match the shape.
     pub fn from_data(shape: &[usize], data: TensorData) -> Result<Self> {
-        let len = match &data {
-            TensorData::F32(v) => v.len(),
-            TensorData::F16(v) => v.len(),
-            TensorData::I32(v) => v.len(),
-            TensorData::I8(v) => v.len(),
-            TensorData::U8(v) => v.len(),
-        };
+        let len = data.len();
         if len != numel(shape) {
             return Err(Error::shape(
                 "Tensor::new",
@@ -122,9 +178,16 @@ impl Tensor {
             TensorData::F32(_) => DType::F32,
             TensorData::F16(_) => DType::F16,
             TensorData::I32(_) => DType::I32,
+            TensorData::I64(_) => DType::I64,
             TensorData::I8(_) => DType::I8,
             TensorData::U8(_) => DType::U8,
+            TensorData::Bool(_) => DType::Bool,
         }
+    }
+
+    /// The tensor's dtype and shape.
+    pub fn value_type(&self) -> ValueType {
+        ValueType::new(self.dtype(), &self.shape)
     }
 
     pub fn data(&self) -> &TensorData {
@@ -179,8 +242,9 @@ impl Tensor {
             TensorData::F32(v) => v.clone(),
             TensorData::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
             TensorData::I32(v) => v.iter().map(|&x| x as f32).collect(),
+            TensorData::I64(v) => v.iter().map(|&x| x as f32).collect(),
             TensorData::I8(v) => v.iter().map(|&x| x as f32).collect(),
-            TensorData::U8(v) => v.iter().map(|&x| x as f32).collect(),
+            TensorData::U8(v) | TensorData::Bool(v) => v.iter().map(|&x| x as f32).collect(),
         };
         Tensor {
             shape: self.shape.clone(),
@@ -194,8 +258,9 @@ impl Tensor {
             TensorData::F32(v) => bytemuck::cast_slice(v),
             TensorData::F16(v) => bytemuck::cast_slice(v),
             TensorData::I32(v) => bytemuck::cast_slice(v),
+            TensorData::I64(v) => bytemuck::cast_slice(v),
             TensorData::I8(v) => bytemuck::cast_slice(v),
-            TensorData::U8(v) => v,
+            TensorData::U8(v) | TensorData::Bool(v) => v,
         }
     }
 
@@ -230,13 +295,61 @@ impl Tensor {
                     .map(|c| half::f16::from_le_bytes([c[0], c[1]]))
                     .collect(),
             ),
+            DType::I64 => TensorData::I64(
+                bytes
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                    .collect(),
+            ),
             DType::I8 => TensorData::I8(bytes.iter().map(|&b| b as i8).collect()),
             DType::U8 => TensorData::U8(bytes.to_vec()),
+            DType::Bool => {
+                if let Some(b) = bytes.iter().find(|&&b| b > 1) {
+                    return Err(Error::ModelFile(format!(
+                        "bool tensor holds byte {b} (only 0 and 1 are booleans)"
+                    )));
+                }
+                TensorData::Bool(bytes.to_vec())
+            }
         };
         Ok(Tensor {
             shape: shape.to_vec(),
             data,
         })
+    }
+
+    /// Converts to `dtype` (numeric cast as ONNX `Cast`: floats to ints truncate toward zero
+    /// and saturate, anything to bool is `!= 0`).
+    pub fn cast(&self, dtype: DType) -> Tensor {
+        if dtype == self.dtype() {
+            return self.clone();
+        }
+        // Through f64: exact for every value of every supported dtype except i64 beyond 2^53.
+        let v: Vec<f64> = match &self.data {
+            TensorData::F32(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::F16(v) => v.iter().map(|x| x.to_f64()).collect(),
+            TensorData::I32(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::I64(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::I8(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::U8(v) | TensorData::Bool(v) => v.iter().map(|&x| x as f64).collect(),
+        };
+        let data = match dtype {
+            DType::F32 => TensorData::F32(v.iter().map(|&x| x as f32).collect()),
+            DType::F16 => TensorData::F16(v.iter().map(|&x| half::f16::from_f64(x)).collect()),
+            DType::I32 => TensorData::I32(v.iter().map(|&x| x as i32).collect()),
+            DType::I64 => match &self.data {
+                // Keep i64 -> i64-like paths exact.
+                TensorData::I32(s) => TensorData::I64(s.iter().map(|&x| x as i64).collect()),
+                _ => TensorData::I64(v.iter().map(|&x| x as i64).collect()),
+            },
+            DType::I8 => TensorData::I8(v.iter().map(|&x| x as i8).collect()),
+            DType::U8 => TensorData::U8(v.iter().map(|&x| x as u8).collect()),
+            DType::Bool => TensorData::Bool(v.iter().map(|&x| (x != 0.0) as u8).collect()),
+        };
+        Tensor {
+            shape: self.shape.clone(),
+            data,
+        }
     }
 
     /// Deterministic pseudo-random f32 tensor in [-1, 1) (for tests and benches).

@@ -3,8 +3,8 @@
 
 mod common;
 use wgedge::exec::autotune;
-use wgedge::ops::Kernel;
-use wgedge::profile::KernelChoices;
+use wgedge::ops::Op;
+use wgedge::profile::TunedChoices;
 
 #[test]
 fn tuned_choices_are_cached_and_overridable() {
@@ -15,31 +15,74 @@ fn tuned_choices_are_cached_and_overridable() {
 
     let path = autotune::cache_path(&ctx).expect("a cache path");
     assert!(path.starts_with(&dir));
+    // The file name carries the candidates' checksum: a new variant re-tunes by itself.
+    let sum = format!("{:016x}", autotune::candidates_checksum());
+    assert!(path.to_string_lossy().contains(&sum), "{}", path.display());
     let tuned = pollster::block_on(autotune::choices(&ctx)).unwrap();
-    let cached: KernelChoices =
+    assert!(tuned.notices.is_empty(), "{:?}", tuned.notices);
+    let cached: TunedChoices =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    assert_eq!(cached, tuned, "the measured choices are what was cached");
+    assert_eq!(
+        cached, tuned.choices,
+        "the measured choices are what was cached"
+    );
 
     // A second call reads the cache instead of measuring: edit the file and see the edit.
-    let mut edited = tuned;
-    edited.conv = Kernel::ConvTiled { px: 2 };
+    let mut edited = tuned.choices.clone();
+    let px2 = serde_json::json!({"kernel": "tiled", "px": 2});
+    edited
+        .get_mut("conv2d")
+        .unwrap()
+        .insert("conv".into(), px2.clone());
     std::fs::write(&path, serde_json::to_string(&edited).unwrap()).unwrap();
-    assert_eq!(pollster::block_on(autotune::choices(&ctx)).unwrap(), edited);
+    assert_eq!(
+        pollster::block_on(autotune::choices(&ctx)).unwrap().choices,
+        edited
+    );
 
-    // The user's override wins over the cache; a malformed one is an error, not a silent default.
-    let forced = KernelChoices::storage_only();
+    // A stale or unknown cache entry is dropped with a notice, never a crash.
+    let mut stale = edited.clone();
+    let conv = stale.get_mut("conv2d").unwrap();
+    conv.insert(
+        "conv".into(),
+        serde_json::json!({"kernel": "tiled", "px": 0}),
+    );
+    conv.insert("no_such_slot".into(), px2.clone());
+    stale
+        .entry("no_such_family".into())
+        .or_default()
+        .insert("x".into(), px2.clone());
+    std::fs::write(&path, serde_json::to_string(&stale).unwrap()).unwrap();
+    let t = pollster::block_on(autotune::choices(&ctx)).unwrap();
+    assert_eq!(t.notices.len(), 3, "{:?}", t.notices);
+    assert!(!t.choices["conv2d"].contains_key("conv"));
+    assert_eq!(t.choices["matmul"], edited["matmul"]);
+
+    // The user's override wins over the cache; a malformed or invalid one is an error, not a
+    // silent default.
+    let forced = wgedge::bench::storage_only();
     std::env::set_var("WGEDGE_KERNELS", serde_json::to_string(&forced).unwrap());
-    assert_eq!(pollster::block_on(autotune::choices(&ctx)).unwrap(), forced);
+    assert_eq!(
+        pollster::block_on(autotune::choices(&ctx)).unwrap().choices,
+        forced
+    );
     std::env::set_var("WGEDGE_KERNELS", "{not json");
     assert!(pollster::block_on(autotune::choices(&ctx)).is_err());
+    std::env::set_var(
+        "WGEDGE_KERNELS",
+        r#"{"conv2d": {"conv": {"kernel": "tiled", "px": 0}}}"#,
+    );
+    let e = pollster::block_on(autotune::choices(&ctx)).unwrap_err();
+    assert!(e.to_string().contains("tiled-8x0"), "{e}");
     std::env::remove_var("WGEDGE_KERNELS");
     std::fs::remove_dir_all(&dir).ok();
 
-    // Every tuned choice is one of the candidates.
-    use wgedge::sched::select::*;
-    assert!(gemm_candidates().contains(&tuned.gemm));
-    assert!(gemv_candidates().contains(&tuned.gemv));
-    assert!(gemm_tiled_candidates().contains(&tuned.gemm_tiled));
-    assert!(conv_candidates().contains(&tuned.conv));
-    assert!(dwconv_candidates().contains(&tuned.dwconv));
+    // Every tuned choice is one of its slot's candidates, and every slot was tuned.
+    let slots = Op::tune_slots();
+    for s in &slots {
+        let got = &tuned.choices[s.family][s.slot];
+        assert!(s.candidates.contains(got), "{}/{}: {got}", s.family, s.slot);
+    }
+    let n: usize = tuned.choices.values().map(|m| m.len()).sum();
+    assert_eq!(n, slots.len());
 }

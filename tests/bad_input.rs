@@ -107,6 +107,7 @@ fn graph_errors_name_the_problem() {
         weights: vec![],
         nodes: vec![],
         outputs: vec!["y".into()],
+        ..Default::default()
     };
 
     let mut g = base();
@@ -335,6 +336,7 @@ fn absurd_shapes_are_refused_not_overflowed() {
         weights: vec![],
         nodes: vec![node("r", relu(), &["x"], "y")],
         outputs: vec!["y".into()],
+        ..Default::default()
     };
     let e = graph_err(g, vec![]);
     assert!(e.to_string().contains("more than 2^32 elements"), "{e}");
@@ -345,6 +347,7 @@ fn absurd_shapes_are_refused_not_overflowed() {
         weights: vec![],
         nodes: vec![node("c", Op::Concat(Concat { axis: 0 }), &["a", "b"], "y")],
         outputs: vec!["y".into()],
+        ..Default::default()
     };
     let e = graph_err(g, vec![]);
     assert!(e.to_string().contains("more than 2^32 elements"), "{e}");

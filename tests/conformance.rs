@@ -10,38 +10,29 @@
 mod common;
 use common::*;
 use wgedge::ops::*;
-use wgedge::profile::KernelChoices;
-use wgedge::sched::select;
+use wgedge::profile::TunedChoices;
 use wgedge::{Session, SessionOptions, Tensor};
 
-fn all_choices() -> Vec<(String, KernelChoices, bool)> {
-    let d = KernelChoices::default();
+/// The defaults, the naive kernels, and every tune candidate of every family, each set in all
+/// of its family's slots (so a GEMM variant also meets the GEMV cases; where it does not fit,
+/// the family's fallback runs and is checked too).
+fn all_choices() -> Vec<(String, TunedChoices, bool)> {
+    let d = TunedChoices::new();
     let mut v = vec![
-        ("default".to_string(), d, false),
+        ("default".to_string(), d.clone(), false),
         ("naive".to_string(), d, true),
     ];
-    for k in select::gemm_candidates()
-        .into_iter()
-        .chain(select::gemv_candidates())
-    {
-        v.push((
-            k.name(),
-            KernelChoices {
-                gemm: k,
-                gemv: k,
-                ..d
-            },
-            false,
-        ));
-    }
-    for k in select::gemm_tiled_candidates() {
-        v.push((k.name(), KernelChoices { gemm_tiled: k, ..d }, false));
-    }
-    for k in select::conv_candidates() {
-        v.push((k.name(), KernelChoices { conv: k, ..d }, false));
-    }
-    for k in select::dwconv_candidates() {
-        v.push((k.name(), KernelChoices { dwconv: k, ..d }, false));
+    let slots = Op::tune_slots();
+    for s in &slots {
+        for (cand, name) in s.candidates.iter().zip(&s.names) {
+            let mut c = TunedChoices::new();
+            for t in slots.iter().filter(|t| t.family == s.family) {
+                c.entry(t.family.to_string())
+                    .or_default()
+                    .insert(t.slot.to_string(), cand.clone());
+            }
+            v.push((name.clone(), c, false));
+        }
     }
     v
 }
@@ -73,7 +64,11 @@ fn check(what: &str, op: Op, inputs: &[&Tensor], consts: &[bool], atol: f32, rto
         // Only run each distinct kernel once per case.
         if !seen.insert(format!(
             "{:?}",
-            s.plan().nodes.iter().map(|n| n.kernel).collect::<Vec<_>>()
+            s.plan()
+                .nodes
+                .iter()
+                .map(|n| n.kernel.clone())
+                .collect::<Vec<_>>()
         )) {
             continue;
         }
@@ -81,7 +76,7 @@ fn check(what: &str, op: Op, inputs: &[&Tensor], consts: &[bool], atol: f32, rto
             .run(&feeds_ref(&feeds))
             .unwrap_or_else(|e| panic!("{what} [{label}]: {e}"));
         assert_close(
-            &format!("{what} [{}]", s.plan().nodes[0].kernel.name()),
+            &format!("{what} [{}]", s.plan().nodes[0].kernel),
             &got[0],
             &want,
             atol,

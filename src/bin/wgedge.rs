@@ -194,9 +194,12 @@ fn info(model: Option<PathBuf>, device: bool, backend: Backend) -> wgedge::Resul
                 );
                 println!("limits:   {:#?}", p.limits);
                 let k = pollster::block_on(wgedge::exec::autotune::choices(&ctx))?;
+                for n in &k.notices {
+                    eprintln!("wgedge: {n}");
+                }
                 println!(
                     "kernels:  {}",
-                    serde_json::to_string(&k).unwrap_or_default()
+                    serde_json::to_string(&k.choices).unwrap_or_default()
                 );
                 if let Some(path) = wgedge::exec::autotune::cache_path(&ctx) {
                     println!("cache:    {}", path.display());

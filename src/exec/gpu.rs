@@ -1,16 +1,48 @@
 //! Runs a `Plan` on a wgpu device. Everything is built once in `new` (buffers per memory slot,
 //! constant buffers, packed weights, one uniform buffer, pipelines, bind groups, staging
-//! buffers); a run writes the inputs, records every dispatch into one compute pass of one
-//! command encoder, submits once and maps the outputs back once.
+//! buffers); a run writes the inputs, records the dispatches into one command encoder, submits
+//! once and maps the outputs back once.
+//!
+//! A plan with CPU nodes (ops, dtypes or weight formats no GPU kernel takes) is run in
+//! segments: the GPU work before a CPU node is submitted together with copies of the node's
+//! inputs into a readback buffer, the CPU reference computes the node, its output is written
+//! back into the arena, and recording goes on in a new encoder.
 
 use crate::error::{Error, Result};
 use crate::gpu::kernel::map_read;
 use crate::gpu::GpuContext;
-use crate::ops::{Bind, Pack};
-use crate::sched::{Plan, ValueKind};
-use crate::tensor::Tensor;
+use crate::ops::{Bind, Op, Pack};
+use crate::sched::{Placement, Plan, ValueKind};
+use crate::tensor::{Tensor, ValueType};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+
+/// An input of a CPU node: a constant kept on the host, or a range of the arena read back.
+enum HopInput {
+    Host(Tensor),
+    Arena {
+        offset: u64,
+        /// Bytes copied (the value's bytes rounded up to 4) and where in the readback buffer.
+        copy: u64,
+        at: u64,
+        ty: ValueType,
+    },
+}
+
+/// A node the CPU runs in the middle of a GPU plan.
+struct CpuHop {
+    op: Op,
+    inputs: Vec<HopInput>,
+    /// Holds the arena inputs between submit and read.
+    readback: Option<wgpu::Buffer>,
+    out_offset: u64,
+}
+
+enum Segment {
+    /// Steps `start..end` recorded into one compute pass.
+    Gpu(usize, usize),
+    Cpu(CpuHop),
+}
 
 struct Step {
     pipeline: wgpu::ComputePipeline,
@@ -23,16 +55,30 @@ struct Step {
 pub struct GpuExecutor {
     ctx: Arc<GpuContext>,
     steps: Vec<Step>,
+    segments: Vec<Segment>,
+    /// The activation arena (CPU nodes write their outputs into it).
+    arena: wgpu::Buffer,
     /// (buffer, offset, bytes) per graph input.
     inputs: Vec<(wgpu::Buffer, u64, u64)>,
-    /// (buffer, offset, staging buffer, shape) per graph output.
-    outputs: Vec<(wgpu::Buffer, u64, wgpu::Buffer, Vec<usize>)>,
+    /// (buffer, offset, staging buffer, dtype and shape) per graph output.
+    outputs: Vec<(wgpu::Buffer, u64, wgpu::Buffer, ValueType)>,
     /// Bytes held by this executor's buffers (activations, weights, uniforms, staging).
     pub device_bytes: u64,
 }
 
 fn align(v: u64, a: u64) -> u64 {
     v.div_ceil(a) * a
+}
+
+/// `data` zero-padded to a multiple of 4 bytes (buffer writes and copies move whole words).
+fn padded4(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if data.len().is_multiple_of(4) {
+        std::borrow::Cow::Borrowed(data)
+    } else {
+        let mut v = data.to_vec();
+        v.resize(align(data.len() as u64, 4) as usize, 0);
+        std::borrow::Cow::Owned(v)
+    }
 }
 
 impl GpuExecutor {
@@ -61,10 +107,22 @@ impl GpuExecutor {
         device_bytes += plan.memory.peak_bytes;
         let dummy = ctx.storage("dummy", 16);
 
+        // The value whose memory `v` is (reshape/flatten outputs alias their input's).
+        let root = |v: usize| plan.values[v].alias_of.unwrap_or(v);
+        // A constant as the node sees it: the weight, viewed with the (aliased) value's shape.
+        let host_weight = |v: usize| -> Result<Tensor> {
+            let r = &plan.values[root(v)];
+            let t = weights
+                .get(&r.name)
+                .ok_or_else(|| Error::MissingWeight(r.name.clone()))?;
+            t.clone().reshaped(&plan.values[v].shape)
+        };
         // Constants, packed as their kernels ask, uploaded once (shared when asked twice).
+        // Unpacked ones are keyed by their root (aliases share the buffer), packed ones by the
+        // value (the packing depends on the shape it is viewed with).
         let mut consts: HashMap<(usize, Option<Pack>), wgpu::Buffer> = HashMap::new();
         let mut textures: HashMap<(usize, Pack), wgpu::TextureView> = HashMap::new();
-        for node in &plan.nodes {
+        for node in plan.nodes.iter().filter(|n| n.placement == Placement::Gpu) {
             for d in &node.dispatches {
                 for b in &d.bindings {
                     let (inp, pack, tex_width) = match *b {
@@ -74,17 +132,16 @@ impl GpuExecutor {
                         _ => continue,
                     };
                     let v = node.inputs[inp];
+                    let key = if pack.is_some() { v } else { root(v) };
                     let pv = &plan.values[v];
                     let done = match (tex_width, pack) {
-                        (Some(_), Some(p)) => textures.contains_key(&(v, p)),
-                        _ => consts.contains_key(&(v, pack)),
+                        (Some(_), Some(p)) => textures.contains_key(&(key, p)),
+                        _ => consts.contains_key(&(key, pack)),
                     };
-                    if pv.kind != ValueKind::Weight || done {
+                    if plan.values[root(v)].kind != ValueKind::Weight || done {
                         continue;
                     }
-                    let t = weights
-                        .get(&pv.name)
-                        .ok_or_else(|| Error::MissingWeight(pv.name.clone()))?;
+                    let t = host_weight(v)?;
                     let data = t.f32s(&pv.name)?;
                     let packed;
                     let bytes: &[u8] = match pack {
@@ -98,12 +155,12 @@ impl GpuExecutor {
                     match (tex_width, pack) {
                         (Some(w), Some(p)) => {
                             textures.insert(
-                                (v, p),
+                                (key, p),
                                 ctx.texture_rgba32f(&pv.name, bytemuck::cast_slice(bytes), w),
                             );
                         }
                         _ => {
-                            consts.insert((v, pack), ctx.storage_with(&pv.name, bytes));
+                            consts.insert((key, pack), ctx.storage_with(&pv.name, bytes));
                         }
                     }
                 }
@@ -140,8 +197,8 @@ impl GpuExecutor {
         // (buffer, offset, bytes) holding each value.
         let value_buf = |v: usize| -> Option<(&wgpu::Buffer, u64, u64)> {
             let pv = &plan.values[v];
-            match pv.kind {
-                ValueKind::Weight => consts.get(&(v, None)).map(|b| (b, 0, pv.bytes)),
+            match plan.values[root(v)].kind {
+                ValueKind::Weight => consts.get(&(root(v), None)).map(|b| (b, 0, pv.bytes)),
                 _ => plan.memory.offset_of[v].map(|o| (&arena, o, pv.bytes)),
             }
         };
@@ -160,7 +217,7 @@ impl GpuExecutor {
         }
         for (ni, node) in plan.nodes.iter().enumerate() {
             for d in &node.dispatches {
-                let pipeline = ctx.pipeline(&d.shader, d.act)?;
+                let pipeline = ctx.pipeline(&d.shader, &d.overrides)?;
                 let layout = pipeline.get_bind_group_layout(0);
                 let (uoff, usize_) = uoffsets[u];
                 u += 1;
@@ -240,6 +297,63 @@ impl GpuExecutor {
             }
         }
 
+        // Segments: runs of GPU steps between CPU nodes.
+        let mut segments = Vec::new();
+        let mut first = 0;
+        for (ni, node) in plan.nodes.iter().enumerate() {
+            if node.placement != Placement::Cpu {
+                continue;
+            }
+            let upto = steps.iter().take_while(|s| s.node < ni).count();
+            if upto > first {
+                segments.push(Segment::Gpu(first, upto));
+            }
+            first = upto;
+            let mut inputs = Vec::new();
+            let mut at = 0u64;
+            for &v in &node.inputs {
+                let pv = &plan.values[v];
+                if plan.values[root(v)].kind == ValueKind::Weight {
+                    inputs.push(HopInput::Host(host_weight(v)?));
+                    continue;
+                }
+                let offset = plan.memory.offset_of[v].ok_or_else(|| {
+                    Error::Gpu(format!(
+                        "node '{}': input '{}' has no range",
+                        node.name, pv.name
+                    ))
+                })?;
+                let copy = align(pv.bytes, 4);
+                inputs.push(HopInput::Arena {
+                    offset,
+                    copy,
+                    at,
+                    ty: pv.value_type(),
+                });
+                at += copy;
+            }
+            let readback = (at > 0).then(|| {
+                device_bytes += at;
+                ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(&node.name),
+                    size: at,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            });
+            let out_offset = plan.memory.offset_of[node.output]
+                .ok_or_else(|| Error::Gpu(format!("node '{}': output has no range", node.name)))?;
+            segments.push(Segment::Cpu(CpuHop {
+                op: node.op.clone(),
+                inputs,
+                readback,
+                out_offset,
+            }));
+        }
+        if steps.len() > first {
+            segments.push(Segment::Gpu(first, steps.len()));
+        }
+
         let inputs = plan
             .inputs
             .iter()
@@ -260,27 +374,102 @@ impl GpuExecutor {
                 mapped_at_creation: false,
             });
             device_bytes += bytes;
-            outputs.push((buf.clone(), off, staging, plan.values[v].shape.clone()));
+            outputs.push((buf.clone(), off, staging, plan.values[v].value_type()));
         }
         Ok(GpuExecutor {
             ctx,
             steps,
+            segments,
+            arena,
             inputs,
             outputs,
             device_bytes,
         })
     }
 
-    fn record(&self, enc: &mut wgpu::CommandEncoder) {
+    fn record(&self, enc: &mut wgpu::CommandEncoder, steps: &[Step]) {
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("wgedge run"),
             timestamp_writes: None,
         });
-        for s in &self.steps {
+        for s in steps {
             pass.set_pipeline(&s.pipeline);
             pass.set_bind_group(0, &s.bind_group, &[]);
             pass.dispatch_workgroups(s.workgroups[0], s.workgroups[1], s.workgroups[2]);
         }
+    }
+
+    fn encoder(&self) -> wgpu::CommandEncoder {
+        self.ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("wgedge run"),
+            })
+    }
+
+    /// Records every segment into `enc`; at each CPU node submits what was recorded, runs the
+    /// node on the CPU and continues in a new encoder, which it returns.
+    async fn execute(&self, mut enc: wgpu::CommandEncoder) -> Result<wgpu::CommandEncoder> {
+        let ctx = &self.ctx;
+        for seg in &self.segments {
+            let hop = match seg {
+                Segment::Gpu(a, b) => {
+                    self.record(&mut enc, &self.steps[*a..*b]);
+                    continue;
+                }
+                Segment::Cpu(hop) => hop,
+            };
+            if let Some(rb) = &hop.readback {
+                for inp in &hop.inputs {
+                    if let HopInput::Arena {
+                        offset, copy, at, ..
+                    } = inp
+                    {
+                        enc.copy_buffer_to_buffer(&self.arena, *offset, rb, *at, *copy);
+                    }
+                }
+            }
+            ctx.queue.submit([enc.finish()]);
+            let mut arena_ins = Vec::new();
+            if let Some(rb) = &hop.readback {
+                map_read(ctx, &[rb]).await?;
+                {
+                    let view = rb
+                        .slice(..)
+                        .get_mapped_range()
+                        .map_err(|e| Error::Gpu(format!("reading CPU node inputs: {e}")))?;
+                    for inp in &hop.inputs {
+                        if let HopInput::Arena { at, ty, .. } = inp {
+                            let n = ty.bytes().unwrap_or(0) as usize;
+                            let at = *at as usize;
+                            arena_ins.push(Tensor::from_bytes(
+                                ty.dtype,
+                                &ty.shape,
+                                &view[at..at + n],
+                            )?);
+                        }
+                    }
+                }
+                rb.unmap();
+            }
+            let mut from_arena = arena_ins.iter();
+            let ins: Vec<&Tensor> = hop
+                .inputs
+                .iter()
+                .map(|i| match i {
+                    HopInput::Host(t) => Ok(t),
+                    HopInput::Arena { .. } => from_arena
+                        .next()
+                        .ok_or_else(|| Error::Gpu("CPU node input missing".into())),
+                })
+                .collect::<Result<_>>()?;
+            let out = hop.op.cpu(&ins)?;
+            // Ordered before everything submitted later, after everything submitted before.
+            ctx.queue
+                .write_buffer(&self.arena, hop.out_offset, &padded4(out.bytes()));
+            enc = self.encoder();
+        }
+        Ok(enc)
     }
 
     /// One full run: inputs (graph order, checked by the session) in, outputs out.
@@ -290,14 +479,16 @@ impl GpuExecutor {
         for ((buf, off, bytes), t) in self.inputs.iter().zip(inputs) {
             let data = t.bytes();
             debug_assert_eq!(data.len() as u64, *bytes);
-            ctx.queue.write_buffer(buf, *off, data);
+            ctx.queue.write_buffer(buf, *off, &padded4(data));
         }
-        let mut enc = ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("wgedge run"),
-            });
-        self.record(&mut enc);
+        let executed = self.execute(self.encoder()).await;
+        let mut enc = match executed {
+            Ok(enc) => enc,
+            Err(e) => {
+                scope.pop().await;
+                return Err(e);
+            }
+        };
         for (src, off, staging, _) in &self.outputs {
             enc.copy_buffer_to_buffer(src, *off, staging, 0, staging.size());
         }
@@ -308,31 +499,46 @@ impl GpuExecutor {
         let stagings: Vec<&wgpu::Buffer> = self.outputs.iter().map(|o| &o.2).collect();
         map_read(ctx, &stagings).await?;
         let mut out = Vec::with_capacity(self.outputs.len());
-        for (_, _, staging, shape) in &self.outputs {
-            let data: Vec<f32> = {
+        for (_, _, staging, ty) in &self.outputs {
+            let t = {
                 let view = staging
                     .slice(..)
                     .get_mapped_range()
                     .map_err(|e| Error::Gpu(format!("reading outputs: {e}")))?;
-                bytemuck::cast_slice::<u8, f32>(&view[..crate::tensor::numel(shape) * 4]).to_vec()
+                let n = ty.bytes().unwrap_or(0) as usize;
+                Tensor::from_bytes(ty.dtype, &ty.shape, &view[..n])
             };
             staging.unmap();
-            out.push(Tensor::new(shape, data)?);
+            out.push(t?);
         }
         Ok(out)
     }
 
-    /// Runs the recorded dispatches `iters` times on data already on the device and waits for
-    /// completion (the "resident" benchmark mode).
+    /// Runs the plan `iters` times on data already on the device and waits for completion
+    /// (the "resident" benchmark mode; CPU nodes read back and write as in a run).
     pub fn run_resident(&self, iters: usize) -> Result<()> {
-        let mut enc = self
-            .ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("wgedge resident"),
-            });
+        let mut enc = self.encoder();
         for _ in 0..iters {
-            self.record(&mut enc);
+            #[cfg(not(target_arch = "wasm32"))]
+            {
+                enc = pollster::block_on(self.execute(enc))?;
+            }
+            #[cfg(target_arch = "wasm32")]
+            {
+                // The browser cannot block on the readbacks of CPU nodes.
+                if self.segments.iter().any(|s| matches!(s, Segment::Cpu(_))) {
+                    return Err(Error::Unsupported {
+                        op: "run_resident".into(),
+                        what: "plans with CPU nodes".into(),
+                        backend: "webgpu".into(),
+                    });
+                }
+                for seg in &self.segments {
+                    if let Segment::Gpu(a, b) = seg {
+                        self.record(&mut enc, &self.steps[*a..*b]);
+                    }
+                }
+            }
         }
         self.ctx.queue.submit([enc.finish()]);
         self.ctx.wait_idle()
@@ -407,6 +613,7 @@ impl GpuExecutor {
         };
         read.unmap();
         let ns_per_tick = ctx.queue.get_timestamp_period() as f64;
+        // CPU nodes are not timed here (0 ms).
         let mut out = vec![0.0; nodes];
         for (i, s) in self.steps.iter().take(n).enumerate() {
             let dt = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * ns_per_tick;

@@ -1,7 +1,7 @@
 //! Adapter choice and device creation, or adopting an app's own `wgpu::Device`/`Queue`.
 
 use crate::error::{Error, Result};
-use crate::profile::{DeviceFeatures, DeviceKind, DeviceLimits, DeviceProfile, KernelChoices};
+use crate::profile::{DeviceFeatures, DeviceKind, DeviceLimits, DeviceProfile, TunedChoices};
 use std::str::FromStr;
 
 /// Which backend a session runs on.
@@ -217,7 +217,7 @@ impl GpuContext {
                 subgroups: f.contains(wgpu::Features::SUBGROUP),
                 timestamp_query: f.contains(wgpu::Features::TIMESTAMP_QUERY),
             },
-            kernels: KernelChoices::default(),
+            kernels: TunedChoices::new(),
             naive_only: false,
         };
         GpuContext {

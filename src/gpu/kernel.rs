@@ -1,23 +1,29 @@
 //! Pipeline cache keyed by shader + const header + activation, and buffer helpers.
 
+use super::shader::{Overrides, ShaderKey, TexFormat};
 use super::GpuContext;
 use crate::error::Result;
-use crate::ops::{Activation, ShaderKey};
 use std::collections::HashMap;
 use std::sync::Mutex;
+
+/// A shader module plus the values of its pipeline-overridable constants.
+type PipelineKey = (ShaderKey, Vec<(&'static str, u64)>);
 
 #[derive(Default)]
 pub(crate) struct PipelineCache {
     modules: Mutex<HashMap<ShaderKey, wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<(ShaderKey, u32, u32), wgpu::ComputePipeline>>,
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
 }
 
 impl GpuContext {
-    /// The compute pipeline for `shader` with activation `act`, built once per context.
-    /// The WGSL is validated by naga first so a bad kernel is an `Error::ShaderCompile`.
-    pub fn pipeline(&self, shader: &ShaderKey, act: Activation) -> Result<wgpu::ComputePipeline> {
-        let (code, alpha) = act.code();
-        let key = (shader.clone(), code, alpha.to_bits());
+    /// The compute pipeline for `shader` with pipeline constants `overrides`, built once per
+    /// context. The WGSL is validated by naga first so a bad kernel is an `Error::ShaderCompile`.
+    pub fn pipeline(
+        &self,
+        shader: &ShaderKey,
+        overrides: &Overrides,
+    ) -> Result<wgpu::ComputePipeline> {
+        let key = (shader.clone(), overrides.key());
         if let Some(p) = self.kernels.pipelines.lock().map_err(poisoned)?.get(&key) {
             return Ok(p.clone());
         }
@@ -26,7 +32,7 @@ impl GpuContext {
             match mods.get(shader) {
                 Some(m) => m.clone(),
                 None => {
-                    crate::ops::shaders::validate(shader)?;
+                    super::shader::validate(shader)?;
                     let m = self
                         .device
                         .create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -38,7 +44,7 @@ impl GpuContext {
                 }
             }
         };
-        let constants = [("ACT", code as f64), ("ALPHA", alpha as f64)];
+        let constants: Vec<(&str, f64)> = overrides.0.to_vec();
         let p = self
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -114,7 +120,7 @@ impl GpuContext {
         label: &str,
         width: u32,
         height: u32,
-        format: crate::ops::TexFormat,
+        format: TexFormat,
     ) -> wgpu::TextureView {
         let tex = self.device.create_texture(&wgpu::TextureDescriptor {
             label: Some(label),
@@ -127,8 +133,8 @@ impl GpuContext {
             sample_count: 1,
             dimension: wgpu::TextureDimension::D2,
             format: match format {
-                crate::ops::TexFormat::Rgba32F => wgpu::TextureFormat::Rgba32Float,
-                crate::ops::TexFormat::R32F => wgpu::TextureFormat::R32Float,
+                TexFormat::Rgba32F => wgpu::TextureFormat::Rgba32Float,
+                TexFormat::R32F => wgpu::TextureFormat::R32Float,
             },
             usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
             view_formats: &[],

@@ -3,5 +3,7 @@
 
 pub mod device;
 pub mod kernel;
+pub mod shader;
 
 pub use device::{Backend, GpuContext};
+pub use shader::{Overrides, ShaderKey, ShaderSource, TexFormat};

@@ -42,6 +42,37 @@ impl GraphBuilder {
         name.into()
     }
 
+    /// Declares a graph input of any dtype.
+    pub fn input_typed(&mut self, name: &str, dtype: DType, shape: &[usize]) -> String {
+        self.graph.inputs.push(ValueSpec {
+            name: name.into(),
+            dtype,
+            shape: shape.to_vec(),
+        });
+        name.into()
+    }
+
+    /// Adds a constant stored in a packed `format` (quantized, sparse): encodes `dense` into
+    /// the format's parts; the graph sees an f32 value of `dense`'s shape.
+    pub fn weight_packed(
+        &mut self,
+        name: &str,
+        dense: &Tensor,
+        format: crate::format::WeightFormat,
+    ) -> Result<String> {
+        let parts = format.encode(name, dense)?;
+        self.graph.weights.push(ValueSpec {
+            name: name.into(),
+            dtype: DType::F32,
+            shape: dense.shape().to_vec(),
+        });
+        if !format.is_dense() {
+            self.graph.formats.insert(name.into(), format);
+        }
+        self.weights.extend(parts);
+        Ok(name.into())
+    }
+
     /// Adds a constant tensor.
     pub fn weight(&mut self, name: &str, t: Tensor) -> String {
         self.graph.weights.push(ValueSpec {
@@ -107,6 +138,16 @@ impl GraphBuilder {
         let mut ins = vec![x, w];
         ins.extend(bias);
         self.node(Op::Conv2d(c), &ins)
+    }
+
+    /// The shape of `x` as an i64 tensor.
+    pub fn shape(&mut self, x: &str) -> String {
+        self.node(Op::Shape(Shape {}), &[x])
+    }
+
+    /// `x` converted to `to`.
+    pub fn cast(&mut self, x: &str, to: DType) -> String {
+        self.node(Op::Cast(Cast { to }), &[x])
     }
 
     pub fn act(&mut self, x: &str, act: Activation) -> String {

@@ -2,8 +2,9 @@
 //! Checking a graph validates every reference, orders it, and infers every value's shape.
 
 use crate::error::{Error, Result};
+use crate::format::WeightFormat;
 use crate::ops::Op;
-use crate::tensor::{fmt_shape, DType, Tensor};
+use crate::tensor::{fmt_shape, DType, Tensor, ValueType};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
@@ -32,6 +33,10 @@ pub struct Graph {
     pub weights: Vec<ValueSpec>,
     pub nodes: Vec<Node>,
     pub outputs: Vec<String>,
+    /// Storage format of each non-dense weight (quantized, sparse), by weight name; a weight
+    /// not listed is dense. Its parts are the file's tensors `{name}.{part}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub formats: BTreeMap<String, WeightFormat>,
 }
 
 /// What checking a graph proves and computes.
@@ -41,6 +46,8 @@ pub struct Checked {
     pub order: Vec<usize>,
     /// Shape of every value.
     pub shapes: HashMap<String, Vec<usize>>,
+    /// Dtype and shape of every value.
+    pub types: HashMap<String, ValueType>,
 }
 
 /// Where a value comes from.
@@ -133,14 +140,69 @@ impl Graph {
         Ok(order)
     }
 
-    /// Validates references, dtypes and shapes against the given weights; infers all shapes.
+    /// The storage format of weight `name` (dense unless the graph says otherwise).
+    pub fn format_of(&self, name: &str) -> &WeightFormat {
+        static DENSE: WeightFormat = WeightFormat::Dense;
+        self.formats.get(name).unwrap_or(&DENSE)
+    }
+
+    /// Validates the weights' data against their declarations (dense: present with the declared
+    /// dtype and shape; other formats: every part present and consistent, or — after a session
+    /// decoded it — a dense f32 tensor of the declared shape), then checks the graph.
     pub fn check(&self, weights: &BTreeMap<String, Tensor>) -> Result<Checked> {
+        for name in self.formats.keys() {
+            if !self.weights.iter().any(|w| &w.name == name) {
+                return Err(Error::graph(format!(
+                    "a format is given for '{name}', which is not a declared weight"
+                )));
+            }
+        }
+        for v in &self.weights {
+            let format = self.format_of(&v.name);
+            let decoded = weights
+                .get(&v.name)
+                .filter(|t| !format.is_dense() && t.value_type() == ValueType::f32(&v.shape));
+            if !format.is_dense() && decoded.is_none() {
+                if v.dtype != DType::F32 {
+                    return Err(Error::DTypeMismatch {
+                        op: format!("weight '{}' ({})", v.name, format.label()),
+                        expected: "f32 (the decoded dtype of packed formats)".into(),
+                        got: v.dtype.to_string(),
+                    });
+                }
+                format.validate(&v.name, &v.shape, weights)?;
+                continue;
+            }
+            let t = weights
+                .get(&v.name)
+                .ok_or_else(|| Error::MissingWeight(v.name.clone()))?;
+            if t.dtype() != v.dtype {
+                return Err(Error::DTypeMismatch {
+                    op: format!("weight '{}'", v.name),
+                    expected: v.dtype.to_string(),
+                    got: t.dtype().to_string(),
+                });
+            }
+            if t.shape() != v.shape.as_slice() {
+                return Err(Error::shape(
+                    format!("weight '{}'", v.name),
+                    fmt_shape(&v.shape),
+                    fmt_shape(t.shape()),
+                ));
+            }
+        }
+        self.check_types()
+    }
+
+    /// Validates references, orders the nodes and infers every value's dtype and shape from
+    /// the declarations (no weight data needed).
+    pub fn check_types(&self) -> Result<Checked> {
         if self.outputs.is_empty() {
             return Err(Error::graph("the graph has no outputs"));
         }
         let order = self.toposort()?;
         let origins = self.origins()?;
-        let mut shapes: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut types: HashMap<String, ValueType> = HashMap::new();
         let too_big = |what: &str, name: &str, shape: &[usize]| Error::Unsupported {
             op: format!("{what} '{name}'"),
             what: format!("shape {} has more than 2^32 elements", fmt_shape(shape)),
@@ -152,13 +214,6 @@ impl Graph {
             }
         }
         for v in &self.inputs {
-            if v.dtype != DType::F32 {
-                return Err(Error::Unsupported {
-                    op: "graph input".into(),
-                    what: format!("dtype {} of input '{}' (f32 only)", v.dtype, v.name),
-                    backend: "any".into(),
-                });
-            }
             if v.shape.contains(&0) {
                 return Err(Error::shape(
                     format!("input '{}'", v.name),
@@ -166,40 +221,20 @@ impl Graph {
                     fmt_shape(&v.shape),
                 ));
             }
-            shapes.insert(v.name.clone(), v.shape.clone());
         }
-        for v in &self.weights {
-            let t = weights
-                .get(&v.name)
-                .ok_or_else(|| Error::MissingWeight(v.name.clone()))?;
-            if t.dtype() != v.dtype {
-                return Err(Error::DTypeMismatch {
-                    op: format!("weight '{}'", v.name),
-                    expected: v.dtype.to_string(),
-                    got: t.dtype().to_string(),
-                });
-            }
-            if v.dtype != DType::F32 {
-                return Err(Error::Unsupported {
-                    op: "weight".into(),
-                    what: format!("dtype {} of '{}' (f32 only)", v.dtype, v.name),
-                    backend: "any".into(),
-                });
-            }
-            if t.shape() != v.shape.as_slice() {
-                return Err(Error::shape(
-                    format!("weight '{}'", v.name),
-                    fmt_shape(&v.shape),
-                    fmt_shape(t.shape()),
-                ));
-            }
-            shapes.insert(v.name.clone(), v.shape.clone());
+        for v in self.inputs.iter().chain(&self.weights) {
+            types.insert(v.name.clone(), ValueType::new(v.dtype, &v.shape));
         }
         for &i in &order {
             let node = &self.nodes[i];
-            let ins: Vec<Vec<usize>> = node.inputs.iter().map(|n| shapes[n].clone()).collect();
-            let out = node.op.infer_shape(&ins).map_err(|e| match e {
+            let ins: Vec<ValueType> = node.inputs.iter().map(|n| types[n].clone()).collect();
+            let out = node.op.infer(&ins).map_err(|e| match e {
                 Error::ShapeMismatch { op, expected, got } => Error::ShapeMismatch {
+                    op: format!("{op} (node '{}')", node.name),
+                    expected,
+                    got,
+                },
+                Error::DTypeMismatch { op, expected, got } => Error::DTypeMismatch {
                     op: format!("{op} (node '{}')", node.name),
                     expected,
                     got,
@@ -207,10 +242,10 @@ impl Graph {
                 Error::Graph(m) => Error::Graph(format!("node '{}': {m}", node.name)),
                 other => other,
             })?;
-            if crate::tensor::checked_numel(&out).is_none() {
-                return Err(too_big("output of node", &node.name, &out));
+            if crate::tensor::checked_numel(&out.shape).is_none() {
+                return Err(too_big("output of node", &node.name, &out.shape));
             }
-            shapes.insert(node.output.clone(), out);
+            types.insert(node.output.clone(), out);
         }
         for o in &self.outputs {
             if !origins.contains_key(o.as_str()) {
@@ -219,7 +254,15 @@ impl Graph {
                 )));
             }
         }
-        Ok(Checked { order, shapes })
+        let shapes = types
+            .iter()
+            .map(|(k, v)| (k.clone(), v.shape.clone()))
+            .collect();
+        Ok(Checked {
+            order,
+            shapes,
+            types,
+        })
     }
 
     /// Indices of the nodes that read each value.

@@ -27,10 +27,9 @@ fn sole_consumer(g: &Graph, value: &str) -> Option<usize> {
     }
 }
 
+/// A dense constant's data (packed formats are not rewritten: that would silently unpack them).
 fn weight<'a>(g: &Graph, w: &'a BTreeMap<String, Tensor>, name: &str) -> Option<&'a Tensor> {
-    g.weights
-        .iter()
-        .any(|s| s.name == name)
+    (g.weights.iter().any(|s| s.name == name) && g.format_of(name).is_dense())
         .then(|| w.get(name))
         .flatten()
 }
@@ -54,7 +53,54 @@ fn prune_weights(g: &mut Graph, w: &mut BTreeMap<String, Tensor>) {
         .chain(g.outputs.iter().cloned())
         .collect();
     g.weights.retain(|s| used.contains(&s.name));
-    w.retain(|k, _| used.contains(k));
+    g.formats.retain(|k, _| used.contains(k));
+    // A packed weight's data is its parts.
+    let stored: std::collections::HashSet<String> = g
+        .weights
+        .iter()
+        .flat_map(|s| g.format_of(&s.name).part_names(&s.name))
+        .collect();
+    w.retain(|k, _| stored.contains(k));
+}
+
+/// Computes at load every node whose value is known without running the model: all inputs
+/// constant (dense), or a `Shape` (input shapes are fixed per plan). Its output becomes a
+/// constant; what reads only folded values folds in turn, so shape-only subgraphs (Shape ->
+/// Cast -> Concat ...) vanish and their integer values never reach a device. Graph outputs are
+/// kept as nodes.
+pub fn fold_constants(g: &mut Graph, w: &mut BTreeMap<String, Tensor>) -> Result<usize> {
+    let checked = g.check_types()?;
+    let mut folded = Vec::new();
+    for &i in &checked.order {
+        let n = &g.nodes[i];
+        if g.outputs.contains(&n.output) {
+            continue;
+        }
+        let out = if let Op::Shape(_) = n.op {
+            let dims: Vec<i64> = checked.types[&n.inputs[0]]
+                .shape
+                .iter()
+                .map(|&d| d as i64)
+                .collect();
+            Tensor::from_data(&[dims.len()], crate::tensor::TensorData::I64(dims))?
+        } else {
+            let ins: Option<Vec<&Tensor>> = n.inputs.iter().map(|v| weight(g, w, v)).collect();
+            let Some(ins) = ins else { continue };
+            n.op.cpu(&ins)?
+        };
+        // Generated from the value name (unique in the graph), so it cannot collide.
+        let name = n.output.clone();
+        set_weight(g, w, &name, out);
+        folded.push(i);
+    }
+    folded.sort_unstable();
+    for &i in folded.iter().rev() {
+        g.nodes.remove(i);
+    }
+    if !folded.is_empty() {
+        prune_weights(g, w);
+    }
+    Ok(folded.len())
 }
 
 /// Folds `conv -> batch_norm` into the conv: w' = w * s, b' = (b - mean) * s + beta with

@@ -26,6 +26,8 @@ pub(crate) fn dtype_from_st(d: safetensors::Dtype) -> Result<DType> {
         safetensors::Dtype::F32 => DType::F32,
         safetensors::Dtype::F16 => DType::F16,
         safetensors::Dtype::I32 => DType::I32,
+        safetensors::Dtype::I64 => DType::I64,
+        safetensors::Dtype::BOOL => DType::Bool,
         safetensors::Dtype::I8 => DType::I8,
         safetensors::Dtype::U8 => DType::U8,
         other => {
@@ -43,6 +45,8 @@ fn dtype_to_st(d: DType) -> safetensors::Dtype {
         DType::F32 => safetensors::Dtype::F32,
         DType::F16 => safetensors::Dtype::F16,
         DType::I32 => safetensors::Dtype::I32,
+        DType::I64 => safetensors::Dtype::I64,
+        DType::Bool => safetensors::Dtype::BOOL,
         DType::I8 => safetensors::Dtype::I8,
         DType::U8 => safetensors::Dtype::U8,
     }

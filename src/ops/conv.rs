@@ -2,10 +2,12 @@
 //! padding, dilation, groups (depthwise when groups == cin == cout), fused bias/residual/act.
 
 use super::{
-    check_grid, div_ceil, Activation, Bind, Dispatch, Kernel, LowerCtx, Pack, ShaderFile, ShaderKey,
+    check_grid, div_ceil, unsupported, Activation, Bind, Dispatch, KernelVariant, LowerCtx,
+    OpFamily, Pack, SelectCtx, TuneSlot,
 };
 use crate::error::{Error, Result};
-use crate::tensor::fmt_shape;
+use crate::gpu::shader::{ShaderKey, ShaderSource};
+use crate::tensor::{fmt_shape, Tensor, ValueType};
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +52,212 @@ impl Default for Conv2d {
     }
 }
 
+/// The GPU kernels of conv2d.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(tag = "kernel", rename_all = "snake_case")]
+pub enum ConvKernel {
+    /// One invocation per output: the second reference kernel.
+    #[default]
+    Naive,
+    /// Register-blocked direct convolution, 8 channels x `px` pixels per invocation.
+    Tiled { px: u32 },
+    /// Direct convolution with the input copied into a texture per run and the weights in one.
+    Tex2 { px: u32 },
+    /// Depthwise convolution, `px` pixels per invocation.
+    Depthwise { px: u32 },
+    /// Depthwise convolution with input and weights read through textures.
+    DepthwiseTex2 { px: u32 },
+}
+
+impl KernelVariant for ConvKernel {
+    fn name(&self) -> String {
+        match *self {
+            ConvKernel::Naive => "naive".into(),
+            ConvKernel::Tiled { px } => format!("tiled-8x{px}"),
+            ConvKernel::Tex2 { px } => format!("tex2-8x{px}"),
+            ConvKernel::Depthwise { px } => format!("depthwise-{px}"),
+            ConvKernel::DepthwiseTex2 { px } => format!("depthwise-tex2-{px}"),
+        }
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        let ok = match *self {
+            ConvKernel::Naive => true,
+            ConvKernel::Tiled { px } | ConvKernel::Depthwise { px } => (1..=16).contains(&px),
+            // The texture kernels unroll their pixel loop for these counts only.
+            ConvKernel::Tex2 { px } | ConvKernel::DepthwiseTex2 { px } => matches!(px, 4 | 8),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err("unsupported pixels per invocation".into())
+        }
+    }
+}
+
+static CONV_NAIVE: ShaderSource = crate::wgsl!("conv/params.wgsl", "conv/conv2d_naive.wgsl");
+static CONV_TILED: ShaderSource =
+    crate::wgsl!("conv/params.wgsl", "conv/conv2d_tiled.wgsl"; [[("PX", 4)]]);
+static CONV_TEX2: ShaderSource = crate::wgsl!(
+    "conv/params.wgsl", "conv/tex_input.wgsl", "conv/conv2d_tex2.wgsl";
+    [[("PX", 4)], [("PX", 8)]]
+);
+static DWCONV: ShaderSource = crate::wgsl!("conv/params.wgsl", "conv/dwconv2d.wgsl"; [[("PX", 4)]]);
+static DWCONV_TEX2: ShaderSource = crate::wgsl!(
+    "conv/params.wgsl", "conv/tex_input.wgsl", "conv/dwconv2d_tex2.wgsl";
+    [[("PX", 4)], [("PX", 8)]]
+);
+static TO_TEXTURE_R32: ShaderSource = crate::wgsl!("elementwise/to_texture_r32.wgsl");
+
+impl OpFamily for Conv2d {
+    const FAMILY: &'static str = "conv2d";
+    type Kernel = ConvKernel;
+
+    fn arity(&self) -> (usize, usize) {
+        let n = 2 + self.bias as usize + self.residual as usize;
+        (n, n)
+    }
+
+    fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
+        super::float_op("conv2d", ins, |s| self.shape_of(s))
+    }
+
+    fn cpu(&self, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        super::cpu_f32("conv2d", ins, out, |xs, shapes| {
+            self.cpu_f32(xs, shapes, &out.shape)
+        })
+    }
+
+    /// Depthwise convs take the `dwconv` slot, others with constant weights the `conv` slot;
+    /// a tuned texture kernel that does not fit the device falls back to its storage twin.
+    fn select(&self, cx: &SelectCtx) -> Option<ConvKernel> {
+        if !cx.dense_f32() {
+            return None;
+        }
+        if cx.device.naive_only {
+            return Some(ConvKernel::Naive);
+        }
+        let (slot, default, fallback) = if self.is_depthwise(cx.shape(0), cx.shape(1)) {
+            let k = ConvKernel::Depthwise { px: 4 };
+            ("dwconv", k, k)
+        } else if cx.is_const[1] {
+            let k = ConvKernel::Tiled { px: 4 };
+            ("conv", k, k)
+        } else {
+            return Some(ConvKernel::Naive);
+        };
+        let k = cx.tuned::<Self>(slot).unwrap_or(default);
+        Some(if self.fits(&k, cx).is_ok() {
+            k
+        } else {
+            fallback
+        })
+    }
+
+    fn fits(&self, k: &ConvKernel, cx: &SelectCtx) -> std::result::Result<(), String> {
+        k.check()?;
+        let (x, w) = (cx.shape(0), cx.shape(1));
+        let dw = self.is_depthwise(x, w);
+        // The texture kernels read the input as an r32float texture W wide and N*C*H high.
+        let input_tex = || {
+            if cx.tex_fits(x[3], x[0] * x[1] * x[2]) {
+                Ok(())
+            } else {
+                Err("input texture exceeds the device's 2-D texture size".to_string())
+            }
+        };
+        let need_const = || {
+            if cx.is_const[1] {
+                Ok(())
+            } else {
+                Err(format!("kernel {} needs constant weights", k.name()))
+            }
+        };
+        match *k {
+            ConvKernel::Naive => Ok(()),
+            ConvKernel::Tiled { .. } => need_const(),
+            ConvKernel::Tex2 { .. } => {
+                need_const()?;
+                let (tw, th) = tex_extent(w, self.groups);
+                if !cx.tex_fits(tw, th) {
+                    return Err("weight texture exceeds the device's 2-D texture size".into());
+                }
+                input_tex()
+            }
+            ConvKernel::Depthwise { .. } if !dw => Err("not a depthwise conv".into()),
+            ConvKernel::Depthwise { .. } => Ok(()),
+            ConvKernel::DepthwiseTex2 { .. } => {
+                if !dw {
+                    return Err("not a depthwise conv".into());
+                }
+                need_const()?;
+                // Weights: one row of taps (rounded up to texels) per channel.
+                if !cx.tex_fits((w[2] * w[3]).div_ceil(4), w[0]) {
+                    return Err("weight texture exceeds the device's 2-D texture size".into());
+                }
+                input_tex()
+            }
+        }
+    }
+
+    fn lower(&self, k: &ConvKernel, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        self.lower_kernel(*k, cx)
+    }
+
+    fn tune_slots() -> Vec<TuneSlot> {
+        let conv3x3 = |groups: usize| Conv2d {
+            pad: [1; 4],
+            groups,
+            ..Default::default()
+        };
+        // Inputs of the timed convs: [1, c, hw, hw] with a constant 3x3 weight.
+        let inputs = |c: usize, hw: usize, groups: usize| {
+            vec![
+                (vec![1, c, hw, hw], false),
+                (vec![c, c / groups, 3, 3], true),
+            ]
+        };
+        let tiled = [2, 4, 8].map(|px| ConvKernel::Tiled { px });
+        let tex2 = [4, 8].map(|px| ConvKernel::Tex2 { px });
+        let plain = [2, 4, 8].map(|px| ConvKernel::Depthwise { px });
+        let dtex2 = [4, 8].map(|px| ConvKernel::DepthwiseTex2 { px });
+        vec![
+            TuneSlot::new(
+                "conv",
+                tiled.into_iter().chain(tex2).collect(),
+                conv3x3(1),
+                inputs(32, 28, 1),
+            ),
+            TuneSlot::new(
+                "dwconv",
+                plain.into_iter().chain(dtex2).collect(),
+                conv3x3(32),
+                inputs(32, 56, 32),
+            ),
+        ]
+    }
+
+    fn shaders() -> Vec<&'static ShaderSource> {
+        vec![
+            &CONV_NAIVE,
+            &CONV_TILED,
+            &CONV_TEX2,
+            &DWCONV,
+            &DWCONV_TEX2,
+            &TO_TEXTURE_R32,
+        ]
+    }
+
+    fn epilogue_act(&mut self) -> Option<&mut Activation> {
+        Some(&mut self.act)
+    }
+
+    fn flops(&self, ins: &[ValueType], out: &ValueType) -> u64 {
+        let w = &ins[1].shape;
+        2 * crate::tensor::numel(&out.shape) as u64 * (w[1] * w[2] * w[3]) as u64
+    }
+}
+
 /// Uniform parameters of every conv kernel (`shaders/conv/params.wgsl`); the CPU reference
 /// reads the same struct.
 #[repr(C)]
@@ -81,7 +289,7 @@ pub struct ConvParams {
 }
 
 impl Conv2d {
-    pub(crate) fn infer(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
+    pub(crate) fn shape_of(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
         let (x, w) = (&ins[0], &ins[1]);
         if x.len() != 4 || w.len() != 4 {
             return Err(Error::shape(
@@ -169,7 +377,7 @@ impl Conv2d {
         self.groups > 1 && self.groups == x[1] && w[0] == x[1]
     }
 
-    pub(crate) fn cpu(
+    pub(crate) fn cpu_f32(
         &self,
         xs: &[&[f32]],
         shapes: &[Vec<usize>],
@@ -227,30 +435,29 @@ impl Conv2d {
         y
     }
 
-    pub(crate) fn lower(&self, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+    fn lower_kernel(&self, kernel: ConvKernel, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
         let (x, w) = (&cx.in_shapes[0], &cx.in_shapes[1]);
         let p = self.params(x, w, cx.out_shape);
         let [bias, res] = super::epilogue_binds(self.bias, self.residual);
         let npix = (p.oh * p.ow) as usize;
-        let (shader, wbind, wg) = match cx.kernel {
-            Kernel::Naive => {
+        kernel
+            .check()
+            .map_err(|e| unsupported("conv2d", format!("kernel {}: {e}", kernel.name())))?;
+        let (shader, wbind, wg) = match kernel {
+            ConvKernel::Naive => {
                 let total = p.n as u64 * p.cout as u64 * npix as u64;
                 (
-                    ShaderKey::new(ShaderFile::ConvNaive, &[]),
+                    ShaderKey::new(&CONV_NAIVE, &[]),
                     Bind::Input(1),
                     super::grid_1d(total.div_ceil(64), cx.max_workgroups),
                 )
             }
-            Kernel::ConvTiled { px } => {
+            ConvKernel::Tiled { px } => {
                 if !cx.is_const[1] {
-                    return Err(Error::Unsupported {
-                        op: "conv2d".into(),
-                        what: "tiled kernel needs constant weights".into(),
-                        backend: "gpu".into(),
-                    });
+                    return Err(unsupported("conv2d", "tiled kernel needs constant weights"));
                 }
                 (
-                    ShaderKey::new(ShaderFile::ConvTiled, &[("PX", px)]),
+                    ShaderKey::new(&CONV_TILED, &[("PX", px)]),
                     Bind::Packed(
                         1,
                         Pack::ConvTaps {
@@ -264,17 +471,13 @@ impl Conv2d {
                     ],
                 )
             }
-            Kernel::ConvTex2 { px } => {
-                if !cx.is_const[1] || !matches!(px, 4 | 8) {
-                    return Err(Error::Unsupported {
-                        op: "conv2d".into(),
-                        what: format!(
-                            "kernel {} (needs constant weights, px 4 or 8)",
-                            cx.kernel.name()
-                        ),
-                        backend: "gpu".into(),
-                    });
-                }
+            ConvKernel::Tex2 { .. } if !cx.is_const[1] => {
+                return Err(unsupported(
+                    "conv2d",
+                    format!("kernel {} needs constant weights", kernel.name()),
+                ));
+            }
+            ConvKernel::Tex2 { px } => {
                 let to_tex = input_to_texture(&p, cx)?;
                 let wg = [
                     div_ceil(npix, 64 * px as usize),
@@ -285,8 +488,8 @@ impl Conv2d {
                 return Ok(vec![
                     to_tex,
                     Dispatch {
-                        shader: ShaderKey::new(ShaderFile::ConvTex2, &[("PX", px)]),
-                        act: self.act,
+                        shader: ShaderKey::new(&CONV_TEX2, &[("PX", px)]),
+                        overrides: self.act.overrides(),
                         params: bytemuck::cast_slice(&[p]).to_vec(),
                         bindings: vec![
                             Bind::ScratchRead(0),
@@ -305,16 +508,15 @@ impl Conv2d {
                     },
                 ]);
             }
-            Kernel::ConvDepthwiseTex2 { px } => {
-                if !cx.is_const[1] || !self.is_depthwise(x, w) || !matches!(px, 4 | 8) {
-                    return Err(Error::Unsupported {
-                        op: "conv2d".into(),
-                        what: format!(
-                            "kernel {} (needs a depthwise conv with constant weights, px 4 or 8)",
-                            cx.kernel.name()
+            ConvKernel::DepthwiseTex2 { px } => {
+                if !cx.is_const[1] || !self.is_depthwise(x, w) {
+                    return Err(unsupported(
+                        "conv2d",
+                        format!(
+                            "kernel {} needs a depthwise conv with constant weights",
+                            kernel.name()
                         ),
-                        backend: "gpu".into(),
-                    });
+                    ));
                 }
                 let taps = (p.kh * p.kw) as usize;
                 let to_tex = input_to_texture(&p, cx)?;
@@ -323,8 +525,8 @@ impl Conv2d {
                 return Ok(vec![
                     to_tex,
                     Dispatch {
-                        shader: ShaderKey::new(ShaderFile::ConvDepthwiseTex2, &[("PX", px)]),
-                        act: self.act,
+                        shader: ShaderKey::new(&DWCONV_TEX2, &[("PX", px)]),
+                        overrides: self.act.overrides(),
                         params: bytemuck::cast_slice(&[p]).to_vec(),
                         bindings: vec![
                             Bind::ScratchRead(0),
@@ -337,32 +539,24 @@ impl Conv2d {
                     },
                 ]);
             }
-            Kernel::ConvDepthwise { px } => {
+            ConvKernel::Depthwise { px } => {
                 if !self.is_depthwise(x, w) {
-                    return Err(Error::Unsupported {
-                        op: "conv2d".into(),
-                        what: "depthwise kernel on a non-depthwise conv".into(),
-                        backend: "gpu".into(),
-                    });
+                    return Err(unsupported(
+                        "conv2d",
+                        "depthwise kernel on a non-depthwise conv",
+                    ));
                 }
                 (
-                    ShaderKey::new(ShaderFile::ConvDepthwise, &[("PX", px)]),
+                    ShaderKey::new(&DWCONV, &[("PX", px)]),
                     Bind::Input(1),
                     [div_ceil(npix, 64 * px as usize), p.cout, p.n],
                 )
-            }
-            k => {
-                return Err(Error::Unsupported {
-                    op: "conv2d".into(),
-                    what: format!("kernel {}", k.name()),
-                    backend: "gpu".into(),
-                })
             }
         };
         check_grid("conv2d", wg, cx.max_workgroups)?;
         Ok(vec![Dispatch {
             shader,
-            act: self.act,
+            overrides: self.act.overrides(),
             params: bytemuck::cast_slice(&[p]).to_vec(),
             bindings: vec![Bind::Input(0), wbind, bias, res, Bind::Output],
             workgroups: wg,
@@ -396,8 +590,8 @@ pub fn tex_extent(w: &[usize], groups: usize) -> (usize, usize) {
 fn input_to_texture(p: &ConvParams, cx: &LowerCtx) -> Result<Dispatch> {
     let rows = p.n * p.cin * p.h;
     let d = Dispatch {
-        shader: ShaderKey::new(ShaderFile::ToTextureR32, &[]),
-        act: Activation::None,
+        shader: ShaderKey::new(&TO_TEXTURE_R32, &[]),
+        overrides: Activation::None.overrides(),
         params: vec![rows, p.w, 0, 0],
         bindings: vec![
             Bind::Input(0),

@@ -1,8 +1,9 @@
 //! Elementwise ops: activations (unary) and add/sub/mul/div with numpy broadcasting.
 
-use super::{grid_1d, Activation, Bind, Dispatch, LowerCtx, ShaderFile, ShaderKey};
+use super::{grid_1d, Activation, Bind, Dispatch, LowerCtx, OpFamily, Standard};
 use crate::error::{Error, Result};
-use crate::tensor::{fmt_shape, numel};
+use crate::gpu::shader::{ShaderKey, ShaderSource};
+use crate::tensor::{fmt_shape, numel, Tensor, ValueType};
 use serde::{Deserialize, Serialize};
 
 /// A standalone activation.
@@ -103,7 +104,7 @@ pub(crate) fn words8(v: &[usize]) -> [u32; 8] {
 }
 
 impl Binary {
-    pub(crate) fn infer(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
+    pub(crate) fn shape_of(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
         let out = broadcast_shape(self.kind.name(), &ins[0], &ins[1])?;
         if out.len() > MAX_RANK {
             return Err(Error::Unsupported {
@@ -115,7 +116,7 @@ impl Binary {
         Ok(out)
     }
 
-    pub(crate) fn cpu(&self, xs: &[&[f32]], shapes: &[Vec<usize>], out: &[usize]) -> Vec<f32> {
+    pub(crate) fn cpu_f32(&self, xs: &[&[f32]], shapes: &[Vec<usize>], out: &[usize]) -> Vec<f32> {
         let (sa, sb) = (
             broadcast_strides(&shapes[0], out),
             broadcast_strides(&shapes[1], out),
@@ -135,7 +136,7 @@ impl Binary {
         y
     }
 
-    pub(crate) fn lower(&self, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+    pub(crate) fn dispatches(&self, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
         let out = cx.out_shape;
         let n = numel(out);
         let same = cx.in_shapes[0] == out && cx.in_shapes[1] == out;
@@ -144,8 +145,8 @@ impl Binary {
         params.extend(words8(&broadcast_strides(&cx.in_shapes[0], out)));
         params.extend(words8(&broadcast_strides(&cx.in_shapes[1], out)));
         Ok(vec![Dispatch {
-            shader: ShaderKey::new(ShaderFile::Binary, &[("OP", self.kind as u32)]),
-            act: self.act,
+            shader: ShaderKey::new(&BINARY, &[("OP", self.kind as u32)]),
+            overrides: self.act.overrides(),
             params,
             bindings: vec![Bind::Input(0), Bind::Input(1), Bind::Output],
             workgroups: grid_1d((n as u64).div_ceil(256), cx.max_workgroups),
@@ -153,14 +154,72 @@ impl Binary {
     }
 }
 
-/// `y = act(x)` elementwise (with `Activation::None`, the copy behind reshape and flatten).
-pub(crate) fn unary_dispatch(act: Activation, cx: &LowerCtx) -> Dispatch {
+/// `y = act(x)` elementwise.
+fn unary_dispatch(act: Activation, cx: &LowerCtx) -> Dispatch {
     let n = numel(cx.out_shape);
     Dispatch {
-        shader: ShaderKey::new(ShaderFile::Unary, &[]),
-        act,
+        shader: ShaderKey::new(&UNARY, &[]),
+        overrides: act.overrides(),
         params: vec![n as u32, 0, 0, 0],
         bindings: vec![Bind::Input(0), Bind::Output],
         workgroups: grid_1d((n as u64).div_ceil(256), cx.max_workgroups),
+    }
+}
+
+static UNARY: ShaderSource = crate::wgsl!("elementwise/unary.wgsl");
+static BINARY: ShaderSource =
+    crate::wgsl!("elementwise/binary.wgsl"; [[("OP", 0)], [("OP", 1)], [("OP", 2)], [("OP", 3)]]);
+
+impl OpFamily for Unary {
+    const FAMILY: &'static str = "unary";
+    type Kernel = Standard;
+
+    fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
+        super::float_op("unary", ins, |s| Ok(s[0].clone()))
+    }
+
+    fn cpu(&self, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        super::cpu_f32("unary", ins, out, |xs, _| {
+            xs[0].iter().map(|&v| self.act.apply(v)).collect()
+        })
+    }
+
+    fn lower(&self, _k: &Standard, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        Ok(vec![unary_dispatch(self.act, cx)])
+    }
+
+    fn shaders() -> Vec<&'static ShaderSource> {
+        vec![&UNARY]
+    }
+}
+
+impl OpFamily for Binary {
+    const FAMILY: &'static str = "binary";
+    type Kernel = Standard;
+
+    fn name(&self) -> &'static str {
+        self.kind.name()
+    }
+
+    fn arity(&self) -> (usize, usize) {
+        (2, 2)
+    }
+
+    fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
+        super::float_op(self.kind.name(), ins, |s| self.shape_of(s))
+    }
+
+    fn cpu(&self, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        super::cpu_f32(self.kind.name(), ins, out, |xs, shapes| {
+            self.cpu_f32(xs, shapes, &out.shape)
+        })
+    }
+
+    fn lower(&self, _k: &Standard, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        self.dispatches(cx)
+    }
+
+    fn shaders() -> Vec<&'static ShaderSource> {
+        vec![&BINARY]
     }
 }

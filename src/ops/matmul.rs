@@ -5,10 +5,12 @@
 //! shared by every batch. `bias` is `[N]`; `residual` has the output's shape.
 
 use super::{
-    check_grid, div_ceil, Activation, Bind, Dispatch, Kernel, LowerCtx, Pack, ShaderFile, ShaderKey,
+    check_grid, div_ceil, unsupported, Activation, Bind, Dispatch, KernelVariant, LowerCtx,
+    OpFamily, Pack, SelectCtx, TuneSlot,
 };
 use crate::error::{Error, Result};
-use crate::tensor::fmt_shape;
+use crate::gpu::shader::{ShaderKey, ShaderSource};
+use crate::tensor::{fmt_shape, Tensor, ValueType};
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +29,255 @@ pub struct MatMul {
     pub residual: bool,
     #[serde(default)]
     pub act: Activation,
+}
+
+/// The GPU kernels of matmul.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(tag = "kernel", rename_all = "snake_case")]
+pub enum MatMulKernel {
+    /// One invocation per output: the second reference kernel.
+    #[default]
+    Naive,
+    /// Register-blocked GEMM, scalar loads, any layout.
+    Tiled { tm: u32, tn: u32 },
+    /// Register-blocked GEMM on the NT layout with vec4 loads (K % 4 == 0); tm = 1 is GEMV.
+    Vec4 { tm: u32, tn: u32 },
+    /// GEMM with constant B packed `[K][N]` (vec4 along N); a workgroup shares `tm` rows of A,
+    /// each invocation owns `tn4` vec4 columns. Any K, any A layout.
+    Bcast { tm: u32, tn4: u32 },
+    /// As `Bcast` with B in an rgba32float texture (vector-gather loads on CPU adapters,
+    /// texture cache on mobile GPUs).
+    Tex { tm: u32, tn4: u32 },
+    /// Both operands through textures: A copied into one per run, B packed at load.
+    Tex2 { tm: u32, tn4: u32 },
+}
+
+impl KernelVariant for MatMulKernel {
+    fn name(&self) -> String {
+        match *self {
+            MatMulKernel::Naive => "naive".into(),
+            MatMulKernel::Tiled { tm, tn } => format!("tiled-{tm}x{tn}"),
+            MatMulKernel::Vec4 { tm, tn } => format!("vec4-{tm}x{tn}"),
+            MatMulKernel::Bcast { tm, tn4 } => format!("bcast-{tm}x{}", tn4 * 4),
+            MatMulKernel::Tex { tm, tn4 } => format!("tex-{tm}x{}", tn4 * 4),
+            MatMulKernel::Tex2 { tm, tn4 } => format!("tex2-{tm}x{}", tn4 * 4),
+        }
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        let ok = match *self {
+            MatMulKernel::Naive => true,
+            MatMulKernel::Tiled { tm, tn } | MatMulKernel::Vec4 { tm, tn } => {
+                (1..=8).contains(&tm) && (1..=8).contains(&tn)
+            }
+            // The block kernels write out their accumulators by name for these shapes only.
+            MatMulKernel::Bcast { tm, tn4 } | MatMulKernel::Tex { tm, tn4 } => {
+                matches!((tm, tn4), (1, 1 | 2 | 4) | (4 | 8, 1 | 2))
+            }
+            MatMulKernel::Tex2 { tm, tn4 } => matches!((tm, tn4), (4 | 8, 1 | 2)),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err("unsupported block shape".into())
+        }
+    }
+}
+
+static GEMM_NAIVE: ShaderSource = crate::wgsl!("matmul/gemm_naive.wgsl");
+static GEMM_TILED: ShaderSource =
+    crate::wgsl!("matmul/gemm_tiled.wgsl"; [[("TM", 4), ("TN", 4)], [("TM", 1), ("TN", 8)]]);
+static GEMM_VEC4: ShaderSource = crate::wgsl!("matmul/gemm_vec4.wgsl"; [
+    [("TM", 4), ("TN", 4), ("WG_X", 8), ("WG_Y", 8)],
+    [("TM", 1), ("TN", 4), ("WG_X", 64), ("WG_Y", 1)],
+    [("TM", 8), ("TN", 8), ("WG_X", 8), ("WG_Y", 8)]
+]);
+static GEMM_BCAST: ShaderSource = crate::wgsl!(
+    "matmul/b_buffer.wgsl", "matmul/store4.wgsl", "matmul/gemm_block.wgsl";
+    [[("TM", 4), ("TN4", 1)], [("TM", 1), ("TN4", 2)]]
+);
+static GEMM_TEX: ShaderSource = crate::wgsl!(
+    "matmul/b_texture.wgsl", "matmul/store4.wgsl", "matmul/gemm_block.wgsl";
+    [[("TM", 4), ("TN4", 1)], [("TM", 1), ("TN4", 2)]]
+);
+static GEMM_TEX2: ShaderSource = crate::wgsl!(
+    "matmul/store4.wgsl", "matmul/gemm_tex2.wgsl";
+    [[("TM", 4), ("TN4", 1)], [("TM", 8), ("TN4", 2)]]
+);
+static TO_TEXTURE: ShaderSource = crate::wgsl!("elementwise/to_texture.wgsl");
+
+impl OpFamily for MatMul {
+    const FAMILY: &'static str = "matmul";
+    type Kernel = MatMulKernel;
+
+    fn arity(&self) -> (usize, usize) {
+        let n = 2 + self.bias as usize + self.residual as usize;
+        (n, n)
+    }
+
+    fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
+        super::float_op("matmul", ins, |s| self.shape_of(s))
+    }
+
+    fn cpu(&self, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        super::cpu_f32("matmul", ins, out, |xs, shapes| {
+            self.cpu_f32(xs, shapes, &out.shape)
+        })
+    }
+
+    /// The tuned choice for the case's slot (GEMV when M = 1, GEMM otherwise, with a constant
+    /// B; the scalar slot otherwise) when it fits, else the variant that always does.
+    fn select(&self, cx: &SelectCtx) -> Option<MatMulKernel> {
+        if !cx.dense_f32() {
+            return None;
+        }
+        if cx.device.naive_only {
+            return Some(MatMulKernel::Naive);
+        }
+        let a = cx.shape(0);
+        let rows = if self.trans_a {
+            a[a.len() - 1]
+        } else {
+            a[a.len() - 2]
+        };
+        let tm = if rows == 1 { 1 } else { 4 };
+        if cx.is_const[1] {
+            let (slot, default) = if rows == 1 {
+                ("gemv", MatMulKernel::Vec4 { tm: 1, tn: 4 })
+            } else {
+                ("gemm", MatMulKernel::Bcast { tm: 4, tn4: 2 })
+            };
+            let k = cx.tuned::<Self>(slot).unwrap_or(default);
+            Some(if self.fits(&k, cx).is_ok() {
+                k
+            } else {
+                // Takes any constant B with no texture: always fits.
+                MatMulKernel::Bcast { tm, tn4: 2 }
+            })
+        } else if self.fits(&MatMulKernel::Vec4 { tm, tn: 4 }, cx).is_ok() {
+            Some(MatMulKernel::Vec4 { tm, tn: 4 })
+        } else {
+            let k = cx
+                .tuned::<Self>("gemm_tiled")
+                .filter(|k| self.fits(k, cx).is_ok());
+            Some(k.unwrap_or(MatMulKernel::Tiled { tm: 4, tn: 4 }))
+        }
+    }
+
+    fn fits(&self, k: &MatMulKernel, cx: &SelectCtx) -> std::result::Result<(), String> {
+        k.check()?;
+        let b = cx.shape(1);
+        let need_const = || {
+            if cx.is_const[1] {
+                Ok(())
+            } else {
+                Err(format!("kernel {} needs a constant B", k.name()))
+            }
+        };
+        let b_tex = || {
+            let (w, h) = tex_extent(self.trans_b, b);
+            if cx.tex_fits(w, h) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "B texture {w}x{h} exceeds the device's 2-D texture size"
+                ))
+            }
+        };
+        match *k {
+            MatMulKernel::Naive | MatMulKernel::Tiled { .. } => Ok(()),
+            MatMulKernel::Vec4 { .. } => {
+                if self.vec4_ok(&cx.ins[0].shape, cx.is_const[1]) {
+                    Ok(())
+                } else {
+                    Err(
+                        "vec4 kernel needs K % 4 == 0, no trans_a, and B transposed or constant"
+                            .into(),
+                    )
+                }
+            }
+            MatMulKernel::Bcast { .. } => need_const(),
+            MatMulKernel::Tex { .. } => need_const().and_then(|_| b_tex()),
+            MatMulKernel::Tex2 { .. } => {
+                need_const()?;
+                b_tex()?;
+                let a = cx.shape(0);
+                let a_rows = crate::tensor::numel(&a[..a.len() - 1]);
+                if self.trans_a {
+                    Err("two-texture kernel needs an untransposed A".into())
+                } else if !cx.tex_fits(a[a.len() - 1].div_ceil(4), a_rows) {
+                    Err("A texture exceeds the device's 2-D texture size".into())
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    fn lower(&self, k: &MatMulKernel, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        self.lower_kernel(*k, cx)
+    }
+
+    fn tune_slots() -> Vec<TuneSlot> {
+        let linear = MatMul {
+            trans_b: true,
+            ..Default::default()
+        };
+        let lin_inputs =
+            |m: usize, k: usize, n: usize| vec![(vec![m, k], false), (vec![n, k], true)];
+        let vec4 = [(4, 4), (4, 8), (8, 4), (8, 8)].map(|(tm, tn)| MatMulKernel::Vec4 { tm, tn });
+        let bcast = [(4, 2), (8, 1), (8, 2)].map(|(tm, tn4)| MatMulKernel::Bcast { tm, tn4 });
+        let tex = [(4, 2), (8, 1), (8, 2)].map(|(tm, tn4)| MatMulKernel::Tex { tm, tn4 });
+        let tex2 = [(4, 2), (8, 1), (8, 2)].map(|(tm, tn4)| MatMulKernel::Tex2 { tm, tn4 });
+        let gemm = vec4
+            .into_iter()
+            .chain(bcast)
+            .chain(tex)
+            .chain(tex2)
+            .collect();
+        let vec4 = [1, 2, 4, 8].map(|tn| MatMulKernel::Vec4 { tm: 1, tn });
+        let bcast = [1, 2, 4].map(|tn4| MatMulKernel::Bcast { tm: 1, tn4 });
+        let tex = [1, 2, 4].map(|tn4| MatMulKernel::Tex { tm: 1, tn4 });
+        let gemv = vec4.into_iter().chain(bcast).chain(tex).collect();
+        let tiled = [(4, 4), (2, 4), (4, 2)]
+            .iter()
+            .map(|&(tm, tn)| MatMulKernel::Tiled { tm, tn })
+            .collect();
+        let trans_a = MatMul {
+            trans_a: true,
+            ..Default::default()
+        };
+        vec![
+            TuneSlot::new("gemm", gemm, linear, lin_inputs(128, 256, 512)),
+            TuneSlot::new("gemv", gemv, linear, lin_inputs(1, 1024, 1024)),
+            TuneSlot::new(
+                "gemm_tiled",
+                tiled,
+                trans_a,
+                vec![(vec![127, 96], false), (vec![127, 96], false)],
+            ),
+        ]
+    }
+
+    fn shaders() -> Vec<&'static ShaderSource> {
+        vec![
+            &GEMM_NAIVE,
+            &GEMM_TILED,
+            &GEMM_VEC4,
+            &GEMM_BCAST,
+            &GEMM_TEX,
+            &GEMM_TEX2,
+            &TO_TEXTURE,
+        ]
+    }
+
+    fn epilogue_act(&mut self) -> Option<&mut Activation> {
+        Some(&mut self.act)
+    }
+
+    fn flops(&self, ins: &[ValueType], out: &ValueType) -> u64 {
+        2 * crate::tensor::numel(&out.shape) as u64 * self.k(&ins[0].shape) as u64
+    }
 }
 
 /// Uniform parameters of the naive and tiled kernels; the CPU reference reads the same struct.
@@ -89,7 +340,7 @@ impl MatMul {
         }
     }
 
-    pub(crate) fn infer(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
+    pub(crate) fn shape_of(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
         let (a, b) = (&ins[0], &ins[1]);
         if a.len() < 2 || b.len() < 2 {
             return Err(Error::shape(
@@ -159,7 +410,7 @@ impl MatMul {
         }
     }
 
-    pub(crate) fn cpu(
+    pub(crate) fn cpu_f32(
         &self,
         xs: &[&[f32]],
         shapes: &[Vec<usize>],
@@ -202,39 +453,28 @@ impl MatMul {
         c
     }
 
-    /// Whether the vec4 NT kernel can run these operands.
-    pub fn vec4_ok(&self, ins: &[Vec<usize>], is_const: &[bool]) -> bool {
-        let k = self.k(&ins[0]);
-        !self.trans_a && k.is_multiple_of(4) && (self.trans_b || is_const[1])
+    /// Whether the vec4 NT kernel can run these operands (A's shape, B constant?).
+    pub fn vec4_ok(&self, a: &[usize], b_const: bool) -> bool {
+        let k = self.k(a);
+        !self.trans_a && k.is_multiple_of(4) && (self.trans_b || b_const)
     }
 
-    pub(crate) fn lower(&self, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+    fn lower_kernel(&self, kernel: MatMulKernel, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
         let p = self.params(&cx.in_shapes[0], &cx.in_shapes[1]);
         let [bias, res] = super::epilogue_binds(self.bias, self.residual);
         let (m, n, batch) = (p.m as usize, p.n as usize, p.batch);
-        let block_ok = match cx.kernel {
-            Kernel::GemmBcast { tm, tn4 } | Kernel::GemmTex { tm, tn4 } => {
-                matches!((tm, tn4), (1, 1 | 2 | 4) | (4 | 8, 1 | 2))
-            }
-            Kernel::GemmTex2 { tm, tn4 } => matches!((tm, tn4), (4 | 8, 1 | 2)),
-            _ => true,
-        };
-        if !block_ok {
-            return Err(Error::Unsupported {
-                op: "matmul".into(),
-                what: format!("block shape of kernel {}", cx.kernel.name()),
-                backend: "gpu".into(),
-            });
-        }
-        let (shader, params, b_bind, wg) = match cx.kernel {
-            Kernel::Naive => (
-                ShaderKey::new(ShaderFile::GemmNaive, &[]),
+        kernel
+            .check()
+            .map_err(|e| unsupported("matmul", format!("kernel {}: {e}", kernel.name())))?;
+        let (shader, params, b_bind, wg) = match kernel {
+            MatMulKernel::Naive => (
+                ShaderKey::new(&GEMM_NAIVE, &[]),
                 bytemuck::cast_slice(&[p]).to_vec(),
                 Bind::Input(1),
                 [div_ceil(n, 8), div_ceil(m, 8), batch],
             ),
-            Kernel::GemmTiled { tm, tn } => (
-                ShaderKey::new(ShaderFile::GemmTiled, &[("TM", tm), ("TN", tn)]),
+            MatMulKernel::Tiled { tm, tn } => (
+                ShaderKey::new(&GEMM_TILED, &[("TM", tm), ("TN", tn)]),
                 bytemuck::cast_slice(&[p]).to_vec(),
                 Bind::Input(1),
                 [
@@ -243,15 +483,12 @@ impl MatMul {
                     batch,
                 ],
             ),
-            Kernel::GemmVec4 { tm, tn } => {
-                if !self.vec4_ok(cx.in_shapes, cx.is_const) {
-                    return Err(Error::Unsupported {
-                        op: "matmul".into(),
-                        what:
-                            "vec4 kernel needs K % 4 == 0, no trans_a, and B transposed or constant"
-                                .into(),
-                        backend: "gpu".into(),
-                    });
+            MatMulKernel::Vec4 { tm, tn } => {
+                if !self.vec4_ok(&cx.in_shapes[0], cx.is_const[1]) {
+                    return Err(unsupported(
+                        "matmul",
+                        "vec4 kernel needs K % 4 == 0, no trans_a, and B transposed or constant",
+                    ));
                 }
                 let b_bind = if self.trans_b {
                     Bind::Input(1)
@@ -272,7 +509,7 @@ impl MatMul {
                 };
                 (
                     ShaderKey::new(
-                        ShaderFile::GemmVec4,
+                        &GEMM_VEC4,
                         &[("TM", tm), ("TN", tn), ("WG_X", wx), ("WG_Y", wy)],
                     ),
                     bytemuck::cast_slice(&[v]).to_vec(),
@@ -284,19 +521,18 @@ impl MatMul {
                     ],
                 )
             }
-            Kernel::GemmTex2 { tm, tn4 } => {
+            MatMulKernel::Tex2 { tm, tn4 } => {
                 if !cx.is_const[1] || self.trans_a {
-                    return Err(Error::Unsupported {
-                        op: "matmul".into(),
-                        what: "two-texture kernel needs a constant B and an untransposed A".into(),
-                        backend: "gpu".into(),
-                    });
+                    return Err(unsupported(
+                        "matmul",
+                        "two-texture kernel needs a constant B and an untransposed A",
+                    ));
                 }
                 let (n4, k4) = (p.n.div_ceil(4), p.k.div_ceil(4));
                 let rows = batch * p.m;
                 let to_tex = Dispatch {
-                    shader: ShaderKey::new(ShaderFile::ToTexture, &[]),
-                    act: Activation::None,
+                    shader: ShaderKey::new(&TO_TEXTURE, &[]),
+                    overrides: Activation::None.overrides(),
                     params: vec![rows, p.k, k4, 0],
                     bindings: vec![
                         Bind::Input(0),
@@ -328,8 +564,8 @@ impl MatMul {
                 return Ok(vec![
                     to_tex,
                     Dispatch {
-                        shader: ShaderKey::new(ShaderFile::GemmTex2, &[("TM", tm), ("TN4", tn4)]),
-                        act: self.act,
+                        shader: ShaderKey::new(&GEMM_TEX2, &[("TM", tm), ("TN4", tn4)]),
+                        overrides: self.act.overrides(),
                         params: params.to_vec(),
                         bindings: vec![
                             Bind::ScratchRead(0),
@@ -348,13 +584,12 @@ impl MatMul {
                     },
                 ]);
             }
-            Kernel::GemmBcast { tm, tn4 } | Kernel::GemmTex { tm, tn4 } => {
+            MatMulKernel::Bcast { tm, tn4 } | MatMulKernel::Tex { tm, tn4 } => {
                 if !cx.is_const[1] {
-                    return Err(Error::Unsupported {
-                        op: "matmul".into(),
-                        what: format!("kernel {} needs a constant B", cx.kernel.name()),
-                        backend: "gpu".into(),
-                    });
+                    return Err(unsupported(
+                        "matmul",
+                        format!("kernel {} needs a constant B", kernel.name()),
+                    ));
                 }
                 let n4 = p.n.div_ceil(4);
                 let v = BcastParams {
@@ -375,9 +610,9 @@ impl MatMul {
                 let pack = Pack::KnPadded4 {
                     trans_b: self.trans_b,
                 };
-                let (file, b_bind) = match cx.kernel {
-                    Kernel::GemmTex { .. } => (ShaderFile::GemmTex, Bind::Texture(1, pack, n4)),
-                    _ => (ShaderFile::GemmBcast, Bind::Packed(1, pack)),
+                let (file, b_bind) = match kernel {
+                    MatMulKernel::Tex { .. } => (&GEMM_TEX, Bind::Texture(1, pack, n4)),
+                    _ => (&GEMM_BCAST, Bind::Packed(1, pack)),
                 };
                 (
                     ShaderKey::new(file, &[("TM", tm), ("TN4", tn4)]),
@@ -390,18 +625,11 @@ impl MatMul {
                     ],
                 )
             }
-            k => {
-                return Err(Error::Unsupported {
-                    op: "matmul".into(),
-                    what: format!("kernel {}", k.name()),
-                    backend: "gpu".into(),
-                })
-            }
         };
         check_grid("matmul", wg, cx.max_workgroups)?;
         Ok(vec![Dispatch {
             shader,
-            act: self.act,
+            overrides: self.act.overrides(),
             params,
             bindings: vec![Bind::Input(0), b_bind, bias, res, Bind::Output],
             workgroups: wg,

@@ -1,27 +1,418 @@
-//! The op registry. Each op family lives in one file with its attributes, shape rule, CPU
-//! reference and GPU lowering; this file ties them together with one match arm per op.
+//! The op registry. Each op family lives in one file: attributes, arity, shape and dtype rule,
+//! CPU reference, the GPU kernels it offers (each with its fit check), its kernel choice, its
+//! autotune slots, its lowering and the WGSL sources it owns — all as one [`OpFamily`] impl.
+//! This file ties them together with the [`ops!`] line: one entry per family makes the [`Op`]
+//! enum (its serde form is the model-file form), the `From` conversions and every dispatch, with
+//! no `_ =>` arm, so a family that forgets a method does not compile.
 //!
 //! Adding an op: see `docs/adding-an-op.md`.
 
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::format::WeightFormat;
+use crate::gpu::shader::{Overrides, ShaderKey, ShaderSource, TexFormat};
+use crate::profile::DeviceProfile;
+use crate::tensor::{numel, DType, Tensor, ValueType};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::fmt::Debug;
 
 pub mod conv;
+pub mod dtype;
 pub mod elementwise;
 pub mod matmul;
 pub mod norm;
 pub mod pool;
-pub mod shaders;
 pub mod shape;
 
-pub use conv::Conv2d;
+pub use conv::{Conv2d, ConvKernel};
+pub use dtype::{Cast, Shape};
 pub use elementwise::{Binary, BinaryKind, Unary};
-pub use matmul::MatMul;
+pub use matmul::{MatMul, MatMulKernel};
 pub use norm::{BatchNorm, LayerNorm, Softmax};
 pub use pool::{GlobalAvgPool, Pool2d, PoolKind};
-pub use shaders::{ShaderFile, ShaderKey};
 pub use shape::{Concat, Flatten, Reshape, Transpose};
+
+/// The registry: one line per op family. The variant name fixes the serde tag (`MatMul` ->
+/// `"op": "mat_mul"`), so renaming one breaks model files.
+macro_rules! ops {
+    ($($variant:ident($ty:ty)),+ $(,)?) => {
+        /// A node's operation: plain data (hashable attributes), edges live in the graph.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "op", rename_all = "snake_case")]
+        pub enum Op {
+            $($variant($ty)),+
+        }
+
+        $(impl From<$ty> for Op {
+            fn from(o: $ty) -> Op {
+                Op::$variant(o)
+            }
+        })+
+
+        impl Op {
+            /// The op's name as used in errors and plans.
+            pub fn name(&self) -> &'static str {
+                match self { $(Op::$variant(o) => o.name()),+ }
+            }
+
+            /// The op family (the key of its tuned choices).
+            pub fn family(&self) -> &'static str {
+                match self { $(Op::$variant(_) => <$ty as OpFamily>::FAMILY),+ }
+            }
+
+            /// Allowed number of inputs (min, max).
+            pub fn arity(&self) -> (usize, usize) {
+                match self { $(Op::$variant(o) => o.arity()),+ }
+            }
+
+            fn infer_dyn(&self, ins: &[ValueType]) -> Result<ValueType> {
+                match self { $(Op::$variant(o) => o.infer(ins)),+ }
+            }
+
+            fn cpu_dyn(&self, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+                match self { $(Op::$variant(o) => o.cpu(ins, out)),+ }
+            }
+
+            /// The GPU kernel the op picks for this case and its dispatches, or `None` when no
+            /// GPU kernel takes it (the node then runs on the CPU within the plan).
+            pub fn plan_gpu(
+                &self,
+                cx: &SelectCtx,
+                lcx: &LowerCtx,
+            ) -> Result<Option<(String, Vec<Dispatch>)>> {
+                match self { $(Op::$variant(o) => plan_family(o, cx, lcx)),+ }
+            }
+
+            /// The fused activation of ops that carry an epilogue (for the fusion pass).
+            pub fn epilogue_act(&mut self) -> Option<&mut Activation> {
+                match self { $(Op::$variant(o) => o.epilogue_act()),+ }
+            }
+
+            /// Floating-point operations of one run of this node (for reports and GFLOP/s).
+            pub fn flops(&self, ins: &[ValueType], out: &ValueType) -> u64 {
+                match self { $(Op::$variant(o) => o.flops(ins, out)),+ }
+            }
+
+            /// Whether the output is the input's memory under another shape (no kernel runs).
+            pub fn aliases_input(&self) -> bool {
+                match self { $(Op::$variant(o) => o.aliases_input()),+ }
+            }
+
+            /// Every WGSL source some op registered (validated by one test).
+            pub fn all_shaders() -> Vec<&'static ShaderSource> {
+                let mut v = Vec::new();
+                $(v.extend(<$ty as OpFamily>::shaders());)+
+                v
+            }
+
+            /// Every autotune slot of every family.
+            pub fn tune_slots() -> Vec<TuneSlot> {
+                let mut v = Vec::new();
+                $(v.extend(<$ty as OpFamily>::tune_slots());)+
+                v
+            }
+
+            /// Checks a tuned or user-given choice: the family and slot exist, the value is one
+            /// of the family's kernels and its parameters are ones the kernel supports.
+            pub fn check_choice(
+                family: &str,
+                slot: &str,
+                choice: &serde_json::Value,
+            ) -> std::result::Result<String, String> {
+                $(if family == <$ty as OpFamily>::FAMILY {
+                    return check_family_choice::<$ty>(slot, choice);
+                })+
+                Err(format!("unknown op family '{family}'"))
+            }
+        }
+    };
+}
+
+ops! {
+    MatMul(MatMul),
+    Conv2d(Conv2d),
+    Pool2d(Pool2d),
+    GlobalAvgPool(GlobalAvgPool),
+    Binary(Binary),
+    Unary(Unary),
+    Softmax(Softmax),
+    LayerNorm(LayerNorm),
+    BatchNorm(BatchNorm),
+    Reshape(Reshape),
+    Flatten(Flatten),
+    Transpose(Transpose),
+    Concat(Concat),
+    Shape(Shape),
+    Cast(Cast),
+}
+
+/// A kernel variant of one family: plain data with a serde form (stored in tuned choices) and a
+/// short name (plans, benchmarks).
+pub trait KernelVariant:
+    Clone + Debug + PartialEq + Default + Serialize + DeserializeOwned
+{
+    /// Short name used in plans, benchmark records and profiles.
+    fn name(&self) -> String;
+    /// Checks parameters that do not depend on the case (block sizes the shader supports), so
+    /// a bad choice from a file or the environment is refused before lowering.
+    fn check(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The kernel type of families with one GPU kernel (or none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "kernel", rename_all = "snake_case")]
+pub enum Standard {
+    #[default]
+    Standard,
+}
+
+impl KernelVariant for Standard {
+    fn name(&self) -> String {
+        "standard".into()
+    }
+}
+
+/// One op family: everything about an op lives in its impl of this trait.
+pub trait OpFamily: Clone + PartialEq + Debug + Serialize + DeserializeOwned + Into<Op> {
+    /// Key of the family's tuned choices in the device profile.
+    const FAMILY: &'static str;
+    /// This family's kernel variants.
+    type Kernel: KernelVariant;
+
+    /// Name in errors and plans (may depend on attributes: `add`, `maxpool2d`).
+    fn name(&self) -> &'static str {
+        Self::FAMILY
+    }
+    /// Allowed number of inputs (min, max).
+    fn arity(&self) -> (usize, usize) {
+        (1, 1)
+    }
+    /// Output dtype and shape from the inputs', or an error naming the mismatch.
+    fn infer(&self, ins: &[ValueType]) -> Result<ValueType>;
+    /// CPU reference: the ground truth every GPU kernel is tested against.
+    fn cpu(&self, ins: &[&Tensor], out: &ValueType) -> Result<Tensor>;
+    /// The kernel for this case (a pure function of the case and the device profile), or
+    /// `None` when no GPU kernel takes it. The default takes the standard kernel for dense f32.
+    fn select(&self, cx: &SelectCtx) -> Option<Self::Kernel> {
+        cx.dense_f32().then(Self::Kernel::default)
+    }
+    /// Whether kernel `k` can run this case (`Err` says why not).
+    fn fits(&self, _k: &Self::Kernel, _cx: &SelectCtx) -> std::result::Result<(), String> {
+        Ok(())
+    }
+    /// The dispatches that compute the node with kernel `k`.
+    fn lower(&self, k: &Self::Kernel, cx: &LowerCtx) -> Result<Vec<Dispatch>>;
+    /// Cases the family tunes per adapter, with their candidates.
+    fn tune_slots() -> Vec<TuneSlot> {
+        Vec::new()
+    }
+    /// The WGSL sources this family owns.
+    fn shaders() -> Vec<&'static ShaderSource>;
+    /// The fused activation, for families with an epilogue.
+    fn epilogue_act(&mut self) -> Option<&mut Activation> {
+        None
+    }
+    /// Floating-point operations of one run (default: one per output element).
+    fn flops(&self, _ins: &[ValueType], out: &ValueType) -> u64 {
+        numel(&out.shape) as u64
+    }
+    /// The output is the input's memory viewed with another shape (reshape, flatten).
+    fn aliases_input(&self) -> bool {
+        false
+    }
+}
+
+fn plan_family<F: OpFamily>(
+    op: &F,
+    cx: &SelectCtx,
+    lcx: &LowerCtx,
+) -> Result<Option<(String, Vec<Dispatch>)>> {
+    let Some(k) = op.select(cx) else {
+        return Ok(None);
+    };
+    Ok(Some((k.name(), op.lower(&k, lcx)?)))
+}
+
+fn check_family_choice<F: OpFamily>(
+    slot: &str,
+    choice: &serde_json::Value,
+) -> std::result::Result<String, String> {
+    if !F::tune_slots().iter().any(|s| s.slot == slot) {
+        return Err(format!("op family '{}' has no slot '{slot}'", F::FAMILY));
+    }
+    let k: F::Kernel = serde_json::from_value(choice.clone())
+        .map_err(|e| format!("{}/{slot}: not a kernel of this family: {e}", F::FAMILY))?;
+    k.check()
+        .map_err(|e| format!("{}/{slot}: kernel {}: {e}", F::FAMILY, k.name()))?;
+    Ok(k.name())
+}
+
+/// What kernel choice may know about a node: its values, which are constants and in what
+/// format, and the device's facts and tuned choices (plain data).
+pub struct SelectCtx<'a> {
+    pub ins: &'a [ValueType],
+    pub out: &'a ValueType,
+    pub is_const: &'a [bool],
+    /// Storage format of each input (dense for non-constants).
+    pub formats: &'a [WeightFormat],
+    pub device: &'a DeviceProfile,
+}
+
+impl SelectCtx<'_> {
+    /// All inputs and the output are dense f32 (the only case most GPU kernels take so far).
+    pub fn dense_f32(&self) -> bool {
+        self.ins.iter().all(|v| v.dtype == DType::F32)
+            && self.out.dtype == DType::F32
+            && self.formats.iter().all(|f| f.is_dense())
+    }
+
+    /// The tuned choice for `slot` of family `F`, when one is set and valid.
+    pub fn tuned<F: OpFamily>(&self, slot: &str) -> Option<F::Kernel> {
+        let v = self.device.choice(F::FAMILY, slot)?;
+        let k: F::Kernel = serde_json::from_value(v.clone()).ok()?;
+        k.check().ok().map(|_| k)
+    }
+
+    /// Whether a `w` x `h` texel 2-D texture fits the device.
+    pub fn tex_fits(&self, w: usize, h: usize) -> bool {
+        let max = self.device.limits.max_texture_dimension_2d as usize;
+        w <= max && h <= max
+    }
+
+    /// Input shapes.
+    pub fn shape(&self, i: usize) -> &[usize] {
+        &self.ins[i].shape
+    }
+}
+
+/// A case a family tunes per adapter: the candidates (each a kernel's serde form) and the
+/// one-node workload they are timed on.
+#[derive(Debug, Clone)]
+pub struct TuneSlot {
+    pub family: &'static str,
+    pub slot: &'static str,
+    pub candidates: Vec<serde_json::Value>,
+    /// Kernel names of the candidates (same order).
+    pub names: Vec<String>,
+    /// The op timed, and its inputs (shape, constant?).
+    pub op: Op,
+    pub inputs: Vec<(Vec<usize>, bool)>,
+}
+
+impl TuneSlot {
+    pub fn new<F: OpFamily>(
+        slot: &'static str,
+        candidates: Vec<F::Kernel>,
+        op: F,
+        inputs: Vec<(Vec<usize>, bool)>,
+    ) -> TuneSlot {
+        TuneSlot {
+            family: F::FAMILY,
+            slot,
+            names: candidates.iter().map(|k| k.name()).collect(),
+            candidates: candidates
+                .iter()
+                .map(|k| serde_json::to_value(k).expect("kernel variants serialise"))
+                .collect(),
+            op: op.into(),
+            inputs,
+        }
+    }
+}
+
+/// What a GPU lowering may know about a node.
+pub struct LowerCtx<'a> {
+    pub in_shapes: &'a [Vec<usize>],
+    pub out_shape: &'a [usize],
+    /// Which inputs are constants (weights), so they may be packed at load.
+    pub is_const: &'a [bool],
+    /// Largest workgroup count per dispatch dimension the device allows.
+    pub max_workgroups: u32,
+}
+
+impl Op {
+    /// Output dtype and shape from the inputs', checking the arity first.
+    pub fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
+        let (lo, hi) = self.arity();
+        if ins.len() < lo || ins.len() > hi {
+            return Err(Error::graph(format!(
+                "{} takes {} inputs, got {}",
+                self.name(),
+                if lo == hi {
+                    lo.to_string()
+                } else {
+                    format!("{lo}..")
+                },
+                ins.len()
+            )));
+        }
+        let out = self.infer_dyn(ins)?;
+        if out.shape.contains(&0) {
+            return Err(Error::Unsupported {
+                op: self.name().into(),
+                what: format!("empty output shape {:?}", out.shape),
+                backend: "any".into(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Output shape of f32 inputs of the given shapes (a convenience for float ops).
+    pub fn infer_shape(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
+        let tys: Vec<ValueType> = ins.iter().map(|s| ValueType::f32(s)).collect();
+        Ok(self.infer(&tys)?.shape)
+    }
+
+    /// CPU reference: the ground truth every GPU kernel is tested against.
+    pub fn cpu(&self, ins: &[&Tensor]) -> Result<Tensor> {
+        let tys: Vec<ValueType> = ins.iter().map(|t| t.value_type()).collect();
+        let out = self.infer(&tys)?;
+        self.cpu_dyn(ins, &out)
+    }
+}
+
+/// Dtype rule of the float ops: every input f32, output f32 of the shape `shape` computes.
+pub(crate) fn float_op(
+    op: &str,
+    ins: &[ValueType],
+    shape: impl FnOnce(&[Vec<usize>]) -> Result<Vec<usize>>,
+) -> Result<ValueType> {
+    if let Some((i, v)) = ins.iter().enumerate().find(|(_, v)| v.dtype != DType::F32) {
+        return Err(Error::DTypeMismatch {
+            op: format!("{op} input {i}"),
+            expected: "f32".into(),
+            got: v.dtype.to_string(),
+        });
+    }
+    let shapes: Vec<Vec<usize>> = ins.iter().map(|v| v.shape.clone()).collect();
+    Ok(ValueType::f32(&shape(&shapes)?))
+}
+
+/// CPU reference of a float op from its f32 kernel.
+pub(crate) fn cpu_f32(
+    op: &str,
+    ins: &[&Tensor],
+    out: &ValueType,
+    f: impl FnOnce(&[&[f32]], &[Vec<usize>]) -> Vec<f32>,
+) -> Result<Tensor> {
+    let shapes: Vec<Vec<usize>> = ins.iter().map(|t| t.shape().to_vec()).collect();
+    let xs = ins
+        .iter()
+        .map(|t| t.f32s(op))
+        .collect::<Result<Vec<&[f32]>>>()?;
+    Tensor::new(&out.shape, f(&xs, &shapes))
+}
+
+/// The error a lowering returns for a kernel that cannot run the case.
+pub(crate) fn unsupported(op: &str, what: impl Into<String>) -> Error {
+    Error::Unsupported {
+        op: op.into(),
+        what: what.into(),
+        backend: "gpu".into(),
+    }
+}
 
 /// An activation applied elementwise, standalone or fused into a producer's epilogue.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
@@ -58,6 +449,12 @@ impl Activation {
         }
     }
 
+    /// The pipeline constants that select this activation in `shaders/common/activation.wgsl`.
+    pub fn overrides(self) -> Overrides {
+        let (code, alpha) = self.code();
+        Overrides(vec![("ACT", code as f64), ("ALPHA", alpha as f64)])
+    }
+
     /// CPU reference of the activation (same formulas as `shaders/common/activation.wgsl`).
     pub fn apply(self, x: f32) -> f32 {
         match self {
@@ -83,74 +480,6 @@ impl Activation {
     }
 }
 
-/// A node's operation: plain data (hashable attributes), edges live in the graph.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum Op {
-    MatMul(MatMul),
-    Conv2d(Conv2d),
-    Pool2d(Pool2d),
-    GlobalAvgPool(GlobalAvgPool),
-    Binary(Binary),
-    Unary(Unary),
-    Softmax(Softmax),
-    LayerNorm(LayerNorm),
-    BatchNorm(BatchNorm),
-    Reshape(Reshape),
-    Flatten(Flatten),
-    Transpose(Transpose),
-    Concat(Concat),
-}
-
-/// Which kernel runs a node on the GPU; chosen by the scheduler (`sched::select`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "kernel", rename_all = "snake_case")]
-pub enum Kernel {
-    /// One invocation per output: the second reference kernel.
-    Naive,
-    /// The op's ordinary kernel (ops with one GPU kernel).
-    Standard,
-    /// Register-blocked GEMM, scalar loads, any layout.
-    GemmTiled { tm: u32, tn: u32 },
-    /// Register-blocked GEMM on the NT layout with vec4 loads (K % 4 == 0); tm = 1 is GEMV.
-    GemmVec4 { tm: u32, tn: u32 },
-    /// GEMM with constant B packed `[K][N]` (vec4 along N); a workgroup shares `tm` rows of A,
-    /// each invocation owns `tn4` vec4 columns. Any K, any A layout.
-    GemmBcast { tm: u32, tn4: u32 },
-    /// As `GemmBcast` with B in an rgba32float texture (vector-gather loads on CPU adapters,
-    /// texture cache on mobile GPUs).
-    GemmTex { tm: u32, tn4: u32 },
-    /// Both GEMM operands through textures: A copied into one per run, B packed at load.
-    GemmTex2 { tm: u32, tn4: u32 },
-    /// Direct convolution with the input copied into a texture per run and the weights in one.
-    ConvTex2 { px: u32 },
-    /// Depthwise convolution with input and weights read through textures.
-    ConvDepthwiseTex2 { px: u32 },
-    /// Register-blocked direct convolution, 8 channels x `px` pixels per invocation.
-    ConvTiled { px: u32 },
-    /// Depthwise convolution, `px` pixels per invocation.
-    ConvDepthwise { px: u32 },
-}
-
-impl Kernel {
-    /// Short name used in plans, benchmark records and profiles.
-    pub fn name(&self) -> String {
-        match self {
-            Kernel::Naive => "naive".into(),
-            Kernel::Standard => "standard".into(),
-            Kernel::GemmTiled { tm, tn } => format!("tiled-{tm}x{tn}"),
-            Kernel::GemmVec4 { tm, tn } => format!("vec4-{tm}x{tn}"),
-            Kernel::GemmBcast { tm, tn4 } => format!("bcast-{tm}x{}", tn4 * 4),
-            Kernel::GemmTex { tm, tn4 } => format!("tex-{tm}x{}", tn4 * 4),
-            Kernel::GemmTex2 { tm, tn4 } => format!("tex2-{tm}x{}", tn4 * 4),
-            Kernel::ConvTex2 { px } => format!("tex2-8x{px}"),
-            Kernel::ConvDepthwiseTex2 { px } => format!("depthwise-tex2-{px}"),
-            Kernel::ConvTiled { px } => format!("tiled-8x{px}"),
-            Kernel::ConvDepthwise { px } => format!("depthwise-{px}"),
-        }
-    }
-}
-
 /// How a constant input is re-laid-out once at load for a kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Pack {
@@ -162,15 +491,6 @@ pub enum Pack {
     Rows4 { cols: usize },
     /// OIHW conv weights -> `[group][cin_g*kh*kw][cout_g rounded up to 8]`.
     ConvTaps { groups: usize },
-}
-
-/// Texel format of a scratch texture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TexFormat {
-    /// Four f32 per texel.
-    Rgba32F,
-    /// One f32 per texel.
-    R32F,
 }
 
 /// What a shader binding is bound to.
@@ -198,172 +518,13 @@ pub enum Bind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dispatch {
     pub shader: ShaderKey,
-    pub act: Activation,
+    /// Pipeline constants (the fused activation's `ACT` and `ALPHA`).
+    pub overrides: Overrides,
     /// Uniform parameters (binding 0), as 32-bit words.
     pub params: Vec<u32>,
     /// Storage bindings 1.. in order.
     pub bindings: Vec<Bind>,
     pub workgroups: [u32; 3],
-}
-
-/// What a GPU lowering may know about a node.
-pub struct LowerCtx<'a> {
-    pub in_shapes: &'a [Vec<usize>],
-    pub out_shape: &'a [usize],
-    /// Which inputs are constants (weights), so they may be packed at load.
-    pub is_const: &'a [bool],
-    pub kernel: Kernel,
-    /// Largest workgroup count per dispatch dimension the device allows.
-    pub max_workgroups: u32,
-}
-
-impl Op {
-    /// The op's name as used in errors and plans.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Op::MatMul(_) => "matmul",
-            Op::Conv2d(_) => "conv2d",
-            Op::Pool2d(p) => match p.kind {
-                PoolKind::Max => "maxpool2d",
-                PoolKind::Avg => "avgpool2d",
-            },
-            Op::GlobalAvgPool(_) => "global_avg_pool",
-            Op::Binary(b) => b.kind.name(),
-            Op::Unary(_) => "unary",
-            Op::Softmax(_) => "softmax",
-            Op::LayerNorm(_) => "layer_norm",
-            Op::BatchNorm(_) => "batch_norm",
-            Op::Reshape(_) => "reshape",
-            Op::Flatten(_) => "flatten",
-            Op::Transpose(_) => "transpose",
-            Op::Concat(_) => "concat",
-        }
-    }
-
-    /// Allowed number of inputs (min, max).
-    pub fn arity(&self) -> (usize, usize) {
-        match self {
-            Op::MatMul(m) => {
-                let n = 2 + m.bias as usize + m.residual as usize;
-                (n, n)
-            }
-            Op::Conv2d(c) => {
-                let n = 2 + c.bias as usize + c.residual as usize;
-                (n, n)
-            }
-            Op::Binary(_) => (2, 2),
-            Op::LayerNorm(_) => (3, 3),
-            Op::BatchNorm(_) => (5, 5),
-            Op::Concat(_) => (1, usize::MAX),
-            _ => (1, 1),
-        }
-    }
-
-    /// Output shape from input shapes, or an error naming the mismatch.
-    pub fn infer_shape(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
-        let (lo, hi) = self.arity();
-        if ins.len() < lo || ins.len() > hi {
-            return Err(Error::graph(format!(
-                "{} takes {} inputs, got {}",
-                self.name(),
-                if lo == hi {
-                    lo.to_string()
-                } else {
-                    format!("{lo}..")
-                },
-                ins.len()
-            )));
-        }
-        let out = match self {
-            Op::MatMul(o) => o.infer(ins),
-            Op::Conv2d(o) => o.infer(ins),
-            Op::Pool2d(o) => o.infer(ins),
-            Op::GlobalAvgPool(o) => o.infer(ins),
-            Op::Binary(o) => o.infer(ins),
-            Op::Unary(_) => Ok(ins[0].clone()),
-            Op::Softmax(o) => o.infer(ins),
-            Op::LayerNorm(o) => o.infer(ins),
-            Op::BatchNorm(o) => o.infer(ins),
-            Op::Reshape(o) => o.infer(ins),
-            Op::Flatten(o) => o.infer(ins),
-            Op::Transpose(o) => o.infer(ins),
-            Op::Concat(o) => o.infer(ins),
-        }?;
-        if out.contains(&0) {
-            return Err(Error::Unsupported {
-                op: self.name().into(),
-                what: format!("empty output shape {out:?}"),
-                backend: "any".into(),
-            });
-        }
-        Ok(out)
-    }
-
-    /// CPU reference: the ground truth every GPU kernel is tested against.
-    pub fn cpu(&self, ins: &[&Tensor]) -> Result<Tensor> {
-        let shapes: Vec<Vec<usize>> = ins.iter().map(|t| t.shape().to_vec()).collect();
-        let out_shape = self.infer_shape(&shapes)?;
-        let xs = ins
-            .iter()
-            .map(|t| t.f32s(self.name()))
-            .collect::<Result<Vec<&[f32]>>>()?;
-        let out = match self {
-            Op::MatMul(o) => o.cpu(&xs, &shapes, &out_shape),
-            Op::Conv2d(o) => o.cpu(&xs, &shapes, &out_shape),
-            Op::Pool2d(o) => o.cpu(&xs, &shapes, &out_shape),
-            Op::GlobalAvgPool(o) => o.cpu(&xs, &shapes),
-            Op::Binary(o) => o.cpu(&xs, &shapes, &out_shape),
-            Op::Unary(o) => xs[0].iter().map(|&v| o.act.apply(v)).collect(),
-            Op::Softmax(o) => o.cpu(&xs, &shapes),
-            Op::LayerNorm(o) => o.cpu(&xs, &shapes),
-            Op::BatchNorm(o) => o.cpu(&xs, &shapes),
-            Op::Reshape(_) | Op::Flatten(_) => xs[0].to_vec(),
-            Op::Transpose(o) => o.cpu(&xs, &shapes, &out_shape),
-            Op::Concat(o) => o.cpu(&xs, &shapes, &out_shape),
-        };
-        Tensor::new(&out_shape, out)
-    }
-
-    /// The dispatches that compute this node on the GPU with kernel `cx.kernel`.
-    pub fn lower(&self, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
-        match self {
-            Op::MatMul(o) => o.lower(cx),
-            Op::Conv2d(o) => o.lower(cx),
-            Op::Pool2d(o) => o.lower(cx),
-            Op::GlobalAvgPool(o) => o.lower(cx),
-            Op::Binary(o) => o.lower(cx),
-            Op::Unary(o) => Ok(vec![elementwise::unary_dispatch(o.act, cx)]),
-            Op::Softmax(o) => o.lower(cx),
-            Op::LayerNorm(o) => o.lower(cx),
-            Op::BatchNorm(o) => o.lower(cx),
-            Op::Reshape(_) | Op::Flatten(_) => {
-                Ok(vec![elementwise::unary_dispatch(Activation::None, cx)])
-            }
-            Op::Transpose(o) => o.lower(cx),
-            Op::Concat(o) => o.lower(cx),
-        }
-    }
-
-    /// The fused activation of ops that carry an epilogue (for the fusion pass).
-    pub fn epilogue_act(&mut self) -> Option<&mut Activation> {
-        match self {
-            Op::MatMul(m) => Some(&mut m.act),
-            Op::Conv2d(c) => Some(&mut c.act),
-            _ => None,
-        }
-    }
-
-    /// Floating-point operations of one run of this node (for reports and GFLOP/s).
-    pub fn flops(&self, ins: &[Vec<usize>], out: &[usize]) -> u64 {
-        match self {
-            Op::MatMul(m) => 2 * crate::tensor::numel(out) as u64 * m.k(&ins[0]) as u64,
-            Op::Conv2d(_) => {
-                let w = &ins[1];
-                2 * crate::tensor::numel(out) as u64 * (w[1] * w[2] * w[3]) as u64
-            }
-            _ => crate::tensor::numel(out) as u64,
-        }
-    }
 }
 
 /// Splits `n` workgroups of a 1-D job over x and y so neither exceeds the device maximum

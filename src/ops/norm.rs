@@ -1,8 +1,9 @@
 //! Softmax, layer norm and (inference) batch norm.
 
-use super::{f32_word, grid_1d, Activation, Bind, Dispatch, LowerCtx, ShaderFile, ShaderKey};
+use super::{f32_word, grid_1d, Activation, Bind, Dispatch, LowerCtx, OpFamily, Standard};
 use crate::error::{Error, Result};
-use crate::tensor::{fmt_shape, numel};
+use crate::gpu::shader::{ShaderKey, ShaderSource};
+use crate::tensor::{fmt_shape, numel, Tensor, ValueType};
 use serde::{Deserialize, Serialize};
 
 fn minus_one() -> i64 {
@@ -33,7 +34,7 @@ pub struct Softmax {
 }
 
 impl Softmax {
-    pub(crate) fn infer(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
+    pub(crate) fn shape_of(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
         norm_axis("softmax", self.axis, ins[0].len())?;
         Ok(ins[0].clone())
     }
@@ -44,7 +45,7 @@ impl Softmax {
         (numel(&shape[..a]), shape[a], numel(&shape[a + 1..]))
     }
 
-    pub(crate) fn cpu(&self, xs: &[&[f32]], shapes: &[Vec<usize>]) -> Vec<f32> {
+    pub(crate) fn cpu_f32(&self, xs: &[&[f32]], shapes: &[Vec<usize>]) -> Vec<f32> {
         let (outer, len, inner) = self.split(&shapes[0]);
         let x = xs[0];
         let mut y = vec![0.0; x.len()];
@@ -61,12 +62,12 @@ impl Softmax {
         y
     }
 
-    pub(crate) fn lower(&self, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+    pub(crate) fn dispatches(&self, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
         let (outer, len, inner) = self.split(&cx.in_shapes[0]);
         let rows = outer * inner;
         Ok(vec![Dispatch {
-            shader: ShaderKey::new(ShaderFile::Softmax, &[]),
-            act: Activation::None,
+            shader: ShaderKey::new(&SOFTMAX, &[]),
+            overrides: Activation::None.overrides(),
             params: vec![rows as u32, len as u32, inner as u32, 0],
             bindings: vec![Bind::Input(0), Bind::Output],
             workgroups: grid_1d(rows as u64, cx.max_workgroups),
@@ -85,7 +86,7 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
-    pub(crate) fn infer(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
+    pub(crate) fn shape_of(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
         let a = norm_axis("layer_norm", self.axis, ins[0].len())?;
         let norm = &ins[0][a..];
         for (what, s) in [("gamma", &ins[1]), ("beta", &ins[2])] {
@@ -105,7 +106,7 @@ impl LayerNorm {
         numel(&shape[a..])
     }
 
-    pub(crate) fn cpu(&self, xs: &[&[f32]], shapes: &[Vec<usize>]) -> Vec<f32> {
+    pub(crate) fn cpu_f32(&self, xs: &[&[f32]], shapes: &[Vec<usize>]) -> Vec<f32> {
         let len = self.len(&shapes[0]);
         let (x, g, b) = (xs[0], xs[1], xs[2]);
         let mut y = vec![0.0; x.len()];
@@ -120,12 +121,12 @@ impl LayerNorm {
         y
     }
 
-    pub(crate) fn lower(&self, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+    pub(crate) fn dispatches(&self, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
         let len = self.len(&cx.in_shapes[0]);
         let rows = numel(&cx.in_shapes[0]) / len;
         Ok(vec![Dispatch {
-            shader: ShaderKey::new(ShaderFile::LayerNorm, &[]),
-            act: Activation::None,
+            shader: ShaderKey::new(&LAYERNORM, &[]),
+            overrides: Activation::None.overrides(),
             params: vec![rows as u32, len as u32, f32_word(self.eps), 0],
             bindings: vec![Bind::Input(0), Bind::Input(1), Bind::Input(2), Bind::Output],
             workgroups: grid_1d(rows as u64, cx.max_workgroups),
@@ -142,7 +143,7 @@ pub struct BatchNorm {
 }
 
 impl BatchNorm {
-    pub(crate) fn infer(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
+    pub(crate) fn shape_of(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
         let x = &ins[0];
         if x.len() < 2 {
             return Err(Error::shape(
@@ -185,7 +186,7 @@ impl BatchNorm {
         (scale, shift)
     }
 
-    pub(crate) fn cpu(&self, xs: &[&[f32]], shapes: &[Vec<usize>]) -> Vec<f32> {
+    pub(crate) fn cpu_f32(&self, xs: &[&[f32]], shapes: &[Vec<usize>]) -> Vec<f32> {
         let x = &shapes[0];
         let (c, inner) = (x[1], numel(&x[2..]));
         let scale: Vec<f32> = xs[1]
@@ -203,12 +204,12 @@ impl BatchNorm {
             .collect()
     }
 
-    pub(crate) fn lower(&self, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+    pub(crate) fn dispatches(&self, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
         let x = &cx.in_shapes[0];
         let n = numel(x);
         Ok(vec![Dispatch {
-            shader: ShaderKey::new(ShaderFile::BatchNorm, &[]),
-            act: Activation::None,
+            shader: ShaderKey::new(&BATCHNORM, &[]),
+            overrides: Activation::None.overrides(),
             params: vec![
                 n as u32,
                 x[1] as u32,
@@ -218,5 +219,84 @@ impl BatchNorm {
             bindings: (0..5).map(Bind::Input).chain([Bind::Output]).collect(),
             workgroups: grid_1d((n as u64).div_ceil(256), cx.max_workgroups),
         }])
+    }
+}
+
+static SOFTMAX: ShaderSource = crate::wgsl!("norm/reduce.wgsl", "norm/softmax.wgsl");
+static LAYERNORM: ShaderSource = crate::wgsl!("norm/reduce.wgsl", "norm/layernorm.wgsl");
+static BATCHNORM: ShaderSource = crate::wgsl!("norm/batchnorm.wgsl");
+
+impl OpFamily for Softmax {
+    const FAMILY: &'static str = "softmax";
+    type Kernel = Standard;
+
+    fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
+        super::float_op("softmax", ins, |s| self.shape_of(s))
+    }
+
+    fn cpu(&self, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        super::cpu_f32("softmax", ins, out, |xs, shapes| self.cpu_f32(xs, shapes))
+    }
+
+    fn lower(&self, _k: &Standard, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        self.dispatches(cx)
+    }
+
+    fn shaders() -> Vec<&'static ShaderSource> {
+        vec![&SOFTMAX]
+    }
+}
+
+impl OpFamily for LayerNorm {
+    const FAMILY: &'static str = "layer_norm";
+    type Kernel = Standard;
+
+    fn arity(&self) -> (usize, usize) {
+        (3, 3)
+    }
+
+    fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
+        super::float_op("layer_norm", ins, |s| self.shape_of(s))
+    }
+
+    fn cpu(&self, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        super::cpu_f32("layer_norm", ins, out, |xs, shapes| {
+            self.cpu_f32(xs, shapes)
+        })
+    }
+
+    fn lower(&self, _k: &Standard, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        self.dispatches(cx)
+    }
+
+    fn shaders() -> Vec<&'static ShaderSource> {
+        vec![&LAYERNORM]
+    }
+}
+
+impl OpFamily for BatchNorm {
+    const FAMILY: &'static str = "batch_norm";
+    type Kernel = Standard;
+
+    fn arity(&self) -> (usize, usize) {
+        (5, 5)
+    }
+
+    fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
+        super::float_op("batch_norm", ins, |s| self.shape_of(s))
+    }
+
+    fn cpu(&self, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        super::cpu_f32("batch_norm", ins, out, |xs, shapes| {
+            self.cpu_f32(xs, shapes)
+        })
+    }
+
+    fn lower(&self, _k: &Standard, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        self.dispatches(cx)
+    }
+
+    fn shaders() -> Vec<&'static ShaderSource> {
+        vec![&BATCHNORM]
     }
 }

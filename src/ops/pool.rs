@@ -1,8 +1,9 @@
 //! Max / average pooling and global average pooling (NCHW).
 
-use super::{grid_1d, Activation, Bind, Dispatch, LowerCtx, ShaderFile, ShaderKey};
+use super::{grid_1d, Activation, Bind, Dispatch, LowerCtx, OpFamily, Standard};
 use crate::error::{Error, Result};
-use crate::tensor::{fmt_shape, numel};
+use crate::gpu::shader::{ShaderKey, ShaderSource};
+use crate::tensor::{fmt_shape, numel, Tensor, ValueType};
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
@@ -46,7 +47,7 @@ pub struct PoolParams {
 }
 
 impl Pool2d {
-    pub(crate) fn infer(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
+    pub(crate) fn shape_of(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
         let x = &ins[0];
         if x.len() != 4 {
             return Err(Error::shape("pool2d", "NCHW input (rank 4)", fmt_shape(x)));
@@ -105,7 +106,7 @@ impl Pool2d {
         }
     }
 
-    pub(crate) fn cpu(&self, xs: &[&[f32]], shapes: &[Vec<usize>], out: &[usize]) -> Vec<f32> {
+    pub(crate) fn cpu_f32(&self, xs: &[&[f32]], shapes: &[Vec<usize>], out: &[usize]) -> Vec<f32> {
         let p = self.params(&shapes[0], out);
         let u = |v: u32| v as usize;
         let x = xs[0];
@@ -137,12 +138,12 @@ impl Pool2d {
         y
     }
 
-    pub(crate) fn lower(&self, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+    pub(crate) fn dispatches(&self, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
         let p = self.params(&cx.in_shapes[0], cx.out_shape);
         let n = numel(cx.out_shape) as u64;
         Ok(vec![Dispatch {
-            shader: ShaderKey::new(ShaderFile::Pool2d, &[("MODE", self.mode())]),
-            act: Activation::None,
+            shader: ShaderKey::new(&POOL2D, &[("MODE", self.mode())]),
+            overrides: Activation::None.overrides(),
             params: bytemuck::cast_slice(&[p]).to_vec(),
             bindings: vec![Bind::Input(0), Bind::Output],
             workgroups: grid_1d(n.div_ceil(64), cx.max_workgroups),
@@ -155,7 +156,7 @@ impl Pool2d {
 pub struct GlobalAvgPool {}
 
 impl GlobalAvgPool {
-    pub(crate) fn infer(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
+    pub(crate) fn shape_of(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
         let x = &ins[0];
         if x.len() != 4 {
             return Err(Error::shape(
@@ -167,7 +168,7 @@ impl GlobalAvgPool {
         Ok(vec![x[0], x[1], 1, 1])
     }
 
-    pub(crate) fn cpu(&self, xs: &[&[f32]], shapes: &[Vec<usize>]) -> Vec<f32> {
+    pub(crate) fn cpu_f32(&self, xs: &[&[f32]], shapes: &[Vec<usize>]) -> Vec<f32> {
         let hw = shapes[0][2] * shapes[0][3];
         xs[0]
             .chunks(hw)
@@ -175,15 +176,72 @@ impl GlobalAvgPool {
             .collect()
     }
 
-    pub(crate) fn lower(&self, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+    pub(crate) fn dispatches(&self, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
         let x = &cx.in_shapes[0];
         let planes = x[0] * x[1];
         Ok(vec![Dispatch {
-            shader: ShaderKey::new(ShaderFile::GlobalAvg, &[]),
-            act: Activation::None,
+            shader: ShaderKey::new(&GLOBAL_AVG, &[]),
+            overrides: Activation::None.overrides(),
             params: vec![planes as u32, (x[2] * x[3]) as u32, 0, 0],
             bindings: vec![Bind::Input(0), Bind::Output],
             workgroups: grid_1d((planes as u64).div_ceil(64), cx.max_workgroups),
         }])
+    }
+}
+
+static POOL2D: ShaderSource =
+    crate::wgsl!("pool/pool2d.wgsl"; [[("MODE", 0)], [("MODE", 1)], [("MODE", 2)]]);
+static GLOBAL_AVG: ShaderSource = crate::wgsl!("pool/global_avg.wgsl");
+
+impl OpFamily for Pool2d {
+    const FAMILY: &'static str = "pool2d";
+    type Kernel = Standard;
+
+    fn name(&self) -> &'static str {
+        match self.kind {
+            PoolKind::Max => "maxpool2d",
+            PoolKind::Avg => "avgpool2d",
+        }
+    }
+
+    fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
+        super::float_op(self.name(), ins, |s| self.shape_of(s))
+    }
+
+    fn cpu(&self, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        super::cpu_f32(self.name(), ins, out, |xs, shapes| {
+            self.cpu_f32(xs, shapes, &out.shape)
+        })
+    }
+
+    fn lower(&self, _k: &Standard, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        self.dispatches(cx)
+    }
+
+    fn shaders() -> Vec<&'static ShaderSource> {
+        vec![&POOL2D]
+    }
+}
+
+impl OpFamily for GlobalAvgPool {
+    const FAMILY: &'static str = "global_avg_pool";
+    type Kernel = Standard;
+
+    fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
+        super::float_op("global_avg_pool", ins, |s| self.shape_of(s))
+    }
+
+    fn cpu(&self, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        super::cpu_f32("global_avg_pool", ins, out, |xs, shapes| {
+            self.cpu_f32(xs, shapes)
+        })
+    }
+
+    fn lower(&self, _k: &Standard, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        self.dispatches(cx)
+    }
+
+    fn shaders() -> Vec<&'static ShaderSource> {
+        vec![&GLOBAL_AVG]
     }
 }

@@ -2,9 +2,10 @@
 
 use super::elementwise::{words8, MAX_RANK};
 use super::norm::norm_axis;
-use super::{grid_1d, Activation, Bind, Dispatch, LowerCtx, ShaderFile, ShaderKey};
+use super::{grid_1d, Activation, Bind, Dispatch, LowerCtx, OpFamily, SelectCtx, Standard};
 use crate::error::{Error, Result};
-use crate::tensor::{fmt_shape, numel};
+use crate::gpu::shader::{ShaderKey, ShaderSource};
+use crate::tensor::{fmt_shape, numel, Tensor, ValueType};
 use serde::{Deserialize, Serialize};
 
 /// Reshape to `shape`; one entry may be -1 (inferred) and 0 copies the input's dim (ONNX rules).
@@ -14,7 +15,7 @@ pub struct Reshape {
 }
 
 impl Reshape {
-    pub(crate) fn infer(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
+    pub(crate) fn shape_of(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
         let x = &ins[0];
         let mut out = Vec::with_capacity(self.shape.len());
         let mut infer_at = None;
@@ -74,7 +75,7 @@ fn one() -> usize {
 }
 
 impl Flatten {
-    pub(crate) fn infer(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
+    pub(crate) fn shape_of(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
         let x = &ins[0];
         if self.axis > x.len() {
             return Err(Error::shape(
@@ -94,7 +95,7 @@ pub struct Transpose {
 }
 
 impl Transpose {
-    pub(crate) fn infer(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
+    pub(crate) fn shape_of(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
         let x = &ins[0];
         let mut seen = vec![false; x.len()];
         if self.perm.len() != x.len()
@@ -122,7 +123,7 @@ impl Transpose {
         self.perm.iter().map(|&p| st[p]).collect()
     }
 
-    pub(crate) fn cpu(&self, xs: &[&[f32]], shapes: &[Vec<usize>], out: &[usize]) -> Vec<f32> {
+    pub(crate) fn cpu_f32(&self, xs: &[&[f32]], shapes: &[Vec<usize>], out: &[usize]) -> Vec<f32> {
         let st = self.src_strides(&shapes[0]);
         (0..numel(out))
             .map(|i| {
@@ -136,15 +137,15 @@ impl Transpose {
             .collect()
     }
 
-    pub(crate) fn lower(&self, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+    pub(crate) fn dispatches(&self, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
         let out = cx.out_shape;
         let n = numel(out);
         let mut params = vec![n as u32, out.len() as u32, 0, 0];
         params.extend(words8(out));
         params.extend(words8(&self.src_strides(&cx.in_shapes[0])));
         Ok(vec![Dispatch {
-            shader: ShaderKey::new(ShaderFile::Transpose, &[]),
-            act: Activation::None,
+            shader: ShaderKey::new(&TRANSPOSE, &[]),
+            overrides: Activation::None.overrides(),
             params,
             bindings: vec![Bind::Input(0), Bind::Output],
             workgroups: grid_1d((n as u64).div_ceil(256), cx.max_workgroups),
@@ -159,7 +160,7 @@ pub struct Concat {
 }
 
 impl Concat {
-    pub(crate) fn infer(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
+    pub(crate) fn shape_of(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
         let a = norm_axis("concat", self.axis, ins[0].len())?;
         let mut out = ins[0].clone();
         for s in &ins[1..] {
@@ -176,20 +177,22 @@ impl Concat {
         Ok(out)
     }
 
-    pub(crate) fn cpu(&self, xs: &[&[f32]], shapes: &[Vec<usize>], out: &[usize]) -> Vec<f32> {
-        let a = norm_axis("concat", self.axis, out.len()).unwrap_or(0);
-        let outer = numel(&out[..a]);
-        let mut y = Vec::with_capacity(numel(out));
+    /// Concatenation of the raw bytes: works for every dtype.
+    fn cpu_any(&self, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        let a = norm_axis("concat", self.axis, out.shape.len())?;
+        let outer = numel(&out.shape[..a]);
+        let size = out.dtype.size();
+        let mut y = Vec::with_capacity(numel(&out.shape) * size);
         for o in 0..outer {
-            for (x, s) in xs.iter().zip(shapes) {
-                let inner = numel(&s[a..]);
-                y.extend_from_slice(&x[o * inner..(o + 1) * inner]);
+            for x in ins {
+                let inner = numel(&x.shape()[a..]) * size;
+                y.extend_from_slice(&x.bytes()[o * inner..(o + 1) * inner]);
             }
         }
-        y
+        Tensor::from_bytes(out.dtype, &out.shape, &y)
     }
 
-    pub(crate) fn lower(&self, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+    pub(crate) fn dispatches(&self, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
         let out = cx.out_shape;
         let a = norm_axis("concat", self.axis, out.len())?;
         let out_inner = numel(&out[a..]);
@@ -199,8 +202,8 @@ impl Concat {
             let inner = numel(&s[a..]);
             let n = numel(s);
             ds.push(Dispatch {
-                shader: ShaderKey::new(ShaderFile::Concat, &[]),
-                act: Activation::None,
+                shader: ShaderKey::new(&CONCAT, &[]),
+                overrides: Activation::None.overrides(),
                 params: vec![n as u32, inner as u32, out_inner as u32, offset as u32],
                 bindings: vec![Bind::Input(i), Bind::Output],
                 workgroups: grid_1d((n as u64).div_ceil(256), cx.max_workgroups),
@@ -208,5 +211,110 @@ impl Concat {
             offset += inner;
         }
         Ok(ds)
+    }
+}
+
+static TRANSPOSE: ShaderSource = crate::wgsl!("elementwise/transpose.wgsl");
+static CONCAT: ShaderSource = crate::wgsl!("elementwise/concat.wgsl");
+
+/// The dtype of a shape op's output: its (first) input's, all inputs alike.
+fn same_dtype(op: &str, ins: &[ValueType]) -> Result<crate::tensor::DType> {
+    let d = ins[0].dtype;
+    if let Some((i, v)) = ins.iter().enumerate().find(|(_, v)| v.dtype != d) {
+        return Err(Error::DTypeMismatch {
+            op: format!("{op} input {i}"),
+            expected: d.to_string(),
+            got: v.dtype.to_string(),
+        });
+    }
+    Ok(d)
+}
+
+/// Reshape and flatten: any dtype; the output aliases the input's memory (no kernel runs).
+macro_rules! alias_family {
+    ($ty:ty, $fam:literal) => {
+        impl OpFamily for $ty {
+            const FAMILY: &'static str = $fam;
+            type Kernel = Standard;
+
+            fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
+                let shapes = [ins[0].shape.clone()];
+                Ok(ValueType::new(ins[0].dtype, &self.shape_of(&shapes)?))
+            }
+
+            fn cpu(&self, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+                ins[0].clone().reshaped(&out.shape)
+            }
+
+            /// Any dtype: nothing runs, the plan aliases the input's range.
+            fn select(&self, _cx: &SelectCtx) -> Option<Standard> {
+                Some(Standard::Standard)
+            }
+
+            fn lower(&self, _k: &Standard, _cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+                Ok(Vec::new())
+            }
+
+            fn shaders() -> Vec<&'static ShaderSource> {
+                Vec::new()
+            }
+
+            fn aliases_input(&self) -> bool {
+                true
+            }
+        }
+    };
+}
+alias_family!(Reshape, "reshape");
+alias_family!(Flatten, "flatten");
+
+impl OpFamily for Transpose {
+    const FAMILY: &'static str = "transpose";
+    type Kernel = Standard;
+
+    fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
+        super::float_op("transpose", ins, |s| self.shape_of(s))
+    }
+
+    fn cpu(&self, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        super::cpu_f32("transpose", ins, out, |xs, shapes| {
+            self.cpu_f32(xs, shapes, &out.shape)
+        })
+    }
+
+    fn lower(&self, _k: &Standard, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        self.dispatches(cx)
+    }
+
+    fn shaders() -> Vec<&'static ShaderSource> {
+        vec![&TRANSPOSE]
+    }
+}
+
+impl OpFamily for Concat {
+    const FAMILY: &'static str = "concat";
+    type Kernel = Standard;
+
+    fn arity(&self) -> (usize, usize) {
+        (1, usize::MAX)
+    }
+
+    /// Any dtype, all inputs alike (shape subgraphs concatenate i64 shapes).
+    fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
+        let d = same_dtype("concat", ins)?;
+        let shapes: Vec<Vec<usize>> = ins.iter().map(|v| v.shape.clone()).collect();
+        Ok(ValueType::new(d, &self.shape_of(&shapes)?))
+    }
+
+    fn cpu(&self, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        self.cpu_any(ins, out)
+    }
+
+    fn lower(&self, _k: &Standard, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        self.dispatches(cx)
+    }
+
+    fn shaders() -> Vec<&'static ShaderSource> {
+        vec![&CONCAT]
     }
 }

@@ -1,10 +1,10 @@
-//! The scheduler: graph + `DeviceProfile` -> `Plan` (order, kernel per node, memory plan).
-//! It knows no wgpu; executors run the plan it produces without re-deciding anything.
+//! The scheduler: graph + `DeviceProfile` -> `Plan` (order, where each node runs and with which
+//! kernel — asked of each node's op —, memory plan). It knows no wgpu and no op internals;
+//! executors run the plan it produces without re-deciding anything.
 
 pub mod memory;
 pub mod order;
 pub mod plan;
-pub mod select;
 
 pub use memory::MemoryPlan;
-pub use plan::{Plan, PlanNode, PlanOptions, PlanValue, ValueKind};
+pub use plan::{Placement, Plan, PlanNode, PlanOptions, PlanValue, ValueKind, CPU_KERNEL};

@@ -3,12 +3,12 @@
 
 use super::memory::{self, MemoryPlan};
 use super::order::liveness;
-use super::select::select;
 use crate::error::{Error, Result};
+use crate::format::WeightFormat;
 use crate::graph::{Graph, Origin};
-use crate::ops::{Dispatch, Kernel, LowerCtx, Op};
+use crate::ops::{Dispatch, LowerCtx, Op, SelectCtx};
 use crate::profile::DeviceProfile;
-use crate::tensor::{numel, Tensor};
+use crate::tensor::{DType, Tensor, ValueType};
 use std::collections::{BTreeMap, HashMap};
 
 /// Where a planned value lives.
@@ -25,9 +25,34 @@ pub enum ValueKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanValue {
     pub name: String,
+    pub dtype: DType,
     pub shape: Vec<usize>,
     pub kind: ValueKind,
+    /// Bytes of the elements (dtype size x element count).
     pub bytes: u64,
+    /// The value whose memory this one shares (the output of a reshape or flatten names the
+    /// root of its alias chain); its arena range is the root's.
+    pub alias_of: Option<usize>,
+    /// Storage format (weights only; dense otherwise).
+    pub format: WeightFormat,
+}
+
+impl PlanValue {
+    pub fn value_type(&self) -> ValueType {
+        ValueType::new(self.dtype, &self.shape)
+    }
+}
+
+/// Where a plan node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// GPU dispatches.
+    Gpu,
+    /// The CPU reference, inside the same run (in a GPU plan: after the GPU work before it is
+    /// submitted and its inputs read back; its output is written back for the GPU work after).
+    Cpu,
+    /// Nothing runs: the output is the input's memory under another shape.
+    Alias,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -37,8 +62,10 @@ pub struct PlanNode {
     /// Value ids read, in op input order.
     pub inputs: Vec<usize>,
     pub output: usize,
-    pub kernel: Kernel,
-    /// GPU dispatches (empty for a CPU plan).
+    pub placement: Placement,
+    /// Name of the kernel that runs the node (`cpu-ref` on the CPU, `alias` for aliases).
+    pub kernel: String,
+    /// GPU dispatches (empty unless the node runs on the GPU).
     pub dispatches: Vec<Dispatch>,
     pub flops: u64,
 }
@@ -48,6 +75,9 @@ pub struct PlanNode {
 pub struct PlanOptions {
     /// Share buffers between values with disjoint lifetimes (off only to hunt aliasing bugs).
     pub reuse: bool,
+    /// A node no GPU kernel takes runs on the CPU inside the plan (else planning fails with
+    /// `Unsupported`; the GPU kernel tests turn this off so a kernel cannot silently vanish).
+    pub cpu_fallback: bool,
 }
 
 impl Default for PlanOptions {
@@ -56,6 +86,7 @@ impl Default for PlanOptions {
             reuse: std::env::var("WGEDGE_NO_REUSE")
                 .map(|v| v.is_empty() || v == "0")
                 .unwrap_or(true),
+            cpu_fallback: true,
         }
     }
 }
@@ -68,12 +99,17 @@ pub struct Plan {
     pub inputs: Vec<usize>,
     pub outputs: Vec<usize>,
     pub memory: MemoryPlan,
-    /// Lifetime of each value in steps (for invariant checks and reports).
+    /// Lifetime of each value in steps (for invariant checks and reports); an alias root's
+    /// covers its aliases' uses.
     pub intervals: Vec<super::order::Interval>,
 }
 
+/// The kernel name of nodes that run on the CPU reference.
+pub const CPU_KERNEL: &str = "cpu-ref";
+
 impl Plan {
-    /// Plans `graph` (already checked and rewritten) for a device (`None`: CPU, no lowering).
+    /// Plans `graph` (already checked and rewritten) for a device (`None`: the CPU backend,
+    /// no lowering). `weights` are the session's (dense or decoded) weights.
     pub fn new(
         graph: &Graph,
         weights: &BTreeMap<String, Tensor>,
@@ -83,67 +119,118 @@ impl Plan {
         let checked = graph.check(weights)?;
         let origins = graph.origins()?;
         let mut ids: HashMap<String, usize> = HashMap::new();
-        let mut values = Vec::new();
-        let mut add = |name: &str, kind: ValueKind, values: &mut Vec<PlanValue>| {
-            let shape = checked.shapes[name].clone();
+        let mut values: Vec<PlanValue> = Vec::new();
+        let mut add = |name: &str, kind: ValueKind, values: &mut Vec<PlanValue>| -> Result<()> {
+            let ty = &checked.types[name];
+            let bytes = ty.bytes().ok_or_else(|| Error::Unsupported {
+                op: format!("value '{name}'"),
+                what: format!("{ty} overflows a byte count"),
+                backend: "any".into(),
+            })?;
             ids.insert(name.to_string(), values.len());
             values.push(PlanValue {
                 name: name.into(),
-                bytes: (numel(&shape) * 4) as u64,
-                shape,
+                dtype: ty.dtype,
+                shape: ty.shape.clone(),
                 kind,
+                bytes,
+                alias_of: None,
+                format: graph.format_of(name).clone(),
             });
+            Ok(())
         };
         for (i, v) in graph.inputs.iter().enumerate() {
-            add(&v.name, ValueKind::Input(i), &mut values);
+            add(&v.name, ValueKind::Input(i), &mut values)?;
         }
         for v in &graph.weights {
-            add(&v.name, ValueKind::Weight, &mut values);
+            add(&v.name, ValueKind::Weight, &mut values)?;
         }
         for &i in &checked.order {
-            add(&graph.nodes[i].output, ValueKind::Activation, &mut values);
+            add(&graph.nodes[i].output, ValueKind::Activation, &mut values)?;
         }
         let mut nodes = Vec::with_capacity(checked.order.len());
         for &i in &checked.order {
             let n = &graph.nodes[i];
             let inputs: Vec<usize> = n.inputs.iter().map(|v| ids[v.as_str()]).collect();
-            let in_shapes: Vec<Vec<usize>> =
-                inputs.iter().map(|&v| values[v].shape.clone()).collect();
+            let in_types: Vec<ValueType> = inputs.iter().map(|&v| values[v].value_type()).collect();
+            let in_shapes: Vec<Vec<usize>> = in_types.iter().map(|t| t.shape.clone()).collect();
+            let formats: Vec<WeightFormat> =
+                inputs.iter().map(|&v| values[v].format.clone()).collect();
             let is_const: Vec<bool> = n
                 .inputs
                 .iter()
                 .map(|v| matches!(origins.get(v.as_str()), Some(Origin::Weight(_))))
                 .collect();
             let output = ids[n.output.as_str()];
-            let out_shape = values[output].shape.clone();
-            let (kernel, dispatches) = match profile {
-                Some(p) => {
-                    let kernel = select(&n.op, &in_shapes, &is_const, p);
-                    let cx = LowerCtx {
-                        in_shapes: &in_shapes,
-                        out_shape: &out_shape,
-                        is_const: &is_const,
-                        kernel,
-                        max_workgroups: p.limits.max_compute_workgroups_per_dimension,
-                    };
-                    let ds = n.op.lower(&cx).map_err(|e| match e {
-                        Error::Unsupported { op, what, backend } => Error::Unsupported {
-                            op: format!("{op} (node '{}')", n.name),
-                            what,
-                            backend,
-                        },
-                        other => other,
-                    })?;
-                    (kernel, ds)
+            let out_type = values[output].value_type();
+            let (placement, kernel, dispatches) = if n.op.aliases_input() {
+                // Reshape/flatten share the input's memory: root of the chain.
+                let root = values[inputs[0]].alias_of.unwrap_or(inputs[0]);
+                values[output].alias_of = Some(root);
+                (Placement::Alias, "alias".to_string(), Vec::new())
+            } else {
+                match profile {
+                    Some(p) => {
+                        let cx = SelectCtx {
+                            ins: &in_types,
+                            out: &out_type,
+                            is_const: &is_const,
+                            formats: &formats,
+                            device: p,
+                        };
+                        let lcx = LowerCtx {
+                            in_shapes: &in_shapes,
+                            out_shape: &out_type.shape,
+                            is_const: &is_const,
+                            max_workgroups: p.limits.max_compute_workgroups_per_dimension,
+                        };
+                        let lowered = n.op.plan_gpu(&cx, &lcx).map_err(|e| match e {
+                            Error::Unsupported { op, what, backend } => Error::Unsupported {
+                                op: format!("{op} (node '{}')", n.name),
+                                what,
+                                backend,
+                            },
+                            other => other,
+                        })?;
+                        match lowered {
+                            Some((k, ds)) => (Placement::Gpu, k, ds),
+                            None if opts.cpu_fallback => {
+                                (Placement::Cpu, CPU_KERNEL.to_string(), Vec::new())
+                            }
+                            None => {
+                                let fmts: Vec<String> = formats
+                                    .iter()
+                                    .filter(|f| !f.is_dense())
+                                    .map(|f| f.label())
+                                    .collect();
+                                let tys: Vec<String> =
+                                    in_types.iter().map(|t| t.to_string()).collect();
+                                return Err(Error::Unsupported {
+                                    op: format!("{} (node '{}')", n.op.name(), n.name),
+                                    what: format!(
+                                        "inputs {}{} (no GPU kernel, and CPU fallback is off)",
+                                        tys.join(", "),
+                                        if fmts.is_empty() {
+                                            String::new()
+                                        } else {
+                                            format!(" in formats {}", fmts.join(", "))
+                                        }
+                                    ),
+                                    backend: p.backend.clone(),
+                                });
+                            }
+                        }
+                    }
+                    None => (Placement::Cpu, CPU_KERNEL.to_string(), Vec::new()),
                 }
-                None => (Kernel::Standard, Vec::new()),
             };
-            let flops = n.op.flops(&in_shapes, &out_shape);
+            let flops = n.op.flops(&in_types, &out_type);
             nodes.push(PlanNode {
                 name: n.name.clone(),
                 op: n.op.clone(),
                 inputs,
                 output,
+                placement,
                 kernel,
                 dispatches,
                 flops,
@@ -158,16 +245,33 @@ impl Plan {
             defined_at[n.output] = Some(step);
         }
         let uses: Vec<Vec<usize>> = nodes.iter().map(|n| n.inputs.clone()).collect();
-        let intervals = liveness(values.len(), &defined_at, &uses, &outputs);
+        let mut intervals = liveness(values.len(), &defined_at, &uses, &outputs);
+        // An alias root stays alive while any of its aliases is.
+        for v in 0..values.len() {
+            if let Some(r) = values[v].alias_of {
+                let (s, e) = (intervals[v].start, intervals[v].end);
+                intervals[r].start = intervals[r].start.min(s);
+                intervals[r].end = intervals[r].end.max(e);
+            }
+        }
         let sized: Vec<_> = values
             .iter()
             .zip(&intervals)
-            .map(|(v, iv)| (v.kind != ValueKind::Weight).then_some((v.bytes, *iv)))
+            .map(|(v, iv)| {
+                (v.kind != ValueKind::Weight && v.alias_of.is_none())
+                    // Arena ranges are bound as arrays of 32-bit words.
+                    .then_some((v.bytes.div_ceil(4) * 4, *iv))
+            })
             .collect();
         let align = profile
             .map(|p| p.limits.min_storage_buffer_offset_alignment as u64)
             .unwrap_or(256);
-        let memory = memory::plan(&sized, opts.reuse, align);
+        let mut memory = memory::plan(&sized, opts.reuse, align);
+        for (v, pv) in values.iter().enumerate() {
+            if let Some(r) = pv.alias_of {
+                memory.offset_of[v] = memory.offset_of[r];
+            }
+        }
         let plan = Plan {
             values,
             nodes,
@@ -180,6 +284,15 @@ impl Plan {
             plan.check_limits(p)?;
         }
         Ok(plan)
+    }
+
+    /// Nodes that run on the CPU in a GPU plan (by name, in plan order).
+    pub fn cpu_nodes(&self) -> Vec<&str> {
+        self.nodes
+            .iter()
+            .filter(|n| n.placement == Placement::Cpu)
+            .map(|n| n.name.as_str())
+            .collect()
     }
 
     /// Checks buffer and binding sizes against the device before anything is allocated.
@@ -231,11 +344,22 @@ impl Plan {
                 .map(|&i| self.values[i].name.as_str())
                 .collect();
             let out = &self.values[n.output];
+            let on = match n.placement {
+                Placement::Gpu => "gpu",
+                Placement::Cpu => "CPU",
+                Placement::Alias => "-",
+            };
             s.push_str(&format!(
-                "  {:<28} {:<16} {:<14} {:?} <- {}\n",
+                "  {:<28} {:<16} {:<3} {:<14} {}{:?} <- {}\n",
                 n.name,
                 n.op.name(),
-                n.kernel.name(),
+                on,
+                n.kernel,
+                if out.dtype == DType::F32 {
+                    String::new()
+                } else {
+                    out.dtype.to_string()
+                },
                 out.shape,
                 ins.join(", ")
             ));

@@ -5,7 +5,7 @@
 use std::sync::{Arc, OnceLock};
 use wgedge::graph::GraphBuilder;
 use wgedge::ops::Op;
-use wgedge::profile::KernelChoices;
+use wgedge::profile::TunedChoices;
 use wgedge::{Backend, GpuContext, Model, Session, SessionOptions, Tensor};
 
 /// The test GPU: `WGEDGE_TEST_BACKEND` (default vulkan, software adapters allowed).
@@ -60,15 +60,18 @@ pub fn feeds_ref(feeds: &[(String, Tensor)]) -> Vec<(&str, &Tensor)> {
     feeds.iter().map(|(n, t)| (n.as_str(), t)).collect()
 }
 
-/// Session options pinning every choice to `kernels`, no autotune, no rewrites.
-pub fn opts_with(kernels: KernelChoices, naive: bool) -> SessionOptions {
-    SessionOptions {
+/// Session options pinning every choice to `kernels`, no autotune, no rewrites, and no CPU
+/// fallback (a GPU kernel test must run the GPU kernel or fail).
+pub fn opts_with(kernels: TunedChoices, naive: bool) -> SessionOptions {
+    let mut o = SessionOptions {
         autotune: false,
         kernels: Some(kernels),
         naive,
         optimize: false,
         ..Default::default()
-    }
+    };
+    o.plan.cpu_fallback = false;
+    o
 }
 
 /// Runs a model on the GPU with given options.
