@@ -231,9 +231,32 @@ fn info(model: Option<PathBuf>, device: bool, backend: Backend) -> wgedge::Resul
         g.param_count(),
         model.weight_bytes()
     );
+    if !g.formats.is_empty() {
+        println!("formats:");
+        for (name, f) in &g.formats {
+            println!(
+                "  {:<28} {:<16} {} bytes stored",
+                name,
+                f.label(),
+                f.stored_bytes(name, &model.weights)
+            );
+        }
+    }
     let session = Session::with_options(&model, backend, SessionOptions::default())?;
     let plan = session.plan();
     println!("device:   {}", session.device_name());
+    for n in session.notices() {
+        eprintln!("wgedge: {n}");
+    }
+    let cpu = plan.cpu_nodes();
+    if session.is_gpu() && !cpu.is_empty() {
+        println!(
+            "CPU FALLBACK: {} of {} nodes run on the CPU inside the GPU plan: {}",
+            cpu.len(),
+            plan.nodes.len(),
+            cpu.join(", ")
+        );
+    }
     println!(
         "plan:     {} nodes after folding/fusion ({} removed), {:.1} MFLOP per run",
         plan.nodes.len(),

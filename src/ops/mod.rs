@@ -414,69 +414,67 @@ pub(crate) fn unsupported(op: &str, what: impl Into<String>) -> Error {
     }
 }
 
-/// An activation applied elementwise, standalone or fused into a producer's epilogue.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Activation {
-    #[default]
-    None,
-    Relu,
-    Relu6,
-    LeakyRelu {
-        alpha: f32,
-    },
-    Sigmoid,
-    Tanh,
+/// The activation table: one line per activation — its serde name (the enum variant), the code
+/// the shaders' `ACT` override takes, and its CPU formula (`x`, and `alpha` for the one
+/// parameterised activation). The WGSL formula is the `case` of that code in
+/// `shaders/common/activation.wgsl`; a test checks the two agree on every activation.
+macro_rules! activations {
+    ($($(#[$doc:meta])* $variant:ident $({ $field:ident })? = $code:literal => |$x:ident, $a:ident| $f:expr;)+) => {
+        /// An activation applied elementwise, standalone or fused into a producer's epilogue.
+        #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+        #[serde(tag = "kind", rename_all = "snake_case")]
+        pub enum Activation {
+            #[default]
+            None,
+            $($(#[$doc])* $variant $({ $field: f32 })?,)+
+        }
+
+        impl Activation {
+            /// Every activation (with a sample parameter), for tests.
+            pub fn all() -> Vec<Activation> {
+                vec![Activation::None, $(Activation::$variant $({ $field: 0.1 })?,)+]
+            }
+
+            /// The code the shaders' `ACT` override takes, and the `ALPHA` it needs.
+            pub fn code(self) -> (u32, f32) {
+                match self {
+                    Activation::None => (0, 0.0),
+                    $(Activation::$variant $({ $field })? => ($code, 0.0 $(+ $field)?),)+
+                }
+            }
+
+            /// CPU reference of the activation (same formulas as the WGSL).
+            pub fn apply(self, x: f32) -> f32 {
+                let (_, alpha) = self.code();
+                match self {
+                    Activation::None => x,
+                    $(Activation::$variant { .. } => {
+                        let ($x, $a) = (x, alpha);
+                        $f
+                    })+
+                }
+            }
+        }
+    };
+}
+
+activations! {
+    Relu = 1 => |x, _a| x.max(0.0);
+    Relu6 = 2 => |x, _a| x.clamp(0.0, 6.0);
+    LeakyRelu { alpha } = 3 => |x, a| if x >= 0.0 { x } else { a * x };
+    Sigmoid = 4 => |x, _a| 1.0 / (1.0 + (-x).exp());
+    Tanh = 5 => |x, _a| x.tanh();
     /// tanh approximation (as in GPT-2 / BERT implementations).
-    Gelu,
-    Silu,
-    Hardswish,
+    Gelu = 6 => |x, _a| 0.5 * x * (1.0 + (0.797_884_6 * (x + 0.044715 * x * x * x)).tanh());
+    Silu = 7 => |x, _a| x / (1.0 + (-x).exp());
+    Hardswish = 8 => |x, _a| x * (x + 3.0).clamp(0.0, 6.0) / 6.0;
 }
 
 impl Activation {
-    /// The code the shaders' `ACT` override takes, and the `ALPHA` it needs.
-    pub fn code(self) -> (u32, f32) {
-        match self {
-            Activation::None => (0, 0.0),
-            Activation::Relu => (1, 0.0),
-            Activation::Relu6 => (2, 0.0),
-            Activation::LeakyRelu { alpha } => (3, alpha),
-            Activation::Sigmoid => (4, 0.0),
-            Activation::Tanh => (5, 0.0),
-            Activation::Gelu => (6, 0.0),
-            Activation::Silu => (7, 0.0),
-            Activation::Hardswish => (8, 0.0),
-        }
-    }
-
     /// The pipeline constants that select this activation in `shaders/common/activation.wgsl`.
     pub fn overrides(self) -> Overrides {
         let (code, alpha) = self.code();
         Overrides(vec![("ACT", code as f64), ("ALPHA", alpha as f64)])
-    }
-
-    /// CPU reference of the activation (same formulas as `shaders/common/activation.wgsl`).
-    pub fn apply(self, x: f32) -> f32 {
-        match self {
-            Activation::None => x,
-            Activation::Relu => x.max(0.0),
-            Activation::Relu6 => x.clamp(0.0, 6.0),
-            Activation::LeakyRelu { alpha } => {
-                if x >= 0.0 {
-                    x
-                } else {
-                    alpha * x
-                }
-            }
-            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-            Activation::Tanh => x.tanh(),
-            Activation::Gelu => {
-                let u = 0.797_884_6 * (x + 0.044715 * x * x * x);
-                0.5 * x * (1.0 + u.tanh())
-            }
-            Activation::Silu => x / (1.0 + (-x).exp()),
-            Activation::Hardswish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
-        }
     }
 }
 
@@ -670,21 +668,137 @@ mod tests {
         assert_eq!(grid_1d(0, 65535), [1, 1, 1]);
     }
 
+    use crate::profile::DeviceProfile;
+
+    /// The kernel a family picks for inputs of these shapes (f32, dense).
+    fn pick(op: &Op, ins: &[Vec<usize>], is_const: &[bool], p: &DeviceProfile) -> Option<String> {
+        let tys: Vec<ValueType> = ins.iter().map(|s| ValueType::f32(s)).collect();
+        let out = op.infer(&tys).unwrap();
+        let formats = vec![WeightFormat::Dense; ins.len()];
+        let cx = SelectCtx {
+            ins: &tys,
+            out: &out,
+            is_const,
+            formats: &formats,
+            device: p,
+        };
+        let lcx = LowerCtx {
+            in_shapes: ins,
+            out_shape: &out.shape,
+            is_const,
+            max_workgroups: 65535,
+        };
+        op.plan_gpu(&cx, &lcx).unwrap().map(|(k, _)| k)
+    }
+
+    fn set(p: &mut DeviceProfile, family: &str, slot: &str, k: serde_json::Value) {
+        p.kernels
+            .entry(family.into())
+            .or_default()
+            .insert(slot.into(), k);
+    }
+
+    #[test]
+    fn gemm_choice_follows_rows_layout_and_constness() {
+        let mut p = DeviceProfile::portable();
+        set(
+            &mut p,
+            "matmul",
+            "gemm",
+            serde_json::json!({"kernel": "vec4", "tm": 4, "tn": 4}),
+        );
+        let lin = Op::MatMul(MatMul {
+            trans_b: true,
+            ..Default::default()
+        });
+        let c = [false, true];
+        let k = |op: &Op, a: Vec<usize>, b: Vec<usize>, c: &[bool], p: &DeviceProfile| {
+            pick(op, &[a, b], c, p).unwrap()
+        };
+        // Untuned GEMV takes the family's default; tuned GEMM its choice.
+        assert_eq!(k(&lin, vec![1, 64], vec![32, 64], &c, &p), "vec4-1x4");
+        assert_eq!(k(&lin, vec![8, 64], vec![32, 64], &c, &p), "vec4-4x4");
+        // vec4 cannot take K = 63: a constant B falls back to the bcast kernel.
+        assert_eq!(k(&lin, vec![8, 63], vec![32, 63], &c, &p), "bcast-4x8");
+        // Activation B: vec4 when K % 4 == 0 and B is [N, K], else the scalar tiled kernel.
+        assert_eq!(
+            k(&lin, vec![8, 64], vec![32, 64], &[false, false], &p),
+            "vec4-4x4"
+        );
+        let mm = Op::MatMul(MatMul::default());
+        assert_eq!(
+            k(&mm, vec![8, 64], vec![64, 32], &[false, false], &p),
+            "tiled-4x4"
+        );
+        // A tuned choice with an unsupported block shape is never used.
+        set(
+            &mut p,
+            "matmul",
+            "gemm",
+            serde_json::json!({"kernel": "bcast", "tm": 3, "tn4": 2}),
+        );
+        assert_eq!(k(&lin, vec![8, 64], vec![32, 64], &c, &p), "bcast-4x8");
+    }
+
+    #[test]
+    fn depthwise_detected_and_naive_forced() {
+        let p = DeviceProfile::portable();
+        let dw = Op::Conv2d(Conv2d {
+            groups: 32,
+            ..Default::default()
+        });
+        let ins = [vec![1, 32, 9, 9], vec![32, 1, 3, 3]];
+        assert_eq!(pick(&dw, &ins, &[false, true], &p).unwrap(), "depthwise-4");
+        let mut naive = p.clone();
+        naive.naive_only = true;
+        assert_eq!(pick(&dw, &ins, &[false, true], &naive).unwrap(), "naive");
+    }
+
+    #[test]
+    fn no_gpu_kernel_for_other_dtypes_or_packed_weights() {
+        let p = DeviceProfile::portable();
+        let cast = Op::Cast(Cast { to: DType::I32 });
+        assert_eq!(pick(&cast, &[vec![4]], &[false], &p), None);
+        let relu = Op::Unary(Unary {
+            act: Activation::Relu,
+        });
+        let tys = [ValueType::new(DType::I32, &[4])];
+        let out = ValueType::new(DType::I32, &[4]);
+        let cx = SelectCtx {
+            ins: &tys,
+            out: &out,
+            is_const: &[false],
+            formats: &[WeightFormat::Dense],
+            device: &p,
+        };
+        let Op::Unary(u) = &relu else { unreachable!() };
+        assert_eq!(u.select(&cx), None);
+    }
+
+    #[test]
+    fn choices_are_checked_against_the_registry() {
+        let ok = serde_json::json!({"kernel": "tiled", "px": 4});
+        assert_eq!(
+            Op::check_choice("conv2d", "conv", &ok).unwrap(),
+            "tiled-8x4"
+        );
+        let zero = serde_json::json!({"kernel": "tiled", "px": 0});
+        assert!(Op::check_choice("conv2d", "conv", &zero).is_err());
+        assert!(Op::check_choice("conv2d", "nope", &ok).is_err());
+        assert!(Op::check_choice("nope", "conv", &ok).is_err());
+        let gemm = serde_json::json!({"kernel": "vec4", "tm": 4, "tn": 4});
+        assert!(Op::check_choice("conv2d", "conv", &gemm).is_err());
+    }
+
     #[test]
     fn activation_codes_are_distinct() {
-        let acts = [
-            Activation::None,
-            Activation::Relu,
-            Activation::Relu6,
-            Activation::LeakyRelu { alpha: 0.1 },
-            Activation::Sigmoid,
-            Activation::Tanh,
-            Activation::Gelu,
-            Activation::Silu,
-            Activation::Hardswish,
-        ];
+        let acts = Activation::all();
+        assert_eq!(acts.len(), 9);
         let mut codes: Vec<u32> = acts.iter().map(|a| a.code().0).collect();
+        codes.sort_unstable();
         codes.dedup();
         assert_eq!(codes.len(), acts.len());
+        assert_eq!(Activation::LeakyRelu { alpha: 0.1 }.apply(-2.0), -0.2);
+        assert_eq!(Activation::Relu6.apply(7.0), 6.0);
     }
 }
