@@ -157,6 +157,18 @@ impl Graph {
                 )));
             }
         }
+        let origins = self.origins()?;
+        for (name, format) in &self.formats {
+            if let Some(part) = format
+                .part_names(name)
+                .into_iter()
+                .find(|p| origins.contains_key(p.as_str()))
+            {
+                return Err(Error::graph(format!(
+                    "'{part}' is both a value of the graph and a stored part of packed weight '{name}'"
+                )));
+            }
+        }
         for v in &self.weights {
             let format = self.format_of(&v.name);
             let decoded = weights

@@ -115,8 +115,14 @@ impl Model {
     /// Checks a graph against its weights and makes a model.
     pub fn new(graph: Graph, weights: BTreeMap<String, Tensor>) -> Result<Model> {
         graph.check(&weights)?;
+        // Every tensor is a declared weight or a part of a packed one.
+        let stored: std::collections::HashSet<String> = graph
+            .weights
+            .iter()
+            .flat_map(|w| graph.format_of(&w.name).part_names(&w.name))
+            .collect();
         for name in weights.keys() {
-            if !graph.weights.iter().any(|w| &w.name == name) {
+            if !stored.contains(name) {
                 return Err(Error::ModelFile(format!(
                     "tensor '{name}' is not declared by the graph"
                 )));
