@@ -11,7 +11,8 @@ use crate::sched::{Plan, PlanOptions};
 use crate::tensor::{fmt_shape, Tensor};
 use std::sync::Arc;
 
-/// Options that shape how a session is built.
+/// Options that shape how a session is built. `Default` reads nothing from the environment;
+/// [`SessionOptions::from_env`] is the one place that does (the CLI uses it).
 #[derive(Debug, Clone)]
 pub struct SessionOptions {
     /// Time kernel variants on this adapter once (cached on disk) before planning.
@@ -21,7 +22,7 @@ pub struct SessionOptions {
     pub kernels: Option<TunedChoices>,
     /// Run every matmul/conv on its naive reference kernel (benchmarks and tests).
     pub naive: bool,
-    /// Apply BatchNorm folding and epilogue fusion.
+    /// Apply constant folding, BatchNorm folding and epilogue fusion.
     pub optimize: bool,
     pub plan: PlanOptions,
 }
@@ -29,14 +30,39 @@ pub struct SessionOptions {
 impl Default for SessionOptions {
     fn default() -> Self {
         SessionOptions {
-            autotune: std::env::var("WGEDGE_AUTOTUNE")
-                .map(|v| v != "0")
-                .unwrap_or(true),
+            autotune: true,
             kernels: None,
             naive: false,
             optimize: true,
             plan: PlanOptions::default(),
         }
+    }
+}
+
+impl SessionOptions {
+    /// The defaults, changed by the environment: `WGEDGE_AUTOTUNE=0` (default kernels, no
+    /// timing), `WGEDGE_KERNELS` (JSON kernel choices; checked, a bad one is an error) and
+    /// `WGEDGE_NO_REUSE=1` (every value its own memory, to hunt aliasing bugs). The tune cache
+    /// lives in `WGEDGE_CACHE_DIR`, else `$XDG_CACHE_HOME/wgedge`, else `~/.cache/wgedge`.
+    pub fn from_env() -> Result<SessionOptions> {
+        let mut o = SessionOptions::default();
+        if let Ok(v) = std::env::var("WGEDGE_AUTOTUNE") {
+            o.autotune = v != "0";
+        }
+        if let Ok(v) = std::env::var("WGEDGE_NO_REUSE") {
+            o.plan.reuse = v.is_empty() || v == "0";
+        }
+        if let Ok(json) = std::env::var("WGEDGE_KERNELS") {
+            let k: TunedChoices = serde_json::from_str(&json).map_err(|e| {
+                Error::Input(format!(
+                    "WGEDGE_KERNELS is not valid kernel choices JSON: {e}"
+                ))
+            })?;
+            crate::exec::autotune::validate_choices(&k)
+                .map_err(|e| Error::Input(format!("WGEDGE_KERNELS: {e}")))?;
+            o.kernels = Some(k);
+        }
+        Ok(o)
     }
 }
 

@@ -58,21 +58,20 @@ fn tuned_choices_are_cached_and_overridable() {
     assert!(!t.choices["conv2d"].contains_key("conv"));
     assert_eq!(t.choices["matmul"], edited["matmul"]);
 
-    // The user's override wins over the cache; a malformed or invalid one is an error, not a
-    // silent default.
+    // The user's override (the environment, read by `SessionOptions::from_env` only) is
+    // checked: a malformed or invalid one is an error, not a silent default.
     let forced = wgedge::bench::storage_only();
     std::env::set_var("WGEDGE_KERNELS", serde_json::to_string(&forced).unwrap());
-    assert_eq!(
-        pollster::block_on(autotune::choices(&ctx)).unwrap().choices,
-        forced
-    );
+    let o = wgedge::SessionOptions::from_env().unwrap();
+    assert_eq!(o.kernels, Some(forced));
+    assert!(wgedge::SessionOptions::default().kernels.is_none());
     std::env::set_var("WGEDGE_KERNELS", "{not json");
-    assert!(pollster::block_on(autotune::choices(&ctx)).is_err());
+    assert!(wgedge::SessionOptions::from_env().is_err());
     std::env::set_var(
         "WGEDGE_KERNELS",
         r#"{"conv2d": {"conv": {"kernel": "tiled", "px": 0}}}"#,
     );
-    let e = pollster::block_on(autotune::choices(&ctx)).unwrap_err();
+    let e = wgedge::SessionOptions::from_env().unwrap_err();
     assert!(e.to_string().contains("tiled-8x0"), "{e}");
     std::env::remove_var("WGEDGE_KERNELS");
     std::fs::remove_dir_all(&dir).ok();

@@ -119,7 +119,7 @@ fn demo(backend: Backend) -> wgedge::Result<()> {
     let pixels = images.f32s("images")?;
     let labels = labels.f32s("labels")?;
     let t0 = std::time::Instant::now();
-    let session = Session::new(&model, backend)?;
+    let session = Session::with_options(&model, backend, SessionOptions::from_env()?)?;
     let build_ms = t0.elapsed().as_secs_f64() * 1e3;
     println!(
         "wgedge demo: MNIST CNN ({} params, {} KiB of weights) on {}",
@@ -242,7 +242,7 @@ fn info(model: Option<PathBuf>, device: bool, backend: Backend) -> wgedge::Resul
             );
         }
     }
-    let session = Session::with_options(&model, backend, SessionOptions::default())?;
+    let session = Session::with_options(&model, backend, SessionOptions::from_env()?)?;
     let plan = session.plan();
     println!("device:   {}", session.device_name());
     for n in session.notices() {
@@ -297,7 +297,7 @@ fn run_model(
 ) -> wgedge::Result<()> {
     let model = Model::load(model)?;
     let tensors = wgedge::model::load_tensors(input)?;
-    let session = Session::new(&model, backend)?;
+    let session = Session::with_options(&model, backend, SessionOptions::from_env()?)?;
     let feeds: Vec<(&str, &Tensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let t = std::time::Instant::now();
     let outs = session.run(&feeds)?;

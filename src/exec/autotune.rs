@@ -1,7 +1,7 @@
 //! Autotune: times the candidates of every op family's tune slots once per adapter and driver,
 //! on the small workloads the families name, and caches the winners on disk. Generic over the
 //! registry: a family adds a slot or a candidate in its own file and this module never changes.
-//! `WGEDGE_KERNELS` (JSON tuned choices) or `SessionOptions::kernels` overrides the result.
+//! `SessionOptions::kernels` (the CLI fills it from `WGEDGE_KERNELS`) overrides the result.
 //!
 //! The cache file name carries a checksum of every slot's candidates, so a new or removed
 //! variant makes machines that tuned before tune again by themselves.
@@ -54,6 +54,7 @@ pub fn candidates_checksum() -> u64 {
 
 /// Keeps the entries of a cached file that are still candidates of a known slot; says why each
 /// other one was dropped.
+#[cfg(not(target_arch = "wasm32"))]
 fn filter_cached(c: TunedChoices, notices: &mut Vec<String>) -> TunedChoices {
     let slots = Op::tune_slots();
     let mut out = TunedChoices::new();
@@ -77,21 +78,10 @@ fn filter_cached(c: TunedChoices, notices: &mut Vec<String>) -> TunedChoices {
     out
 }
 
-/// The kernel choices for this adapter: override, cached, or measured now (and cached).
+/// The kernel choices for this adapter: cached, or measured now (and cached). (User overrides
+/// come in through `SessionOptions::kernels`, e.g. from `WGEDGE_KERNELS` via
+/// `SessionOptions::from_env`.)
 pub async fn choices(ctx: &Arc<GpuContext>) -> Result<Tuned> {
-    if let Ok(json) = std::env::var("WGEDGE_KERNELS") {
-        let choices: TunedChoices = serde_json::from_str(&json).map_err(|e| {
-            crate::Error::Device(format!(
-                "WGEDGE_KERNELS is not valid kernel choices JSON: {e}"
-            ))
-        })?;
-        validate_choices(&choices)
-            .map_err(|e| crate::Error::Device(format!("WGEDGE_KERNELS: {e}")))?;
-        return Ok(Tuned {
-            choices,
-            notices: Vec::new(),
-        });
-    }
     #[cfg(not(target_arch = "wasm32"))]
     {
         let mut notices = Vec::new();

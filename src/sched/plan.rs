@@ -83,9 +83,7 @@ pub struct PlanOptions {
 impl Default for PlanOptions {
     fn default() -> Self {
         PlanOptions {
-            reuse: std::env::var("WGEDGE_NO_REUSE")
-                .map(|v| v.is_empty() || v == "0")
-                .unwrap_or(true),
+            reuse: true,
             cpu_fallback: true,
         }
     }
