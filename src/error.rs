@@ -47,6 +47,13 @@ pub enum Error {
     /// A device limit would be exceeded.
     #[error("device limit exceeded: {what} needs {needed}, the adapter allows {max}")]
     DeviceLimit { what: String, needed: u64, max: u64 },
+    /// A session would hold more memory than its budget (`SessionOptions::max_memory`).
+    #[error("memory budget exceeded: {what} needs {needed} bytes, the budget (SessionOptions::max_memory) is {budget} bytes")]
+    MemoryBudget {
+        what: String,
+        needed: u64,
+        budget: u64,
+    },
     /// No adapter for the requested backend, or device creation failed.
     #[error("device error: {0}")]
     Device(String),

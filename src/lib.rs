@@ -42,5 +42,5 @@ pub use error::{Error, Result};
 pub use format::WeightFormat;
 pub use gpu::{Backend, GpuContext};
 pub use model::Model;
-pub use session::{Session, SessionOptions};
+pub use session::{default_memory_budget, Session, SessionOptions};
 pub use tensor::{DType, Tensor, ValueType};

@@ -25,6 +25,32 @@ pub struct SessionOptions {
     /// Apply constant folding, BatchNorm folding and epilogue fusion.
     pub optimize: bool,
     pub plan: PlanOptions,
+    /// Most bytes the session may hold: planned activations plus weights, on the CPU or the
+    /// GPU, checked at plan time (and any single value of the graph, before constants are
+    /// folded). `None`: [`default_memory_budget`].
+    pub max_memory: Option<u64>,
+}
+
+/// The memory budget of sessions that set none: half the machine's physical memory where it
+/// can be read (Linux), else 4 GiB (1 GiB on wasm32, the browser's usual cap on one page).
+pub fn default_memory_budget() -> u64 {
+    #[cfg(target_os = "linux")]
+    if let Some(kib) = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        return kib.saturating_mul(1024) / 2;
+    }
+    if cfg!(target_arch = "wasm32") {
+        1 << 30
+    } else {
+        4 << 30
+    }
 }
 
 impl Default for SessionOptions {
@@ -35,6 +61,7 @@ impl Default for SessionOptions {
             naive: false,
             optimize: true,
             plan: PlanOptions::default(),
+            max_memory: None,
         }
     }
 }
@@ -98,8 +125,10 @@ impl Session {
 
     /// A session on the CPU reference backend.
     pub fn cpu(model: &Model, opts: SessionOptions) -> Result<Session> {
-        let (graph, weights, rewrites) = prepare(model, opts.optimize)?;
+        let budget = opts.max_memory.unwrap_or_else(default_memory_budget);
+        let (graph, weights, rewrites) = prepare(model, opts.optimize, budget)?;
         let plan = Plan::new(&graph, &weights, None, opts.plan)?;
+        check_budget(&plan, &weights, budget)?;
         Ok(Self::finish(
             model,
             plan,
@@ -127,8 +156,10 @@ impl Session {
             notices = tuned.notices;
         }
         profile.naive_only = opts.naive;
-        let (graph, weights, rewrites) = prepare(model, opts.optimize)?;
+        let budget = opts.max_memory.unwrap_or_else(default_memory_budget);
+        let (graph, weights, rewrites) = prepare(model, opts.optimize, budget)?;
         let plan = Plan::new(&graph, &weights, Some(&profile), opts.plan)?;
+        check_budget(&plan, &weights, budget)?;
         let cpu = plan.cpu_nodes();
         if !cpu.is_empty() {
             notices.push(format!(
@@ -329,11 +360,21 @@ impl Session {
 fn prepare(
     model: &Model,
     optimize: bool,
+    budget: u64,
 ) -> Result<(
     crate::graph::Graph,
     std::collections::BTreeMap<String, Tensor>,
     usize,
 )> {
+    // Before anything is computed (folding runs ops, decoding allocates): no single value may
+    // exceed the budget.
+    let checked = model.graph.check_types()?;
+    for (name, ty) in &checked.types {
+        let bytes = ty.bytes().unwrap_or(u64::MAX);
+        if bytes > budget {
+            return Err(over_budget(format!("value '{name}' ({ty})"), bytes, budget));
+        }
+    }
     let mut graph = model.graph.clone();
     let mut weights = (*model.weights).clone();
     let mut rewrites = 0;
@@ -351,4 +392,33 @@ fn prepare(
         weights.insert(name.clone(), dense);
     }
     Ok((graph, weights, rewrites))
+}
+
+fn over_budget(what: String, needed: u64, budget: u64) -> Error {
+    Error::MemoryBudget {
+        what,
+        needed,
+        budget,
+    }
+}
+
+/// Planned activations plus the session's weights against the budget.
+fn check_budget(
+    plan: &Plan,
+    weights: &std::collections::BTreeMap<String, Tensor>,
+    budget: u64,
+) -> Result<()> {
+    let w: u64 = weights.values().map(|t| t.bytes().len() as u64).sum();
+    let needed = plan.memory.peak_bytes.saturating_add(w);
+    if needed > budget {
+        return Err(over_budget(
+            format!(
+                "{} activation bytes planned + {w} weight bytes",
+                plan.memory.peak_bytes
+            ),
+            needed,
+            budget,
+        ));
+    }
+    Ok(())
 }

@@ -53,6 +53,12 @@ impl CpuExecutor {
         plan.outputs
             .iter()
             .map(|&v| {
+                // A graph output may be a weight itself (nothing computes it).
+                if plan.values[v].kind == ValueKind::Weight {
+                    if let Some(t) = self.weights.get(&plan.values[v].name) {
+                        return Ok(t.clone());
+                    }
+                }
                 live[v].clone().ok_or_else(|| {
                     crate::Error::graph(format!(
                         "output '{}' was not computed",

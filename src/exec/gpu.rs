@@ -64,6 +64,8 @@ pub struct GpuExecutor {
     outputs: Vec<(wgpu::Buffer, u64, wgpu::Buffer, ValueType)>,
     /// Bytes held by this executor's buffers (activations, weights, uniforms, staging).
     pub device_bytes: u64,
+    /// One run at a time: runs share the arena, the readback and the staging buffers.
+    lock: RunLock,
 }
 
 fn align(v: u64, a: u64) -> u64 {
@@ -122,47 +124,51 @@ impl GpuExecutor {
         // value (the packing depends on the shape it is viewed with).
         let mut consts: HashMap<(usize, Option<Pack>), wgpu::Buffer> = HashMap::new();
         let mut textures: HashMap<(usize, Pack), wgpu::TextureView> = HashMap::new();
+        // Which constants are read how: by GPU dispatches, and graph outputs that are weights.
+        let mut wanted: Vec<(usize, Option<Pack>, Option<u32>)> = Vec::new();
         for node in plan.nodes.iter().filter(|n| n.placement == Placement::Gpu) {
             for d in &node.dispatches {
                 for b in &d.bindings {
-                    let (inp, pack, tex_width) = match *b {
-                        Bind::Input(i) => (i, None, None),
-                        Bind::Packed(i, p) => (i, Some(p), None),
-                        Bind::Texture(i, p, w) => (i, Some(p), Some(w)),
-                        _ => continue,
-                    };
-                    let v = node.inputs[inp];
-                    let key = if pack.is_some() { v } else { root(v) };
-                    let pv = &plan.values[v];
-                    let done = match (tex_width, pack) {
-                        (Some(_), Some(p)) => textures.contains_key(&(key, p)),
-                        _ => consts.contains_key(&(key, pack)),
-                    };
-                    if plan.values[root(v)].kind != ValueKind::Weight || done {
-                        continue;
+                    match *b {
+                        Bind::Input(i) => wanted.push((node.inputs[i], None, None)),
+                        Bind::Packed(i, p) => wanted.push((node.inputs[i], Some(p), None)),
+                        Bind::Texture(i, p, w) => wanted.push((node.inputs[i], Some(p), Some(w))),
+                        _ => {}
                     }
-                    let t = host_weight(v)?;
-                    let data = t.f32s(&pv.name)?;
-                    let packed;
-                    let bytes: &[u8] = match pack {
-                        Some(p) => {
-                            packed = p.apply(data, t.shape());
-                            bytemuck::cast_slice(&packed)
-                        }
-                        None => bytemuck::cast_slice(data),
-                    };
-                    device_bytes += bytes.len() as u64;
-                    match (tex_width, pack) {
-                        (Some(w), Some(p)) => {
-                            textures.insert(
-                                (key, p),
-                                ctx.texture_rgba32f(&pv.name, bytemuck::cast_slice(bytes), w),
-                            );
-                        }
-                        _ => {
-                            consts.insert((key, pack), ctx.storage_with(&pv.name, bytes));
-                        }
-                    }
+                }
+            }
+        }
+        wanted.extend(plan.outputs.iter().map(|&v| (v, None, None)));
+        for (v, pack, tex_width) in wanted {
+            let key = if pack.is_some() { v } else { root(v) };
+            let pv = &plan.values[v];
+            let done = match (tex_width, pack) {
+                (Some(_), Some(p)) => textures.contains_key(&(key, p)),
+                _ => consts.contains_key(&(key, pack)),
+            };
+            if plan.values[root(v)].kind != ValueKind::Weight || done {
+                continue;
+            }
+            let t = host_weight(v)?;
+            let packed;
+            let bytes: &[u8] = match pack {
+                Some(p) => {
+                    packed = p.apply(t.f32s(&pv.name)?, t.shape());
+                    bytemuck::cast_slice(&packed)
+                }
+                // Unpacked constants go up as their bytes, whatever the dtype.
+                None => t.bytes(),
+            };
+            device_bytes += bytes.len() as u64;
+            match (tex_width, pack) {
+                (Some(w), Some(p)) => {
+                    textures.insert(
+                        (key, p),
+                        ctx.texture_rgba32f(&pv.name, bytemuck::cast_slice(bytes), w),
+                    );
+                }
+                _ => {
+                    consts.insert((key, pack), ctx.storage_with(&pv.name, &padded4(bytes)));
                 }
             }
         }
@@ -384,6 +390,7 @@ impl GpuExecutor {
             inputs,
             outputs,
             device_bytes,
+            lock: RunLock::default(),
         })
     }
 
@@ -474,6 +481,7 @@ impl GpuExecutor {
 
     /// One full run: inputs (graph order, checked by the session) in, outputs out.
     pub async fn run(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+        let _one_at_a_time = self.lock.lock().await;
         let ctx = &self.ctx;
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         for ((buf, off, bytes), t) in self.inputs.iter().zip(inputs) {
@@ -517,6 +525,18 @@ impl GpuExecutor {
     /// Runs the plan `iters` times on data already on the device and waits for completion
     /// (the "resident" benchmark mode; CPU nodes read back and write as in a run).
     pub fn run_resident(&self, iters: usize) -> Result<()> {
+        #[cfg(not(target_arch = "wasm32"))]
+        let _one_at_a_time = pollster::block_on(self.lock.lock());
+        #[cfg(target_arch = "wasm32")]
+        let _one_at_a_time = self.lock.try_lock().ok_or_else(|| Error::Unsupported {
+            op: "run_resident".into(),
+            what: "a resident run while another run is in flight".into(),
+            backend: "webgpu".into(),
+        })?;
+        let scope = self
+            .ctx
+            .device
+            .push_error_scope(wgpu::ErrorFilter::Validation);
         let mut enc = self.encoder();
         for _ in 0..iters {
             #[cfg(not(target_arch = "wasm32"))]
@@ -541,6 +561,14 @@ impl GpuExecutor {
             }
         }
         self.ctx.queue.submit([enc.finish()]);
+        // Captured, so a validation error is returned rather than reaching wgpu's default
+        // handler (which panics). On the web the scope is popped and its errors dropped.
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("resident run: {e}")));
+        }
+        #[cfg(target_arch = "wasm32")]
+        drop(scope);
         self.ctx.wait_idle()
     }
 
@@ -563,6 +591,8 @@ impl GpuExecutor {
         if n == 0 {
             return Ok(vec![0.0; nodes]);
         }
+        let _one_at_a_time = self.lock.lock().await;
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let count = 2 * n as u32;
         let qs = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
             label: Some("node times"),
@@ -603,6 +633,9 @@ impl GpuExecutor {
         enc.resolve_query_set(&qs, 0..count, &resolve, 0);
         enc.copy_buffer_to_buffer(&resolve, 0, &read, 0, bytes);
         ctx.queue.submit([enc.finish()]);
+        if let Some(e) = scope.pop().await {
+            return Err(Error::Gpu(format!("node times: {e}")));
+        }
         map_read(ctx, &[&read]).await?;
         let ticks: Vec<u64> = {
             let view = read
@@ -627,5 +660,56 @@ impl GpuExecutor {
     /// Number of dispatches in one run.
     pub fn dispatch_count(&self) -> usize {
         self.steps.len()
+    }
+}
+
+/// A lock whose waiting is a future (a run is async and awaits inside; a std mutex guard held
+/// across an await would block the browser's only thread and trips clippy's await lint).
+/// Waiters are all woken on release and race for it again: fair enough for a handful of threads
+/// sharing one session.
+#[derive(Default)]
+struct RunLock {
+    state: std::sync::Mutex<(bool, Vec<std::task::Waker>)>,
+}
+
+struct RunGuard<'a>(&'a RunLock);
+
+impl RunLock {
+    #[cfg(target_arch = "wasm32")]
+    fn try_lock(&self) -> Option<RunGuard<'_>> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.0 {
+            None
+        } else {
+            s.0 = true;
+            Some(RunGuard(self))
+        }
+    }
+
+    async fn lock(&self) -> RunGuard<'_> {
+        std::future::poll_fn(|cx| {
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if s.0 {
+                s.1.push(cx.waker().clone());
+                std::task::Poll::Pending
+            } else {
+                s.0 = true;
+                std::task::Poll::Ready(RunGuard(self))
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        let waiters = {
+            let mut s = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+            s.0 = false;
+            std::mem::take(&mut s.1)
+        };
+        for w in waiters {
+            w.wake();
+        }
     }
 }
