@@ -160,9 +160,30 @@ impl Model {
         Model::new(graph, tensors)
     }
 
-    /// Loads a model file.
+    /// Loads a model file. On native targets the file is memory-mapped, so loading holds the
+    /// decoded tensors once rather than the file's bytes plus the tensors.
     pub fn load(path: impl AsRef<std::path::Path>) -> Result<Model> {
-        Self::from_bytes(&read_file(path.as_ref())?)
+        let path = path.as_ref();
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let io = |source| Error::Io {
+                path: path.display().to_string(),
+                source,
+            };
+            let file = std::fs::File::open(path).map_err(io)?;
+            if file.metadata().map_err(io)?.len() == 0 {
+                return Self::from_bytes(&[]);
+            }
+            // SAFETY: the map lives only for this load and is only read (copied into typed
+            // tensors, every size checked). The usual caveat of mapped files applies: another
+            // process truncating the file during the load can fault the process (SIGBUS), and
+            // one rewriting it can make the read see a mix — which the checks then reject like
+            // any corrupt file.
+            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+            Self::from_bytes(&map)
+        }
+        #[cfg(target_arch = "wasm32")]
+        Self::from_bytes(&read_file(path)?)
     }
 
     /// Serialises the model to safetensors bytes.
