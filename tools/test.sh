@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need on a fresh machine, then runs every check.
 #   - lavapipe (Mesa's Vulkan on the CPU) so the GPU tests have a real Vulkan device;
-#     with CI=true the GPU tests fail rather than skip when no adapter opens;
+#     with CI=true the GPU tests fail rather than skip when no adapter opens (without it they
+#     print `SKIPPED n GPU checks` and only compare the CPU reference with itself). When this
+#     script installs lavapipe itself it sets CI=true for its test run, so a machine that had no
+#     Vulkan driver before still runs the GPU tests strictly;
 #   - formatting, clippy with warnings as errors, the wasm32 library build, all tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1; then
+strict_gpu=""
+have_lavapipe() { ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1; }
+if ! have_lavapipe; then
   echo "== installing mesa-vulkan-drivers (lavapipe)"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+  if ! have_lavapipe; then
+    echo "ERROR: mesa-vulkan-drivers was installed but no lavapipe ICD (lvp_icd*.json) appeared" >&2
+    exit 1
+  fi
+  # We put the driver here, so the GPU tests must use it: a missing adapter fails them.
+  strict_gpu=1
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
@@ -26,6 +37,10 @@ else
   echo "WARNING: the wasm32-unknown-unknown target could not be installed here: the wasm build was NOT checked"
 fi
 echo "== tests"
+if [ -n "$strict_gpu" ]; then
+  echo "(lavapipe was installed by this script: running the tests with CI=true)"
+  export CI=true
+fi
 # Tuned kernel choices go to a throwaway cache so a run never depends on an earlier one.
 WGEDGE_CACHE_DIR="${WGEDGE_CACHE_DIR:-$(mktemp -d)}" cargo test --all-targets
 cargo test --doc

@@ -16,7 +16,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let ox = i % p.ow;
     let oy = (i / p.ow) % p.oh;
     let nc = i / (p.ow * p.oh);
-    var m = -3.4028235e38;
+    // -inf (as ONNX MaxPool): a window of -inf inputs gives -inf, not -FLT_MAX.
+    var m = bitcast<f32>(0xff800000u);
     var s = 0.0;
     var cnt = 0u;
     for (var r = 0u; r < p.kh; r++) {
