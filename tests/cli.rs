@@ -5,16 +5,69 @@ use std::process::Command;
 use wgedge::Tensor;
 
 fn wgedge(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wgedge"))
-        .args(args)
+    wgedge_env(args, &[])
+}
+
+/// Runs the binary with `env` set (a `None` value removes the variable). `WGEDGE_BACKEND` is
+/// removed unless given, so the developer's shell does not change what the tests run on.
+fn wgedge_env(args: &[&str], env: &[(&str, Option<&str>)]) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wgedge"));
+    cmd.args(args)
         .env("WGEDGE_AUTOTUNE", "0")
-        .output()
-        .expect("run wgedge");
+        .env_remove("WGEDGE_BACKEND");
+    for (k, v) in env {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let out = cmd.output().expect("run wgedge");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into(),
         String::from_utf8_lossy(&out.stderr).into(),
     )
+}
+
+const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/mnist-cnn.safetensors");
+
+/// A fresh, empty directory for one test.
+fn tmp_dir(name: &str) -> std::path::PathBuf {
+    let d = tmp(name);
+    std::fs::remove_dir_all(&d).ok();
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Writes a valid input file for the MNIST model.
+fn write_input(path: &std::path::Path) {
+    let mut t = BTreeMap::new();
+    t.insert("image".to_string(), Tensor::random(&[1, 1, 28, 28], 3));
+    wgedge::model::save_tensors(path, &t).unwrap();
+}
+
+/// `wgedge run MODEL --input IN --output OUT --backend cpu`.
+fn run_cpu(input: &std::path::Path, output: &std::path::Path) -> (bool, String, String) {
+    wgedge(&[
+        "run",
+        MODEL,
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ])
+}
+
+/// The names in `dir`, sorted.
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
 }
 
 fn tmp(name: &str) -> std::path::PathBuf {
@@ -136,4 +189,212 @@ fn bench_writes_json_records() {
         }
     }
     std::fs::remove_file(json).ok();
+}
+
+#[test]
+fn run_refuses_to_write_over_its_input() {
+    let dir = tmp_dir("overwrite");
+    let input = dir.join("in.safetensors");
+    write_input(&input);
+    let before = std::fs::read(&input).unwrap();
+    let input_str = input.to_str().unwrap().to_string();
+
+    // The same path, another spelling of it, a symbolic link and a hard link to it.
+    let other_spelling = dir.join(".").join("in.safetensors");
+    let symlink = dir.join("sym.safetensors");
+    let hardlink = dir.join("hard.safetensors");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&input, &symlink).unwrap();
+    std::fs::hard_link(&input, &hardlink).unwrap();
+    let mut outputs = vec![input.clone(), other_spelling, hardlink.clone()];
+    if cfg!(unix) {
+        outputs.push(symlink.clone());
+    }
+    for output in &outputs {
+        let (ok, out, err) = run_cpu(&input, output);
+        assert!(
+            !ok,
+            "wrote over its input through {}: {out}",
+            output.display()
+        );
+        assert!(
+            err.contains("refusing to write the output")
+                && err.contains(output.to_str().unwrap())
+                && err.contains(&input_str),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read(&input).unwrap(),
+            before,
+            "{}",
+            output.display()
+        );
+    }
+
+    // Nor over the model: the output resolves to the model file.
+    let model_copy = dir.join("model.safetensors");
+    std::fs::copy(MODEL, &model_copy).unwrap();
+    let model_bytes = std::fs::read(&model_copy).unwrap();
+    let (ok, _, err) = wgedge(&[
+        "run",
+        model_copy.to_str().unwrap(),
+        "--input",
+        &input_str,
+        "--output",
+        model_copy.to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("over the model"), "{err}");
+    assert_eq!(std::fs::read(&model_copy).unwrap(), model_bytes);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn run_writes_outputs_whole_or_not_at_all() {
+    let dir = tmp_dir("atomic");
+    let input = dir.join("in.safetensors");
+    write_input(&input);
+
+    // A new output appears whole, with no temporary file left beside it.
+    let output = dir.join("out.safetensors");
+    let (ok, _, err) = run_cpu(&input, &output);
+    assert!(ok, "{err}");
+    assert!(wgedge::model::load_tensors(&output).is_ok());
+    assert_eq!(names(&dir), ["in.safetensors", "out.safetensors"]);
+
+    // Writing through a symbolic link replaces the file it points to and keeps the link.
+    #[cfg(unix)]
+    {
+        let link = dir.join("link.safetensors");
+        std::os::unix::fs::symlink(&output, &link).unwrap();
+        std::fs::write(&output, b"old").unwrap();
+        let (ok, _, err) = run_cpu(&input, &link);
+        assert!(ok, "{err}");
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert!(wgedge::model::load_tensors(&output).is_ok());
+        std::fs::remove_file(&link).unwrap();
+    }
+
+    // A run that fails leaves an existing output as it was.
+    std::fs::write(&output, b"previous result").unwrap();
+    let mut bad = BTreeMap::new();
+    bad.insert("img".to_string(), Tensor::random(&[1, 1, 28, 28], 3));
+    let bad_input = dir.join("bad.safetensors");
+    wgedge::model::save_tensors(&bad_input, &bad).unwrap();
+    let (ok, _, _) = run_cpu(&bad_input, &output);
+    assert!(!ok);
+    assert_eq!(std::fs::read(&output).unwrap(), b"previous result");
+
+    // A write that fails (the output is a directory) leaves no temporary file behind.
+    let sub = dir.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let (ok, _, err) = run_cpu(&input, &sub);
+    assert!(!ok);
+    assert!(err.contains("is a directory"), "{err}");
+    assert_eq!(
+        names(&dir),
+        [
+            "bad.safetensors",
+            "in.safetensors",
+            "out.safetensors",
+            "sub"
+        ]
+    );
+    assert!(names(&sub).is_empty());
+
+    // A missing output directory is named in the error.
+    let (ok, _, err) = run_cpu(&input, &dir.join("nodir").join("out.safetensors"));
+    assert!(!ok);
+    assert!(err.contains("nodir"), "{err}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Mesa's device-select layer connects to the Wayland display when the Vulkan instance enables
+/// the Wayland surface extension, and libwayland prints this without a desktop session.
+#[test]
+fn device_setup_prints_no_window_system_errors() {
+    let (_, out, err) = wgedge_env(
+        &["info", "--device"],
+        &[("XDG_RUNTIME_DIR", None), ("WAYLAND_DISPLAY", None)],
+    );
+    assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}{out}");
+}
+
+/// The CLI resolves `WGEDGE_BACKEND` and prints what `auto` decided, once.
+#[test]
+fn cli_reads_the_environment_and_reports_the_auto_choice() {
+    let (ok, out, err) = wgedge_env(
+        &["info", MODEL, "--backend", "auto"],
+        &[("WGEDGE_BACKEND", Some("cpu"))],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("device:   cpu"), "{out}");
+    assert!(!err.contains("wgedge:"), "{err}");
+
+    let (ok, _, err) = wgedge_env(
+        &["info", MODEL, "--backend", "auto"],
+        &[("WGEDGE_BACKEND", Some("bogus"))],
+    );
+    assert!(!ok);
+    assert!(err.contains("unknown backend 'bogus'"), "{err}");
+
+    let (ok, out, err) = wgedge(&["info", MODEL]);
+    assert!(ok, "{err}");
+    let notices: Vec<&str> = err.lines().filter(|l| l.starts_with("wgedge: ")).collect();
+    assert_eq!(notices.len(), 1, "{err}");
+    let n = notices[0];
+    if out.contains("device:   cpu") {
+        assert!(
+            (n.starts_with("wgedge: only a software adapter ('")
+                && n.contains("set WGEDGE_BACKEND=")
+                && n.ends_with("; using the CPU backend"))
+                || n == "wgedge: no GPU adapter found; using the CPU backend",
+            "{n}"
+        );
+    } else {
+        assert!(n.starts_with("wgedge: using '"), "{n}");
+    }
+}
+
+/// The library reads no environment and prints nothing: `Backend::Auto` ignores
+/// `WGEDGE_BACKEND` (even an invalid one) and its decision comes back as a value. Runs in a
+/// child process so that the variable is set for it alone.
+#[test]
+fn library_ignores_the_environment_and_prints_nothing() {
+    if std::env::var_os("WGEDGE_CLI_TEST_CHILD").is_some() {
+        let (ctx, choice) =
+            pollster::block_on(wgedge::GpuContext::open_with_choice(wgedge::Backend::Auto))
+                .expect("Auto must not read WGEDGE_BACKEND");
+        let choice = choice.expect("Auto reports its choice");
+        assert_eq!(ctx.is_none(), choice.is_cpu());
+        let model = wgedge::Model::load(MODEL).unwrap();
+        let opts = wgedge::SessionOptions {
+            autotune: false,
+            ..Default::default()
+        };
+        let s = wgedge::Session::with_options(&model, wgedge::Backend::Auto, opts).unwrap();
+        s.run(&[("image", &Tensor::random(&[1, 1, 28, 28], 3))])
+            .unwrap();
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "library_ignores_the_environment_and_prints_nothing",
+            "--test-threads=1",
+        ])
+        .env("WGEDGE_CLI_TEST_CHILD", "1")
+        .env("WGEDGE_BACKEND", "bogus")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("1 passed"), "{stdout}");
+    assert!(!stderr.contains("wgedge"), "the library printed: {stderr}");
 }

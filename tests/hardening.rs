@@ -150,3 +150,31 @@ fn outputs_that_are_weights_or_inputs() {
     assert_close("matmul", &got[0], &cpu[0], 1e-5, 1e-5);
     assert_eq!(got[1..], cpu[1..]);
 }
+
+#[test]
+fn bad_kernel_choices_from_the_api_are_errors_not_panics() {
+    let Some(ctx) = gpu() else { return };
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[1, 4, 6, 6]);
+    let w = b.weight("w", Tensor::random(&[4, 4, 3, 3], 1));
+    let y = b.conv2d(&x, &w, None, Conv2d::default());
+    b.output(&y);
+    let m = Model::from_builder(b).unwrap();
+    for bad in [
+        r#"{"conv2d": {"conv": {"kernel": "tiled", "px": 0}}}"#,
+        r#"{"conv2d": {"conv": {"kernel": "tex2", "px": 5}}}"#,
+        r#"{"conv2d": {"conv": {"kernel": "vec4", "tm": 4, "tn": 4}}}"#,
+        r#"{"matmul": {"gemm": {"kernel": "bcast", "tm": 3, "tn4": 1}}}"#,
+        r#"{"conv2d": {"nope": {"kernel": "tiled", "px": 4}}}"#,
+        r#"{"nope": {"conv": {"kernel": "tiled", "px": 4}}}"#,
+    ] {
+        let opts = SessionOptions {
+            kernels: Some(serde_json::from_str(bad).unwrap()),
+            ..plain()
+        };
+        let e = Session::with_context(&m, ctx.clone(), opts)
+            .err()
+            .unwrap_or_else(|| panic!("{bad} accepted"));
+        assert!(matches!(e, Error::Input(_)), "{bad}: {e}");
+    }
+}

@@ -1,11 +1,17 @@
 //! The `wgedge` command: demo (default), info, run, bench.
+//!
+//! The environment is read here, not in the library: `WGEDGE_BACKEND` through
+//! [`Backend::resolve_env`] and the session settings through [`SessionOptions::from_env`].
+//! What `Backend::Auto` decided is printed here as one line on stderr.
 
 use clap::{Parser, Subcommand};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use wgedge::{Backend, GpuContext, Model, Session, SessionOptions, Tensor};
+use wgedge::gpu::device::AutoChoice;
+use wgedge::{Backend, Error, GpuContext, Model, Session, SessionOptions, Tensor};
 
 const DEFAULT_MODEL: &[u8] = include_bytes!("../../models/mnist-cnn.safetensors");
 const DEFAULT_TEST_SET: &[u8] = include_bytes!("../../models/mnist-test.safetensors");
@@ -82,25 +88,54 @@ fn run(cli: Cli) -> wgedge::Result<()> {
     match cli.cmd.unwrap_or(Cmd::Demo {
         backend: "auto".into(),
     }) {
-        Cmd::Demo { backend } => demo(backend.parse()?),
+        Cmd::Demo { backend } => demo(backend_arg(&backend)?),
         Cmd::Info {
             model,
             device,
             backend,
-        } => info(model, device, backend.parse()?),
+        } => info(model, device, backend_arg(&backend)?),
         Cmd::Run {
             model,
             input,
             output,
             backend,
-        } => run_model(&model, &input, &output, backend.parse()?),
+        } => run_model(&model, &input, &output, backend_arg(&backend)?),
         Cmd::Bench {
             suite,
             json,
             backend,
             quick,
             only,
-        } => bench(&suite, json, backend.parse()?, quick, only),
+        } => bench(&suite, json, backend_arg(&backend)?, quick, only),
+    }
+}
+
+/// `--backend`, with `auto` resolved against `WGEDGE_BACKEND`.
+fn backend_arg(arg: &str) -> wgedge::Result<Backend> {
+    arg.parse::<Backend>()?.resolve_env()
+}
+
+/// Opens the device for `backend` and prints what `Auto` decided (one line on stderr).
+fn open_device(backend: Backend) -> wgedge::Result<Option<Arc<GpuContext>>> {
+    let (ctx, choice) = pollster::block_on(GpuContext::open_with_choice(backend))?;
+    match choice {
+        Some(AutoChoice::SoftwareOnly { adapter, backend }) => eprintln!(
+            "wgedge: only a software adapter ('{adapter}' on {backend}), which runs slower than \
+             the CPU backend; set WGEDGE_BACKEND={} to use it anyway; using the CPU backend",
+            backend.to_lowercase()
+        ),
+        Some(c) => eprintln!("wgedge: {c}"),
+        None => {}
+    }
+    Ok(ctx.map(Arc::new))
+}
+
+/// A session for `model` on `backend` with the options from the environment.
+fn session(model: &Model, backend: Backend) -> wgedge::Result<Session> {
+    let opts = SessionOptions::from_env()?;
+    match open_device(backend)? {
+        Some(ctx) => Session::with_context(model, ctx, opts),
+        None => Session::cpu(model, opts),
     }
 }
 
@@ -119,7 +154,7 @@ fn demo(backend: Backend) -> wgedge::Result<()> {
     let pixels = images.f32s("images")?;
     let labels = labels.f32s("labels")?;
     let t0 = std::time::Instant::now();
-    let session = Session::with_options(&model, backend, SessionOptions::from_env()?)?;
+    let session = session(&model, backend)?;
     let build_ms = t0.elapsed().as_secs_f64() * 1e3;
     println!(
         "wgedge demo: MNIST CNN ({} params, {} KiB of weights) on {}",
@@ -178,10 +213,9 @@ fn info(model: Option<PathBuf>, device: bool, backend: Backend) -> wgedge::Resul
         } else {
             backend
         };
-        match pollster::block_on(GpuContext::open(backend))? {
+        match open_device(backend)? {
             None => println!("device: cpu (reference backend)"),
             Some(ctx) => {
-                let ctx = Arc::new(ctx);
                 let p = &ctx.profile;
                 println!("adapter:  {}", p.adapter);
                 println!(
@@ -242,7 +276,7 @@ fn info(model: Option<PathBuf>, device: bool, backend: Backend) -> wgedge::Resul
             );
         }
     }
-    let session = Session::with_options(&model, backend, SessionOptions::from_env()?)?;
+    let session = session(&model, backend)?;
     let plan = session.plan();
     println!("device:   {}", session.device_name());
     for n in session.notices() {
@@ -289,22 +323,18 @@ fn info(model: Option<PathBuf>, device: bool, backend: Backend) -> wgedge::Resul
     Ok(())
 }
 
-fn run_model(
-    model: &PathBuf,
-    input: &PathBuf,
-    output: &PathBuf,
-    backend: Backend,
-) -> wgedge::Result<()> {
+fn run_model(model: &Path, input: &Path, output: &Path, backend: Backend) -> wgedge::Result<()> {
+    let target = output_target(output, &[("model", model), ("input", input)])?;
     let model = Model::load(model)?;
     let tensors = wgedge::model::load_tensors(input)?;
-    let session = Session::with_options(&model, backend, SessionOptions::from_env()?)?;
+    let session = session(&model, backend)?;
     let feeds: Vec<(&str, &Tensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let t = std::time::Instant::now();
     let outs = session.run(&feeds)?;
     let ms = t.elapsed().as_secs_f64() * 1e3;
     let named: BTreeMap<String, Tensor> =
         session.output_names().iter().cloned().zip(outs).collect();
-    wgedge::model::save_tensors(output, &named)?;
+    write_atomically(&target, &wgedge::model::write_tensors(&named, None)?)?;
     println!(
         "ran on {} in {ms:.3} ms; wrote {} to {}",
         session.device_name(),
@@ -312,6 +342,113 @@ fn run_model(
         output.display()
     );
     Ok(())
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// The file a write to `output` would replace, checked against the files the command reads:
+/// an error naming both paths if it is one of them (same path once canonical, or the same file
+/// through a symbolic or hard link). A symbolic link is followed (its target is replaced, the
+/// link kept); a file that does not exist yet is its canonical directory joined with its name.
+fn output_target(output: &Path, sources: &[(&str, &Path)]) -> wgedge::Result<PathBuf> {
+    let target = match std::fs::canonicalize(output) {
+        Ok(p) => p,
+        Err(_) => {
+            let name = output.file_name().ok_or_else(|| {
+                Error::Input(format!(
+                    "output '{}' does not name a file",
+                    output.display()
+                ))
+            })?;
+            let dir = match output.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            std::fs::canonicalize(dir)
+                .map_err(|e| io_error(dir, e))?
+                .join(name)
+        }
+    };
+    if target.is_dir() {
+        return Err(Error::Input(format!(
+            "output '{}' is a directory",
+            output.display()
+        )));
+    }
+    for (what, src) in sources {
+        // A source that cannot be resolved does not exist: reading it fails with its own error.
+        let Ok(canon) = std::fs::canonicalize(src) else {
+            continue;
+        };
+        if same_file(&target, &canon) {
+            return Err(Error::Input(format!(
+                "refusing to write the output '{}' over the {what} '{}': they are the same file \
+                 ({}); choose another --output",
+                output.display(),
+                src.display(),
+                canon.display()
+            )));
+        }
+    }
+    Ok(target)
+}
+
+/// Same canonical path, or (on Unix) the same device and inode: a hard link.
+fn same_file(a: &Path, b: &Path) -> bool {
+    if a == b {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+            return x.dev() == y.dev() && x.ino() == y.ino();
+        }
+    }
+    false
+}
+
+/// Writes `bytes` to a new temporary file beside `target` and renames it over `target`, so that
+/// `target` is either untouched or complete, never half-written. The temporary file is removed
+/// if any step fails; an existing `target`'s permissions are kept.
+fn write_atomically(target: &Path, bytes: &[u8]) -> wgedge::Result<()> {
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let tmp = dir.join(format!(
+        ".{name}.wgedge-{}-{nanos:08x}.tmp",
+        std::process::id()
+    ));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        if let Ok(m) = std::fs::metadata(target) {
+            if m.is_file() {
+                f.set_permissions(m.permissions())?;
+            }
+        }
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, target)
+    };
+    write().map_err(|e| {
+        std::fs::remove_file(&tmp).ok();
+        io_error(target, e)
+    })
 }
 
 fn bench(
@@ -322,7 +459,7 @@ fn bench(
     only: Option<String>,
 ) -> wgedge::Result<()> {
     use wgedge::bench::*;
-    let ctx = pollster::block_on(GpuContext::open(backend))?.map(Arc::new);
+    let ctx = open_device(backend)?;
     let mut cfg = BenchConfig::default();
     if quick {
         cfg = BenchConfig {
@@ -376,10 +513,7 @@ fn bench(
     if let Some(path) = json {
         let s = serde_json::to_string_pretty(&records)
             .map_err(|e| wgedge::Error::Input(e.to_string()))?;
-        std::fs::write(&path, s).map_err(|source| wgedge::Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        write_atomically(&output_target(&path, &[])?, s.as_bytes())?;
         println!("wrote {}", path.display());
     }
     Ok(())

@@ -7,8 +7,9 @@ use std::str::FromStr;
 /// Which backend a session runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backend {
-    /// `WGEDGE_BACKEND` if set, else the best hardware GPU, else the CPU reference backend.
-    /// Software adapters (lavapipe, SwiftShader) are not picked: they run far slower than CPU code.
+    /// The best hardware GPU, else the CPU reference backend. Software adapters (lavapipe,
+    /// SwiftShader) are not picked: they run far slower than CPU code. The library reads no
+    /// environment; the `wgedge` CLI applies `WGEDGE_BACKEND` with [`Backend::resolve_env`].
     #[default]
     Auto,
     /// The best GPU adapter of any kind, software adapters included (benchmarks, tests).
@@ -60,7 +61,9 @@ impl std::fmt::Display for Backend {
 }
 
 impl Backend {
-    /// Resolves `Auto` against the `WGEDGE_BACKEND` environment variable.
+    /// Resolves `Auto` against the `WGEDGE_BACKEND` environment variable (other values are
+    /// returned as they are). A helper for applications and the CLI: the library itself never
+    /// calls it, so a library user's `Backend` is what runs.
     pub fn resolve_env(self) -> Result<Backend> {
         match (self, std::env::var("WGEDGE_BACKEND")) {
             (Backend::Auto, Ok(v)) if !v.is_empty() => v.parse(),
@@ -110,62 +113,106 @@ fn rank(t: wgpu::DeviceType) -> u8 {
     }
 }
 
-/// What `Backend::Auto` decided and why (printed once, shown by `wgedge info --device`).
-#[derive(Debug, Clone)]
+/// What `Backend::Auto` decided and why, returned by [`GpuContext::open_with_choice`] (and
+/// logged through the `log` crate) so that the caller can show it; the library prints nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AutoChoice {
-    Gpu(String),
-    Cpu(String),
+    /// The best hardware adapter was taken.
+    Hardware {
+        adapter: String,
+        kind: DeviceKind,
+        /// wgpu's backend name: "Vulkan", "Metal", "Dx12", "Gl".
+        backend: String,
+    },
+    /// Only a software adapter (lavapipe, SwiftShader) was found; the CPU backend is used,
+    /// which runs faster on the same cores. Ask for its backend (or `AnyGpu`) to use it anyway.
+    SoftwareOnly { adapter: String, backend: String },
+    /// No adapter at all; the CPU backend is used.
+    NoAdapter,
 }
 
-static NOTICE: std::sync::Once = std::sync::Once::new();
+impl AutoChoice {
+    /// True when `Auto` settled on the CPU backend.
+    pub fn is_cpu(&self) -> bool {
+        !matches!(self, AutoChoice::Hardware { .. })
+    }
+}
+
+impl std::fmt::Display for AutoChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AutoChoice::Hardware {
+                adapter,
+                kind,
+                backend,
+            } => write!(
+                f,
+                "using '{adapter}' ({kind:?} on {backend}): the best hardware adapter found"
+            ),
+            AutoChoice::SoftwareOnly { adapter, backend } => write!(
+                f,
+                "only a software adapter ('{adapter}' on {backend}), which runs slower than the \
+                 CPU backend; using the CPU backend"
+            ),
+            AutoChoice::NoAdapter => f.write_str("no GPU adapter found; using the CPU backend"),
+        }
+    }
+}
 
 impl GpuContext {
     /// Opens a device for `backend`. `Ok(None)` means "run on the CPU backend": asked for, or
-    /// `Auto` found no hardware GPU (then a one-line notice says what it found and why).
+    /// `Auto` found no hardware GPU. What `Auto` decided is logged (`log::info!`, or
+    /// `log::warn!` when it falls back to the CPU) and returned by
+    /// [`GpuContext::open_with_choice`]; nothing is printed and no environment variable is
+    /// read (a CLI resolves `WGEDGE_BACKEND` itself with [`Backend::resolve_env`]).
     pub async fn open(backend: Backend) -> Result<Option<GpuContext>> {
-        let backend = backend.resolve_env()?;
+        Ok(Self::open_with_choice(backend).await?.0)
+    }
+
+    /// [`GpuContext::open`], also returning what `Backend::Auto` decided and why (`None` for
+    /// any other backend), for the caller to show: its `Display` is one line.
+    pub async fn open_with_choice(
+        backend: Backend,
+    ) -> Result<(Option<GpuContext>, Option<AutoChoice>)> {
         if backend == Backend::Cpu {
-            return Ok(None);
+            return Ok((None, None));
         }
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
-            backends: backend.wgpu_backends(),
-            ..wgpu::InstanceDescriptor::new_without_display_handle()
-        });
-        let adapters = enumerate(&instance).await;
-        let mut sorted: Vec<(wgpu::Adapter, wgpu::AdapterInfo)> = adapters
-            .into_iter()
-            .map(|a| {
-                let i = a.get_info();
-                (a, i)
-            })
-            .collect();
+        let mut sorted: Vec<(wgpu::Adapter, wgpu::AdapterInfo)> =
+            enumerate(backend.wgpu_backends())
+                .await
+                .into_iter()
+                .map(|a| {
+                    let i = a.get_info();
+                    (a, i)
+                })
+                .collect();
         sorted.sort_by_key(|(_, i)| std::cmp::Reverse(rank(i.device_type)));
+        let mut choice = None;
         if backend == Backend::Auto {
-            match sorted.first() {
-                Some((_, info)) if info.device_type != wgpu::DeviceType::Cpu => {}
-                found => {
-                    let why = match found {
-                        Some((_, i)) => format!("only a software adapter ('{}' on {:?}), which runs slower than the CPU backend; set WGEDGE_BACKEND=vulkan to use it anyway", i.name, i.backend),
-                        None => "no GPU adapter found".to_string(),
-                    };
-                    NOTICE.call_once(|| eprintln!("wgedge: {why}; using the CPU backend"));
-                    return Ok(None);
-                }
+            let c = match sorted.first() {
+                Some((_, i)) if i.device_type != wgpu::DeviceType::Cpu => AutoChoice::Hardware {
+                    adapter: i.name.clone(),
+                    kind: kind_of(i.device_type),
+                    backend: format!("{:?}", i.backend),
+                },
+                Some((_, i)) => AutoChoice::SoftwareOnly {
+                    adapter: i.name.clone(),
+                    backend: format!("{:?}", i.backend),
+                },
+                None => AutoChoice::NoAdapter,
+            };
+            if c.is_cpu() {
+                log::warn!("{c}");
+                return Ok((None, Some(c)));
             }
+            log::info!("{c}");
+            choice = Some(c);
         }
-        let (adapter, info) = sorted
+        let (adapter, _) = sorted
             .into_iter()
             .next()
             .ok_or_else(|| Error::Device(format!("no {backend} adapter found")))?;
-        if backend == Backend::Auto {
-            NOTICE.call_once(|| {
-                eprintln!(
-                    "wgedge: using '{}' ({:?} on {:?}): the best hardware adapter found",
-                    info.name, info.device_type, info.backend
-                )
-            });
-        }
-        Self::from_adapter(&adapter).await.map(Some)
+        Ok((Some(Self::from_adapter(&adapter).await?), choice))
     }
 
     /// Creates a device on `adapter`, requesting optional features only where present.
@@ -252,13 +299,95 @@ impl GpuContext {
     }
 }
 
+/// Every adapter of `backends`.
+///
+/// On Linux and FreeBSD the Vulkan adapters come from an instance made without the window-system
+/// surface extensions (see [`headless_vulkan`]); the other backends from a plain instance.
 #[cfg(not(target_arch = "wasm32"))]
-async fn enumerate(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
-    instance.enumerate_adapters(wgpu::Backends::all()).await
+async fn enumerate(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    let mut adapters = Vec::new();
+    #[allow(unused_mut)]
+    let mut rest = backends;
+    #[cfg(any(target_os = "linux", target_os = "freebsd"))]
+    if backends.contains(wgpu::Backends::VULKAN) {
+        if let Some(vk) = headless_vulkan() {
+            adapters.extend(vk.enumerate_adapters(wgpu::Backends::VULKAN).await);
+            rest.remove(wgpu::Backends::VULKAN);
+        }
+    }
+    if !rest.is_empty() {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends: rest,
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        adapters.extend(instance.enumerate_adapters(rest).await);
+    }
+    adapters
+}
+
+/// Instance extensions through which Vulkan presents to an X11 or Wayland window.
+#[cfg(any(target_os = "linux", target_os = "freebsd"))]
+const WINDOW_SYSTEM_EXTENSIONS: [&[u8]; 3] = [
+    b"VK_KHR_wayland_surface",
+    b"VK_KHR_xcb_surface",
+    b"VK_KHR_xlib_surface",
+];
+
+/// A Vulkan instance for compute only: wgpu-hal's instance extensions minus
+/// [`WINDOW_SYSTEM_EXTENSIONS`]; `None` (the caller then uses a plain instance) if it cannot
+/// be made.
+///
+/// Why: wgpu-hal enables `VK_KHR_wayland_surface` and `VK_KHR_xcb_surface` whenever the
+/// driver offers them, and Mesa's implicit device-select layer (`VK_LAYER_MESA_device_select`)
+/// reacts to an instance that enabled them by connecting to the Wayland display (and the X
+/// server) in every `vkEnumeratePhysicalDevices` call, to find the display's GPU. Without a
+/// desktop session libwayland-client then prints `error: XDG_RUNTIME_DIR is invalid or not set
+/// in the environment.` to stderr, once per call: twice per adapter enumeration. wgedge never
+/// presents, so it does not ask for those extensions and the layer does not connect.
+///
+/// The instance is private to [`GpuContext::open_with_choice`]: no surface is ever created
+/// on it (an app that presents makes its own device and hands it in with
+/// [`GpuContext::from_device`]).
+#[cfg(any(target_os = "linux", target_os = "freebsd"))]
+fn headless_vulkan() -> Option<wgpu::Instance> {
+    use wgpu::hal;
+    let desc = hal::InstanceDescriptor {
+        name: "wgpu",
+        flags: wgpu::InstanceFlags::default(),
+        memory_budget_thresholds: Default::default(),
+        backend_options: Default::default(),
+        telemetry: None,
+        display: None,
+    };
+    let no_wsi: Box<hal::vulkan::CreateInstanceCallback> = Box::new(|args| {
+        args.extensions
+            .retain(|e| !WINDOW_SYSTEM_EXTENSIONS.contains(&e.to_bytes()))
+    });
+    // SAFETY: the callback only removes extensions; it adds nothing the instance does not
+    // support and touches no create-info field. wgpu-hal documents the list as "must not
+    // remove", because it assumes an available extension is enabled; in wgpu-hal 30 the three
+    // removed ones are used only by `create_surface_from_{wayland,xcb,xlib}`, each of which
+    // first checks `shared.extensions` (the list as passed to the driver, after this callback)
+    // and returns an error if the extension is absent. No surface is ever created on this
+    // instance (it never leaves this module), so those paths are not reached.
+    // `VK_KHR_surface`, which other enabled extensions depend on, is kept.
+    let raw = unsafe { hal::vulkan::Instance::init_with_callback(&desc, Some(no_wsi)) };
+    match raw {
+        // SAFETY: `raw` is a valid Vulkan instance that wgpu now owns and destroys.
+        Ok(raw) => Some(unsafe { wgpu::Instance::from_hal::<hal::api::Vulkan>(raw) }),
+        Err(e) => {
+            log::debug!("no headless Vulkan instance ({e}); using a plain one");
+            None
+        }
+    }
 }
 
 #[cfg(target_arch = "wasm32")]
-async fn enumerate(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+async fn enumerate(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends,
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    });
     let opts = wgpu::RequestAdapterOptions {
         power_preference: wgpu::PowerPreference::HighPerformance,
         ..Default::default()
