@@ -5,5 +5,5 @@ pub mod device;
 pub mod kernel;
 pub mod shader;
 
-pub use device::{Backend, GpuContext};
+pub use device::{AutoChoice, Backend, GpuContext};
 pub use shader::{Overrides, ShaderKey, ShaderSource, TexFormat};
