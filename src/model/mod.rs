@@ -104,11 +104,23 @@ fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
     })
 }
 
+/// Writes through a temporary file beside `path`, renamed into place: an interrupted write
+/// leaves the old file (or none), never a half-written one.
 fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes).map_err(|source| Error::Io {
+    let io = |source| Error::Io {
         path: path.display().to_string(),
         source,
-    })
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.wgedge-{}.tmp", std::process::id()));
+    let result = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
 }
 
 impl Model {
