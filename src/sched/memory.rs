@@ -35,18 +35,32 @@ pub fn plan(values: &[Option<(u64, Interval)>], reuse: bool, alignment: u64) -> 
     let get = |i: usize| values[i].expect("filtered to planned values");
     idx.sort_by_key(|&i| (std::cmp::Reverse(get(i).0), get(i).1.start, i));
     let mut offset_of = vec![None; values.len()];
-    // (offset, end, interval) of placed values.
-    let mut placed: Vec<(u64, u64, Interval)> = Vec::new();
+    // (offset, end) of placed values, and which placed values are alive at each step, so a
+    // value only looks at the values alive during its own interval (not at every placed one:
+    // that made planning quadratic in the node count).
+    let steps = values
+        .iter()
+        .flatten()
+        .map(|(_, iv)| iv.end + 1)
+        .max()
+        .unwrap_or(0);
+    let mut placed: Vec<(u64, u64)> = Vec::new();
+    let mut alive: Vec<Vec<usize>> = vec![Vec::new(); if reuse { steps } else { 0 }];
+    let mut seen_by: Vec<usize> = Vec::new();
     let mut peak = 0u64;
-    for i in idx {
+    for (k, i) in idx.into_iter().enumerate() {
         let (bytes, iv) = get(i);
         let off = if reuse {
             // Ranges used by values alive at the same time, in address order.
-            let mut busy: Vec<(u64, u64)> = placed
-                .iter()
-                .filter(|p| p.2.overlaps(&iv))
-                .map(|p| (p.0, p.1))
-                .collect();
+            let mut busy: Vec<(u64, u64)> = Vec::new();
+            for t in iv.start..=iv.end {
+                for &p in &alive[t] {
+                    if seen_by[p] != k {
+                        seen_by[p] = k;
+                        busy.push(placed[p]);
+                    }
+                }
+            }
             busy.sort_unstable();
             let mut best: Option<(u64, u64)> = None; // (gap size, offset)
             let mut cursor = 0u64;
@@ -61,27 +75,30 @@ pub fn plan(values: &[Option<(u64, Interval)>], reuse: bool, alignment: u64) -> 
         } else {
             align_up(peak, alignment)
         };
-        placed.push((off, off + bytes, iv));
+        if reuse {
+            for slot in &mut alive[iv.start..=iv.end] {
+                slot.push(placed.len());
+            }
+        }
+        placed.push((off, off + bytes));
+        seen_by.push(usize::MAX);
         peak = peak.max(off + bytes);
         offset_of[i] = Some(off);
     }
-    let last = values
+    // The largest sum of sizes alive at one step: a sweep over start/end events.
+    let mut events: Vec<(usize, i128)> = values
         .iter()
         .flatten()
-        .map(|(_, iv)| iv.end)
-        .max()
-        .unwrap_or(0);
-    let lower_bound_bytes = (0..=last)
-        .map(|t| {
-            values
-                .iter()
-                .flatten()
-                .filter(|(_, iv)| iv.start <= t && t <= iv.end)
-                .map(|(b, _)| *b)
-                .sum::<u64>()
-        })
-        .max()
-        .unwrap_or(0);
+        .flat_map(|&(b, iv)| [(iv.start, b as i128), (iv.end + 1, -(b as i128))])
+        .collect();
+    // At one step, ends (of the previous step) before starts.
+    events.sort_unstable_by_key(|&(t, d)| (t, d > 0));
+    let (mut live, mut lower) = (0i128, 0i128);
+    for (_, d) in events {
+        live += d;
+        lower = lower.max(live);
+    }
+    let lower_bound_bytes = lower as u64;
     MemoryPlan {
         offset_of,
         peak_bytes: align_up(peak, alignment),
