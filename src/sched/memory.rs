@@ -53,8 +53,8 @@ pub fn plan(values: &[Option<(u64, Interval)>], reuse: bool, alignment: u64) -> 
         let off = if reuse {
             // Ranges used by values alive at the same time, in address order.
             let mut busy: Vec<(u64, u64)> = Vec::new();
-            for t in iv.start..=iv.end {
-                for &p in &alive[t] {
+            for step in &alive[iv.start..=iv.end] {
+                for &p in step {
                     if seen_by[p] != k {
                         seen_by[p] = k;
                         busy.push(placed[p]);
