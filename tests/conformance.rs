@@ -10,32 +10,7 @@
 mod common;
 use common::*;
 use wgedge::ops::*;
-use wgedge::profile::TunedChoices;
 use wgedge::{Session, SessionOptions, Tensor};
-
-/// The defaults, the naive kernels, and every tune candidate of every family, each set in all
-/// of its family's slots (so a GEMM variant also meets the GEMV cases; where it does not fit,
-/// the family's fallback runs and is checked too).
-fn all_choices() -> Vec<(String, TunedChoices, bool)> {
-    let d = TunedChoices::new();
-    let mut v = vec![
-        ("default".to_string(), d.clone(), false),
-        ("naive".to_string(), d, true),
-    ];
-    let slots = Op::tune_slots();
-    for s in &slots {
-        for (cand, name) in s.candidates.iter().zip(&s.names) {
-            let mut c = TunedChoices::new();
-            for t in slots.iter().filter(|t| t.family == s.family) {
-                c.entry(t.family.to_string())
-                    .or_default()
-                    .insert(t.slot.to_string(), cand.clone());
-            }
-            v.push((name.clone(), c, false));
-        }
-    }
-    v
-}
 
 /// Checks `op` on `inputs` on the CPU session and on the GPU with every kernel choice.
 fn check(what: &str, op: Op, inputs: &[&Tensor], consts: &[bool], atol: f32, rtol: f32) {
@@ -56,33 +31,8 @@ fn check(what: &str, op: Op, inputs: &[&Tensor], consts: &[bool], atol: f32, rto
         want,
         "{what}: cpu session"
     );
-    let Some(ctx) = gpu() else { return };
-    let mut seen = std::collections::HashSet::new();
-    for (label, kernels, naive) in all_choices() {
-        let s = Session::with_context(&model, ctx.clone(), opts_with(kernels, naive))
-            .unwrap_or_else(|e| panic!("{what} [{label}]: {e}"));
-        // Only run each distinct kernel once per case.
-        if !seen.insert(format!(
-            "{:?}",
-            s.plan()
-                .nodes
-                .iter()
-                .map(|n| n.kernel.clone())
-                .collect::<Vec<_>>()
-        )) {
-            continue;
-        }
-        let got = s
-            .run(&feeds_ref(&feeds))
-            .unwrap_or_else(|e| panic!("{what} [{label}]: {e}"));
-        assert_close(
-            &format!("{what} [{}]", s.plan().nodes[0].kernel),
-            &got[0],
-            &want,
-            atol,
-            rtol,
-        );
-    }
+    // Every distinct kernel plan of every tune candidate (and the naive kernels), once each.
+    check_gpu_kernels(what, &model, &feeds, &want, atol, rtol);
 }
 
 fn dot_tol(k: usize) -> f32 {

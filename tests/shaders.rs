@@ -160,29 +160,12 @@ fn every_wgsl_file_is_registered_by_an_op() {
 fn every_kernel_variant_the_chooser_can_pick_validates() {
     // Plan each tune slot's workload with each candidate (no device needed) and validate the
     // shader of every dispatch the lowering produced.
-    use wgedge::graph::GraphBuilder;
     use wgedge::profile::DeviceProfile;
     use wgedge::sched::{Plan, PlanOptions};
     let mut seen = std::collections::HashSet::new();
     for slot in Op::tune_slots() {
         for (cand, name) in slot.candidates.iter().zip(&slot.names) {
-            let mut b = GraphBuilder::new();
-            let names: Vec<String> = slot
-                .inputs
-                .iter()
-                .enumerate()
-                .map(|(i, (shape, c))| {
-                    let n = format!("x{i}");
-                    if *c {
-                        b.weight(&n, wgedge::Tensor::random(shape, 1))
-                    } else {
-                        b.input(&n, shape)
-                    }
-                })
-                .collect();
-            let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-            let y = b.node(slot.op.clone(), &refs);
-            b.output(&y);
+            let b = wgedge::exec::autotune::workload(&slot);
             let (g, w) = b.build().unwrap();
             let mut p = DeviceProfile::portable();
             p.kernels

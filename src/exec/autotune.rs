@@ -8,8 +8,10 @@
 
 use crate::error::Result;
 use crate::gpu::GpuContext;
-use crate::ops::Op;
+use crate::graph::GraphBuilder;
+use crate::ops::{Op, TuneSlot};
 use crate::profile::TunedChoices;
+use crate::tensor::Tensor;
 use std::sync::Arc;
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -120,6 +122,28 @@ pub async fn choices(ctx: &Arc<GpuContext>) -> Result<Tuned> {
     }
 }
 
+/// The one-node graph a slot is timed on (random constants).
+pub fn workload(slot: &TuneSlot) -> GraphBuilder {
+    let mut b = GraphBuilder::new();
+    let names: Vec<String> = slot
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, (shape, constant))| {
+            let name = format!("x{i}");
+            if *constant {
+                b.weight(&name, Tensor::random(shape, 7 + i as u64))
+            } else {
+                b.input(&name, shape)
+            }
+        })
+        .collect();
+    let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    let y = b.node(slot.op.clone(), &refs);
+    b.output(&y);
+    b
+}
+
 /// Where tuned choices for this adapter and driver (and this set of candidates) are cached.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn cache_path(ctx: &GpuContext) -> Option<std::path::PathBuf> {
@@ -154,38 +178,16 @@ pub fn cache_path(ctx: &GpuContext) -> Option<std::path::PathBuf> {
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
+    use super::workload;
     use super::Tuned;
     use crate::error::Result;
     use crate::exec::GpuExecutor;
     use crate::gpu::GpuContext;
     use crate::graph::GraphBuilder;
-    use crate::ops::{Op, TuneSlot};
+    use crate::ops::Op;
     use crate::profile::TunedChoices;
     use crate::sched::{Plan, PlanOptions};
-    use crate::tensor::Tensor;
     use std::sync::Arc;
-
-    /// The one-node graph a slot is timed on (random constants).
-    fn workload(slot: &TuneSlot) -> GraphBuilder {
-        let mut b = GraphBuilder::new();
-        let names: Vec<String> = slot
-            .inputs
-            .iter()
-            .enumerate()
-            .map(|(i, (shape, constant))| {
-                let name = format!("x{i}");
-                if *constant {
-                    b.weight(&name, Tensor::random(shape, 7 + i as u64))
-                } else {
-                    b.input(&name, shape)
-                }
-            })
-            .collect();
-        let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-        let y = b.node(slot.op.clone(), &refs);
-        b.output(&y);
-        b
-    }
 
     /// Median seconds per run of a slot's workload planned with `kernels`.
     fn time_variant(ctx: &Arc<GpuContext>, b: GraphBuilder, kernels: TunedChoices) -> Result<f64> {
