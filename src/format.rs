@@ -108,19 +108,31 @@ pub enum SparseValues {
 /// = the product of the remaining dims; a rank-1 weight is one row. Errors (`Unsupported`) for
 /// rank 0 and for weights beyond the 32-bit element indexing kernels use.
 pub fn matrix_dims(shape: &[usize]) -> Result<(usize, usize)> {
-    let dims = match shape {
-        [] => return Err(unsupported("a rank-0 weight in a non-dense format")),
-        [k] => (1, *k),
-        [rows, rest @ ..] => (*rows, rest.iter().product()),
-    };
-    // Strictly below 2^32 so that `rows + 1` (CSR indptr) cannot overflow either.
-    if checked_numel(shape).is_none_or(|n| n == u32::MAX as usize) {
+    if shape.is_empty() {
+        return Err(unsupported("a rank-0 weight in a non-dense format"));
+    }
+    // Strictly below 2^32 so that `rows + 1` (CSR indptr) cannot overflow either; checked
+    // before any product is taken.
+    let n = checked_numel(shape);
+    if n.is_none_or(|n| n == u32::MAX as usize) {
         return Err(unsupported(format!(
             "weight of shape {} (more than 2^32 elements)",
             fmt_shape(shape)
         )));
     }
-    Ok(dims)
+    // An empty weight has nothing to pack, and its other dims are unbounded ([2^40, 0]):
+    // encoding and decoding loop over rows.
+    if n == Some(0) {
+        return Err(unsupported(format!(
+            "an empty weight (shape {}) in a non-dense format",
+            fmt_shape(shape)
+        )));
+    }
+    Ok(match shape {
+        [k] => (1, *k),
+        [rows, rest @ ..] => (*rows, rest.iter().product()),
+        [] => unreachable!("rank 0 handled above"),
+    })
 }
 
 fn unsupported(what: impl Into<String>) -> Error {

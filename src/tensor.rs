@@ -53,13 +53,15 @@ impl ValueType {
         Self::new(DType::F32, shape)
     }
 
-    /// Bytes of the value's elements (None when the count overflows).
+    /// Bytes of the value's elements (None when the count overflows `u64`, or does not fit
+    /// `usize` — 32 bits on wasm — so callers may convert it to `usize` as is).
     pub fn bytes(&self) -> Option<u64> {
         self.shape
             .iter()
             .try_fold(self.dtype.size() as u64, |acc, &d| {
                 acc.checked_mul(d as u64)
             })
+            .filter(|&b| usize::try_from(b).is_ok())
     }
 }
 
@@ -117,9 +119,18 @@ pub struct Tensor {
     data: TensorData,
 }
 
-/// Number of elements of a shape (1 for a scalar).
+/// Number of elements of a shape (1 for a scalar). Saturates at `usize::MAX` instead of
+/// overflowing, so an absurd shape compares unequal to any real element count; use
+/// [`checked_numel`] where the count must be exact.
 pub fn numel(shape: &[usize]) -> usize {
-    shape.iter().product()
+    shape.iter().fold(1usize, |acc, &d| acc.saturating_mul(d))
+}
+
+/// Bytes of `shape` elements of `dtype`, if the count fits `usize` (32 bits on wasm).
+pub fn checked_bytes(dtype: DType, shape: &[usize]) -> Option<usize> {
+    shape
+        .iter()
+        .try_fold(dtype.size(), |acc, &d| acc.checked_mul(d))
 }
 
 /// Element count if it fits the 32-bit indexing every kernel uses, else `None`.
@@ -144,10 +155,17 @@ impl Tensor {
     /// A tensor of any dtype; errors if the element count does not match the shape.
     pub fn from_data(shape: &[usize], data: TensorData) -> Result<Self> {
         let len = data.len();
-        if len != numel(shape) {
+        let Some(n) = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) else {
             return Err(Error::shape(
                 "Tensor::new",
-                format!("{} elements for shape {}", numel(shape), fmt_shape(shape)),
+                format!("a shape whose element count fits {} bits", usize::BITS),
+                fmt_shape(shape),
+            ));
+        };
+        if len != n {
+            return Err(Error::shape(
+                "Tensor::new",
+                format!("{n} elements for shape {}", fmt_shape(shape)),
                 format!("{len} elements"),
             ));
         }
@@ -157,12 +175,37 @@ impl Tensor {
         })
     }
 
-    /// An f32 tensor of zeros.
+    /// An f32 tensor of zeros, for small shapes known to be sane (tests, examples, bias
+    /// defaults).
+    ///
+    /// # Panics
+    /// Only on absurd shapes: more than 2^32 elements, or more bytes than `usize` holds.
+    /// Use [`Tensor::try_zeros`] for shapes that come from a file or a user.
     pub fn zeros(shape: &[usize]) -> Self {
-        Tensor {
-            shape: shape.to_vec(),
-            data: TensorData::F32(vec![0.0; numel(shape)]),
+        match Self::try_zeros(shape) {
+            Ok(t) => t,
+            Err(e) => panic!("Tensor::zeros: {e}"),
         }
+    }
+
+    /// An f32 tensor of zeros, or an error when the shape has more than 2^32 elements (the
+    /// kernels' 32-bit indexing) or its bytes overflow `usize`.
+    pub fn try_zeros(shape: &[usize]) -> Result<Self> {
+        let n = checked_numel(shape)
+            .filter(|_| checked_bytes(DType::F32, shape).is_some())
+            .ok_or_else(|| Error::Unsupported {
+                op: "Tensor::zeros".into(),
+                what: format!(
+                    "shape {} (more than 2^32 elements or bytes beyond {} bits)",
+                    fmt_shape(shape),
+                    usize::BITS
+                ),
+                backend: "any".into(),
+            })?;
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            data: TensorData::F32(vec![0.0; n]),
+        })
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -266,12 +309,17 @@ impl Tensor {
 
     /// Builds a tensor from raw little-endian bytes.
     pub fn from_bytes(dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Self> {
-        let n = numel(shape);
-        if bytes.len() != n * dtype.size() {
+        let Some(need) = checked_bytes(dtype, shape) else {
             return Err(Error::ModelFile(format!(
-                "tensor of shape {} and dtype {dtype} needs {} bytes, found {}",
+                "tensor of shape {} and dtype {dtype} has more bytes than {} bits count",
                 fmt_shape(shape),
-                n * dtype.size(),
+                usize::BITS
+            )));
+        };
+        if bytes.len() != need {
+            return Err(Error::ModelFile(format!(
+                "tensor of shape {} and dtype {dtype} needs {need} bytes, found {}",
+                fmt_shape(shape),
                 bytes.len()
             )));
         }
@@ -367,5 +415,45 @@ impl Tensor {
             shape: shape.to_vec(),
             data: TensorData::F32(v),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HUGE: usize = 1 << 40;
+
+    #[test]
+    fn absurd_shapes_are_errors_not_overflows() {
+        // Element count overflows usize: an error, not an arithmetic panic.
+        let e = Tensor::new(&[HUGE, HUGE, HUGE], vec![]).unwrap_err();
+        assert!(matches!(e, Error::ShapeMismatch { .. }), "{e}");
+        let e = Tensor::from_data(&[usize::MAX, 2], TensorData::U8(vec![])).unwrap_err();
+        assert!(e.to_string().contains("fits"), "{e}");
+        // Bytes overflow although the element count does not.
+        let e = Tensor::from_bytes(DType::I64, &[usize::MAX / 4], &[]).unwrap_err();
+        assert!(e.to_string().contains("more bytes"), "{e}");
+        let e = Tensor::from_bytes(DType::F32, &[HUGE, HUGE], &[0; 8]).unwrap_err();
+        assert!(matches!(e, Error::ModelFile(_)), "{e}");
+        assert!(Tensor::from_bytes(DType::F32, &[2], &[0; 8]).is_ok());
+        // zeros: fallible form for untrusted shapes.
+        assert!(Tensor::try_zeros(&[HUGE, HUGE]).is_err());
+        assert!(Tensor::try_zeros(&[1 << 16, 1 << 17]).is_err()); // 2^33 elements
+        assert_eq!(Tensor::try_zeros(&[2, 3]).unwrap().numel(), 6);
+        // numel saturates; checked forms say None.
+        assert_eq!(numel(&[HUGE, HUGE]), usize::MAX);
+        assert_eq!(checked_numel(&[HUGE, HUGE]), None);
+        assert_eq!(checked_bytes(DType::I64, &[usize::MAX / 4]), None);
+        assert_eq!(ValueType::new(DType::I64, &[HUGE, HUGE]).bytes(), None);
+        assert_eq!(ValueType::new(DType::F16, &[3, 5]).bytes(), Some(30));
+        let t = Tensor::new(&[2, 3], vec![0.0; 6]).unwrap();
+        assert!(t.reshaped(&[HUGE, HUGE]).is_err());
+    }
+
+    #[test]
+    #[should_panic(expected = "Tensor::zeros")]
+    fn zeros_panics_only_on_absurd_shapes() {
+        let _ = Tensor::zeros(&[HUGE, HUGE]);
     }
 }

@@ -352,3 +352,184 @@ fn absurd_shapes_are_refused_not_overflowed() {
     let e = graph_err(g, vec![]);
     assert!(e.to_string().contains("more than 2^32 elements"), "{e}");
 }
+
+/// Attribute values beyond 32 bits used to be truncated into the kernels' parameter words
+/// while shapes were inferred in `usize`, so the CPU reference and the GPU agreed on a wrong
+/// answer: they are refused at check time, with the op, the attribute and the value.
+#[test]
+fn attributes_beyond_32_bits_are_refused() {
+    let big = u32::MAX as usize + 1;
+    let x = vec![1, 1, 4, 4];
+    let pool = |kernel, stride, pad| {
+        Op::Pool2d(Pool2d {
+            kind: PoolKind::Avg,
+            kernel,
+            stride,
+            pad,
+            count_include_pad: true,
+        })
+    };
+    let cases: Vec<(Op, Vec<Vec<usize>>, &str)> = vec![
+        // Inferred as [1, 1, 2, 4] before; the kernels read stride 0 and pad 0.
+        (
+            Op::Conv2d(Conv2d {
+                stride: [big, 1],
+                pad: [big, 0, 0, 0],
+                ..Default::default()
+            }),
+            vec![x.clone(), vec![1, 1, 1, 1]],
+            "conv2d: attribute stride[0] = 4294967296",
+        ),
+        (
+            Op::Conv2d(Conv2d {
+                dilation: [1, big],
+                ..Default::default()
+            }),
+            vec![x.clone(), vec![1, 1, 1, 1]],
+            "conv2d: attribute dilation[1] = 4294967296",
+        ),
+        (
+            Op::Conv2d(Conv2d {
+                pad: [0, 0, 0, big + 7],
+                ..Default::default()
+            }),
+            vec![x.clone(), vec![1, 1, 1, 1]],
+            "conv2d: attribute pad[3] = 4294967303",
+        ),
+        // Fits 32 bits, but the padded extent does not fit the kernels' i32 indexing.
+        (
+            Op::Conv2d(Conv2d {
+                pad: [i32::MAX as usize, 0, 0, 0],
+                ..Default::default()
+            }),
+            vec![x.clone(), vec![1, 1, 1, 1]],
+            "conv2d: padded input height 2147483651",
+        ),
+        (
+            pool([1, 1], [big, 1], [0; 4]),
+            vec![x.clone()],
+            "avgpool2d: attribute stride[0] = 4294967296",
+        ),
+        (
+            pool([big, 1], [1, 1], [0, 0, big - 1, 0]),
+            vec![x.clone()],
+            "avgpool2d: attribute kernel[0] = 4294967296",
+        ),
+        // 2^32 taps: the divisor of average pooling is a 32-bit product.
+        (
+            pool([65536, 65536], [65536, 65536], [65535; 4]),
+            vec![x.clone()],
+            "avgpool2d: window 65536x65536",
+        ),
+        (
+            Op::Reshape(Reshape {
+                shape: vec![big as i64, -1],
+            }),
+            vec![x.clone()],
+            "reshape: attribute shape[0] = 4294967296",
+        ),
+    ];
+    for (op, shapes, want) in cases {
+        match op.infer_shape(&shapes) {
+            Err(e) => assert!(e.to_string().contains(want), "{op:?}: {e} lacks '{want}'"),
+            Ok(s) => panic!("{op:?} on {shapes:?}: inferred {s:?}, expected an error"),
+        }
+    }
+    // Through a model file the error names the node too.
+    let g = Graph {
+        inputs: vec![spec("x", &x)],
+        weights: vec![spec("w", &[1, 1, 1, 1])],
+        nodes: vec![node(
+            "c",
+            Op::Conv2d(Conv2d {
+                stride: [big, 1],
+                pad: [big, 0, 0, 0],
+                ..Default::default()
+            }),
+            &["x", "w"],
+            "y",
+        )],
+        outputs: vec!["y".into()],
+        ..Default::default()
+    };
+    let e = graph_err(g, vec![("w", Tensor::random(&[1, 1, 1, 1], 1))]);
+    let msg = e.to_string();
+    assert!(
+        msg.contains("node 'c'") && msg.contains("stride[0]"),
+        "{msg}"
+    );
+}
+
+/// Shape arithmetic never overflows: sums along a concat axis, shapes whose dims are beyond
+/// 32 bits but hold no elements, empty pooling planes.
+#[test]
+fn shape_arithmetic_is_checked() {
+    let concat = Op::Concat(Concat { axis: 0 });
+    let e = concat
+        .infer_shape(&[vec![usize::MAX, 0], vec![1, 0]])
+        .unwrap_err();
+    assert!(e.to_string().contains("concat"), "{e}");
+    // [2^40, 0] has no elements, but its first dim would be truncated into kernel words.
+    let g = Graph {
+        inputs: vec![spec("x", &[2, 2])],
+        weights: vec![spec("w", &[1 << 40, 0])],
+        nodes: vec![node("s", Op::Shape(Shape {}), &["w"], "y")],
+        outputs: vec!["y".into()],
+        ..Default::default()
+    };
+    let w = Tensor::from_data(&[1 << 40, 0], TensorData::F32(vec![])).unwrap();
+    let e = graph_err(g, vec![("w", w)]);
+    assert!(e.to_string().contains("beyond 2^32 - 1"), "{e}");
+    // An empty plane has no mean (the CPU reference used to panic on it).
+    let e = Op::GlobalAvgPool(GlobalAvgPool {})
+        .infer_shape(&[vec![1, 2, 0, 3]])
+        .unwrap_err();
+    assert!(e.to_string().contains("non-empty planes"), "{e}");
+    // Non-finite float attributes cannot be stored in a model file: refused at check.
+    let e = Op::LayerNorm(LayerNorm {
+        axis: -1,
+        eps: f32::NAN,
+    })
+    .infer_shape(&[vec![2, 4], vec![4], vec![4]])
+    .unwrap_err();
+    assert!(e.to_string().contains("eps = NaN"), "{e}");
+    let e = Op::Unary(Unary {
+        act: Activation::LeakyRelu {
+            alpha: f32::INFINITY,
+        },
+    })
+    .infer_shape(&[vec![2]])
+    .unwrap_err();
+    assert!(e.to_string().contains("act.alpha = inf"), "{e}");
+}
+
+/// A pooling window far larger than the input costs what the input does on the CPU: only the
+/// taps inside the input are visited (it used to walk all 9e8 taps of every output).
+#[test]
+fn huge_pool_windows_run_fast() {
+    let x = Tensor::random(&[1, 1, 2, 2], 3);
+    let op = Op::Pool2d(Pool2d {
+        kind: PoolKind::Max,
+        kernel: [30_000, 30_000],
+        stride: [30_000, 30_000],
+        pad: [29_999; 4],
+        count_include_pad: false,
+    });
+    let t = std::time::Instant::now();
+    // Output (i, j) covers exactly input (i, j).
+    assert_eq!(op.cpu(&[&x]).unwrap(), x);
+    let avg = Op::Pool2d(Pool2d {
+        kind: PoolKind::Avg,
+        count_include_pad: true,
+        ..match op {
+            Op::Pool2d(p) => p,
+            _ => unreachable!(),
+        }
+    });
+    let y = avg.cpu(&[&x]).unwrap();
+    let (xs, ys) = (x.f32s("x").unwrap(), y.f32s("y").unwrap());
+    for (a, b) in xs.iter().zip(ys) {
+        assert_eq!(*b, a / 9e8);
+    }
+    assert!(t.elapsed().as_secs_f64() < 5.0, "took {:?}", t.elapsed());
+}

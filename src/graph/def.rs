@@ -220,9 +220,27 @@ impl Graph {
             what: format!("shape {} has more than 2^32 elements", fmt_shape(shape)),
             backend: "any".into(),
         };
+        // A dimension beyond 32 bits would be truncated into kernel parameters even when
+        // another dimension is 0 (`[2^40, 0]` has no elements).
+        let wide_dim = |what: &str, name: &str, shape: &[usize]| {
+            shape
+                .iter()
+                .find(|&&d| d > u32::MAX as usize)
+                .map(|d| Error::Unsupported {
+                    op: format!("{what} '{name}'"),
+                    what: format!(
+                        "shape {} has a dimension {d} beyond 2^32 - 1",
+                        fmt_shape(shape)
+                    ),
+                    backend: "any".into(),
+                })
+        };
         for v in self.inputs.iter().chain(&self.weights) {
             if crate::tensor::checked_numel(&v.shape).is_none() {
                 return Err(too_big("value", &v.name, &v.shape));
+            }
+            if let Some(e) = wide_dim("value", &v.name, &v.shape) {
+                return Err(e);
             }
         }
         for v in &self.inputs {
@@ -256,6 +274,9 @@ impl Graph {
             })?;
             if crate::tensor::checked_numel(&out.shape).is_none() {
                 return Err(too_big("output of node", &node.name, &out.shape));
+            }
+            if let Some(e) = wide_dim("output of node", &node.name, &out.shape) {
+                return Err(e);
             }
             types.insert(node.output.clone(), out);
         }
@@ -293,6 +314,6 @@ impl Graph {
         self.weights
             .iter()
             .map(|w| crate::tensor::numel(&w.shape))
-            .sum()
+            .fold(0usize, usize::saturating_add)
     }
 }

@@ -119,6 +119,7 @@ impl OpFamily for Conv2d {
     }
 
     fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
+        self.act.check("conv2d")?;
         super::float_op("conv2d", ins, |s| self.shape_of(s))
     }
 
@@ -254,7 +255,10 @@ impl OpFamily for Conv2d {
 
     fn flops(&self, ins: &[ValueType], out: &ValueType) -> u64 {
         let w = &ins[1].shape;
-        2 * crate::tensor::numel(&out.shape) as u64 * (w[1] * w[2] * w[3]) as u64
+        let taps = crate::tensor::numel(&w[1..]) as u64;
+        (crate::tensor::numel(&out.shape) as u64)
+            .saturating_mul(taps)
+            .saturating_mul(2)
     }
 }
 
@@ -298,6 +302,10 @@ impl Conv2d {
                 format!("{} and {}", fmt_shape(x), fmt_shape(w)),
             ));
         }
+        super::attrs_u32("conv2d", "stride", &self.stride)?;
+        super::attrs_u32("conv2d", "pad", &self.pad)?;
+        super::attrs_u32("conv2d", "dilation", &self.dilation)?;
+        super::attr_u32("conv2d", "groups", self.groups)?;
         let g = self.groups;
         if g == 0 || x[1] % g != 0 || w[0] % g != 0 {
             return Err(Error::shape(
@@ -327,6 +335,15 @@ impl Conv2d {
             .saturating_add(1);
         let ph = x[2].saturating_add(self.pad[0]).saturating_add(self.pad[2]);
         let pw = x[3].saturating_add(self.pad[1]).saturating_add(self.pad[3]);
+        super::check_i32_extent("conv2d", "padded input height", ph)?;
+        super::check_i32_extent("conv2d", "padded input width", pw)?;
+        // The tiled kernel's packed weight rows are cout / groups rounded up to 8.
+        if (w[0] / g).div_ceil(8).saturating_mul(8) > u32::MAX as usize {
+            return Err(Error::graph(format!(
+                "conv2d: {} output channels per group exceed the kernels' 32-bit indexing",
+                w[0] / g
+            )));
+        }
         if w[2] == 0 || w[3] == 0 || ph < eff_h || pw < eff_w {
             return Err(Error::shape(
                 "conv2d",
@@ -345,27 +362,30 @@ impl Conv2d {
     }
 
     pub fn params(&self, x: &[usize], w: &[usize], out: &[usize]) -> ConvParams {
-        let cout_g = w[0] / self.groups;
+        // Every value was checked to fit 32 bits by `shape_of` (`word` saturates otherwise).
+        use super::word;
+        let groups = self.groups.max(1);
+        let cout_g = w[0] / groups;
         ConvParams {
-            n: x[0] as u32,
-            cin: x[1] as u32,
-            h: x[2] as u32,
-            w: x[3] as u32,
-            cout: w[0] as u32,
-            oh: out[2] as u32,
-            ow: out[3] as u32,
-            groups: self.groups as u32,
-            kh: w[2] as u32,
-            kw: w[3] as u32,
-            stride_h: self.stride[0] as u32,
-            stride_w: self.stride[1] as u32,
-            pad_t: self.pad[0] as u32,
-            pad_l: self.pad[1] as u32,
-            dil_h: self.dilation[0] as u32,
-            dil_w: self.dilation[1] as u32,
-            cin_g: (x[1] / self.groups) as u32,
-            cout_g: cout_g as u32,
-            cout_gp: cout_g.div_ceil(8) as u32 * 8,
+            n: word(x[0]),
+            cin: word(x[1]),
+            h: word(x[2]),
+            w: word(x[3]),
+            cout: word(w[0]),
+            oh: word(out[2]),
+            ow: word(out[3]),
+            groups: word(groups),
+            kh: word(w[2]),
+            kw: word(w[3]),
+            stride_h: word(self.stride[0]),
+            stride_w: word(self.stride[1]),
+            pad_t: word(self.pad[0]),
+            pad_l: word(self.pad[1]),
+            dil_h: word(self.dilation[0]),
+            dil_w: word(self.dilation[1]),
+            cin_g: word(x[1] / groups),
+            cout_g: word(cout_g),
+            cout_gp: word(cout_g.div_ceil(8).saturating_mul(8)),
             has_bias: self.bias as u32,
             has_res: self.residual as u32,
             _pad: [0; 3],
@@ -443,6 +463,21 @@ impl Conv2d {
         kernel
             .check()
             .map_err(|e| unsupported("conv2d", format!("kernel {}: {e}", kernel.name())))?;
+        if matches!(kernel, ConvKernel::Tiled { .. } | ConvKernel::Tex2 { .. }) {
+            // Packed taps `[group][cin_g*kh*kw][cout_gp]` are indexed in 32 bits.
+            let packed = [p.groups, p.cin_g, p.kh, p.kw, p.cout_gp]
+                .iter()
+                .try_fold(1u32, |a, &d| a.checked_mul(d));
+            if packed.is_none() {
+                return Err(unsupported(
+                    "conv2d",
+                    format!(
+                        "kernel {}: packed weights exceed 2^32 elements",
+                        kernel.name()
+                    ),
+                ));
+            }
+        }
         let (shader, wbind, wg) = match kernel {
             ConvKernel::Naive => {
                 let total = p.n as u64 * p.cout as u64 * npix as u64;

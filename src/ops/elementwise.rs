@@ -175,6 +175,7 @@ impl OpFamily for Unary {
     type Kernel = Standard;
 
     fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
+        self.act.check("unary")?;
         super::float_op("unary", ins, |s| Ok(s[0].clone()))
     }
 
@@ -206,6 +207,7 @@ impl OpFamily for Binary {
     }
 
     fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
+        self.act.check(self.kind.name())?;
         super::float_op(self.kind.name(), ins, |s| self.shape_of(s))
     }
 

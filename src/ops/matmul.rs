@@ -116,6 +116,7 @@ impl OpFamily for MatMul {
     }
 
     fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
+        self.act.check("matmul")?;
         super::float_op("matmul", ins, |s| self.shape_of(s))
     }
 
@@ -276,7 +277,9 @@ impl OpFamily for MatMul {
     }
 
     fn flops(&self, ins: &[ValueType], out: &ValueType) -> u64 {
-        2 * crate::tensor::numel(&out.shape) as u64 * self.k(&ins[0].shape) as u64
+        (crate::tensor::numel(&out.shape) as u64)
+            .saturating_mul(self.k(&ins[0].shape) as u64)
+            .saturating_mul(2)
     }
 }
 

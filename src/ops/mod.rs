@@ -214,7 +214,8 @@ pub trait OpFamily: Clone + PartialEq + Debug + Serialize + DeserializeOwned + I
     fn epilogue_act(&mut self) -> Option<&mut Activation> {
         None
     }
-    /// Floating-point operations of one run (default: one per output element).
+    /// Floating-point operations of one run (default: one per output element); saturates
+    /// rather than overflowing (shapes may hold up to 2^32 elements).
     fn flops(&self, _ins: &[ValueType], out: &ValueType) -> u64 {
         numel(&out.shape) as u64
     }
@@ -471,6 +472,13 @@ activations! {
 }
 
 impl Activation {
+    /// Refuses a non-finite parameter (`leaky_relu` alpha): JSON cannot store it, so a model
+    /// holding one would save but never load again.
+    pub(crate) fn check(self, op: &str) -> Result<()> {
+        let (_, alpha) = self.code();
+        finite_attr(op, "act.alpha", alpha)
+    }
+
     /// The pipeline constants that select this activation in `shaders/common/activation.wgsl`.
     pub fn overrides(self) -> Overrides {
         let (code, alpha) = self.code();
@@ -597,6 +605,55 @@ pub(crate) fn epilogue_binds(bias: bool, residual: bool) -> [Bind; 2] {
         Bind::Dummy
     };
     [b, r]
+}
+
+/// Checks that attribute `attr` of `op` fits the 32-bit words kernel parameters are made of:
+/// shapes are inferred in `usize`, so a larger value would be truncated into the kernel's
+/// parameters and the CPU reference (which reads the same struct) and GPU would agree on a
+/// wrong answer. Run in each op's shape rule, so a model is refused at check time.
+pub(crate) fn attr_u32(op: &str, attr: &str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| {
+        Error::graph(format!(
+            "{op}: attribute {attr} = {v} exceeds {} (kernel parameters are 32-bit)",
+            u32::MAX
+        ))
+    })
+}
+
+/// Checks every element of an array attribute with [`attr_u32`] (`pad[2]` in errors).
+pub(crate) fn attrs_u32(op: &str, attr: &str, vs: &[usize]) -> Result<()> {
+    for (i, &v) in vs.iter().enumerate() {
+        attr_u32(op, &format!("{attr}[{i}]"), v)?;
+    }
+    Ok(())
+}
+
+/// Checks an intermediate extent that kernels compute in signed 32-bit arithmetic (padded
+/// input extents: `oy * stride + r * dilation` stays below them).
+pub(crate) fn check_i32_extent(op: &str, what: &str, v: usize) -> Result<()> {
+    if v > i32::MAX as usize {
+        return Err(Error::graph(format!(
+            "{op}: {what} {v} exceeds {} (kernels index it in 32-bit signed arithmetic)",
+            i32::MAX
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that float attribute `attr` of `op` is finite (model files store attributes as
+/// JSON, which has no NaN or infinity).
+pub(crate) fn finite_attr(op: &str, attr: &str, v: f32) -> Result<()> {
+    if !v.is_finite() {
+        return Err(Error::graph(format!(
+            "{op}: attribute {attr} = {v} is not a finite number"
+        )));
+    }
+    Ok(())
+}
+
+/// `v` as a kernel parameter word; shape rules have checked it fits (saturates otherwise).
+pub(crate) fn word(v: usize) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
 }
 
 /// Little helper for ops that feed f32 values through the u32 uniform words.

@@ -256,6 +256,7 @@ impl OpFamily for LayerNorm {
     }
 
     fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
+        super::finite_attr("layer_norm", "eps", self.eps)?;
         super::float_op("layer_norm", ins, |s| self.shape_of(s))
     }
 
@@ -283,6 +284,7 @@ impl OpFamily for BatchNorm {
     }
 
     fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
+        super::finite_attr("batch_norm", "eps", self.eps)?;
         super::float_op("batch_norm", ins, |s| self.shape_of(s))
     }
 

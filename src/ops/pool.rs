@@ -52,6 +52,10 @@ impl Pool2d {
         if x.len() != 4 {
             return Err(Error::shape("pool2d", "NCHW input (rank 4)", fmt_shape(x)));
         }
+        let op = self.name();
+        super::attrs_u32(op, "kernel", &self.kernel)?;
+        super::attrs_u32(op, "stride", &self.stride)?;
+        super::attrs_u32(op, "pad", &self.pad)?;
         let [kh, kw] = self.kernel;
         if kh == 0 || kw == 0 || self.stride.contains(&0) {
             return Err(Error::graph("pool2d kernel and stride must be >= 1"));
@@ -66,6 +70,15 @@ impl Pool2d {
         }
         let ph = x[2].saturating_add(self.pad[0]).saturating_add(self.pad[2]);
         let pw = x[3].saturating_add(self.pad[1]).saturating_add(self.pad[3]);
+        super::check_i32_extent(op, "padded input height", ph)?;
+        super::check_i32_extent(op, "padded input width", pw)?;
+        // Average pooling with padding divides by the window size, a 32-bit product.
+        if kh.checked_mul(kw).is_none_or(|n| n > u32::MAX as usize) {
+            return Err(Error::graph(format!(
+                "{op}: window {kh}x{kw} has more than {} taps",
+                u32::MAX
+            )));
+        }
         if ph < kh || pw < kw {
             return Err(Error::shape(
                 "pool2d",
@@ -82,19 +95,21 @@ impl Pool2d {
     }
 
     pub fn params(&self, x: &[usize], out: &[usize]) -> PoolParams {
+        // Every value was checked to fit 32 bits by `shape_of` (`word` saturates otherwise).
+        use super::word;
         PoolParams {
-            n: x[0] as u32,
-            c: x[1] as u32,
-            h: x[2] as u32,
-            w: x[3] as u32,
-            oh: out[2] as u32,
-            ow: out[3] as u32,
-            kh: self.kernel[0] as u32,
-            kw: self.kernel[1] as u32,
-            stride_h: self.stride[0] as u32,
-            stride_w: self.stride[1] as u32,
-            pad_t: self.pad[0] as u32,
-            pad_l: self.pad[1] as u32,
+            n: word(x[0]),
+            c: word(x[1]),
+            h: word(x[2]),
+            w: word(x[3]),
+            oh: word(out[2]),
+            ow: word(out[3]),
+            kh: word(self.kernel[0]),
+            kw: word(self.kernel[1]),
+            stride_h: word(self.stride[0]),
+            stride_w: word(self.stride[1]),
+            pad_t: word(self.pad[0]),
+            pad_l: word(self.pad[1]),
         }
     }
 
@@ -111,26 +126,34 @@ impl Pool2d {
         let u = |v: u32| v as usize;
         let x = xs[0];
         let mut y = Vec::with_capacity(numel(out));
-        for nc in 0..u(p.n * p.c) {
+        // Only the taps inside the input are visited (same order as the kernel's loop, which
+        // skips the others), so a window far larger than the input costs no more than it.
+        let taps = |o: usize, stride: u32, pad: u32, len: u32| {
+            let start = o * u(stride);
+            let lo = u(pad).saturating_sub(start);
+            let hi = (u(pad) + u(len)).saturating_sub(start);
+            (lo, hi, start)
+        };
+        for nc in 0..u(p.n) * u(p.c) {
             for oy in 0..u(p.oh) {
+                let (r0, r1, sy) = taps(oy, p.stride_h, p.pad_t, p.h);
                 for ox in 0..u(p.ow) {
+                    let (q0, q1, sx) = taps(ox, p.stride_w, p.pad_l, p.w);
                     let (mut m, mut s, mut cnt) = (f32::MIN, 0.0f32, 0usize);
-                    for r in 0..u(p.kh) {
-                        let iy = (oy * u(p.stride_h) + r) as isize - p.pad_t as isize;
-                        for q in 0..u(p.kw) {
-                            let ix = (ox * u(p.stride_w) + q) as isize - p.pad_l as isize;
-                            if iy >= 0 && iy < p.h as isize && ix >= 0 && ix < p.w as isize {
-                                let v = x[(nc * u(p.h) + iy as usize) * u(p.w) + ix as usize];
-                                m = m.max(v);
-                                s += v;
-                                cnt += 1;
-                            }
+                    for r in r0..r1.min(u(p.kh)) {
+                        let iy = sy + r - u(p.pad_t);
+                        for q in q0..q1.min(u(p.kw)) {
+                            let ix = sx + q - u(p.pad_l);
+                            let v = x[(nc * u(p.h) + iy) * u(p.w) + ix];
+                            m = m.max(v);
+                            s += v;
+                            cnt += 1;
                         }
                     }
                     y.push(match self.mode() {
                         0 => m,
                         1 => s / cnt.max(1) as f32,
-                        _ => s / (p.kh * p.kw) as f32,
+                        _ => s / (u(p.kh) * u(p.kw)) as f32,
                     });
                 }
             }
@@ -158,10 +181,10 @@ pub struct GlobalAvgPool {}
 impl GlobalAvgPool {
     pub(crate) fn shape_of(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
         let x = &ins[0];
-        if x.len() != 4 {
+        if x.len() != 4 || x[2] == 0 || x[3] == 0 {
             return Err(Error::shape(
                 "global_avg_pool",
-                "NCHW input (rank 4)",
+                "NCHW input (rank 4) with non-empty planes",
                 fmt_shape(x),
             ));
         }
@@ -220,6 +243,17 @@ impl OpFamily for Pool2d {
 
     fn shaders() -> Vec<&'static ShaderSource> {
         vec![&POOL2D]
+    }
+
+    /// One operation per tap inside the input: a window larger than the input costs the
+    /// input's extent, not the window's.
+    fn flops(&self, ins: &[ValueType], out: &ValueType) -> u64 {
+        let x = &ins[0].shape;
+        let taps = match x.as_slice() {
+            [_, _, h, w] => self.kernel[0].min(*h) as u64 * self.kernel[1].min(*w) as u64,
+            _ => 1,
+        };
+        (numel(&out.shape) as u64).saturating_mul(taps)
     }
 }
 

@@ -26,7 +26,17 @@ impl Reshape {
                     out.push(1);
                 }
                 0 if i < x.len() => out.push(x[i]),
-                d if d > 0 => out.push(d as usize),
+                // Not `as usize`: on 32-bit targets that would wrap 2^32 + 4 to 4.
+                d if d > 0 => match usize::try_from(d) {
+                    Ok(d) => out.push(d),
+                    Err(_) => {
+                        return Err(Error::graph(format!(
+                            "reshape: attribute shape[{i}] = {d} exceeds {} (kernel \
+                             parameters are 32-bit)",
+                            u32::MAX
+                        )))
+                    }
+                },
                 _ => {
                     return Err(Error::shape(
                         "reshape",
@@ -35,6 +45,9 @@ impl Reshape {
                     ))
                 }
             }
+        }
+        for (i, &d) in out.iter().enumerate() {
+            super::attr_u32("reshape", &format!("shape[{i}]"), d)?;
         }
         let Some(known) = crate::tensor::checked_numel(&out) else {
             return Err(Error::shape(
@@ -172,7 +185,16 @@ impl Concat {
                     fmt_shape(s),
                 ));
             }
-            out[a] += s[a];
+            out[a] = out[a].checked_add(s[a]).ok_or_else(|| {
+                Error::shape(
+                    "concat",
+                    format!(
+                        "a total extent along axis {a} that fits {} bits",
+                        usize::BITS
+                    ),
+                    format!("{} + {}", out[a], s[a]),
+                )
+            })?;
         }
         Ok(out)
     }
