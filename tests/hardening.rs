@@ -178,3 +178,26 @@ fn bad_kernel_choices_from_the_api_are_errors_not_panics() {
         assert!(matches!(e, Error::Input(_)), "{bad}: {e}");
     }
 }
+
+#[test]
+fn a_hostile_pool_window_costs_only_its_taps_inside_the_input() {
+    // 40000x3 window, padding 39999: ~1.2e5 taps per output but at most 4 inside the input.
+    // Both the CPU reference and the GPU kernel visit only those (the old kernel looped over
+    // all of them: ~4e10 iterations).
+    use wgedge::ops::{Op, Pool2d, PoolKind};
+    for kind in [PoolKind::Max, PoolKind::Avg] {
+        let op = Op::Pool2d(Pool2d {
+            kind,
+            kernel: [40000, 3],
+            stride: [1, 1],
+            pad: [39999, 1, 39999, 1],
+            count_include_pad: false,
+        });
+        let x = Tensor::random(&[1, 4, 2, 2], 3);
+        let want = op.cpu(&[&x]).unwrap();
+        let (m, feeds) = single_op(op, &[&x], &[false]);
+        let Some(ctx) = gpu() else { return };
+        let got = run_gpu(&ctx, &m, &feeds, plain());
+        assert_close("hostile pool", &got[0], &want, 1e-6, 1e-6);
+    }
+}

@@ -692,8 +692,6 @@ fn transpose_concat_softmax() {
 }
 
 #[test]
-#[ignore = "disagrees with ONNX: max pooling starts from f32::MIN, so an all -inf window gives \
-            -3.4e38 instead of -inf (CPU reference and pool2d.wgsl alike); reported"]
 fn hand_maxpool_neg_inf() {
     // x = [[-inf, -inf], [3, -inf]] (1x1x2x2), 1x2 window, stride 1, no padding:
     //   row 0: max(-inf, -inf) = -inf; row 1: max(3, -inf) = 3 (ONNX MaxPool, numpy max).

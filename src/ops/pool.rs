@@ -139,7 +139,8 @@ impl Pool2d {
                 let (r0, r1, sy) = taps(oy, p.stride_h, p.pad_t, p.h);
                 for ox in 0..u(p.ow) {
                     let (q0, q1, sx) = taps(ox, p.stride_w, p.pad_l, p.w);
-                    let (mut m, mut s, mut cnt) = (f32::MIN, 0.0f32, 0usize);
+                    // -inf as ONNX MaxPool: a window of -inf inputs gives -inf, not -FLT_MAX.
+                    let (mut m, mut s, mut cnt) = (f32::NEG_INFINITY, 0.0f32, 0usize);
                     for r in r0..r1.min(u(p.kh)) {
                         let iy = sy + r - u(p.pad_t);
                         for q in q0..q1.min(u(p.kw)) {
