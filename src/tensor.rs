@@ -116,7 +116,9 @@ impl TensorData {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
     shape: Vec<usize>,
-    data: TensorData,
+    /// Shared, immutable elements: cloning a tensor (a session taking its model's weights, a
+    /// reshape) copies no data, so sessions of one model share its weights.
+    data: std::sync::Arc<TensorData>,
 }
 
 /// Number of elements of a shape (1 for a scalar). Saturates at `usize::MAX` instead of
@@ -171,7 +173,7 @@ impl Tensor {
         }
         Ok(Tensor {
             shape: shape.to_vec(),
-            data,
+            data: std::sync::Arc::new(data),
         })
     }
 
@@ -204,7 +206,7 @@ impl Tensor {
             })?;
         Ok(Tensor {
             shape: shape.to_vec(),
-            data: TensorData::F32(vec![0.0; n]),
+            data: std::sync::Arc::new(TensorData::F32(vec![0.0; n])),
         })
     }
 
@@ -217,7 +219,7 @@ impl Tensor {
     }
 
     pub fn dtype(&self) -> DType {
-        match &self.data {
+        match self.data.as_ref() {
             TensorData::F32(_) => DType::F32,
             TensorData::F16(_) => DType::F16,
             TensorData::I32(_) => DType::I32,
@@ -239,7 +241,7 @@ impl Tensor {
 
     /// The f32 elements, or a dtype error naming `what` for context.
     pub fn f32s(&self, what: &str) -> Result<&[f32]> {
-        match &self.data {
+        match self.data.as_ref() {
             TensorData::F32(v) => Ok(v),
             _ => Err(Error::DTypeMismatch {
                 op: what.to_string(),
@@ -251,18 +253,16 @@ impl Tensor {
 
     /// Consumes the tensor and returns its f32 elements (dtype error otherwise).
     pub fn into_f32s(self, what: &str) -> Result<Vec<f32>> {
-        match self.data {
-            TensorData::F32(v) => Ok(v),
-            other => Err(Error::DTypeMismatch {
+        if self.dtype() != DType::F32 {
+            return Err(Error::DTypeMismatch {
                 op: what.to_string(),
                 expected: "f32".into(),
-                got: Tensor {
-                    shape: vec![0],
-                    data: other,
-                }
-                .dtype()
-                .to_string(),
-            }),
+                got: self.dtype().to_string(),
+            });
+        }
+        match std::sync::Arc::unwrap_or_clone(self.data) {
+            TensorData::F32(v) => Ok(v),
+            _ => unreachable!("dtype checked above"),
         }
     }
 
@@ -281,7 +281,7 @@ impl Tensor {
 
     /// Converts an integer or half tensor to f32 (u8 images, f16 weights).
     pub fn to_f32(&self) -> Tensor {
-        let v: Vec<f32> = match &self.data {
+        let v: Vec<f32> = match self.data.as_ref() {
             TensorData::F32(v) => v.clone(),
             TensorData::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
             TensorData::I32(v) => v.iter().map(|&x| x as f32).collect(),
@@ -291,13 +291,13 @@ impl Tensor {
         };
         Tensor {
             shape: self.shape.clone(),
-            data: TensorData::F32(v),
+            data: std::sync::Arc::new(TensorData::F32(v)),
         }
     }
 
     /// Raw little-endian bytes of the elements.
     pub fn bytes(&self) -> &[u8] {
-        match &self.data {
+        match self.data.as_ref() {
             TensorData::F32(v) => bytemuck::cast_slice(v),
             TensorData::F16(v) => bytemuck::cast_slice(v),
             TensorData::I32(v) => bytemuck::cast_slice(v),
@@ -362,7 +362,7 @@ impl Tensor {
         };
         Ok(Tensor {
             shape: shape.to_vec(),
-            data,
+            data: std::sync::Arc::new(data),
         })
     }
 
@@ -373,7 +373,7 @@ impl Tensor {
             return self.clone();
         }
         // Through f64: exact for every value of every supported dtype except i64 beyond 2^53.
-        let v: Vec<f64> = match &self.data {
+        let v: Vec<f64> = match self.data.as_ref() {
             TensorData::F32(v) => v.iter().map(|&x| x as f64).collect(),
             TensorData::F16(v) => v.iter().map(|x| x.to_f64()).collect(),
             TensorData::I32(v) => v.iter().map(|&x| x as f64).collect(),
@@ -385,7 +385,7 @@ impl Tensor {
             DType::F32 => TensorData::F32(v.iter().map(|&x| x as f32).collect()),
             DType::F16 => TensorData::F16(v.iter().map(|&x| half::f16::from_f64(x)).collect()),
             DType::I32 => TensorData::I32(v.iter().map(|&x| x as i32).collect()),
-            DType::I64 => match &self.data {
+            DType::I64 => match self.data.as_ref() {
                 // Keep i64 -> i64-like paths exact.
                 TensorData::I32(s) => TensorData::I64(s.iter().map(|&x| x as i64).collect()),
                 _ => TensorData::I64(v.iter().map(|&x| x as i64).collect()),
@@ -396,7 +396,7 @@ impl Tensor {
         };
         Tensor {
             shape: self.shape.clone(),
-            data,
+            data: std::sync::Arc::new(data),
         }
     }
 
@@ -413,7 +413,7 @@ impl Tensor {
             .collect();
         Tensor {
             shape: shape.to_vec(),
-            data: TensorData::F32(v),
+            data: std::sync::Arc::new(TensorData::F32(v)),
         }
     }
 }
@@ -455,5 +455,16 @@ mod tests {
     #[should_panic(expected = "Tensor::zeros")]
     fn zeros_panics_only_on_absurd_shapes() {
         let _ = Tensor::zeros(&[HUGE, HUGE]);
+    }
+
+    #[test]
+    fn clones_share_their_elements() {
+        // Sessions clone their model's weight map: that must not copy the data.
+        let t = Tensor::random(&[64, 64], 1);
+        let c = t.clone().reshaped(&[4096]).unwrap();
+        assert_eq!(c.bytes().as_ptr(), t.bytes().as_ptr());
+        // Taking the elements out of a shared tensor copies; of a sole one, does not.
+        let v = c.into_f32s("c").unwrap();
+        assert_eq!(v, t.f32s("t").unwrap());
     }
 }
