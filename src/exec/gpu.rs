@@ -447,7 +447,9 @@ impl GpuExecutor {
                         .map_err(|e| Error::Gpu(format!("reading CPU node inputs: {e}")))?;
                     for inp in &hop.inputs {
                         if let HopInput::Arena { at, ty, .. } = inp {
-                            let n = ty.bytes().unwrap_or(0) as usize;
+                            // Planned values have byte counts that fit (checked at plan time).
+                            let n = usize::try_from(ty.bytes().unwrap_or(u64::MAX))
+                                .map_err(|_| Error::Gpu(format!("{ty} too large to read")))?;
                             let at = *at as usize;
                             arena_ins.push(Tensor::from_bytes(
                                 ty.dtype,
@@ -513,8 +515,9 @@ impl GpuExecutor {
                     .slice(..)
                     .get_mapped_range()
                     .map_err(|e| Error::Gpu(format!("reading outputs: {e}")))?;
-                let n = ty.bytes().unwrap_or(0) as usize;
-                Tensor::from_bytes(ty.dtype, &ty.shape, &view[..n])
+                usize::try_from(ty.bytes().unwrap_or(u64::MAX))
+                    .map_err(|_| Error::Gpu(format!("output {ty} too large to read")))
+                    .and_then(|n| Tensor::from_bytes(ty.dtype, &ty.shape, &view[..n]))
             };
             staging.unmap();
             out.push(t?);
