@@ -329,7 +329,9 @@ impl Plan {
 
     /// Total FLOPs of one run.
     pub fn flops(&self) -> u64 {
-        self.nodes.iter().fold(0u64, |a, n| a.saturating_add(n.flops))
+        self.nodes
+            .iter()
+            .fold(0u64, |a, n| a.saturating_add(n.flops))
     }
 
     /// A readable table of the plan: one line per node.
