@@ -28,6 +28,10 @@ pub enum WeightFormat {
     Quant(QuantSpec),
     /// Only the nonzero entries (CSR, block CSR) or a fixed N:M pattern.
     Sparse(SparseSpec),
+    /// Half precision: part `half` (F16, the weight's shape), decoded to f32. Half the bytes,
+    /// about 3 significant digits; GPU kernels read pairs packed in u32 words (no `shader-f16`
+    /// needed).
+    Half,
 }
 
 /// Parameters of a quantised weight: `x = (q - z) * scale`, or `(q - z) * 2^-n` when `pow2`.
@@ -406,6 +410,7 @@ impl WeightFormat {
     pub fn label(&self) -> String {
         match self {
             WeightFormat::Dense => "dense".into(),
+            WeightFormat::Half => "f16".into(),
             WeightFormat::Quant(q) => format!(
                 "{}int{}{}{}{}",
                 if q.pow2 { "pow2-" } else { "" },
@@ -442,6 +447,7 @@ impl WeightFormat {
     pub fn part_names(&self, name: &str) -> Vec<String> {
         let parts: &[&str] = match self {
             WeightFormat::Dense => return vec![name.to_string()],
+            WeightFormat::Half => &["half"],
             WeightFormat::Quant(q) => match (q.pow2, q.zero_points) {
                 (false, false) => &["qweight", "scales"],
                 (false, true) => &["qweight", "scales", "zeros"],
@@ -478,6 +484,12 @@ impl WeightFormat {
                 ))),
                 Some(_) => Ok(()),
             },
+            WeightFormat::Half => {
+                matrix_dims(shape)?;
+                let h = p.get("half", DType::F16, shape)?;
+                (0..numel_of(shape)).for_each(|i| emit(i, h.at(i) as f32));
+                Ok(())
+            }
             WeightFormat::Quant(q) => {
                 q.check()?;
                 let (rows, cols) = matrix_dims(shape)?;
@@ -543,6 +555,7 @@ impl WeightFormat {
             )));
         }
         let parts = match self {
+            WeightFormat::Half => vec![encode_half(x, w.shape())?],
             WeightFormat::Quant(q) => encode_quant(q, x, rows, cols)?,
             WeightFormat::Sparse(s) => encode_sparse(s, x, rows, cols)?,
             WeightFormat::Dense => Vec::new(),
@@ -578,6 +591,22 @@ fn f16_up(s: f64) -> Result<f16> {
 }
 
 type Encoded = Vec<(&'static str, Tensor)>;
+
+fn numel_of(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// Round-to-nearest f16; a value beyond the f16 range is an error, not an infinity.
+fn encode_half(x: &[f32], shape: &[usize]) -> Result<(&'static str, Tensor)> {
+    let h: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
+    if let Some(i) = h.iter().position(|v| !v.is_finite()) {
+        return Err(unsupported(format!(
+            "encoding the weight value {} (element {i}) as f16: beyond the f16 range",
+            x[i]
+        )));
+    }
+    part("half", shape, TensorData::F16(h))
+}
 
 fn part(name: &'static str, shape: &[usize], data: TensorData) -> Result<(&'static str, Tensor)> {
     Ok((name, Tensor::from_data(shape, data)?))

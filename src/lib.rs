@@ -26,6 +26,7 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
+pub mod compress;
 pub mod error;
 pub mod exec;
 pub mod format;

@@ -126,8 +126,9 @@ impl Session {
     /// A session on the CPU reference backend.
     pub fn cpu(model: &Model, opts: SessionOptions) -> Result<Session> {
         let budget = opts.max_memory.unwrap_or_else(default_memory_budget);
-        let (graph, weights, rewrites) = prepare(model, opts.optimize, budget)?;
+        let (graph, mut weights, rewrites) = prepare(model, opts.optimize, budget)?;
         let plan = Plan::new(&graph, &weights, None, opts.plan)?;
+        decode_planned(&plan, &mut weights)?;
         check_budget(&plan, &weights, budget)?;
         Ok(Self::finish(
             model,
@@ -157,9 +158,22 @@ impl Session {
         }
         profile.naive_only = opts.naive;
         let budget = opts.max_memory.unwrap_or_else(default_memory_budget);
-        let (graph, weights, rewrites) = prepare(model, opts.optimize, budget)?;
+        let (graph, mut weights, rewrites) = prepare(model, opts.optimize, budget)?;
         let plan = Plan::new(&graph, &weights, Some(&profile), opts.plan)?;
+        decode_planned(&plan, &mut weights)?;
         check_budget(&plan, &weights, budget)?;
+        let decoded: Vec<String> = (plan.values.iter())
+            .filter(|v| v.decoded)
+            .map(|v| format!("{} ({})", v.name, v.format.label()))
+            .collect();
+        if !decoded.is_empty() {
+            notices.push(format!(
+                "{} packed weight(s) decoded to f32 (no GPU kernel reads their format for the \
+                 node that uses them, or it runs on the CPU): {}",
+                decoded.len(),
+                decoded.join(", ")
+            ));
+        }
         let cpu = plan.cpu_nodes();
         if !cpu.is_empty() {
             notices.push(format!(
@@ -319,6 +333,15 @@ impl Session {
             Exec::Gpu(_, g) => g.device_bytes,
         }
     }
+
+    /// Device memory held by the session's weights: packed ones as stored (plus row padding),
+    /// dense or decoded ones as f32 in the layouts their kernels read. 0 on the CPU backend.
+    pub fn weight_device_bytes(&self) -> u64 {
+        match &self.exec {
+            Exec::Cpu(_) => 0,
+            Exec::Gpu(_, g) => g.weight_bytes,
+        }
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -353,10 +376,9 @@ impl Session {
     }
 }
 
-/// Folds constants and BatchNorm, fuses epilogues, decodes packed weight formats for the nodes
-/// that read them on the CPU, and returns the rewritten graph and the session's weights (every
-/// weight dense under its own name; packed parts stay beside them for GPU kernels that take
-/// the format).
+/// Folds constants and BatchNorm, fuses epilogues, and returns the rewritten graph and the
+/// session's weights (packed weights as their stored parts; [`decode_planned`] adds f32
+/// copies of the ones the plan reads as f32).
 fn prepare(
     model: &Model,
     optimize: bool,
@@ -384,14 +406,20 @@ fn prepare(
         let checked = graph.check(&weights)?;
         rewrites += passes::fuse_epilogues(&mut graph, &mut weights, &checked.shapes)?;
     }
-    for (name, format) in &graph.formats {
-        let Some(spec) = graph.weights.iter().find(|w| &w.name == name) else {
-            continue;
-        };
-        let dense = format.decode(name, &spec.shape, &weights)?;
-        weights.insert(name.clone(), dense);
-    }
     Ok((graph, weights, rewrites))
+}
+
+/// Decodes to f32 (under the weight's own name) the packed weights the plan reads as f32: on
+/// the CPU, or by a kernel that does not read their format. The others stay packed only.
+fn decode_planned(
+    plan: &Plan,
+    weights: &mut std::collections::BTreeMap<String, Tensor>,
+) -> Result<()> {
+    for v in plan.values.iter().filter(|v| v.decoded) {
+        let dense = v.format.decode(&v.name, &v.shape, weights)?;
+        weights.insert(v.name.clone(), dense);
+    }
+    Ok(())
 }
 
 fn over_budget(what: String, needed: u64, budget: u64) -> Error {

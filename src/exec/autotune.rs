@@ -41,10 +41,11 @@ pub fn candidates_checksum() -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for s in Op::tune_slots() {
         let text = format!(
-            "{}/{}:{}",
+            "{}/{}:{}:{}",
             s.family,
             s.slot,
-            serde_json::json!(s.candidates)
+            serde_json::json!(s.candidates),
+            serde_json::json!(s.formats)
         );
         for b in text.bytes() {
             h ^= b as u64;
@@ -131,7 +132,12 @@ pub fn workload(slot: &TuneSlot) -> GraphBuilder {
         .enumerate()
         .map(|(i, (shape, constant))| {
             let name = format!("x{i}");
-            if *constant {
+            let format = slot.formats.get(i).cloned().unwrap_or_default();
+            if *constant && !format.is_dense() {
+                let w = Tensor::random(shape, 7 + i as u64);
+                b.weight_packed(&name, &w, format)
+                    .expect("tune slots name formats their shapes can hold")
+            } else if *constant {
                 b.weight(&name, Tensor::random(shape, 7 + i as u64))
             } else {
                 b.input(&name, shape)

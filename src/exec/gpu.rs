@@ -11,6 +11,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::kernel::map_read;
 use crate::gpu::GpuContext;
+use crate::ops::quant::{self, QPart};
 use crate::ops::{Bind, Op, Pack};
 use crate::sched::{Placement, Plan, ValueKind};
 use crate::tensor::{Tensor, ValueType};
@@ -64,6 +65,8 @@ pub struct GpuExecutor {
     outputs: Vec<(wgpu::Buffer, u64, wgpu::Buffer, ValueType)>,
     /// Bytes held by this executor's buffers (activations, weights, uniforms, staging).
     pub device_bytes: u64,
+    /// Of those, the weights' (dense, re-laid-out, or packed as stored).
+    pub weight_bytes: u64,
     /// One run at a time: runs share the arena, the readback and the staging buffers.
     lock: RunLock,
 }
@@ -139,6 +142,39 @@ impl GpuExecutor {
             }
         }
         wanted.extend(plan.outputs.iter().map(|&v| (v, None, None)));
+        // Packed weights read as stored (quantised codes, scales), keyed by the weight.
+        let mut qbufs: HashMap<(usize, QPart), wgpu::Buffer> = HashMap::new();
+        let mut qtexs: HashMap<usize, wgpu::TextureView> = HashMap::new();
+        let mut weight_bytes = 0u64;
+        for node in plan.nodes.iter().filter(|n| n.placement == Placement::Gpu) {
+            for b in node.dispatches.iter().flat_map(|d| &d.bindings) {
+                let (i, part, tex) = match *b {
+                    Bind::Quant(i, part) => (i, part, false),
+                    Bind::QuantTex(i) => (i, QPart::Codes, true),
+                    _ => continue,
+                };
+                let r = root(node.inputs[i]);
+                let done = if tex {
+                    qtexs.contains_key(&r)
+                } else {
+                    qbufs.contains_key(&(r, part))
+                };
+                let pv = &plan.values[r];
+                if done || pv.kind != ValueKind::Weight {
+                    continue;
+                }
+                let words = quant::pack_part(part, &pv.format, &pv.name, &pv.shape, weights)?;
+                weight_bytes += words.len() as u64 * 4;
+                if tex {
+                    let lay = quant::QLayout::of(&pv.format, &pv.shape).map_err(Error::Gpu)?;
+                    let view = ctx.texture_rgba32u(&pv.name, &words, lay.row_t as u32);
+                    qtexs.insert(r, view);
+                } else {
+                    let buf = ctx.storage_with(&pv.name, bytemuck::cast_slice(&words));
+                    qbufs.insert((r, part), buf);
+                }
+            }
+        }
         for (v, pack, tex_width) in wanted {
             let key = if pack.is_some() { v } else { root(v) };
             let pv = &plan.values[v];
@@ -159,7 +195,7 @@ impl GpuExecutor {
                 // Unpacked constants go up as their bytes, whatever the dtype.
                 None => t.bytes(),
             };
-            device_bytes += bytes.len() as u64;
+            weight_bytes += bytes.len() as u64;
             match (tex_width, pack) {
                 (Some(w), Some(p)) => {
                     textures.insert(
@@ -245,6 +281,14 @@ impl GpuExecutor {
                                 ))
                             })?)
                         }
+                        Bind::QuantTex(k) => {
+                            Some(qtexs.get(&root(node.inputs[k])).ok_or_else(|| {
+                                Error::Gpu(format!(
+                                    "node '{}': packed texture input {k} missing",
+                                    node.name
+                                ))
+                            })?)
+                        }
                         Bind::ScratchStore(k, ..) | Bind::ScratchRead(k) => {
                             Some(scratch.get(&(ni, k)).ok_or_else(|| {
                                 Error::Gpu(format!(
@@ -271,6 +315,15 @@ impl GpuExecutor {
                         })?,
                         Bind::Packed(k, p) => {
                             let b = consts.get(&(node.inputs[k], Some(p))).ok_or_else(|| {
+                                Error::Gpu(format!(
+                                    "node '{}': packed input {k} missing",
+                                    node.name
+                                ))
+                            })?;
+                            (b, 0, b.size())
+                        }
+                        Bind::Quant(k, part) => {
+                            let b = qbufs.get(&(root(node.inputs[k]), part)).ok_or_else(|| {
                                 Error::Gpu(format!(
                                     "node '{}': packed input {k} missing",
                                     node.name
@@ -389,7 +442,8 @@ impl GpuExecutor {
             arena,
             inputs,
             outputs,
-            device_bytes,
+            device_bytes: device_bytes + weight_bytes,
+            weight_bytes,
             lock: RunLock::default(),
         })
     }

@@ -77,8 +77,35 @@ impl GpuContext {
 
     /// An rgba32float texture `width` texels wide holding `data` (4 floats per texel), as a view.
     pub fn texture_rgba32f(&self, label: &str, data: &[f32], width: u32) -> wgpu::TextureView {
+        self.texture_rgba(
+            label,
+            bytemuck::cast_slice(data),
+            width,
+            wgpu::TextureFormat::Rgba32Float,
+        )
+    }
+
+    /// An rgba32uint texture `width` texels wide holding `data` (4 words per texel): packed
+    /// weight codes for kernels that gather them through the texture path.
+    pub fn texture_rgba32u(&self, label: &str, data: &[u32], width: u32) -> wgpu::TextureView {
+        self.texture_rgba(
+            label,
+            bytemuck::cast_slice(data),
+            width,
+            wgpu::TextureFormat::Rgba32Uint,
+        )
+    }
+
+    /// A 16-byte-texel texture holding `data`, zero-padded to whole rows.
+    fn texture_rgba(
+        &self,
+        label: &str,
+        data: &[u8],
+        width: u32,
+        format: wgpu::TextureFormat,
+    ) -> wgpu::TextureView {
         let width = width.max(1);
-        let height = (data.len() as u32 / 4).div_ceil(width).max(1);
+        let height = (data.len() as u32 / 16).div_ceil(width).max(1);
         let size = wgpu::Extent3d {
             width,
             height,
@@ -90,12 +117,12 @@ impl GpuContext {
             mip_level_count: 1,
             sample_count: 1,
             dimension: wgpu::TextureDimension::D2,
-            format: wgpu::TextureFormat::Rgba32Float,
+            format,
             usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
             view_formats: &[],
         });
         let mut texels = data.to_vec();
-        texels.resize((width * height * 4) as usize, 0.0);
+        texels.resize((width * height * 16) as usize, 0);
         self.queue.write_texture(
             wgpu::TexelCopyTextureInfo {
                 texture: &tex,
@@ -103,7 +130,7 @@ impl GpuContext {
                 origin: wgpu::Origin3d::ZERO,
                 aspect: wgpu::TextureAspect::All,
             },
-            bytemuck::cast_slice(&texels),
+            &texels,
             wgpu::TexelCopyBufferLayout {
                 offset: 0,
                 bytes_per_row: Some(width * 16),

@@ -4,6 +4,7 @@
 //! (`[N, K]` with `trans_b`, the PyTorch `Linear` weight layout). A B without batch dims is
 //! shared by every batch. `bias` is `[N]`; `residual` has the output's shape.
 
+use super::quant::{QLayout, QPart};
 use super::{
     check_grid, div_ceil, unsupported, Activation, Bind, Dispatch, KernelVariant, LowerCtx,
     OpFamily, Pack, SelectCtx, TuneSlot,
@@ -50,6 +51,20 @@ pub enum MatMulKernel {
     Tex { tm: u32, tn4: u32 },
     /// Both operands through textures: A copied into one per run, B packed at load.
     Tex2 { tm: u32, tn4: u32 },
+    /// A packed weight (int8/int4/pow2/f16, `[N, K]`) read as stored: `tm` rows of A by `r`
+    /// weight rows per invocation; codes from a storage buffer or an rgba32uint texture
+    /// (`wtex`), A from its buffer or a per-run rgba32float texture (`xtex`).
+    Packed {
+        tm: u32,
+        r: u32,
+        #[serde(default)]
+        wtex: bool,
+        #[serde(default)]
+        xtex: bool,
+    },
+    /// GEMV with a packed weight, one workgroup of 64 threads per output and a workgroup
+    /// reduction: the memory-bound shape real GPUs favour (coalesced 16-byte loads).
+    PackedWg,
 }
 
 impl KernelVariant for MatMulKernel {
@@ -61,6 +76,16 @@ impl KernelVariant for MatMulKernel {
             MatMulKernel::Bcast { tm, tn4 } => format!("bcast-{tm}x{}", tn4 * 4),
             MatMulKernel::Tex { tm, tn4 } => format!("tex-{tm}x{}", tn4 * 4),
             MatMulKernel::Tex2 { tm, tn4 } => format!("tex2-{tm}x{}", tn4 * 4),
+            MatMulKernel::Packed { tm, r, wtex, xtex } => format!(
+                "{}-{tm}x{r}",
+                match (wtex, xtex) {
+                    (false, false) => "buf",
+                    (true, false) => "tex",
+                    (false, true) => "xtex",
+                    (true, true) => "tex2",
+                }
+            ),
+            MatMulKernel::PackedWg => "wg64".into(),
         }
     }
 
@@ -75,6 +100,9 @@ impl KernelVariant for MatMulKernel {
                 matches!((tm, tn4), (1, 1 | 2 | 4) | (4 | 8, 1 | 2))
             }
             MatMulKernel::Tex2 { tm, tn4 } => matches!((tm, tn4), (4 | 8, 1 | 2)),
+            // Accumulators are arrays of 16 in the shader.
+            MatMulKernel::Packed { tm, r, .. } => matches!(tm, 1 | 2 | 4) && matches!(r, 1 | 2 | 4),
+            MatMulKernel::PackedWg => true,
         };
         if ok {
             Ok(())
@@ -105,6 +133,26 @@ static GEMM_TEX2: ShaderSource = crate::wgsl!(
     [[("TM", 4), ("TN4", 1)], [("TM", 8), ("TN4", 2)]]
 );
 static TO_TEXTURE: ShaderSource = crate::wgsl!("elementwise/to_texture.wgsl");
+/// Packed-weight kernels: (A from buffer | texture) x (codes from buffer | texture).
+macro_rules! packed_source {
+    ($a:literal, $w:literal) => {
+        crate::wgsl!("quant/dequant.wgsl", $a, $w, "quant/qmatmul.wgsl"; [
+            [("TM", 1), ("R", 2), ("BITS", 8), ("SCALE", 0), ("ZERO", 0)],
+            [("TM", 4), ("R", 4), ("BITS", 4), ("SCALE", 1), ("ZERO", 1)],
+            [("TM", 2), ("R", 1), ("BITS", 16), ("SCALE", 4), ("ZERO", 0)],
+            [("TM", 1), ("R", 1), ("BITS", 8), ("SCALE", 2), ("ZERO", 1)]
+        ])
+    };
+}
+static Q_BUF: ShaderSource = packed_source!("quant/a_buffer.wgsl", "quant/w_buffer.wgsl");
+static Q_TEX: ShaderSource = packed_source!("quant/a_buffer.wgsl", "quant/w_texture.wgsl");
+static Q_XTEX: ShaderSource = packed_source!("quant/a_texture.wgsl", "quant/w_buffer.wgsl");
+static Q_TEX2: ShaderSource = packed_source!("quant/a_texture.wgsl", "quant/w_texture.wgsl");
+static Q_WG: ShaderSource = crate::wgsl!(
+    "quant/dequant.wgsl", "quant/a_buffer.wgsl", "quant/w_buffer.wgsl", "quant/qgemv_wg.wgsl";
+    [[("BITS", 8), ("SCALE", 0), ("ZERO", 0)], [("BITS", 4), ("SCALE", 1), ("ZERO", 1)],
+     [("BITS", 16), ("SCALE", 4), ("ZERO", 0)]]
+);
 
 impl OpFamily for MatMul {
     const FAMILY: &'static str = "matmul";
@@ -129,6 +177,9 @@ impl OpFamily for MatMul {
     /// The tuned choice for the case's slot (GEMV when M = 1, GEMM otherwise, with a constant
     /// B; the scalar slot otherwise) when it fits, else the variant that always does.
     fn select(&self, cx: &SelectCtx) -> Option<MatMulKernel> {
+        if self.packed_b(cx) {
+            return self.select_packed(cx);
+        }
         if !cx.dense_f32() {
             return None;
         }
@@ -185,7 +236,28 @@ impl OpFamily for MatMul {
                 ))
             }
         };
+        let packed = matches!(k, MatMulKernel::Packed { .. } | MatMulKernel::PackedWg);
+        if packed == cx.formats[1].is_dense() {
+            return Err(format!(
+                "kernel {} does not read {} weights",
+                k.name(),
+                cx.formats[1].label()
+            ));
+        }
         match *k {
+            MatMulKernel::Packed { wtex, xtex, .. } => {
+                let lay = self.packed_layout(cx)?;
+                let a = cx.shape(0);
+                let a_rows = crate::tensor::numel(&a[..a.len() - 1]);
+                if wtex && !cx.tex_fits(lay.row_t, lay.rows) {
+                    return Err("weight texture exceeds the device's 2-D texture size".into());
+                }
+                if xtex && (self.trans_a || !cx.tex_fits(lay.row_t * lay.vpt() / 4, a_rows)) {
+                    return Err("A texture needs an untransposed A within the texture size".into());
+                }
+                Ok(())
+            }
+            MatMulKernel::PackedWg => self.packed_layout(cx).map(|_| ()),
             MatMulKernel::Naive | MatMulKernel::Tiled { .. } => Ok(()),
             MatMulKernel::Vec4 { .. } => {
                 if self.vec4_ok(&cx.ins[0].shape, cx.is_const[1]) {
@@ -248,7 +320,33 @@ impl OpFamily for MatMul {
             trans_a: true,
             ..Default::default()
         };
+        // Packed weights: tuned on int8 per channel (the int4 and f16 paths share the loops).
+        let int8 = crate::format::WeightFormat::Quant(crate::format::QuantSpec {
+            bits: 8,
+            group: 0,
+            zero_points: false,
+            pow2: false,
+            scale_dtype: crate::tensor::DType::F32,
+        });
+        let packed_formats = vec![crate::format::WeightFormat::Dense, int8];
+        let packed = |tms: &[u32]| -> Vec<MatMulKernel> {
+            let mut v = Vec::new();
+            for &tm in tms {
+                for r in [1, 2, 4] {
+                    for (wtex, xtex) in [(false, false), (true, false), (true, true)] {
+                        v.push(MatMulKernel::Packed { tm, r, wtex, xtex });
+                    }
+                }
+            }
+            v
+        };
+        let mut qgemv = packed(&[1]);
+        qgemv.push(MatMulKernel::PackedWg);
         vec![
+            TuneSlot::new("qgemv", qgemv, linear, lin_inputs(1, 1024, 1024))
+                .with_formats(packed_formats.clone()),
+            TuneSlot::new("qgemm", packed(&[2, 4]), linear, lin_inputs(128, 256, 512))
+                .with_formats(packed_formats),
             TuneSlot::new("gemm", gemm, linear, lin_inputs(128, 256, 512)),
             TuneSlot::new("gemv", gemv, linear, lin_inputs(1, 1024, 1024)),
             TuneSlot::new(
@@ -269,6 +367,11 @@ impl OpFamily for MatMul {
             &GEMM_TEX,
             &GEMM_TEX2,
             &TO_TEXTURE,
+            &Q_BUF,
+            &Q_TEX,
+            &Q_XTEX,
+            &Q_TEX2,
+            &Q_WG,
         ]
     }
 
@@ -463,6 +566,9 @@ impl MatMul {
     }
 
     fn lower_kernel(&self, kernel: MatMulKernel, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        if matches!(kernel, MatMulKernel::Packed { .. } | MatMulKernel::PackedWg) {
+            return self.lower_packed(kernel, cx);
+        }
         let p = self.params(&cx.in_shapes[0], &cx.in_shapes[1]);
         let [bias, res] = super::epilogue_binds(self.bias, self.residual);
         let (m, n, batch) = (p.m as usize, p.n as usize, p.batch);
@@ -587,6 +693,9 @@ impl MatMul {
                     },
                 ]);
             }
+            MatMulKernel::Packed { .. } | MatMulKernel::PackedWg => {
+                unreachable!("lowered by lower_packed")
+            }
             MatMulKernel::Bcast { tm, tn4 } | MatMulKernel::Tex { tm, tn4 } => {
                 if !cx.is_const[1] {
                     return Err(unsupported(
@@ -658,4 +767,161 @@ pub fn tex_extent(trans_b: bool, b: &[usize]) -> (usize, usize) {
         (b[r - 2], b[r - 1])
     };
     (n.div_ceil(4), crate::tensor::numel(&b[..r - 2]) * k)
+}
+
+/// Kernels on packed (quantised or f16) weights.
+impl MatMul {
+    /// B is a packed weight and everything else dense f32: a case for the packed kernels.
+    fn packed_b(&self, cx: &SelectCtx) -> bool {
+        !cx.formats[1].is_dense()
+            && cx.ins.iter().all(|v| v.dtype == crate::tensor::DType::F32)
+            && cx.out.dtype == crate::tensor::DType::F32
+            && cx
+                .formats
+                .iter()
+                .enumerate()
+                .all(|(i, f)| i == 1 || f.is_dense())
+    }
+
+    /// The layout of a packed B the kernels can read: a constant `[N, K]` (Linear) weight.
+    fn packed_layout(&self, cx: &SelectCtx) -> std::result::Result<QLayout, String> {
+        if !cx.is_const[1] || !self.trans_b || cx.shape(1).len() != 2 {
+            return Err(format!(
+                "packed-weight kernels read a constant [N, K] weight (trans_b), not {} {}",
+                if self.trans_b { "[N, K]" } else { "[K, N]" },
+                fmt_shape(cx.shape(1))
+            ));
+        }
+        QLayout::of(&cx.formats[1], cx.shape(1))
+    }
+
+    /// The tuned packed kernel for the case's slot (`qgemv` for one row of A, else `qgemm`),
+    /// else a default that fits; `None` when none reads this weight (the plan then decodes it
+    /// for a dense kernel and says so).
+    fn select_packed(&self, cx: &SelectCtx) -> Option<MatMulKernel> {
+        if cx.device.naive_only || self.packed_layout(cx).is_err() {
+            return None;
+        }
+        let a = cx.shape(0);
+        let rows = crate::tensor::numel(&a[..a.len() - 1]);
+        let (slot, tm) = if rows == 1 {
+            ("qgemv", 1)
+        } else {
+            ("qgemm", 4)
+        };
+        let buf = |tm, r| MatMulKernel::Packed {
+            tm,
+            r,
+            wtex: false,
+            xtex: false,
+        };
+        cx.tuned::<Self>(slot)
+            .into_iter()
+            .chain([buf(tm, 2), buf(1, 1)])
+            .find(|k| self.fits(k, cx).is_ok())
+    }
+
+    fn lower_packed(&self, kernel: MatMulKernel, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        let p = self.params(&cx.in_shapes[0], &cx.in_shapes[1]);
+        let lay =
+            QLayout::of(&cx.formats[1], &cx.in_shapes[1]).map_err(|e| unsupported("matmul", e))?;
+        if !cx.is_const[1] || !self.trans_b || cx.in_shapes[1].len() != 2 {
+            return Err(unsupported(
+                "matmul",
+                "packed-weight kernels read a constant [N, K] weight (trans_b)",
+            ));
+        }
+        let [bias, res] = super::epilogue_binds(self.bias, self.residual);
+        let w = super::word;
+        let params = vec![
+            p.m,
+            p.n,
+            p.k,
+            p.batch,
+            p.a_bs,
+            p.a_rs,
+            p.a_ks,
+            w(lay.row_t),
+            w(lay.group_t),
+            w(lay.ngroups),
+            w(lay.scale_words()),
+            p.has_bias,
+            p.has_res,
+            0,
+            0,
+            0,
+        ];
+        let mut consts = lay.consts().to_vec();
+        let meta = Bind::Quant(1, QPart::Meta);
+        let (m, n) = (p.m as usize, p.n as usize);
+        let MatMulKernel::Packed { tm, r, wtex, xtex } = kernel else {
+            let wg = [p.n, p.m, p.batch];
+            check_grid("matmul", wg, cx.max_workgroups)?;
+            return Ok(vec![Dispatch {
+                shader: ShaderKey::new(&Q_WG, &consts),
+                overrides: self.act.overrides(),
+                params,
+                bindings: vec![
+                    Bind::Input(0),
+                    Bind::Quant(1, QPart::Codes),
+                    meta,
+                    bias,
+                    res,
+                    Bind::Output,
+                ],
+                workgroups: wg,
+            }]);
+        };
+        kernel
+            .check()
+            .map_err(|e| unsupported("matmul", format!("kernel {}: {e}", kernel.name())))?;
+        consts.extend([("TM", tm), ("R", r)]);
+        let codes = if wtex {
+            Bind::QuantTex(1)
+        } else {
+            Bind::Quant(1, QPart::Codes)
+        };
+        let file = match (wtex, xtex) {
+            (false, false) => &Q_BUF,
+            (true, false) => &Q_TEX,
+            (false, true) => &Q_XTEX,
+            (true, true) => &Q_TEX2,
+        };
+        let wg = [
+            div_ceil(n, 64 * r as usize),
+            div_ceil(m, tm as usize),
+            p.batch,
+        ];
+        check_grid("matmul", wg, cx.max_workgroups)?;
+        let mut out = Vec::new();
+        let a = if xtex {
+            if self.trans_a {
+                return Err(unsupported("matmul", "A texture needs an untransposed A"));
+            }
+            let (rows, x4) = (p.batch * p.m, w(lay.row_t * lay.vpt() / 4));
+            let to_tex = Dispatch {
+                shader: ShaderKey::new(&TO_TEXTURE, &[]),
+                overrides: Activation::None.overrides(),
+                params: vec![rows, p.k, x4, 0],
+                bindings: vec![
+                    Bind::Input(0),
+                    Bind::ScratchStore(0, x4, rows, super::TexFormat::Rgba32F),
+                ],
+                workgroups: [x4.div_ceil(64), rows, 1],
+            };
+            check_grid("matmul", to_tex.workgroups, cx.max_workgroups)?;
+            out.push(to_tex);
+            Bind::ScratchRead(0)
+        } else {
+            Bind::Input(0)
+        };
+        out.push(Dispatch {
+            shader: ShaderKey::new(file, &consts),
+            overrides: self.act.overrides(),
+            params,
+            bindings: vec![a, codes, meta, bias, res, Bind::Output],
+            workgroups: wg,
+        });
+        Ok(out)
+    }
 }

@@ -22,6 +22,7 @@ pub mod elementwise;
 pub mod matmul;
 pub mod norm;
 pub mod pool;
+pub mod quant;
 pub mod shape;
 
 pub use conv::{Conv2d, ConvKernel};
@@ -30,6 +31,7 @@ pub use elementwise::{Binary, BinaryKind, Unary};
 pub use matmul::{MatMul, MatMulKernel};
 pub use norm::{BatchNorm, LayerNorm, Softmax};
 pub use pool::{GlobalAvgPool, Pool2d, PoolKind};
+pub use quant::Dequantize;
 pub use shape::{Concat, Flatten, Reshape, Transpose};
 
 /// The registry: one line per op family. The variant name fixes the serde tag (`MatMul` ->
@@ -144,6 +146,7 @@ ops! {
     Concat(Concat),
     Shape(Shape),
     Cast(Cast),
+    Dequantize(Dequantize),
 }
 
 /// A kernel variant of one family: plain data with a serde form (stored in tuned choices) and a
@@ -300,6 +303,8 @@ pub struct TuneSlot {
     /// The op timed, and its inputs (shape, constant?).
     pub op: Op,
     pub inputs: Vec<(Vec<usize>, bool)>,
+    /// Storage format of each constant input (dense unless set by [`TuneSlot::with_formats`]).
+    pub formats: Vec<WeightFormat>,
 }
 
 impl TuneSlot {
@@ -317,9 +322,16 @@ impl TuneSlot {
                 .iter()
                 .map(|k| serde_json::to_value(k).expect("kernel variants serialise"))
                 .collect(),
+            formats: vec![WeightFormat::Dense; inputs.len()],
             op: op.into(),
             inputs,
         }
+    }
+
+    /// The same slot timed with its constants stored in these formats (packed-weight kernels).
+    pub fn with_formats(mut self, formats: Vec<WeightFormat>) -> TuneSlot {
+        self.formats = formats;
+        self
     }
 }
 
@@ -329,6 +341,8 @@ pub struct LowerCtx<'a> {
     pub out_shape: &'a [usize],
     /// Which inputs are constants (weights), so they may be packed at load.
     pub is_const: &'a [bool],
+    /// Storage format of each input (dense for non-constants).
+    pub formats: &'a [WeightFormat],
     /// Largest workgroup count per dispatch dimension the device allows.
     pub max_workgroups: u32,
 }
@@ -509,6 +523,10 @@ pub enum Bind {
     /// Input `i` (a constant) re-laid-out and uploaded as an rgba32float texture `width`
     /// texels wide.
     Texture(usize, Pack, u32),
+    /// A part of packed weight input `i`, read as stored (see [`quant`]).
+    Quant(usize, quant::QPart),
+    /// The codes of packed weight input `i` as an rgba32uint texture (one row per texel row).
+    QuantTex(usize),
     /// The node's output.
     Output,
     /// Node-private scratch texture `i` (`w` x `h` texels), written as a storage texture by one
@@ -743,6 +761,7 @@ mod tests {
             in_shapes: ins,
             out_shape: &out.shape,
             is_const,
+            formats: &formats,
             max_workgroups: 65535,
         };
         op.plan_gpu(&cx, &lcx).unwrap().map(|(k, _)| k)

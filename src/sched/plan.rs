@@ -35,6 +35,9 @@ pub struct PlanValue {
     pub alias_of: Option<usize>,
     /// Storage format (weights only; dense otherwise).
     pub format: WeightFormat,
+    /// A packed weight some node reads as f32 (a kernel that does not read its format, or the
+    /// CPU): the session decodes it once. Packed weights that stay `false` are never decoded.
+    pub decoded: bool,
 }
 
 impl PlanValue {
@@ -134,6 +137,7 @@ impl Plan {
                 bytes,
                 alias_of: None,
                 format: graph.format_of(name).clone(),
+                decoded: false,
             });
             Ok(())
         };
@@ -180,16 +184,40 @@ impl Plan {
                             in_shapes: &in_shapes,
                             out_shape: &out_type.shape,
                             is_const: &is_const,
+                            formats: &formats,
                             max_workgroups: p.limits.max_compute_workgroups_per_dimension,
                         };
-                        let lowered = n.op.plan_gpu(&cx, &lcx).map_err(|e| match e {
+                        let name_node = |e| match e {
                             Error::Unsupported { op, what, backend } => Error::Unsupported {
                                 op: format!("{op} (node '{}')", n.name),
                                 what,
                                 backend,
                             },
                             other => other,
-                        })?;
+                        };
+                        let mut lowered = n.op.plan_gpu(&cx, &lcx).map_err(name_node)?;
+                        // No kernel reads a packed input as stored: try the dense kernels on
+                        // it decoded to f32 (the plan marks it; the session decodes it).
+                        let packed: Vec<usize> = (0..inputs.len())
+                            .filter(|&i| is_const[i] && !formats[i].is_dense())
+                            .collect();
+                        if lowered.is_none() && !packed.is_empty() {
+                            let dense = vec![WeightFormat::Dense; formats.len()];
+                            let cx = SelectCtx {
+                                formats: &dense,
+                                ..cx
+                            };
+                            let lcx = LowerCtx {
+                                formats: &dense,
+                                ..lcx
+                            };
+                            lowered = n.op.plan_gpu(&cx, &lcx).map_err(name_node)?;
+                            if lowered.is_some() {
+                                packed
+                                    .iter()
+                                    .for_each(|&i| values[inputs[i]].decoded = true);
+                            }
+                        }
                         match lowered {
                             Some((k, ds)) => (Placement::Gpu, k, ds),
                             None if opts.cpu_fallback => {
@@ -222,6 +250,13 @@ impl Plan {
                     None => (Placement::Cpu, CPU_KERNEL.to_string(), Vec::new()),
                 }
             };
+            if placement != Placement::Gpu {
+                for (i, &v) in inputs.iter().enumerate() {
+                    if is_const[i] && !formats[i].is_dense() {
+                        values[v].decoded = true;
+                    }
+                }
+            }
             let flops = n.op.flops(&in_types, &out_type);
             nodes.push(PlanNode {
                 name: n.name.clone(),
@@ -236,6 +271,11 @@ impl Plan {
         }
         let inputs = graph.inputs.iter().map(|v| ids[v.name.as_str()]).collect();
         let outputs: Vec<usize> = graph.outputs.iter().map(|o| ids[o.as_str()]).collect();
+        for &v in &outputs {
+            if !values[v].format.is_dense() {
+                values[v].decoded = true;
+            }
+        }
 
         // Lifetimes over node steps; weights are not planned (they have their own buffers).
         let mut defined_at = vec![None; values.len()];
@@ -338,10 +378,19 @@ impl Plan {
     pub fn describe(&self) -> String {
         let mut s = String::new();
         for n in &self.nodes {
-            let ins: Vec<&str> = n
+            let ins: Vec<String> = n
                 .inputs
                 .iter()
-                .map(|&i| self.values[i].name.as_str())
+                .map(|&i| {
+                    let v = &self.values[i];
+                    match (v.format.is_dense(), v.decoded) {
+                        (true, _) => v.name.clone(),
+                        (false, false) => format!("{} ({})", v.name, v.format.label()),
+                        (false, true) => {
+                            format!("{} ({}, DECODED to f32)", v.name, v.format.label())
+                        }
+                    }
+                })
                 .collect();
             let out = &self.values[n.output];
             let on = match n.placement {
