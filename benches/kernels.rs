@@ -5,7 +5,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::sync::Arc;
-use wgedge::bench::{mlp, Workload};
+use wgedge::bench::{mlp, packed_workload, Workload};
 use wgedge::graph::{single_conv3x3, single_linear};
 use wgedge::{Backend, GpuContext, Model, Session, SessionOptions, Tensor};
 
@@ -25,6 +25,7 @@ fn workload(name: &'static str, b: wgedge::graph::GraphBuilder) -> Workload {
         input,
         flops: 0.0,
         weight_bytes: None,
+        format: "f32",
     }
 }
 
@@ -70,6 +71,11 @@ fn kernels(c: &mut Criterion) {
         &workload("gemv", single_linear(1, 1024, 1024)),
         ctx.as_ref(),
     );
+    // The same GEMV with its weight packed (read as stored by the packed-weight kernels).
+    for f in ["f16", "int8", "int4-g32", "pow2-int8"] {
+        let w = packed_workload(workload("gemv", single_linear(1, 1024, 1024)), f).unwrap();
+        bench_workload(c, &format!("gemv-1024-{f}"), &w, ctx.as_ref());
+    }
     bench_workload(
         c,
         "conv3x3-32ch-28",

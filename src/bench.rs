@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// One measurement. Workloads: `gemm`, `gemv`, `conv3x3`, `dwconv3x3`, `mlp`; kernel names
-/// say what ran (`naive`, `vec4-4x4`, `tiled-8x4`, `cpu-ref`, ...).
+/// One measurement. Workloads: `gemm`, `gemv`, `conv3x3`, `dwconv3x3`, `mlp` (batch 64),
+/// `mlp1` (batch 1); GPU kernel names start with the weight format and say what ran
+/// (`f32-tex2-8x8`, `int8-tex-1x2`, `int4-g32-buf-4x2`, ...), except the naive reference kernel
+/// (`naive`) and the CPU rows (`cpu-ref`, backend `cpu`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Record {
     pub workload: String,
@@ -76,6 +78,70 @@ pub struct Workload {
     pub flops: f64,
     /// Bytes of weights read per run (for GB/s of GEMV).
     pub weight_bytes: Option<f64>,
+    /// Storage format of the matmul weights, the prefix of kernel names: `f32`, `f16`, `int8`,
+    /// `int4-g32`, `pow2-int8`.
+    pub format: &'static str,
+}
+
+/// The weight formats benchmarked, by their kernel-name prefix.
+pub fn bench_format(label: &str) -> Option<crate::format::WeightFormat> {
+    use crate::format::{QuantSpec, WeightFormat};
+    let q = |bits, group, pow2, scale_dtype| {
+        WeightFormat::Quant(QuantSpec {
+            bits,
+            group,
+            zero_points: false,
+            pow2,
+            scale_dtype,
+        })
+    };
+    Some(match label {
+        "f32" => WeightFormat::Dense,
+        "f16" => WeightFormat::Half,
+        "int8" => q(8, 0, false, crate::DType::F32),
+        "int4-g32" => q(4, 32, false, crate::DType::F16),
+        "pow2-int8" => q(8, 0, true, crate::DType::F32),
+        _ => return None,
+    })
+}
+
+/// The workload with every Linear weight (`trans_b` matmul on a constant) stored in format
+/// `label` (see [`bench_format`]); GB/s then counts the stored bytes.
+pub fn packed_workload(w: Workload, label: &'static str) -> Result<Workload> {
+    let f = bench_format(label)
+        .ok_or_else(|| crate::Error::Input(format!("unknown benchmark format '{label}'")))?;
+    if f.is_dense() {
+        return Ok(Workload { format: label, ..w });
+    }
+    let mut graph = w.model.graph.clone();
+    let mut weights = (*w.model.weights).clone();
+    let (mut dense_bytes, mut stored) = (0usize, 0usize);
+    for n in &w.model.graph.nodes {
+        let crate::ops::Op::MatMul(mm) = &n.op else {
+            continue;
+        };
+        let name = &n.inputs[1];
+        if !mm.trans_b || graph.formats.contains_key(name) {
+            continue;
+        }
+        let Some(t) = weights.remove(name) else {
+            continue;
+        };
+        let parts = f.encode(name, &t)?;
+        dense_bytes += t.bytes().len();
+        stored += f.stored_bytes(name, &parts);
+        weights.extend(parts);
+        graph.formats.insert(name.clone(), f.clone());
+    }
+    let weight_bytes = w
+        .weight_bytes
+        .map(|b| b - dense_bytes as f64 + stored as f64);
+    Ok(Workload {
+        model: Model::new(graph, weights)?,
+        weight_bytes,
+        format: label,
+        ..w
+    })
 }
 
 fn one_linear(
@@ -91,6 +157,7 @@ fn one_linear(
         input: Tensor::random(&[m, k], 8),
         flops: 2.0 * (m * k * n) as f64,
         weight_bytes: report_gbps.then_some((n * k * 4) as f64),
+        format: "f32",
     })
 }
 
@@ -101,6 +168,7 @@ fn one_conv(name: &'static str, c: usize, hw: usize, groups: usize) -> Result<Wo
         input: Tensor::random(&[1, c, hw, hw], 10),
         flops: 2.0 * (c * hw * hw * (c / groups) * 9) as f64,
         weight_bytes: None,
+        format: "f32",
     })
 }
 
@@ -128,11 +196,12 @@ pub fn mlp(batch: usize) -> Result<Workload> {
     b.output(&h);
     let flops = 2.0 * batch as f64 * (784.0 * 512.0 + 512.0 * 512.0 + 512.0 * 10.0);
     Ok(Workload {
-        name: "mlp",
+        name: if batch == 1 { "mlp1" } else { "mlp" },
         model: Model::from_builder(b)?,
         input: Tensor::random(&[batch, 784], 40),
         flops,
         weight_bytes: None,
+        format: "f32",
     })
 }
 
@@ -153,18 +222,34 @@ pub fn model_workload(name: &'static str, model: Model) -> Result<Workload> {
         input,
         flops,
         weight_bytes: None,
+        format: "f32",
     })
 }
 
-/// The kernels suite's workloads (sizes from the project's targets).
+/// The kernels suite's workloads (sizes from the project's targets), each matmul workload
+/// also with its weights packed in the formats wgedge runs.
 pub fn kernel_workloads() -> Result<Vec<Workload>> {
-    Ok(vec![
-        one_linear("gemm", 1024, 1024, 1024, false)?,
-        one_linear("gemv", 1, 4096, 4096, true)?,
-        one_conv("conv3x3", 64, 56, 1)?,
-        one_conv("dwconv3x3", 32, 112, 32)?,
-        mlp(64)?,
-    ])
+    let mut v = Vec::new();
+    for f in ["f32", "int8", "int4-g32"] {
+        v.push(packed_workload(
+            one_linear("gemm", 1024, 1024, 1024, false)?,
+            f,
+        )?);
+    }
+    for f in ["f32", "f16", "int8", "int4-g32", "pow2-int8"] {
+        v.push(packed_workload(
+            one_linear("gemv", 1, 4096, 4096, true)?,
+            f,
+        )?);
+    }
+    v.push(one_conv("conv3x3", 64, 56, 1)?);
+    v.push(one_conv("dwconv3x3", 32, 112, 32)?);
+    for batch in [64, 1] {
+        for f in ["f32", "int8", "int4-g32"] {
+            v.push(packed_workload(mlp(batch)?, f)?);
+        }
+    }
+    Ok(v)
 }
 
 fn record(w: &Workload, kernel: &str, backend: &str, mode: &str, t: (f64, f64, usize)) -> Record {
@@ -190,6 +275,8 @@ pub fn storage_only() -> crate::profile::TunedChoices {
             "gemm": {"kernel": "bcast", "tm": 8, "tn4": 2},
             "gemv": {"kernel": "bcast", "tm": 1, "tn4": 4},
             "gemm_tiled": {"kernel": "tiled", "tm": 4, "tn": 4},
+            "qgemv": {"kernel": "packed", "tm": 1, "r": 2},
+            "qgemm": {"kernel": "packed", "tm": 4, "r": 2},
         },
         "conv2d": {
             "conv": {"kernel": "tiled", "px": 8},
@@ -245,7 +332,9 @@ pub fn bench_workload(
             ..Default::default()
         };
         variants.push(("storage", storage));
-        if !cfg.skip_slow {
+        // The naive kernel and the CPU reference run packed weights decoded, the same
+        // arithmetic as the f32 workload's: measured once, there.
+        if !cfg.skip_slow && w.format == "f32" {
             variants.push((
                 "naive",
                 SessionOptions {
@@ -256,7 +345,10 @@ pub fn bench_workload(
         }
         for (which, opts) in variants {
             let s = Session::with_context(&w.model, ctx.clone(), opts)?;
-            let label = kernel_label(&s);
+            let label = match kernel_label(&s) {
+                k if k == "naive" => k,
+                k => format!("{}-{k}", w.format),
+            };
             if out
                 .iter()
                 .any(|r: &Record| r.kernel == label && r.backend == backend)
@@ -293,7 +385,7 @@ pub fn bench_workload(
             }
         }
     }
-    if !cfg.skip_slow || ctx.is_none() {
+    if (!cfg.skip_slow || ctx.is_none()) && w.format == "f32" {
         let s = Session::cpu(&w.model, SessionOptions::default())?;
         push(
             record(
@@ -337,16 +429,24 @@ pub fn table(records: &[Record]) -> String {
 /// reference; plus the run overhead (end to end minus resident) of the tuned kernel.
 pub fn ratios(records: &[Record]) -> String {
     let mut s = String::new();
-    let mut names: Vec<&str> = records.iter().map(|r| r.workload.as_str()).collect();
-    names.dedup();
+    let mut names: Vec<&str> = Vec::new();
+    for r in records {
+        if !names.contains(&r.workload.as_str()) {
+            names.push(r.workload.as_str());
+        }
+    }
     for w in names {
         let gpu: Vec<&Record> = records
             .iter()
             .filter(|r| r.workload == w && r.backend != "cpu")
             .collect();
         let kernels: Vec<&str> = {
-            let mut k: Vec<&str> = gpu.iter().map(|r| r.kernel.as_str()).collect();
-            k.dedup();
+            let mut k: Vec<&str> = Vec::new();
+            for r in &gpu {
+                if !k.contains(&r.kernel.as_str()) {
+                    k.push(r.kernel.as_str());
+                }
+            }
             k
         };
         let find = |kernel: &str, mode: &str| {
@@ -370,6 +470,14 @@ pub fn ratios(records: &[Record]) -> String {
                 }
                 if let Some(c) = cpu {
                     line.push_str(&format!(" {:>7.2}x vs cpu-ref", c.median_ms / t.median_ms));
+                }
+                // Packed weights against the fastest f32 kernel of the same workload.
+                let best_f32 = (gpu.iter())
+                    .filter(|r| r.mode == mode && r.kernel.starts_with("f32-"))
+                    .map(|r| r.median_ms)
+                    .min_by(f64::total_cmp);
+                if let (false, Some(f)) = (k.starts_with("f32-"), best_f32) {
+                    line.push_str(&format!(" {:>6.2}x vs best f32", f / t.median_ms));
                 }
                 s.push_str(&line);
                 s.push('\n');
