@@ -1,4 +1,4 @@
-//! The `wgedge` command: demo (default), info, run, bench.
+//! The `wgedge` command: demo (default), info, run, quantize, bench.
 //!
 //! The environment is read here, not in the library: `WGEDGE_BACKEND` through
 //! [`Backend::resolve_env`] and the session settings through [`SessionOptions::from_env`].
@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use wgedge::compress::{quantize, quantize_with_progress, Clip, QuantConfig, WeightKind};
 use wgedge::gpu::device::AutoChoice;
 use wgedge::{Backend, Error, GpuContext, Model, Session, SessionOptions, Tensor};
 
@@ -53,6 +54,47 @@ enum Cmd {
         output: PathBuf,
         #[arg(long, default_value = "auto")]
         backend: String,
+    },
+    /// Quantize a model's matmul and conv weights (int8, int4, f16, pow2) and write the
+    /// compressed model; prints what each layer cost. `--accuracy-table` instead measures the
+    /// shipped MNIST CNN in every format (the README's table).
+    Quantize {
+        /// The model to quantize.
+        #[arg(required_unless_present = "accuracy_table")]
+        input: Option<PathBuf>,
+        /// Where to write the quantized model (written atomically, never over the input).
+        #[arg(short, long, required_unless_present = "accuracy_table")]
+        output: Option<PathBuf>,
+        /// int8 | int4 | f16 | pow2
+        #[arg(long, required_unless_present = "accuracy_table")]
+        weights: Option<String>,
+        /// Values per scale along K; 0 = per output channel (default: 32 for int4, else 0).
+        #[arg(long)]
+        group: Option<usize>,
+        /// Unsigned codes with zero points (int8, int4, pow2).
+        #[arg(long)]
+        asym: bool,
+        /// Outlier clipping: none | mse | pct:P (percentile of |w| per group) | abs:A
+        #[arg(long, default_value = "none")]
+        clip: String,
+        /// Scale dtype: f32 | f16 (default: f16 for int4, else f32).
+        #[arg(long)]
+        scales: Option<String>,
+        /// Weights or nodes to leave dense (comma-separated names).
+        #[arg(long, value_delimiter = ',')]
+        skip: Vec<String>,
+        /// Inputs (safetensors keyed by input name, or MNIST-style `images` [+ `labels`]) to
+        /// compare the f32 and quantized models' outputs on.
+        #[arg(long)]
+        calibrate: Option<PathBuf>,
+        /// Backend of the --calibrate runs (default cpu) or of the GPU column of
+        /// --accuracy-table (default gpu).
+        #[arg(long)]
+        backend: Option<String>,
+        /// Print the README's accuracy table: the shipped MNIST CNN in every format on its
+        /// 1,000 held-out digits, on the CPU and GPU backends.
+        #[arg(long, conflicts_with_all = ["input", "output", "weights", "calibrate"])]
+        accuracy_table: bool,
     },
     /// Benchmark kernels on this machine's GPU (and the CPU reference) and print a table.
     Bench {
@@ -100,6 +142,47 @@ fn run(cli: Cli) -> wgedge::Result<()> {
             output,
             backend,
         } => run_model(&model, &input, &output, backend_arg(&backend)?),
+        Cmd::Quantize {
+            accuracy_table: true,
+            backend,
+            ..
+        } => accuracy_table(backend_arg(backend.as_deref().unwrap_or("gpu"))?),
+        Cmd::Quantize {
+            input,
+            output,
+            weights,
+            group,
+            asym,
+            clip,
+            scales,
+            skip,
+            calibrate,
+            backend,
+            accuracy_table: false,
+        } => {
+            // clap enforces these three unless --accuracy-table is given.
+            let missing = |what: &str| Error::Input(format!("quantize needs {what}"));
+            let input = input.ok_or_else(|| missing("an input model"))?;
+            let output = output.ok_or_else(|| missing("-o OUTPUT"))?;
+            let weights = weights.ok_or_else(|| missing("--weights"))?;
+            let mut cfg = QuantConfig::new(weights.parse()?);
+            cfg.group = group.unwrap_or(cfg.group);
+            cfg.asym = asym;
+            cfg.clip = clip.parse()?;
+            cfg.skip = skip.into_iter().filter(|s| !s.is_empty()).collect();
+            cfg.scale_f16 = match scales.as_deref() {
+                None => cfg.scale_f16,
+                Some("f16") => true,
+                Some("f32") => false,
+                Some(other) => {
+                    return Err(Error::Input(format!(
+                        "unknown scale dtype '{other}' (f32 | f16)"
+                    )))
+                }
+            };
+            let backend = backend_arg(backend.as_deref().unwrap_or("cpu"))?;
+            quantize_cmd(&input, &output, &cfg, calibrate.as_deref(), backend)
+        }
         Cmd::Bench {
             suite,
             json,
@@ -268,13 +351,34 @@ fn info(model: Option<PathBuf>, device: bool, backend: Backend) -> wgedge::Resul
     if !g.formats.is_empty() {
         println!("formats:");
         for (name, f) in &g.formats {
+            let numel = g
+                .weights
+                .iter()
+                .find(|w| &w.name == name)
+                .map_or(0, |w| w.shape.iter().product::<usize>());
             println!(
-                "  {:<28} {:<16} {} bytes stored",
+                "  {:<28} {:<16} {:>10} bytes stored ({} as f32)",
                 name,
                 f.label(),
-                f.stored_bytes(name, &model.weights)
+                f.stored_bytes(name, &model.weights),
+                numel * 4
             );
         }
+        // Packed weights count as the f32 they decode to; dense ones as they are stored.
+        let f32_equivalent: usize = g
+            .weights
+            .iter()
+            .map(|w| match g.format_of(&w.name) {
+                f if f.is_dense() => model.weights.get(&w.name).map_or(0, |t| t.bytes().len()),
+                _ => w.shape.iter().product::<usize>() * 4,
+            })
+            .sum();
+        println!(
+            "stored weight bytes: {} (as dense f32: {}, {:.2}x smaller)",
+            model.weight_bytes(),
+            f32_equivalent,
+            f32_equivalent as f64 / model.weight_bytes().max(1) as f64
+        );
     }
     let session = session(&model, backend)?;
     let plan = session.plan();
@@ -341,6 +445,422 @@ fn run_model(model: &Path, input: &Path, output: &Path, backend: Backend) -> wge
         named.keys().cloned().collect::<Vec<_>>().join(", "),
         output.display()
     );
+    Ok(())
+}
+
+/// `wgedge quantize`: quantizes `input` as `cfg` says, writes it to `output` atomically (never
+/// over the input), prints the per-layer report and, with `calibrate`, how much the outputs
+/// moved on those inputs.
+fn quantize_cmd(
+    input: &Path,
+    output: &Path,
+    cfg: &QuantConfig,
+    calibrate: Option<&Path>,
+    backend: Backend,
+) -> wgedge::Result<()> {
+    // Checked before the work, so a bad -o costs nothing and the input is never touched.
+    let mut sources = vec![("input model", input)];
+    sources.extend(calibrate.map(|c| ("calibration data", c)));
+    let target = output_target(output, &sources)?;
+    let model = Model::load(input)?;
+    let bar = progress_bar();
+    let mut tick = |done: usize, total: usize, layer: &str| {
+        if let Some(bar) = &bar {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            bar.set_message(layer.to_string());
+        }
+    };
+    let result = quantize_with_progress(&model, cfg, &mut tick);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let (quantized, report) = result?;
+    let bytes = quantized.to_bytes()?;
+    write_atomically(&target, &bytes)?;
+    println!(
+        "quantized {} -> {} ({}{}, clip {})",
+        input.display(),
+        output.display(),
+        cfg.weights,
+        match (cfg.weights, cfg.group) {
+            (WeightKind::F16, _) => String::new(),
+            (_, 0) => " per output channel".into(),
+            (_, g) => format!(", groups of {g}"),
+        },
+        cfg.clip
+    );
+    print!("{report}");
+    println!("wrote {} ({} bytes)", output.display(), bytes.len());
+    if let Some(data) = calibrate {
+        compare_outputs(&model, &quantized, data, backend)?;
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr when it is a terminal, else none (so piped output and tests stay
+/// clean of control sequences).
+fn progress_bar() -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("quantizing {bar:30} {pos}/{len} {msg}")
+    {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
+/// Calibration samples: one feed list per sample, plus labels when the file has them.
+struct Samples {
+    feeds: Vec<Vec<(String, Tensor)>>,
+    labels: Option<Vec<usize>>,
+    /// Where the inputs came from, for the printout.
+    source: String,
+}
+
+/// Splits the tensors of a calibration file into samples for `graph`'s inputs. Each input is
+/// the tensor of its name; a model with one input also takes `images` (the MNIST test set's
+/// layout: u8 pixels, scaled to [0, 1] as the demo does) and then `labels`. A tensor of the
+/// input's shape is one sample; for an input of shape `[1, ...]`, a tensor `[B, ...]` with B
+/// times the elements is B samples, run one at a time.
+fn split_samples(
+    graph: &wgedge::graph::Graph,
+    tensors: &BTreeMap<String, Tensor>,
+) -> wgedge::Result<Samples> {
+    let mut per_input = Vec::new();
+    let mut source = Vec::new();
+    let mut mnist = false;
+    for spec in &graph.inputs {
+        let (key, t) = match tensors.get(&spec.name) {
+            Some(t) => (spec.name.as_str(), t.clone()),
+            None if graph.inputs.len() == 1 && tensors.contains_key("images") => {
+                mnist = true;
+                let t = &tensors["images"];
+                let f = t.to_f32();
+                let scaled = if t.dtype() == wgedge::DType::U8 {
+                    let v = f.f32s("images")?.iter().map(|v| v / 255.0).collect();
+                    Tensor::new(t.shape(), v)?
+                } else {
+                    f
+                };
+                ("images", scaled)
+            }
+            None => {
+                return Err(Error::Input(format!(
+                    "the calibration file has no tensor '{}' for the model's input (it holds: {})",
+                    spec.name,
+                    tensors.keys().cloned().collect::<Vec<_>>().join(", ")
+                )))
+            }
+        };
+        source.push(if key == spec.name {
+            key.to_string()
+        } else {
+            format!("{key} -> {}", spec.name)
+        });
+        let t = t.cast(spec.dtype);
+        let per = spec.shape.iter().product::<usize>();
+        let n = t.numel();
+        let batch = if t.shape() == spec.shape.as_slice() {
+            1
+        } else if spec.shape.first() == Some(&1)
+            && per > 0
+            && n % per == 0
+            && t.shape().first() == Some(&(n / per))
+        {
+            n / per
+        } else {
+            return Err(Error::Input(format!(
+                "calibration tensor '{key}' of shape {:?} does not hold samples of input '{}' \
+                 {:?} (expected that shape, or [B, ...] with B samples when the input's first \
+                 dim is 1)",
+                t.shape(),
+                spec.name,
+                spec.shape
+            )));
+        };
+        let size = t.dtype().size() * per;
+        let samples = (0..batch)
+            .map(|i| {
+                Tensor::from_bytes(t.dtype(), &spec.shape, &t.bytes()[i * size..(i + 1) * size])
+            })
+            .collect::<wgedge::Result<Vec<_>>>()?;
+        per_input.push((spec.name.clone(), samples));
+    }
+    let batch = per_input.first().map_or(0, |(_, s)| s.len());
+    if let Some((name, s)) = per_input.iter().find(|(_, s)| s.len() != batch) {
+        return Err(Error::Input(format!(
+            "calibration inputs disagree on the number of samples: '{}' has {batch}, '{name}' \
+             has {}",
+            per_input[0].0,
+            s.len()
+        )));
+    }
+    let labels = match tensors.get("labels") {
+        Some(l) if mnist || graph.inputs.iter().all(|i| i.name != "labels") => {
+            let v = l.to_f32();
+            let v = v.f32s("labels")?;
+            (v.len() == batch).then(|| v.iter().map(|&x| x as usize).collect())
+        }
+        _ => None,
+    };
+    let feeds = (0..batch)
+        .map(|i| {
+            (per_input.iter())
+                .map(|(name, s)| (name.clone(), s[i].clone()))
+                .collect()
+        })
+        .collect();
+    Ok(Samples {
+        feeds,
+        labels,
+        source: source.join(", "),
+    })
+}
+
+/// Index of the largest element (the first of equals).
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |b, (i, &x)| if x > b.1 { (i, x) } else { b },
+        )
+        .0
+}
+
+/// Runs `reference` and `quantized` on the samples of `data` and prints, per output, the max
+/// and mean absolute difference, for classifier outputs (`[1, C]`) the top-1 agreement, and
+/// with labels both accuracies.
+fn compare_outputs(
+    reference: &Model,
+    quantized: &Model,
+    data: &Path,
+    backend: Backend,
+) -> wgedge::Result<()> {
+    let tensors = wgedge::model::load_tensors(data)?;
+    let samples = split_samples(&reference.graph, &tensors)?;
+    let (s32, sq) = match open_device(backend)? {
+        Some(ctx) => (
+            Session::with_context(reference, ctx.clone(), SessionOptions::from_env()?)?,
+            Session::with_context(quantized, ctx, SessionOptions::from_env()?)?,
+        ),
+        None => (
+            Session::cpu(reference, SessionOptions::default())?,
+            Session::cpu(quantized, SessionOptions::default())?,
+        ),
+    };
+    let names = s32.output_names().to_vec();
+    #[derive(Default, Clone)]
+    struct Diff {
+        max: f64,
+        sum: f64,
+        count: usize,
+        agree: usize,
+        classifier: bool,
+        shape: Vec<usize>,
+    }
+    let mut diffs = vec![Diff::default(); names.len()];
+    let (mut right32, mut rightq) = (0usize, 0usize);
+    for (i, feed) in samples.feeds.iter().enumerate() {
+        let refs: Vec<(&str, &Tensor)> = feed.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let (a, b) = (s32.run(&refs)?, sq.run(&refs)?);
+        for (k, (x, y)) in a.iter().zip(&b).enumerate() {
+            let (x, y) = (x.to_f32(), y.to_f32());
+            let (xs, ys) = (x.f32s(&names[k])?, y.f32s(&names[k])?);
+            let d = &mut diffs[k];
+            d.shape = x.shape().to_vec();
+            for (&p, &q) in xs.iter().zip(ys) {
+                let e = (f64::from(p) - f64::from(q)).abs();
+                d.max = d.max.max(e);
+                d.sum += e;
+            }
+            d.count += xs.len();
+            d.classifier = matches!(x.shape(), [1, c] if *c > 1);
+            if d.classifier {
+                let (pa, pb) = (argmax(xs), argmax(ys));
+                d.agree += usize::from(pa == pb);
+                if k == 0 {
+                    if let Some(l) = &samples.labels {
+                        right32 += usize::from(pa == l[i]);
+                        rightq += usize::from(pb == l[i]);
+                    }
+                }
+            }
+        }
+    }
+    let n = samples.feeds.len();
+    println!(
+        "calibration: {n} samples ({}) from {} on {}",
+        samples.source,
+        data.display(),
+        sq.device_name()
+    );
+    let pct = |k: usize| 100.0 * k as f64 / n.max(1) as f64;
+    for (name, d) in names.iter().zip(&diffs) {
+        print!(
+            "  output '{name}' {:?}: max |diff| {:.3e}, mean |diff| {:.3e}",
+            d.shape,
+            d.max,
+            d.sum / d.count.max(1) as f64
+        );
+        if d.classifier {
+            print!(", top-1 agreement {:.2}% ({}/{n})", pct(d.agree), d.agree);
+        }
+        println!();
+    }
+    if samples.labels.is_some() && diffs.first().is_some_and(|d| d.classifier) {
+        println!(
+            "  accuracy: f32 {:.2}% ({right32}/{n}), quantized {:.2}% ({rightq}/{n}), {:+.2} points",
+            pct(right32),
+            pct(rightq),
+            pct(rightq) - pct(right32)
+        );
+    }
+    Ok(())
+}
+
+/// The shipped MNIST test set: 1,000 images `[1, 1, 28, 28]` scaled to [0, 1], and labels.
+fn mnist_test_set() -> wgedge::Result<(Vec<Tensor>, Vec<usize>)> {
+    let (data, _) = wgedge::model::read_tensors(DEFAULT_TEST_SET)?;
+    let get = |k: &str| {
+        data.get(k)
+            .map(Tensor::to_f32)
+            .ok_or_else(|| Error::MissingWeight(k.into()))
+    };
+    let (images, labels) = (get("images")?, get("labels")?);
+    let pixels = images.f32s("images")?;
+    let images = pixels
+        .chunks_exact(784)
+        .map(|c| Tensor::new(&[1, 1, 28, 28], c.iter().map(|v| v / 255.0).collect()))
+        .collect::<wgedge::Result<Vec<_>>>()?;
+    let labels = labels.f32s("labels")?.iter().map(|&l| l as usize).collect();
+    Ok((images, labels))
+}
+
+/// Share of `images` that `session` classifies as `labels` say, in percent.
+fn accuracy(session: &Session, images: &[Tensor], labels: &[usize]) -> wgedge::Result<f64> {
+    let mut right = 0;
+    for (img, &label) in images.iter().zip(labels) {
+        let out = session.run(&[("image", img)])?;
+        right += usize::from(argmax(out[0].f32s("probs")?) == label);
+    }
+    Ok(100.0 * right as f64 / images.len().max(1) as f64)
+}
+
+/// The CPU's model name (Linux `/proc/cpuinfo`), for labelling measurements.
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// `wgedge quantize --accuracy-table`: the shipped MNIST CNN quantized every way, with its
+/// weight bytes, held-out accuracy on the CPU and GPU backends and the layers' SQNR range, as
+/// a markdown table (the README's).
+fn accuracy_table(gpu: Backend) -> wgedge::Result<()> {
+    let model = Model::from_bytes(DEFAULT_MODEL)?;
+    let (images, labels) = mnist_test_set()?;
+    let ctx = match gpu {
+        Backend::Cpu => None,
+        b => open_device(b)?,
+    };
+    let with = |kind, clip| QuantConfig {
+        clip,
+        ..QuantConfig::new(kind)
+    };
+    let rows: [(&str, Option<QuantConfig>); 7] = [
+        ("f32 (baseline)", None),
+        (
+            "int8, per channel",
+            Some(with(WeightKind::Int8, Clip::None)),
+        ),
+        (
+            "int8, per channel, mse clip",
+            Some(with(WeightKind::Int8, Clip::Mse)),
+        ),
+        (
+            "int4, groups of 32",
+            Some(with(WeightKind::Int4, Clip::None)),
+        ),
+        (
+            "int4, groups of 32, mse clip",
+            Some(with(WeightKind::Int4, Clip::Mse)),
+        ),
+        (
+            "pow2 int8, per channel",
+            Some(with(WeightKind::Pow2, Clip::None)),
+        ),
+        ("f16", Some(with(WeightKind::F16, Clip::None))),
+    ];
+    let gpu_name = match (&ctx, gpu) {
+        (Some(c), _) => c.profile.adapter.clone(),
+        (None, Backend::Cpu) => "not measured (--backend cpu)".into(),
+        (None, _) => "no adapter".into(),
+    };
+    println!(
+        "MNIST CNN ({} params), {} held-out digits; CPU: {}; GPU: {gpu_name}",
+        model.graph.param_count(),
+        images.len(),
+        cpu_name()
+    );
+    println!();
+    println!(
+        "| weights | stored as | weight bytes | accuracy, CPU backend | accuracy, GPU backend | SQNR (dB), min..max over layers |"
+    );
+    println!("|---|---|---:|---:|---:|---:|");
+    let base_bytes = model.weight_bytes();
+    for (what, cfg) in rows {
+        let (m, report) = match &cfg {
+            Some(cfg) => {
+                let (m, r) = quantize(&model, cfg)?;
+                (m, Some(r))
+            }
+            None => (model.clone(), None),
+        };
+        let cpu = accuracy(
+            &Session::cpu(&m, SessionOptions::default())?,
+            &images,
+            &labels,
+        )?;
+        let gpu = match &ctx {
+            // One format failing on the GPU should not hide the other rows: the cell says so
+            // and the error goes to stderr.
+            Some(ctx) => match Session::with_context(&m, ctx.clone(), SessionOptions::from_env()?)
+                .and_then(|s| accuracy(&s, &images, &labels))
+            {
+                Ok(acc) => format!("{acc:.1}%"),
+                Err(e) => {
+                    eprintln!("wgedge: {what} on the GPU: {e}");
+                    "failed".into()
+                }
+            },
+            None => "n/a".into(),
+        };
+        let label = report
+            .as_ref()
+            .and_then(|r| r.layers.first())
+            .map_or("f32".to_string(), |l| l.format.clone());
+        let sqnr = report
+            .as_ref()
+            .and_then(|r| r.sqnr_range())
+            .map_or("-".to_string(), |(lo, hi)| format!("{lo:.1}..{hi:.1}"));
+        println!(
+            "| {what} | `{label}` | {} ({:.2}x smaller) | {cpu:.1}% | {gpu} | {sqnr} |",
+            m.weight_bytes(),
+            base_bytes as f64 / m.weight_bytes() as f64
+        );
+    }
     Ok(())
 }
 
