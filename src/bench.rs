@@ -105,7 +105,7 @@ pub fn bench_format(label: &str) -> Option<crate::format::WeightFormat> {
     })
 }
 
-/// The workload with every Linear weight (`trans_b` matmul on a constant) stored in format
+/// The workload with every Linear (`trans_b` matmul) and conv weight stored in format
 /// `label` (see [`bench_format`]); GB/s then counts the stored bytes.
 pub fn packed_workload(w: Workload, label: &'static str) -> Result<Workload> {
     let f = bench_format(label)
@@ -117,11 +117,13 @@ pub fn packed_workload(w: Workload, label: &'static str) -> Result<Workload> {
     let mut weights = (*w.model.weights).clone();
     let (mut dense_bytes, mut stored) = (0usize, 0usize);
     for n in &w.model.graph.nodes {
-        let crate::ops::Op::MatMul(mm) = &n.op else {
-            continue;
+        let readable = match &n.op {
+            crate::ops::Op::MatMul(mm) => mm.trans_b,
+            crate::ops::Op::Conv2d(_) => true,
+            _ => false,
         };
         let name = &n.inputs[1];
-        if !mm.trans_b || graph.formats.contains_key(name) {
+        if !readable || graph.formats.contains_key(name) {
             continue;
         }
         let Some(t) = weights.remove(name) else {
@@ -242,8 +244,12 @@ pub fn kernel_workloads() -> Result<Vec<Workload>> {
             f,
         )?);
     }
-    v.push(one_conv("conv3x3", 64, 56, 1)?);
-    v.push(one_conv("dwconv3x3", 32, 112, 32)?);
+    for f in ["f32", "int8", "int4-g32"] {
+        v.push(packed_workload(one_conv("conv3x3", 64, 56, 1)?, f)?);
+    }
+    for f in ["f32", "int8"] {
+        v.push(packed_workload(one_conv("dwconv3x3", 32, 112, 32)?, f)?);
+    }
     for batch in [64, 1] {
         for f in ["f32", "int8", "int4-g32"] {
             v.push(packed_workload(mlp(batch)?, f)?);
@@ -281,6 +287,8 @@ pub fn storage_only() -> crate::profile::TunedChoices {
         "conv2d": {
             "conv": {"kernel": "tiled", "px": 8},
             "dwconv": {"kernel": "depthwise", "px": 4},
+            "qconv": {"kernel": "packed", "px": 4, "r": 4},
+            "qdwconv": {"kernel": "packed_depthwise", "px": 4},
         },
     }))
     .expect("static JSON")

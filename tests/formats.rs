@@ -149,10 +149,10 @@ fn packed_weights_run_on_the_cpu_reference_and_inside_gpu_plans() {
             };
             assert_eq!(n.placement, expect, "{what}: node '{}'", n.name);
         }
-        // Linear layers read quantised weights as stored; conv and sparse weights are decoded
+        // Linear and conv layers read quantised weights as stored; sparse weights are decoded
         // for the dense kernels (no kernel reads those formats yet).
         for v in s.plan().values.iter().filter(|v| !v.format.is_dense()) {
-            let read_packed = v.name.starts_with("fc") && v.format.label().starts_with("int");
+            let read_packed = v.format.label().starts_with("int");
             assert_eq!(v.decoded, !read_packed, "{what}: weight '{}'", v.name);
         }
         let g = s.run(&[("x", &x)]).unwrap();

@@ -408,6 +408,14 @@ fn info(model: Option<PathBuf>, device: bool, backend: Backend) -> wgedge::Resul
         plan.memory.lower_bound_bytes,
         plan.memory.peak_bytes as f64 / plan.memory.lower_bound_bytes.max(1) as f64
     );
+    if session.is_gpu() {
+        // Packed weights are held as stored (plus row padding); decoded or dense ones as f32.
+        println!(
+            "weights:  {} bytes on the device (stored in the model: {} bytes)",
+            session.weight_device_bytes(),
+            model.weight_bytes()
+        );
+    }
     print!("{}", plan.describe());
     if session.is_gpu() && session.node_times().is_ok() {
         let feeds: Vec<(String, Tensor)> = session

@@ -1,6 +1,12 @@
 //! 2-D convolution, NCHW input, OIHW weights `[cout, cin / groups, kh, kw]`: stride, asymmetric
 //! padding, dilation, groups (depthwise when groups == cin == cout), fused bias/residual/act.
+//!
+//! Weights may be dense f32 or packed (int8, int4, pow2, f16; see [`super::quant`]): packed
+//! constant weights whose groups align with the kernels' texels are read as stored by the
+//! `Packed`/`PackedDepthwise` kernels and dequantised in the kernel; others are decoded to f32
+//! once by the plan for the dense kernels.
 
+use super::quant::{QLayout, QPart};
 use super::{
     check_grid, div_ceil, unsupported, Activation, Bind, Dispatch, KernelVariant, LowerCtx,
     OpFamily, Pack, SelectCtx, TuneSlot,
@@ -67,6 +73,19 @@ pub enum ConvKernel {
     Depthwise { px: u32 },
     /// Depthwise convolution with input and weights read through textures.
     DepthwiseTex2 { px: u32 },
+    /// A packed weight (int8/int4/pow2/f16, any groups, stride, dilation, padding) read as
+    /// stored and dequantised in the kernel: `r` output channels x `px` output pixels per
+    /// invocation, codes from a storage buffer or an rgba32uint texture (`wtex`). Pointwise
+    /// convs get a specialisation without the tap arithmetic.
+    Packed {
+        px: u32,
+        r: u32,
+        #[serde(default)]
+        wtex: bool,
+    },
+    /// Depthwise convolution on a packed weight: `px` pixels of one channel per invocation,
+    /// the channel's taps dequantised once.
+    PackedDepthwise { px: u32 },
 }
 
 impl KernelVariant for ConvKernel {
@@ -77,6 +96,10 @@ impl KernelVariant for ConvKernel {
             ConvKernel::Tex2 { px } => format!("tex2-8x{px}"),
             ConvKernel::Depthwise { px } => format!("depthwise-{px}"),
             ConvKernel::DepthwiseTex2 { px } => format!("depthwise-tex2-{px}"),
+            ConvKernel::Packed { px, r, wtex } => {
+                format!("{}-{r}x{px}", if wtex { "qtex" } else { "qbuf" })
+            }
+            ConvKernel::PackedDepthwise { px } => format!("qdepthwise-{px}"),
         }
     }
 
@@ -86,6 +109,11 @@ impl KernelVariant for ConvKernel {
             ConvKernel::Tiled { px } | ConvKernel::Depthwise { px } => (1..=16).contains(&px),
             // The texture kernels unroll their pixel loop for these counts only.
             ConvKernel::Tex2 { px } | ConvKernel::DepthwiseTex2 { px } => matches!(px, 4 | 8),
+            // Accumulators are arrays of PX * R in the shader.
+            ConvKernel::Packed { px, r, .. } => {
+                (1..=8).contains(&px) && matches!(r, 1 | 2 | 4) && px * r <= 16
+            }
+            ConvKernel::PackedDepthwise { px } => (1..=16).contains(&px),
         };
         if ok {
             Ok(())
@@ -108,6 +136,26 @@ static DWCONV_TEX2: ShaderSource = crate::wgsl!(
     [[("PX", 4)], [("PX", 8)]]
 );
 static TO_TEXTURE_R32: ShaderSource = crate::wgsl!("elementwise/to_texture_r32.wgsl");
+/// Packed-weight kernels: codes from a buffer or a texture.
+macro_rules! qconv_source {
+    ($w:literal) => {
+        crate::wgsl!("quant/dequant.wgsl", "conv/qparams.wgsl", $w, "conv/qconv2d.wgsl"; [
+            [("PX", 4), ("R", 2), ("PW", 0), ("BITS", 8), ("SCALE", 0), ("ZERO", 0)],
+            [("PX", 4), ("R", 4), ("PW", 1), ("BITS", 4), ("SCALE", 1), ("ZERO", 1)],
+            [("PX", 8), ("R", 1), ("PW", 0), ("BITS", 16), ("SCALE", 4), ("ZERO", 0)],
+            [("PX", 2), ("R", 4), ("PW", 0), ("BITS", 8), ("SCALE", 2), ("ZERO", 1)]
+        ])
+    };
+}
+static QCONV_BUF: ShaderSource = qconv_source!("conv/qw_buffer.wgsl");
+static QCONV_TEX: ShaderSource = qconv_source!("conv/qw_texture.wgsl");
+static QDWCONV: ShaderSource = crate::wgsl!(
+    "quant/dequant.wgsl", "conv/qparams.wgsl", "conv/qw_buffer.wgsl", "conv/qdwconv2d.wgsl";
+    [[("PX", 4), ("BITS", 8), ("SCALE", 0), ("ZERO", 0)],
+     [("PX", 8), ("BITS", 4), ("SCALE", 1), ("ZERO", 1)],
+     [("PX", 2), ("BITS", 16), ("SCALE", 4), ("ZERO", 0)],
+     [("PX", 4), ("BITS", 8), ("SCALE", 2), ("ZERO", 1)]]
+);
 
 impl OpFamily for Conv2d {
     const FAMILY: &'static str = "conv2d";
@@ -131,7 +179,11 @@ impl OpFamily for Conv2d {
 
     /// Depthwise convs take the `dwconv` slot, others with constant weights the `conv` slot;
     /// a tuned texture kernel that does not fit the device falls back to its storage twin.
+    /// Packed weights take `qdwconv` / `qconv` (see [`Conv2d::select_packed`]).
     fn select(&self, cx: &SelectCtx) -> Option<ConvKernel> {
+        if self.packed_w(cx) {
+            return self.select_packed(cx);
+        }
         if !cx.dense_f32() {
             return None;
         }
@@ -159,6 +211,17 @@ impl OpFamily for Conv2d {
         k.check()?;
         let (x, w) = (cx.shape(0), cx.shape(1));
         let dw = self.is_depthwise(x, w);
+        let packed = matches!(
+            k,
+            ConvKernel::Packed { .. } | ConvKernel::PackedDepthwise { .. }
+        );
+        if packed == cx.formats[1].is_dense() {
+            return Err(format!(
+                "kernel {} does not read {} weights",
+                k.name(),
+                cx.formats[1].label()
+            ));
+        }
         // The texture kernels read the input as an r32float texture W wide and N*C*H high.
         let input_tex = || {
             if cx.tex_fits(x[3], x[0] * x[1] * x[2]) {
@@ -198,6 +261,24 @@ impl OpFamily for Conv2d {
                 }
                 input_tex()
             }
+            ConvKernel::PackedDepthwise { .. } if !dw => Err("not a depthwise conv".into()),
+            ConvKernel::Packed { .. } | ConvKernel::PackedDepthwise { .. } => {
+                let lay = self.packed_layout(cx)?;
+                if matches!(k, ConvKernel::Packed { wtex: true, .. })
+                    && !cx.tex_fits(lay.row_t, lay.rows)
+                {
+                    return Err("weight texture exceeds the device's 2-D texture size".into());
+                }
+                let p = self.params(x, w, &cx.out.shape);
+                let max = cx.device.limits.max_compute_workgroups_per_dimension;
+                if packed_grid(*k, &p).iter().any(|&g| g > max) {
+                    return Err(format!(
+                        "kernel {} needs more than {max} workgroups",
+                        k.name()
+                    ));
+                }
+                Ok(())
+            }
         }
     }
 
@@ -222,6 +303,23 @@ impl OpFamily for Conv2d {
         let tex2 = [4, 8].map(|px| ConvKernel::Tex2 { px });
         let plain = [2, 4, 8].map(|px| ConvKernel::Depthwise { px });
         let dtex2 = [4, 8].map(|px| ConvKernel::DepthwiseTex2 { px });
+        // Packed weights: tuned on int8 per output channel (int4 and f16 share the loops).
+        let int8 = crate::format::WeightFormat::Quant(crate::format::QuantSpec {
+            bits: 8,
+            group: 0,
+            zero_points: false,
+            pow2: false,
+            scale_dtype: crate::tensor::DType::F32,
+        });
+        let packed_formats = vec![crate::format::WeightFormat::Dense, int8];
+        let qconv = [(4, 2, false), (4, 4, false), (8, 2, false), (2, 4, false)]
+            .into_iter()
+            .chain([(4, 2, true), (4, 4, true)])
+            .map(|(px, r, wtex)| ConvKernel::Packed { px, r, wtex })
+            .collect();
+        let qdw = [2, 4, 8]
+            .map(|px| ConvKernel::PackedDepthwise { px })
+            .to_vec();
         vec![
             TuneSlot::new(
                 "conv",
@@ -235,6 +333,10 @@ impl OpFamily for Conv2d {
                 conv3x3(32),
                 inputs(32, 56, 32),
             ),
+            TuneSlot::new("qconv", qconv, conv3x3(1), inputs(32, 28, 1))
+                .with_formats(packed_formats.clone()),
+            TuneSlot::new("qdwconv", qdw, conv3x3(32), inputs(32, 56, 32))
+                .with_formats(packed_formats),
         ]
     }
 
@@ -246,6 +348,9 @@ impl OpFamily for Conv2d {
             &DWCONV,
             &DWCONV_TEX2,
             &TO_TEXTURE_R32,
+            &QCONV_BUF,
+            &QCONV_TEX,
+            &QDWCONV,
         ]
     }
 
@@ -574,6 +679,9 @@ impl Conv2d {
                     },
                 ]);
             }
+            ConvKernel::Packed { .. } | ConvKernel::PackedDepthwise { .. } => {
+                return self.lower_packed(kernel, cx);
+            }
             ConvKernel::Depthwise { px } => {
                 if !self.is_depthwise(x, w) {
                     return Err(unsupported(
@@ -597,6 +705,184 @@ impl Conv2d {
             workgroups: wg,
         }])
     }
+}
+
+/// Kernels on packed (quantised or f16) weights.
+impl Conv2d {
+    /// The weight is packed and everything else dense f32: a case for the packed kernels.
+    fn packed_w(&self, cx: &SelectCtx) -> bool {
+        !cx.formats[1].is_dense()
+            && cx.ins.iter().all(|v| v.dtype == crate::tensor::DType::F32)
+            && cx.out.dtype == crate::tensor::DType::F32
+            && cx
+                .formats
+                .iter()
+                .enumerate()
+                .all(|(i, f)| i == 1 || f.is_dense())
+    }
+
+    /// The layout of a packed weight the kernels can read: a constant OIHW weight in a format
+    /// whose groups align with texels, on an input whose planes the kernels index in i32.
+    fn packed_layout(&self, cx: &SelectCtx) -> std::result::Result<QLayout, String> {
+        if !self.packed_w(cx) {
+            return Err("packed-weight kernels take a packed weight and dense f32 operands".into());
+        }
+        if !cx.is_const[1] {
+            return Err("packed-weight kernels read a constant weight".into());
+        }
+        packed_layout_of(&cx.formats[1], cx.shape(0), cx.shape(1), self.groups)
+    }
+
+    /// The tuned packed kernel for the case's slot (`qdwconv` for depthwise convs, else
+    /// `qconv`), else a default that fits; `None` when none reads this weight (the plan then
+    /// decodes it for a dense kernel and says so), and always under `naive_only`.
+    fn select_packed(&self, cx: &SelectCtx) -> Option<ConvKernel> {
+        if cx.device.naive_only || self.packed_layout(cx).is_err() {
+            return None;
+        }
+        let buf = |px, r| ConvKernel::Packed { px, r, wtex: false };
+        let (slot, defaults) = if self.is_depthwise(cx.shape(0), cx.shape(1)) {
+            (
+                "qdwconv",
+                [ConvKernel::PackedDepthwise { px: 4 }, buf(4, 1)],
+            )
+        } else {
+            ("qconv", [buf(4, 4), buf(1, 1)])
+        };
+        cx.tuned::<Self>(slot)
+            .into_iter()
+            .chain(defaults)
+            .find(|k| self.fits(k, cx).is_ok())
+    }
+
+    fn lower_packed(&self, kernel: ConvKernel, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        let (x, w) = (&cx.in_shapes[0], &cx.in_shapes[1]);
+        if !cx.is_const[1] {
+            return Err(unsupported(
+                "conv2d",
+                "packed-weight kernels read a constant weight",
+            ));
+        }
+        let lay = packed_layout_of(&cx.formats[1], x, w, self.groups)
+            .map_err(|e| unsupported("conv2d", e))?;
+        kernel
+            .check()
+            .map_err(|e| unsupported("conv2d", format!("kernel {}: {e}", kernel.name())))?;
+        let p = self.params(x, w, cx.out_shape);
+        let wg = packed_grid(kernel, &p);
+        let mut consts = lay.consts().to_vec();
+        let (shader, codes, cblocks) = match kernel {
+            ConvKernel::Packed { px, r, wtex } => {
+                let cblocks = p.cout_g.div_ceil(r);
+                let pointwise =
+                    w[2] == 1 && w[3] == 1 && self.stride == [1, 1] && self.pad == [0; 4];
+                consts.extend([("PX", px), ("R", r), ("PW", pointwise as u32)]);
+                let (file, codes) = if wtex {
+                    (&QCONV_TEX, Bind::QuantTex(1))
+                } else {
+                    (&QCONV_BUF, Bind::Quant(1, QPart::Codes))
+                };
+                (ShaderKey::new(file, &consts), codes, cblocks)
+            }
+            ConvKernel::PackedDepthwise { px } => {
+                if !self.is_depthwise(x, w) {
+                    return Err(unsupported(
+                        "conv2d",
+                        "depthwise kernel on a non-depthwise conv",
+                    ));
+                }
+                consts.push(("PX", px));
+                (
+                    ShaderKey::new(&QDWCONV, &consts),
+                    Bind::Quant(1, QPart::Codes),
+                    1,
+                )
+            }
+            _ => unreachable!("dense kernels are lowered by lower_kernel"),
+        };
+        check_grid("conv2d", wg, cx.max_workgroups)?;
+        let wd = super::word;
+        let params = vec![
+            p.n,
+            p.cin,
+            p.h,
+            p.w,
+            p.cout,
+            p.oh,
+            p.ow,
+            p.groups,
+            p.kh,
+            p.kw,
+            p.stride_h,
+            p.stride_w,
+            p.pad_t,
+            p.pad_l,
+            p.dil_h,
+            p.dil_w,
+            p.cin_g,
+            p.cout_g,
+            cblocks,
+            p.has_bias,
+            p.has_res,
+            wd(lay.row_t),
+            wd(lay.group_t),
+            wd(lay.ngroups),
+            wd(lay.scale_words()),
+            0,
+            0,
+            0,
+        ];
+        let [bias, res] = super::epilogue_binds(self.bias, self.residual);
+        Ok(vec![Dispatch {
+            shader,
+            overrides: self.act.overrides(),
+            params,
+            bindings: vec![
+                Bind::Input(0),
+                codes,
+                Bind::Quant(1, QPart::Meta),
+                bias,
+                res,
+                Bind::Output,
+            ],
+            workgroups: wg,
+        }])
+    }
+}
+
+/// Workgroups of a packed kernel: pixel blocks x channel blocks (16 x 4 invocations of `r`
+/// channels x `px` pixels; depthwise: 64 invocations of `px` pixels x 1 channel) x batch.
+fn packed_grid(kernel: ConvKernel, p: &ConvParams) -> [u32; 3] {
+    let npix = p.oh as usize * p.ow as usize;
+    match kernel {
+        ConvKernel::Packed { px, r, .. } => [
+            div_ceil(npix, 16 * px.max(1) as usize),
+            div_ceil(p.groups as usize * p.cout_g.div_ceil(r.max(1)) as usize, 4),
+            p.n,
+        ],
+        ConvKernel::PackedDepthwise { px } => {
+            [div_ceil(npix, 64 * px.max(1) as usize), p.cout, p.n]
+        }
+        _ => [0; 3],
+    }
+}
+
+/// The packed layout of an OIHW weight of `format` for the packed kernels, or why they cannot
+/// read it: the format's groups must align with texels, and a group's input planes
+/// (`cin / groups * h * w` values) are indexed in i32.
+fn packed_layout_of(
+    format: &crate::format::WeightFormat,
+    x: &[usize],
+    w: &[usize],
+    groups: usize,
+) -> std::result::Result<QLayout, String> {
+    let plane = (x[1] / groups.max(1))
+        .checked_mul(x[2])
+        .and_then(|v| v.checked_mul(x[3]));
+    if plane.is_none_or(|v| v > i32::MAX as usize) {
+        return Err("packed-weight kernels index a group's input in 32-bit signed ints".into());
+    }
+    QLayout::of(format, w)
 }
 
 /// Packs OIHW weights for the tiled kernel: `[group][cin_g*kh*kw][cout_g rounded up to 8]`.
