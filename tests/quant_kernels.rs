@@ -121,6 +121,16 @@ fn bound(x: &Tensor, w: &Tensor) -> Vec<f32> {
 
 fn packed_kernels() -> Vec<MatMulKernel> {
     let mut v = vec![MatMulKernel::PackedWg];
+    for (tm, tn4) in [(1, 1), (1, 2), (1, 4), (2, 4), (4, 2), (8, 1)] {
+        for (wtex, xtex) in [(false, false), (true, false), (false, true), (true, true)] {
+            v.push(MatMulKernel::PackedKn {
+                tm,
+                tn4,
+                wtex,
+                xtex,
+            });
+        }
+    }
     for tm in [1, 2, 4] {
         for r in [1, 2, 4] {
             for (wtex, xtex) in [(false, false), (true, false), (false, true), (true, true)] {

@@ -144,18 +144,18 @@ impl GpuExecutor {
         wanted.extend(plan.outputs.iter().map(|&v| (v, None, None)));
         // Packed weights read as stored (quantised codes, scales), keyed by the weight.
         let mut qbufs: HashMap<(usize, QPart), wgpu::Buffer> = HashMap::new();
-        let mut qtexs: HashMap<usize, wgpu::TextureView> = HashMap::new();
+        let mut qtexs: HashMap<(usize, QPart), wgpu::TextureView> = HashMap::new();
         let mut weight_bytes = 0u64;
         for node in plan.nodes.iter().filter(|n| n.placement == Placement::Gpu) {
             for b in node.dispatches.iter().flat_map(|d| &d.bindings) {
                 let (i, part, tex) = match *b {
                     Bind::Quant(i, part) => (i, part, false),
-                    Bind::QuantTex(i) => (i, QPart::Codes, true),
+                    Bind::QuantTex(i, part) => (i, part, true),
                     _ => continue,
                 };
                 let r = root(node.inputs[i]);
                 let done = if tex {
-                    qtexs.contains_key(&r)
+                    qtexs.contains_key(&(r, part))
                 } else {
                     qbufs.contains_key(&(r, part))
                 };
@@ -167,8 +167,9 @@ impl GpuExecutor {
                 weight_bytes += words.len() as u64 * 4;
                 if tex {
                     let lay = quant::QLayout::of(&pv.format, &pv.shape).map_err(Error::Gpu)?;
-                    let view = ctx.texture_rgba32u(&pv.name, &words, lay.row_t as u32);
-                    qtexs.insert(r, view);
+                    let width = lay.texture_width(part) as u32;
+                    let view = ctx.texture_rgba32u(&pv.name, &words, width);
+                    qtexs.insert((r, part), view);
                 } else {
                     let buf = ctx.storage_with(&pv.name, bytemuck::cast_slice(&words));
                     qbufs.insert((r, part), buf);
@@ -281,8 +282,8 @@ impl GpuExecutor {
                                 ))
                             })?)
                         }
-                        Bind::QuantTex(k) => {
-                            Some(qtexs.get(&root(node.inputs[k])).ok_or_else(|| {
+                        Bind::QuantTex(k, part) => {
+                            Some(qtexs.get(&(root(node.inputs[k]), part)).ok_or_else(|| {
                                 Error::Gpu(format!(
                                     "node '{}': packed texture input {k} missing",
                                     node.name

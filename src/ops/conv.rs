@@ -778,7 +778,7 @@ impl Conv2d {
                     w[2] == 1 && w[3] == 1 && self.stride == [1, 1] && self.pad == [0; 4];
                 consts.extend([("PX", px), ("R", r), ("PW", pointwise as u32)]);
                 let (file, codes) = if wtex {
-                    (&QCONV_TEX, Bind::QuantTex(1))
+                    (&QCONV_TEX, Bind::QuantTex(1, QPart::Codes))
                 } else {
                     (&QCONV_BUF, Bind::Quant(1, QPart::Codes))
                 };

@@ -65,6 +65,18 @@ pub enum MatMulKernel {
     /// GEMV with a packed weight, one workgroup of 64 threads per output and a workgroup
     /// reduction: the memory-bound shape real GPUs favour (coalesced 16-byte loads).
     PackedWg,
+    /// A packed weight re-laid K-major at load (texels of QV4 k by 4 rows): outer-product
+    /// accumulation, one vec4 FMA per 4 weights and row of A, `tm` rows of A by `tn4` texel
+    /// columns per invocation (`tm * tn4 <= 8`); codes from a buffer or a texture (`wtex`),
+    /// A from its buffer or a per-run texture (`xtex`).
+    PackedKn {
+        tm: u32,
+        tn4: u32,
+        #[serde(default)]
+        wtex: bool,
+        #[serde(default)]
+        xtex: bool,
+    },
 }
 
 impl KernelVariant for MatMulKernel {
@@ -86,6 +98,21 @@ impl KernelVariant for MatMulKernel {
                 }
             ),
             MatMulKernel::PackedWg => "wg64".into(),
+            MatMulKernel::PackedKn {
+                tm,
+                tn4,
+                wtex,
+                xtex,
+            } => format!(
+                "{}-{tm}x{}",
+                match (wtex, xtex) {
+                    (false, false) => "knbuf",
+                    (true, false) => "kntex",
+                    (false, true) => "knxtex",
+                    (true, true) => "kntex2",
+                },
+                tn4 * 4
+            ),
         }
     }
 
@@ -103,6 +130,10 @@ impl KernelVariant for MatMulKernel {
             // Accumulators are arrays of 16 in the shader.
             MatMulKernel::Packed { tm, r, .. } => matches!(tm, 1 | 2 | 4) && matches!(r, 1 | 2 | 4),
             MatMulKernel::PackedWg => true,
+            // Accumulator arrays hold 8 vec4s.
+            MatMulKernel::PackedKn { tm, tn4, .. } => {
+                matches!(tm, 1 | 2 | 4 | 8) && matches!(tn4, 1 | 2 | 4) && tm * tn4 <= 8
+            }
         };
         if ok {
             Ok(())
@@ -148,6 +179,40 @@ static Q_BUF: ShaderSource = packed_source!("quant/a_buffer.wgsl", "quant/w_buff
 static Q_TEX: ShaderSource = packed_source!("quant/a_buffer.wgsl", "quant/w_texture.wgsl");
 static Q_XTEX: ShaderSource = packed_source!("quant/a_texture.wgsl", "quant/w_buffer.wgsl");
 static Q_TEX2: ShaderSource = packed_source!("quant/a_texture.wgsl", "quant/w_texture.wgsl");
+/// K-major packed kernels: (A from buffer | texture) x (codes from buffer | texture).
+macro_rules! packed_kn_source {
+    ($a:literal, $w:literal) => {
+        crate::wgsl!("quant/dequant.wgsl", $a, $w, "matmul/store4.wgsl", "quant/qmatmul_kn.wgsl"; [
+            [("TM", 1), ("TN4", 2), ("BITS", 8), ("SCALE", 0), ("ZERO", 0)],
+            [("TM", 4), ("TN4", 2), ("BITS", 4), ("SCALE", 1), ("ZERO", 1)],
+            [("TM", 8), ("TN4", 1), ("BITS", 16), ("SCALE", 4), ("ZERO", 0)],
+            [("TM", 2), ("TN4", 4), ("BITS", 8), ("SCALE", 2), ("ZERO", 1)]
+        ])
+    };
+}
+static QKN_BUF: ShaderSource = packed_kn_source!("quant/a_buffer.wgsl", "quant/w_kn_buffer.wgsl");
+static QKN_TEX: ShaderSource = packed_kn_source!("quant/a_buffer.wgsl", "quant/w_kn_texture.wgsl");
+static QKN_XTEX: ShaderSource = packed_kn_source!("quant/a_texture.wgsl", "quant/w_kn_buffer.wgsl");
+static QKN_TEX2: ShaderSource =
+    packed_kn_source!("quant/a_texture.wgsl", "quant/w_kn_texture.wgsl");
+/// One row of A per invocation (tm = 1): named accumulators instead of arrays.
+macro_rules! packed_knv_source {
+    ($a:literal, $w:literal) => {
+        crate::wgsl!("quant/dequant.wgsl", $a, $w, "matmul/store4.wgsl", "quant/qgemv_kn.wgsl"; [
+            [("TN4", 1), ("BITS", 8), ("SCALE", 0), ("ZERO", 0)],
+            [("TN4", 2), ("BITS", 4), ("SCALE", 1), ("ZERO", 1)],
+            [("TN4", 4), ("BITS", 16), ("SCALE", 4), ("ZERO", 0)],
+            [("TN4", 4), ("BITS", 8), ("SCALE", 2), ("ZERO", 1)]
+        ])
+    };
+}
+static QKNV_BUF: ShaderSource = packed_knv_source!("quant/a_buffer.wgsl", "quant/w_kn_buffer.wgsl");
+static QKNV_TEX: ShaderSource =
+    packed_knv_source!("quant/a_buffer.wgsl", "quant/w_kn_texture.wgsl");
+static QKNV_XTEX: ShaderSource =
+    packed_knv_source!("quant/a_texture.wgsl", "quant/w_kn_buffer.wgsl");
+static QKNV_TEX2: ShaderSource =
+    packed_knv_source!("quant/a_texture.wgsl", "quant/w_kn_texture.wgsl");
 static Q_WG: ShaderSource = crate::wgsl!(
     "quant/dequant.wgsl", "quant/a_buffer.wgsl", "quant/w_buffer.wgsl", "quant/qgemv_wg.wgsl";
     [[("BITS", 8), ("SCALE", 0), ("ZERO", 0)], [("BITS", 4), ("SCALE", 1), ("ZERO", 1)],
@@ -236,7 +301,10 @@ impl OpFamily for MatMul {
                 ))
             }
         };
-        let packed = matches!(k, MatMulKernel::Packed { .. } | MatMulKernel::PackedWg);
+        let packed = matches!(
+            k,
+            MatMulKernel::Packed { .. } | MatMulKernel::PackedWg | MatMulKernel::PackedKn { .. }
+        );
         if packed == cx.formats[1].is_dense() {
             return Err(format!(
                 "kernel {} does not read {} weights",
@@ -258,6 +326,18 @@ impl OpFamily for MatMul {
                 Ok(())
             }
             MatMulKernel::PackedWg => self.packed_layout(cx).map(|_| ()),
+            MatMulKernel::PackedKn { wtex, xtex, .. } => {
+                let lay = self.packed_layout(cx)?;
+                let a = cx.shape(0);
+                let a_rows = crate::tensor::numel(&a[..a.len() - 1]);
+                if wtex && !cx.tex_fits(lay.n4s(), lay.row_t * 4) {
+                    return Err("weight texture exceeds the device's 2-D texture size".into());
+                }
+                if xtex && (self.trans_a || !cx.tex_fits(lay.row_t * lay.vpt() / 4, a_rows)) {
+                    return Err("A texture needs an untransposed A within the texture size".into());
+                }
+                Ok(())
+            }
             MatMulKernel::Naive | MatMulKernel::Tiled { .. } => Ok(()),
             MatMulKernel::Vec4 { .. } => {
                 if self.vec4_ok(&cx.ins[0].shape, cx.is_const[1]) {
@@ -340,12 +420,29 @@ impl OpFamily for MatMul {
             }
             v
         };
+        let kn = |shapes: &[(u32, u32)]| -> Vec<MatMulKernel> {
+            let mut v = Vec::new();
+            for &(tm, tn4) in shapes {
+                for (wtex, xtex) in [(false, false), (true, false), (true, true)] {
+                    v.push(MatMulKernel::PackedKn {
+                        tm,
+                        tn4,
+                        wtex,
+                        xtex,
+                    });
+                }
+            }
+            v
+        };
         let mut qgemv = packed(&[1]);
         qgemv.push(MatMulKernel::PackedWg);
+        qgemv.extend(kn(&[(1, 1), (1, 2), (1, 4)]));
+        let mut qgemm = packed(&[2, 4]);
+        qgemm.extend(kn(&[(4, 2), (8, 1), (2, 4)]));
         vec![
             TuneSlot::new("qgemv", qgemv, linear, lin_inputs(1, 1024, 1024))
                 .with_formats(packed_formats.clone()),
-            TuneSlot::new("qgemm", packed(&[2, 4]), linear, lin_inputs(128, 256, 512))
+            TuneSlot::new("qgemm", qgemm, linear, lin_inputs(128, 256, 512))
                 .with_formats(packed_formats),
             TuneSlot::new("gemm", gemm, linear, lin_inputs(128, 256, 512)),
             TuneSlot::new("gemv", gemv, linear, lin_inputs(1, 1024, 1024)),
@@ -372,6 +469,14 @@ impl OpFamily for MatMul {
             &Q_XTEX,
             &Q_TEX2,
             &Q_WG,
+            &QKN_BUF,
+            &QKN_TEX,
+            &QKN_XTEX,
+            &QKN_TEX2,
+            &QKNV_BUF,
+            &QKNV_TEX,
+            &QKNV_XTEX,
+            &QKNV_TEX2,
         ]
     }
 
@@ -566,7 +671,10 @@ impl MatMul {
     }
 
     fn lower_kernel(&self, kernel: MatMulKernel, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
-        if matches!(kernel, MatMulKernel::Packed { .. } | MatMulKernel::PackedWg) {
+        if matches!(
+            kernel,
+            MatMulKernel::Packed { .. } | MatMulKernel::PackedWg | MatMulKernel::PackedKn { .. }
+        ) {
             return self.lower_packed(kernel, cx);
         }
         let p = self.params(&cx.in_shapes[0], &cx.in_shapes[1]);
@@ -693,7 +801,9 @@ impl MatMul {
                     },
                 ]);
             }
-            MatMulKernel::Packed { .. } | MatMulKernel::PackedWg => {
+            MatMulKernel::Packed { .. }
+            | MatMulKernel::PackedWg
+            | MatMulKernel::PackedKn { .. } => {
                 unreachable!("lowered by lower_packed")
             }
             MatMulKernel::Bcast { tm, tn4 } | MatMulKernel::Tex { tm, tn4 } => {
@@ -854,44 +964,70 @@ impl MatMul {
         let mut consts = lay.consts().to_vec();
         let meta = Bind::Quant(1, QPart::Meta);
         let (m, n) = (p.m as usize, p.n as usize);
-        let MatMulKernel::Packed { tm, r, wtex, xtex } = kernel else {
-            let wg = [p.n, p.m, p.batch];
-            check_grid("matmul", wg, cx.max_workgroups)?;
-            return Ok(vec![Dispatch {
-                shader: ShaderKey::new(&Q_WG, &consts),
-                overrides: self.act.overrides(),
-                params,
-                bindings: vec![
-                    Bind::Input(0),
-                    Bind::Quant(1, QPart::Codes),
-                    meta,
-                    bias,
-                    res,
-                    Bind::Output,
-                ],
-                workgroups: wg,
-            }]);
-        };
         kernel
             .check()
             .map_err(|e| unsupported("matmul", format!("kernel {}: {e}", kernel.name())))?;
-        consts.extend([("TM", tm), ("R", r)]);
-        let codes = if wtex {
-            Bind::QuantTex(1)
-        } else {
-            Bind::Quant(1, QPart::Codes)
+        let codes = |wtex: bool, part: QPart| {
+            if wtex {
+                Bind::QuantTex(1, part)
+            } else {
+                Bind::Quant(1, part)
+            }
         };
-        let file = match (wtex, xtex) {
-            (false, false) => &Q_BUF,
-            (true, false) => &Q_TEX,
-            (false, true) => &Q_XTEX,
-            (true, true) => &Q_TEX2,
+        let (file, codes, wg, xtex, params) = match kernel {
+            MatMulKernel::Packed { tm, r, wtex, xtex } => {
+                consts.extend([("TM", tm), ("R", r)]);
+                let file = match (wtex, xtex) {
+                    (false, false) => &Q_BUF,
+                    (true, false) => &Q_TEX,
+                    (false, true) => &Q_XTEX,
+                    (true, true) => &Q_TEX2,
+                };
+                let wg = [
+                    div_ceil(n, 64 * r as usize),
+                    div_ceil(m, tm as usize),
+                    p.batch,
+                ];
+                (file, codes(wtex, QPart::Codes), wg, xtex, params)
+            }
+            MatMulKernel::PackedKn {
+                tm,
+                tn4,
+                wtex,
+                xtex,
+            } => {
+                let file = match (wtex, xtex, tm) {
+                    (false, false, 1) => &QKNV_BUF,
+                    (true, false, 1) => &QKNV_TEX,
+                    (false, true, 1) => &QKNV_XTEX,
+                    (true, true, 1) => &QKNV_TEX2,
+                    (false, false, _) => &QKN_BUF,
+                    (true, false, _) => &QKN_TEX,
+                    (false, true, _) => &QKN_XTEX,
+                    (true, true, _) => &QKN_TEX2,
+                };
+                if tm > 1 {
+                    consts.push(("TM", tm));
+                }
+                consts.push(("TN4", tn4));
+                // Texel rows and groups count K-major texels (4 per row texel); word 13 is
+                // the number of texel columns.
+                let mut params = params;
+                params[7] = w(lay.row_t * 4);
+                params[8] = w(lay.group_t * 4);
+                params[13] = w(lay.n4s());
+                let wg = [
+                    div_ceil(lay.n4s(), 64 * tn4 as usize),
+                    div_ceil(m, tm as usize),
+                    p.batch,
+                ];
+                (file, codes(wtex, QPart::CodesKn), wg, xtex, params)
+            }
+            _ => {
+                let wg = [p.n, p.m, p.batch];
+                (&Q_WG, codes(false, QPart::Codes), wg, false, params)
+            }
         };
-        let wg = [
-            div_ceil(n, 64 * r as usize),
-            div_ceil(m, tm as usize),
-            p.batch,
-        ];
         check_grid("matmul", wg, cx.max_workgroups)?;
         let mut out = Vec::new();
         let a = if xtex {

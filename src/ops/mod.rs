@@ -525,8 +525,9 @@ pub enum Bind {
     Texture(usize, Pack, u32),
     /// A part of packed weight input `i`, read as stored (see [`quant`]).
     Quant(usize, quant::QPart),
-    /// The codes of packed weight input `i` as an rgba32uint texture (one row per texel row).
-    QuantTex(usize),
+    /// A codes part of packed weight input `i` as an rgba32uint texture
+    /// ([`quant::QLayout::texture_width`] texels wide).
+    QuantTex(usize, quant::QPart),
     /// The node's output.
     Output,
     /// Node-private scratch texture `i` (`w` x `h` texels), written as a storage texture by one

@@ -23,6 +23,11 @@ use serde::{Deserialize, Serialize};
 pub enum QPart {
     /// Codes (or f16 halves), rows padded to whole texels.
     Codes,
+    /// The same codes K-major: texel (kt, n4) holds k = kt * QV4 .. + QV4 (one u32 word, or
+    /// half a word for int4, or two words for f16, per k) of the 4 rows n = 4 n4 .. 4 n4 + 4,
+    /// so unpacking yields vectors along N for outer-product kernels. Texels are stored
+    /// kt-major (`kt * n4s + n4`); rows and K are zero-padded to whole texels.
+    CodesKn,
     /// Scales (f32 or f16) or pow2 shifts (i8) as stored, then the zero points (u8) from word
     /// [`QLayout::scale_words`]: one binding, so quantised kernels fit 8 storage buffers.
     Meta,
@@ -133,6 +138,20 @@ impl QLayout {
         }
     }
 
+    /// Texel columns of the K-major layout (`ceil(rows / 4)`).
+    pub fn n4s(&self) -> usize {
+        self.rows.div_ceil(4)
+    }
+
+    /// Width in texels of the texture a part is uploaded as (one texel row per weight row, or
+    /// per K step of the K-major layout).
+    pub fn texture_width(&self, part: QPart) -> usize {
+        match part {
+            QPart::CodesKn => self.n4s(),
+            _ => self.row_t,
+        }
+    }
+
     /// Bytes of the codes as uploaded (rows padded to texels).
     pub fn code_bytes(&self) -> u64 {
         (self.rows * self.row_t * 16) as u64
@@ -161,6 +180,31 @@ pub fn pack_part(
         bytemuck::pod_collect_to_vec(&b)
     };
     match (part, format) {
+        (QPart::CodesKn, _) => {
+            // Value (n, k) of b bits sits at bit k * b of row n (rows padded to texels); in
+            // the K-major layout it goes to texel (k / QV4, n / 4) at bit (j * 4 + n % 4) * b,
+            // j = k % QV4: for int8 word j byte n % 4, for int4 word j / 2 nibble
+            // 4 (j % 2) + n % 4, for f16 word 2 j + (n % 4) / 2 half n % 2.
+            let rows = pack_part(QPart::Codes, format, name, shape, parts)?;
+            let (b, qv4, n4s) = (lay.bits as usize, lay.vpt() / 4, lay.n4s());
+            let row_words = lay.row_t * 4;
+            let kts = lay.row_t * 4;
+            let mask = (1u64 << b) as u32 - 1;
+            let mut out = vec![0u32; kts * n4s * 4];
+            for n in 0..lay.rows {
+                for k in 0..lay.row_t * lay.vpt() {
+                    let bit = k * b;
+                    let v = (rows[n * row_words + bit / 32] >> (bit % 32)) & mask;
+                    if v == 0 {
+                        continue;
+                    }
+                    let (kt, j) = (k / qv4, k % qv4);
+                    let obit = (j * 4 + n % 4) * b;
+                    out[(kt * n4s + n / 4) * 4 + obit / 32] |= v << (obit % 32);
+                }
+            }
+            Ok(out)
+        }
         (QPart::Codes, _) => {
             let (src, src_row) = match format {
                 WeightFormat::Half => (get("half")?, lay.cols * 2),
