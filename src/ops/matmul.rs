@@ -130,9 +130,10 @@ impl KernelVariant for MatMulKernel {
             // Accumulators are arrays of 16 in the shader.
             MatMulKernel::Packed { tm, r, .. } => matches!(tm, 1 | 2 | 4) && matches!(r, 1 | 2 | 4),
             MatMulKernel::PackedWg => true,
-            // Accumulator arrays hold 8 vec4s.
+            // Accumulator arrays hold 8 vec4s; the unrolled 8 x 2 block has 16 named ones.
             MatMulKernel::PackedKn { tm, tn4, .. } => {
-                matches!(tm, 1 | 2 | 4 | 8) && matches!(tn4, 1 | 2 | 4) && tm * tn4 <= 8
+                (matches!(tm, 1 | 2 | 4 | 8) && matches!(tn4, 1 | 2 | 4) && tm * tn4 <= 8)
+                    || (tm, tn4) == (8, 2)
             }
         };
         if ok {
@@ -213,6 +214,24 @@ static QKNV_XTEX: ShaderSource =
     packed_knv_source!("quant/a_texture.wgsl", "quant/w_kn_buffer.wgsl");
 static QKNV_TEX2: ShaderSource =
     packed_knv_source!("quant/a_texture.wgsl", "quant/w_kn_texture.wgsl");
+/// 4 or 8 rows of A by 1 or 2 texel columns (named accumulators).
+macro_rules! packed_kng_source {
+    ($a:literal, $w:literal) => {
+        crate::wgsl!("quant/dequant.wgsl", $a, $w, "matmul/store4.wgsl", "quant/qgemm_kn.wgsl"; [
+            [("TM", 4), ("TN4", 1), ("BITS", 8), ("SCALE", 0), ("ZERO", 0)],
+            [("TM", 8), ("TN4", 2), ("BITS", 4), ("SCALE", 1), ("ZERO", 1)],
+            [("TM", 8), ("TN4", 1), ("BITS", 16), ("SCALE", 4), ("ZERO", 0)],
+            [("TM", 4), ("TN4", 2), ("BITS", 8), ("SCALE", 2), ("ZERO", 1)]
+        ])
+    };
+}
+static QKNG_BUF: ShaderSource = packed_kng_source!("quant/a_buffer.wgsl", "quant/w_kn_buffer.wgsl");
+static QKNG_TEX: ShaderSource =
+    packed_kng_source!("quant/a_buffer.wgsl", "quant/w_kn_texture.wgsl");
+static QKNG_XTEX: ShaderSource =
+    packed_kng_source!("quant/a_texture.wgsl", "quant/w_kn_buffer.wgsl");
+static QKNG_TEX2: ShaderSource =
+    packed_kng_source!("quant/a_texture.wgsl", "quant/w_kn_texture.wgsl");
 static Q_WG: ShaderSource = crate::wgsl!(
     "quant/dequant.wgsl", "quant/a_buffer.wgsl", "quant/w_buffer.wgsl", "quant/qgemv_wg.wgsl";
     [[("BITS", 8), ("SCALE", 0), ("ZERO", 0)], [("BITS", 4), ("SCALE", 1), ("ZERO", 1)],
@@ -437,8 +456,8 @@ impl OpFamily for MatMul {
         let mut qgemv = packed(&[1]);
         qgemv.push(MatMulKernel::PackedWg);
         qgemv.extend(kn(&[(1, 1), (1, 2), (1, 4)]));
-        let mut qgemm = packed(&[2, 4]);
-        qgemm.extend(kn(&[(4, 2), (8, 1), (2, 4)]));
+        let mut qgemm = packed(&[4]);
+        qgemm.extend(kn(&[(4, 1), (4, 2), (8, 1), (8, 2), (2, 4)]));
         vec![
             TuneSlot::new("qgemv", qgemv, linear, lin_inputs(1, 1024, 1024))
                 .with_formats(packed_formats.clone()),
@@ -477,6 +496,10 @@ impl OpFamily for MatMul {
             &QKNV_TEX,
             &QKNV_XTEX,
             &QKNV_TEX2,
+            &QKNG_BUF,
+            &QKNG_TEX,
+            &QKNG_XTEX,
+            &QKNG_TEX2,
         ]
     }
 
@@ -996,15 +1019,21 @@ impl MatMul {
                 wtex,
                 xtex,
             } => {
-                let file = match (wtex, xtex, tm) {
-                    (false, false, 1) => &QKNV_BUF,
-                    (true, false, 1) => &QKNV_TEX,
-                    (false, true, 1) => &QKNV_XTEX,
-                    (true, true, 1) => &QKNV_TEX2,
-                    (false, false, _) => &QKN_BUF,
-                    (true, false, _) => &QKN_TEX,
-                    (false, true, _) => &QKN_XTEX,
-                    (true, true, _) => &QKN_TEX2,
+                // Unrolled sources for GEMV (tm 1) and 4/8 x 1/2 blocks; loops otherwise.
+                let unrolled = matches!((tm, tn4), (4 | 8, 1 | 2));
+                let file = match (wtex, xtex, tm, unrolled) {
+                    (false, false, 1, _) => &QKNV_BUF,
+                    (true, false, 1, _) => &QKNV_TEX,
+                    (false, true, 1, _) => &QKNV_XTEX,
+                    (true, true, 1, _) => &QKNV_TEX2,
+                    (false, false, _, true) => &QKNG_BUF,
+                    (true, false, _, true) => &QKNG_TEX,
+                    (false, true, _, true) => &QKNG_XTEX,
+                    (true, true, _, true) => &QKNG_TEX2,
+                    (false, false, _, _) => &QKN_BUF,
+                    (true, false, _, _) => &QKN_TEX,
+                    (false, true, _, _) => &QKN_XTEX,
+                    (true, true, _, _) => &QKN_TEX2,
                 };
                 if tm > 1 {
                     consts.push(("TM", tm));
