@@ -79,6 +79,10 @@ pub struct DeviceProfile {
     /// Force every node onto its naive reference kernel (testing and benchmarks).
     #[serde(default)]
     pub naive_only: bool,
+    /// Quantise activations to int8 per row at run time for matmuls on int8 weights (int8 x int8
+    /// with integer accumulation): faster on integer-dot hardware, approximate (opt-in).
+    #[serde(default)]
+    pub int8_activations: bool,
 }
 
 impl DeviceProfile {
@@ -98,6 +102,7 @@ impl DeviceProfile {
             features: DeviceFeatures::default(),
             kernels: TunedChoices::new(),
             naive_only: false,
+            int8_activations: false,
         }
     }
 }

@@ -24,6 +24,10 @@ pub struct SessionOptions {
     pub naive: bool,
     /// Apply constant folding, BatchNorm folding and epilogue fusion.
     pub optimize: bool,
+    /// Matmuls on int8 weights quantise their input rows to int8 at run time (dynamic per-row
+    /// scales) and accumulate in integers on the GPU: an approximation of the f32 result
+    /// (`WGEDGE_INT8_ACT=1`). The CPU backend always computes in f32.
+    pub int8_activations: bool,
     pub plan: PlanOptions,
     /// Most bytes the session may hold: planned activations plus weights, on the CPU or the
     /// GPU, checked at plan time (and any single value of the graph, before constants are
@@ -60,6 +64,7 @@ impl Default for SessionOptions {
             kernels: None,
             naive: false,
             optimize: true,
+            int8_activations: false,
             plan: PlanOptions::default(),
             max_memory: None,
         }
@@ -75,6 +80,9 @@ impl SessionOptions {
         let mut o = SessionOptions::default();
         if let Ok(v) = std::env::var("WGEDGE_AUTOTUNE") {
             o.autotune = v != "0";
+        }
+        if let Ok(v) = std::env::var("WGEDGE_INT8_ACT") {
+            o.int8_activations = v == "1";
         }
         if let Ok(v) = std::env::var("WGEDGE_NO_REUSE") {
             o.plan.reuse = v.is_empty() || v == "0";
@@ -157,6 +165,7 @@ impl Session {
             notices = tuned.notices;
         }
         profile.naive_only = opts.naive;
+        profile.int8_activations = opts.int8_activations;
         let budget = opts.max_memory.unwrap_or_else(default_memory_budget);
         let (graph, mut weights, rewrites) = prepare(model, opts.optimize, budget)?;
         let plan = Plan::new(&graph, &weights, Some(&profile), opts.plan)?;

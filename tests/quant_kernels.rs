@@ -286,3 +286,108 @@ fn weights_no_kernel_reads_are_decoded_and_the_plan_says_so() {
         assert_close(&f.label(), &got, &want, 1e-4, 1e-4);
     }
 }
+
+/// Rust model of the int8 x int8 kernels: each row of A quantised to codes
+/// `round_ties_even(x / s)` with `s = max|x| / 127`, then `s * sum_k code * w[n][k]` on the
+/// decoded weight. Returns the result and a per-element bound: f32 rounding of the per-group
+/// scaling (the integer sums are exact) plus, for every activation that lies within 1e-4 of a
+/// rounding tie (where the device's `1 / s`, a few ULP from Rust's, may round the other way),
+/// one quantisation step times |w|.
+fn int8xint8_model(x: &Tensor, w: &Tensor) -> (Vec<f32>, Vec<f32>) {
+    let (xs, ws) = (x.f32s("x").unwrap(), w.f32s("w").unwrap());
+    let (n, k) = (w.shape()[0], w.shape()[1]);
+    let rows = xs.len() / k;
+    let (mut out, mut tol) = (Vec::new(), Vec::new());
+    for r in 0..rows {
+        let row = &xs[r * k..][..k];
+        let amax = row.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let s = if amax == 0.0 { 1.0 } else { amax / 127.0 };
+        let inv = 1.0 / s;
+        let t: Vec<f32> = row.iter().map(|v| v * inv).collect();
+        let q: Vec<f32> = t
+            .iter()
+            .map(|v| v.round_ties_even().clamp(-127.0, 127.0))
+            .collect();
+        let tie: Vec<bool> = t
+            .iter()
+            .map(|v| ((v.abs() - v.abs().floor()) - 0.5).abs() < 1e-4)
+            .collect();
+        for j in 0..n {
+            let wr = &ws[j * k..][..k];
+            let exact: f64 = (0..k).map(|i| q[i] as f64 * wr[i] as f64).sum();
+            let mag: f64 = (0..k).map(|i| (q[i] as f64 * wr[i] as f64).abs()).sum();
+            let ties: f64 = (0..k).filter(|&i| tie[i]).map(|i| wr[i].abs() as f64).sum();
+            out.push((exact * s as f64) as f32);
+            let eps = f32::EPSILON as f64;
+            tol.push(
+                ((8.0 * eps * (k as f64 / 16.0 + 4.0) * mag + ties) * s as f64) as f32 + 1e-30,
+            );
+        }
+    }
+    (out, tol)
+}
+
+#[test]
+fn int8_activation_kernels_match_a_model_of_their_arithmetic() {
+    let Some(ctx) = gpu() else { return };
+    let mut kernels = Vec::new();
+    for r in [1, 2, 4] {
+        for dot in [false, true] {
+            for wtex in [false, true] {
+                kernels.push(MatMulKernel::Int8Act { r, dot, wtex });
+            }
+        }
+    }
+    let int8s = [
+        quant(8, 0, false, false, false),
+        quant(8, 32, true, false, true),
+        quant(8, 16, false, true, false),
+    ];
+    let cases: [(Vec<usize>, usize); 3] =
+        [(vec![1, 37], 5), (vec![3, 100], 67), (vec![2, 2, 300], 9)];
+    for (ci, (a_shape, n)) in cases.iter().enumerate() {
+        for (fi, f) in int8s.iter().enumerate() {
+            let k = *a_shape.last().unwrap();
+            let mut b = GraphBuilder::new();
+            let x = b.input("x", a_shape);
+            let w = b
+                .weight_packed("w", &Tensor::random(&[*n, k], 5), f.clone())
+                .unwrap();
+            let y = b.linear(&x, &w, None, Activation::None);
+            b.output(&y);
+            let model = Model::from_builder(b).unwrap();
+            let xt = Tensor::random(a_shape, 3 + ci as u64);
+            let wd = f.decode("w", &[*n, k], &model.weights).unwrap();
+            let (want, tol) = int8xint8_model(&xt, &wd);
+            for (ki, kern) in kernels.iter().enumerate() {
+                if (ki + fi + ci) % 3 != 0 {
+                    continue;
+                }
+                let mut c = TunedChoices::new();
+                c.entry("matmul".into())
+                    .or_default()
+                    .insert("qi8".into(), serde_json::to_value(kern).unwrap());
+                let mut o = opts_with(c, false);
+                o.int8_activations = true;
+                let s = Session::with_context(&model, ctx.clone(), o).unwrap();
+                assert_eq!(s.plan().nodes[0].kernel, kern.name(), "{}", f.label());
+                let got = s.run(&[("x", &xt)]).unwrap().remove(0);
+                for (i, ((g, e), t)) in got
+                    .f32s("g")
+                    .unwrap()
+                    .iter()
+                    .zip(&want)
+                    .zip(&tol)
+                    .enumerate()
+                {
+                    assert!(
+                        (g - e).abs() <= *t,
+                        "{} {a_shape:?}x{n} [{}]: element {i}: {g} vs {e} (bound {t})",
+                        f.label(),
+                        kern.name()
+                    );
+                }
+            }
+        }
+    }
+}

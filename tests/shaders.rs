@@ -168,6 +168,7 @@ fn every_kernel_variant_the_chooser_can_pick_validates() {
             let b = wgedge::exec::autotune::workload(&slot);
             let (g, w) = b.build().unwrap();
             let mut p = DeviceProfile::portable();
+            p.int8_activations = slot.int8_activations;
             p.kernels
                 .entry(slot.family.into())
                 .or_default()

@@ -196,10 +196,16 @@ mod native {
     use std::sync::Arc;
 
     /// Median seconds per run of a slot's workload planned with `kernels`.
-    fn time_variant(ctx: &Arc<GpuContext>, b: GraphBuilder, kernels: TunedChoices) -> Result<f64> {
+    fn time_variant(
+        ctx: &Arc<GpuContext>,
+        b: GraphBuilder,
+        kernels: TunedChoices,
+        int8_activations: bool,
+    ) -> Result<f64> {
         let (g, w) = b.build()?;
         let mut profile = ctx.profile.clone();
         profile.kernels = kernels;
+        profile.int8_activations = int8_activations;
         let opts = PlanOptions {
             reuse: true,
             cpu_fallback: false,
@@ -228,7 +234,7 @@ mod native {
                 c.entry(slot.family.to_string())
                     .or_default()
                     .insert(slot.slot.to_string(), cand.clone());
-                match time_variant(ctx, workload(&slot), c) {
+                match time_variant(ctx, workload(&slot), c, slot.int8_activations) {
                     Ok(t) if best.is_none_or(|(bt, _)| t < bt) => best = Some((t, cand)),
                     Ok(_) => {}
                     Err(e) => out.notices.push(format!(

@@ -241,6 +241,7 @@ impl GpuContext {
         let l = device.limits();
         let f = device.features();
         let profile = DeviceProfile {
+            int8_activations: false,
             adapter: info.name.clone(),
             backend: format!("{:?}", info.backend).to_lowercase(),
             driver: format!("{} {}", info.driver, info.driver_info)

@@ -162,6 +162,7 @@ impl GpuContext {
             format: match format {
                 TexFormat::Rgba32F => wgpu::TextureFormat::Rgba32Float,
                 TexFormat::R32F => wgpu::TextureFormat::R32Float,
+                TexFormat::Rgba32U => wgpu::TextureFormat::Rgba32Uint,
             },
             usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
             view_formats: &[],

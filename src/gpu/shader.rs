@@ -137,4 +137,6 @@ pub enum TexFormat {
     Rgba32F,
     /// One f32 per texel.
     R32F,
+    /// Four u32 per texel (16 int8 codes: quantised activations).
+    Rgba32U,
 }

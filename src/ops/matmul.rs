@@ -77,6 +77,16 @@ pub enum MatMulKernel {
         #[serde(default)]
         xtex: bool,
     },
+    /// int8 x int8 (only with `int8_activations`): A's rows quantised per run, integer dot
+    /// products (`dot4I8Packed` when `dot`, else a portable unpack), `r` weight rows per
+    /// invocation, codes from a buffer or a texture (`wtex`).
+    Int8Act {
+        r: u32,
+        #[serde(default)]
+        dot: bool,
+        #[serde(default)]
+        wtex: bool,
+    },
 }
 
 impl KernelVariant for MatMulKernel {
@@ -98,6 +108,11 @@ impl KernelVariant for MatMulKernel {
                 }
             ),
             MatMulKernel::PackedWg => "wg64".into(),
+            MatMulKernel::Int8Act { r, dot, wtex } => format!(
+                "i8{}-{}-1x{r}",
+                if dot { "dot" } else { "" },
+                if wtex { "tex" } else { "buf" }
+            ),
             MatMulKernel::PackedKn {
                 tm,
                 tn4,
@@ -130,6 +145,7 @@ impl KernelVariant for MatMulKernel {
             // Accumulators are arrays of 16 in the shader.
             MatMulKernel::Packed { tm, r, .. } => matches!(tm, 1 | 2 | 4) && matches!(r, 1 | 2 | 4),
             MatMulKernel::PackedWg => true,
+            MatMulKernel::Int8Act { r, .. } => matches!(r, 1 | 2 | 4),
             // Accumulator arrays hold 8 vec4s; the unrolled 8 x 2 block has 16 named ones.
             MatMulKernel::PackedKn { tm, tn4, .. } => {
                 (matches!(tm, 1 | 2 | 4 | 8) && matches!(tn4, 1 | 2 | 4) && tm * tn4 <= 8)
@@ -232,6 +248,18 @@ static QKNG_XTEX: ShaderSource =
     packed_kng_source!("quant/a_texture.wgsl", "quant/w_kn_buffer.wgsl");
 static QKNG_TEX2: ShaderSource =
     packed_kng_source!("quant/a_texture.wgsl", "quant/w_kn_texture.wgsl");
+static ACT_Q8: ShaderSource = crate::wgsl!("quant/act_q8.wgsl");
+macro_rules! i8_source {
+    ($w:literal) => {
+        crate::wgsl!("quant/dequant.wgsl", $w, "quant/qgemv_i8.wgsl"; [
+            [("R", 1), ("DOT", 1), ("BITS", 8), ("SCALE", 0), ("ZERO", 0)],
+            [("R", 4), ("DOT", 0), ("BITS", 8), ("SCALE", 1), ("ZERO", 1)],
+            [("R", 2), ("DOT", 1), ("BITS", 8), ("SCALE", 2), ("ZERO", 1)]
+        ])
+    };
+}
+static QI8_BUF: ShaderSource = i8_source!("quant/w_buffer.wgsl");
+static QI8_TEX: ShaderSource = i8_source!("quant/w_texture.wgsl");
 static Q_WG: ShaderSource = crate::wgsl!(
     "quant/dequant.wgsl", "quant/a_buffer.wgsl", "quant/w_buffer.wgsl", "quant/qgemv_wg.wgsl";
     [[("BITS", 8), ("SCALE", 0), ("ZERO", 0)], [("BITS", 4), ("SCALE", 1), ("ZERO", 1)],
@@ -322,7 +350,10 @@ impl OpFamily for MatMul {
         };
         let packed = matches!(
             k,
-            MatMulKernel::Packed { .. } | MatMulKernel::PackedWg | MatMulKernel::PackedKn { .. }
+            MatMulKernel::Packed { .. }
+                | MatMulKernel::PackedWg
+                | MatMulKernel::PackedKn { .. }
+                | MatMulKernel::Int8Act { .. }
         );
         if packed == cx.formats[1].is_dense() {
             return Err(format!(
@@ -345,6 +376,30 @@ impl OpFamily for MatMul {
                 Ok(())
             }
             MatMulKernel::PackedWg => self.packed_layout(cx).map(|_| ()),
+            MatMulKernel::Int8Act { wtex, .. } => {
+                let lay = self.packed_layout(cx)?;
+                let a = cx.shape(0);
+                let a_rows = crate::tensor::numel(&a[..a.len() - 1]);
+                if !cx.device.int8_activations {
+                    Err("int8 x int8 runs only with int8 activations enabled".into())
+                } else if lay.bits != 8 {
+                    Err(format!(
+                        "int8 x int8 needs int8 weights, not {}",
+                        cx.formats[1].label()
+                    ))
+                } else if self.trans_a {
+                    Err("int8 activations are quantised from an untransposed A".into())
+                } else if lay.cols >= 1 << 17 {
+                    // |code products| <= 2^14: an i32 group sum holds up to 2^17 of them.
+                    Err(format!("K = {} overflows the i32 accumulators", lay.cols))
+                } else if !cx.tex_fits(lay.row_t + 1, a_rows) {
+                    Err("activation code texture exceeds the device's 2-D texture size".into())
+                } else if wtex && !cx.tex_fits(lay.row_t, lay.rows) {
+                    Err("weight texture exceeds the device's 2-D texture size".into())
+                } else {
+                    Ok(())
+                }
+            }
             MatMulKernel::PackedKn { wtex, xtex, .. } => {
                 let lay = self.packed_layout(cx)?;
                 let a = cx.shape(0);
@@ -458,7 +513,19 @@ impl OpFamily for MatMul {
         qgemv.extend(kn(&[(1, 1), (1, 2), (1, 4)]));
         let mut qgemm = packed(&[4]);
         qgemm.extend(kn(&[(4, 1), (4, 2), (8, 1), (8, 2), (2, 4)]));
+        let mut qi8 = Vec::new();
+        for r in [1, 2, 4] {
+            for dot in [false, true] {
+                for wtex in [false, true] {
+                    qi8.push(MatMulKernel::Int8Act { r, dot, wtex });
+                }
+            }
+        }
+        let mut qi8_slot = TuneSlot::new("qi8", qi8, linear, lin_inputs(1, 1024, 1024))
+            .with_formats(packed_formats.clone());
+        qi8_slot.int8_activations = true;
         vec![
+            qi8_slot,
             TuneSlot::new("qgemv", qgemv, linear, lin_inputs(1, 1024, 1024))
                 .with_formats(packed_formats.clone()),
             TuneSlot::new("qgemm", qgemm, linear, lin_inputs(128, 256, 512))
@@ -500,6 +567,9 @@ impl OpFamily for MatMul {
             &QKNG_TEX,
             &QKNG_XTEX,
             &QKNG_TEX2,
+            &ACT_Q8,
+            &QI8_BUF,
+            &QI8_TEX,
         ]
     }
 
@@ -696,7 +766,10 @@ impl MatMul {
     fn lower_kernel(&self, kernel: MatMulKernel, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
         if matches!(
             kernel,
-            MatMulKernel::Packed { .. } | MatMulKernel::PackedWg | MatMulKernel::PackedKn { .. }
+            MatMulKernel::Packed { .. }
+                | MatMulKernel::PackedWg
+                | MatMulKernel::PackedKn { .. }
+                | MatMulKernel::Int8Act { .. }
         ) {
             return self.lower_packed(kernel, cx);
         }
@@ -826,7 +899,8 @@ impl MatMul {
             }
             MatMulKernel::Packed { .. }
             | MatMulKernel::PackedWg
-            | MatMulKernel::PackedKn { .. } => {
+            | MatMulKernel::PackedKn { .. }
+            | MatMulKernel::Int8Act { .. } => {
                 unreachable!("lowered by lower_packed")
             }
             MatMulKernel::Bcast { tm, tn4 } | MatMulKernel::Tex { tm, tn4 } => {
@@ -948,6 +1022,20 @@ impl MatMul {
             wtex: false,
             xtex: false,
         };
+        let i8 = |r, dot| MatMulKernel::Int8Act {
+            r,
+            dot,
+            wtex: false,
+        };
+        if cx.device.int8_activations {
+            let mut k = cx
+                .tuned::<Self>("qi8")
+                .into_iter()
+                .chain([i8(2, true), i8(1, false)]);
+            if let Some(k) = k.find(|k| self.fits(k, cx).is_ok()) {
+                return Some(k);
+            }
+        }
         cx.tuned::<Self>(slot)
             .into_iter()
             .chain([buf(tm, 2), buf(1, 1)])
@@ -997,6 +1085,46 @@ impl MatMul {
                 Bind::Quant(1, part)
             }
         };
+        if let MatMulKernel::Int8Act { r, dot, wtex } = kernel {
+            if self.trans_a {
+                return Err(unsupported(
+                    "matmul",
+                    "int8 activations need an untransposed A",
+                ));
+            }
+            let rows = p.batch * p.m;
+            let q_wg = super::grid_1d(rows as u64, cx.max_workgroups);
+            let quantise = Dispatch {
+                shader: ShaderKey::new(&ACT_Q8, &[]),
+                overrides: Activation::None.overrides(),
+                params: vec![rows, p.k, w(lay.row_t), q_wg[0]],
+                bindings: vec![
+                    Bind::Input(0),
+                    Bind::ScratchStore(0, w(lay.row_t + 1), rows, super::TexFormat::Rgba32U),
+                ],
+                workgroups: q_wg,
+            };
+            consts.extend([("R", r), ("DOT", dot as u32)]);
+            let wg = [div_ceil(n, 64 * r as usize), p.m, p.batch];
+            check_grid("matmul", wg, cx.max_workgroups)?;
+            return Ok(vec![
+                quantise,
+                Dispatch {
+                    shader: ShaderKey::new(if wtex { &QI8_TEX } else { &QI8_BUF }, &consts),
+                    overrides: self.act.overrides(),
+                    params,
+                    bindings: vec![
+                        Bind::ScratchRead(0),
+                        codes(wtex, QPart::Codes),
+                        meta,
+                        bias,
+                        res,
+                        Bind::Output,
+                    ],
+                    workgroups: wg,
+                },
+            ]);
+        }
         let (file, codes, wg, xtex, params) = match kernel {
             MatMulKernel::Packed { tm, r, wtex, xtex } => {
                 consts.extend([("TM", tm), ("R", r)]);

@@ -305,6 +305,8 @@ pub struct TuneSlot {
     pub inputs: Vec<(Vec<usize>, bool)>,
     /// Storage format of each constant input (dense unless set by [`TuneSlot::with_formats`]).
     pub formats: Vec<WeightFormat>,
+    /// Time the slot with int8 activations on (see `DeviceProfile::int8_activations`).
+    pub int8_activations: bool,
 }
 
 impl TuneSlot {
@@ -323,6 +325,7 @@ impl TuneSlot {
                 .map(|k| serde_json::to_value(k).expect("kernel variants serialise"))
                 .collect(),
             formats: vec![WeightFormat::Dense; inputs.len()],
+            int8_activations: false,
             op: op.into(),
             inputs,
         }
