@@ -83,7 +83,8 @@ pub struct Workload {
     pub format: &'static str,
 }
 
-/// The weight formats benchmarked, by their kernel-name prefix.
+/// The weight formats benchmarked, by their kernel-name prefix (`int8xint8`: int8 weights run
+/// with int8 activations).
 pub fn bench_format(label: &str) -> Option<crate::format::WeightFormat> {
     use crate::format::{QuantSpec, WeightFormat};
     let q = |bits, group, pow2, scale_dtype| {
@@ -98,7 +99,8 @@ pub fn bench_format(label: &str) -> Option<crate::format::WeightFormat> {
     Some(match label {
         "f32" => WeightFormat::Dense,
         "f16" => WeightFormat::Half,
-        "int8" => q(8, 0, false, crate::DType::F32),
+        // int8 x int8: the int8 weights, with int8 activations turned on in the session.
+        "int8" | "int8xint8" => q(8, 0, false, crate::DType::F32),
         "int4-g32" => q(4, 32, false, crate::DType::F16),
         "pow2-int8" => q(8, 0, true, crate::DType::F32),
         _ => return None,
@@ -238,7 +240,7 @@ pub fn kernel_workloads() -> Result<Vec<Workload>> {
             f,
         )?);
     }
-    for f in ["f32", "f16", "int8", "int4-g32", "pow2-int8"] {
+    for f in ["f32", "f16", "int8", "int4-g32", "pow2-int8", "int8xint8"] {
         v.push(packed_workload(
             one_linear("gemv", 1, 4096, 4096, true)?,
             f,
@@ -250,10 +252,11 @@ pub fn kernel_workloads() -> Result<Vec<Workload>> {
     for f in ["f32", "int8"] {
         v.push(packed_workload(one_conv("dwconv3x3", 32, 112, 32)?, f)?);
     }
-    for batch in [64, 1] {
-        for f in ["f32", "int8", "int4-g32"] {
-            v.push(packed_workload(mlp(batch)?, f)?);
-        }
+    for f in ["f32", "int8", "int4-g32"] {
+        v.push(packed_workload(mlp(64)?, f)?);
+    }
+    for f in ["f32", "int8", "int4-g32", "int8xint8"] {
+        v.push(packed_workload(mlp(1)?, f)?);
     }
     Ok(v)
 }
@@ -283,6 +286,7 @@ pub fn storage_only() -> crate::profile::TunedChoices {
             "gemm_tiled": {"kernel": "tiled", "tm": 4, "tn": 4},
             "qgemv": {"kernel": "packed", "tm": 1, "r": 2},
             "qgemm": {"kernel": "packed", "tm": 4, "r": 2},
+            "qi8": {"kernel": "int8_act", "r": 2, "dot": true},
         },
         "conv2d": {
             "conv": {"kernel": "tiled", "px": 8},
@@ -334,9 +338,15 @@ pub fn bench_workload(
     if let Some(ctx) = ctx {
         let backend = ctx.profile.backend.clone();
         // Tuned kernels, the storage-buffer-only kernels, then the naive reference kernels.
-        let mut variants = vec![("tuned", SessionOptions::default())];
+        let i8a = w.format == "int8xint8";
+        let tuned = SessionOptions {
+            int8_activations: i8a,
+            ..Default::default()
+        };
+        let mut variants = vec![("tuned", tuned)];
         let storage = SessionOptions {
             kernels: Some(storage_only()),
+            int8_activations: i8a,
             ..Default::default()
         };
         variants.push(("storage", storage));

@@ -521,14 +521,17 @@ impl OpFamily for MatMul {
                 }
             }
         }
-        let mut qi8_slot = TuneSlot::new("qi8", qi8, linear, lin_inputs(1, 1024, 1024))
+        // N = 4096 for the GEMV slots: blocks of 16 outputs per invocation need that many
+        // outputs to keep several workgroups busy (at N = 1024 the tuner preferred small blocks
+        // that lose on large layers); K stays small to keep tuning quick.
+        let mut qi8_slot = TuneSlot::new("qi8", qi8, linear, lin_inputs(1, 1024, 4096))
             .with_formats(packed_formats.clone());
         qi8_slot.int8_activations = true;
         vec![
             qi8_slot,
-            TuneSlot::new("qgemv", qgemv, linear, lin_inputs(1, 1024, 1024))
+            TuneSlot::new("qgemv", qgemv, linear, lin_inputs(1, 1024, 4096))
                 .with_formats(packed_formats.clone()),
-            TuneSlot::new("qgemm", qgemm, linear, lin_inputs(128, 256, 512))
+            TuneSlot::new("qgemm", qgemm, linear, lin_inputs(256, 512, 1024))
                 .with_formats(packed_formats),
             TuneSlot::new("gemm", gemm, linear, lin_inputs(128, 256, 512)),
             TuneSlot::new("gemv", gemv, linear, lin_inputs(1, 1024, 1024)),
