@@ -18,7 +18,14 @@ fn sources() -> Vec<&'static ShaderSource> {
 fn translate_all(key: &ShaderKey, act: u32) {
     let label = format!("{} ACT={act}", key.label());
     let module = validate(key).unwrap_or_else(|e| panic!("{e}"));
-    let info = Validator::new(ValidationFlags::all(), Capabilities::default())
+    // Kernels using subgroup operations need the capability (and HLSL shader model 6).
+    let subgroups = key.source().contains("subgroupAdd");
+    let caps = if subgroups {
+        Capabilities::default() | Capabilities::SUBGROUP
+    } else {
+        Capabilities::default()
+    };
+    let info = Validator::new(ValidationFlags::all(), caps)
         .validate(&module)
         .unwrap_or_else(|e| panic!("{label}: {e:?}"));
     let mut consts = naga::back::PipelineConstants::default();
@@ -56,7 +63,11 @@ fn translate_all(key: &ShaderKey, act: u32) {
 
     let mut hlsl_src = String::new();
     let hopts = hlsl::Options {
-        shader_model: hlsl::ShaderModel::V5_1,
+        shader_model: if subgroups {
+            hlsl::ShaderModel::V6_0
+        } else {
+            hlsl::ShaderModel::V5_1
+        },
         ..Default::default()
     };
     let hpipe = hlsl::PipelineOptions {
@@ -169,6 +180,8 @@ fn every_kernel_variant_the_chooser_can_pick_validates() {
             let (g, w) = b.build().unwrap();
             let mut p = DeviceProfile::portable();
             p.int8_activations = slot.int8_activations;
+            // Feature-gated candidates (subgroups) are planned as if the adapter had them.
+            p.features.subgroups = true;
             p.kernels
                 .entry(slot.family.into())
                 .or_default()

@@ -106,9 +106,11 @@ pub fn validate(key: &ShaderKey) -> crate::Result<naga::Module> {
         shader: key.label(),
         message: e.emit_to_string(&src),
     })?;
+    // Subgroup operations validate here; kernels that use them are only chosen on adapters
+    // with the feature, and wgpu validates again against the device's real capabilities.
     let mut v = naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::default(),
+        naga::valid::Capabilities::default() | naga::valid::Capabilities::SUBGROUP,
     );
     v.validate(&module)
         .map_err(|e| crate::Error::ShaderCompile {

@@ -65,6 +65,8 @@ pub enum MatMulKernel {
     /// GEMV with a packed weight, one workgroup of 64 threads per output and a workgroup
     /// reduction: the memory-bound shape real GPUs favour (coalesced 16-byte loads).
     PackedWg,
+    /// As `PackedWg`, reducing each subgroup with `subgroupAdd` first (adapters with subgroups).
+    PackedSg,
     /// A packed weight re-laid K-major at load (texels of QV4 k by 4 rows): outer-product
     /// accumulation, one vec4 FMA per 4 weights and row of A, `tm` rows of A by `tn4` texel
     /// columns per invocation (`tm * tn4 <= 8`); codes from a buffer or a texture (`wtex`),
@@ -108,6 +110,7 @@ impl KernelVariant for MatMulKernel {
                 }
             ),
             MatMulKernel::PackedWg => "wg64".into(),
+            MatMulKernel::PackedSg => "sg64".into(),
             MatMulKernel::Int8Act { r, dot, wtex } => format!(
                 "i8{}-{}-1x{r}",
                 if dot { "dot" } else { "" },
@@ -144,7 +147,7 @@ impl KernelVariant for MatMulKernel {
             MatMulKernel::Tex2 { tm, tn4 } => matches!((tm, tn4), (4 | 8, 1 | 2)),
             // Accumulators are arrays of 16 in the shader.
             MatMulKernel::Packed { tm, r, .. } => matches!(tm, 1 | 2 | 4) && matches!(r, 1 | 2 | 4),
-            MatMulKernel::PackedWg => true,
+            MatMulKernel::PackedWg | MatMulKernel::PackedSg => true,
             MatMulKernel::Int8Act { r, .. } => matches!(r, 1 | 2 | 4),
             // Accumulator arrays hold 8 vec4s; the unrolled 8 x 2 block has 16 named ones.
             MatMulKernel::PackedKn { tm, tn4, .. } => {
@@ -248,6 +251,10 @@ static QKNG_XTEX: ShaderSource =
     packed_kng_source!("quant/a_texture.wgsl", "quant/w_kn_buffer.wgsl");
 static QKNG_TEX2: ShaderSource =
     packed_kng_source!("quant/a_texture.wgsl", "quant/w_kn_texture.wgsl");
+static Q_SG: ShaderSource = crate::wgsl!(
+    "quant/dequant.wgsl", "quant/a_buffer.wgsl", "quant/w_buffer.wgsl", "quant/qgemv_sg.wgsl";
+    [[("BITS", 8), ("SCALE", 0), ("ZERO", 0)], [("BITS", 4), ("SCALE", 1), ("ZERO", 1)]]
+);
 static ACT_Q8: ShaderSource = crate::wgsl!("quant/act_q8.wgsl");
 macro_rules! i8_source {
     ($w:literal) => {
@@ -352,6 +359,7 @@ impl OpFamily for MatMul {
             k,
             MatMulKernel::Packed { .. }
                 | MatMulKernel::PackedWg
+                | MatMulKernel::PackedSg
                 | MatMulKernel::PackedKn { .. }
                 | MatMulKernel::Int8Act { .. }
         );
@@ -376,6 +384,12 @@ impl OpFamily for MatMul {
                 Ok(())
             }
             MatMulKernel::PackedWg => self.packed_layout(cx).map(|_| ()),
+            MatMulKernel::PackedSg => {
+                if !cx.device.features.subgroups {
+                    return Err("the subgroup GEMV needs the adapter's subgroup feature".into());
+                }
+                self.packed_layout(cx).map(|_| ())
+            }
             MatMulKernel::Int8Act { wtex, .. } => {
                 let lay = self.packed_layout(cx)?;
                 let a = cx.shape(0);
@@ -509,7 +523,7 @@ impl OpFamily for MatMul {
             v
         };
         let mut qgemv = packed(&[1]);
-        qgemv.push(MatMulKernel::PackedWg);
+        qgemv.extend([MatMulKernel::PackedWg, MatMulKernel::PackedSg]);
         qgemv.extend(kn(&[(1, 1), (1, 2), (1, 4)]));
         let mut qgemm = packed(&[4]);
         qgemm.extend(kn(&[(4, 1), (4, 2), (8, 1), (8, 2), (2, 4)]));
@@ -570,6 +584,7 @@ impl OpFamily for MatMul {
             &QKNG_TEX,
             &QKNG_XTEX,
             &QKNG_TEX2,
+            &Q_SG,
             &ACT_Q8,
             &QI8_BUF,
             &QI8_TEX,
@@ -771,6 +786,7 @@ impl MatMul {
             kernel,
             MatMulKernel::Packed { .. }
                 | MatMulKernel::PackedWg
+                | MatMulKernel::PackedSg
                 | MatMulKernel::PackedKn { .. }
                 | MatMulKernel::Int8Act { .. }
         ) {
@@ -902,6 +918,7 @@ impl MatMul {
             }
             MatMulKernel::Packed { .. }
             | MatMulKernel::PackedWg
+            | MatMulKernel::PackedSg
             | MatMulKernel::PackedKn { .. }
             | MatMulKernel::Int8Act { .. } => {
                 unreachable!("lowered by lower_packed")
@@ -1185,7 +1202,12 @@ impl MatMul {
             }
             _ => {
                 let wg = [p.n, p.m, p.batch];
-                (&Q_WG, codes(false, QPart::Codes), wg, false, params)
+                let file = if kernel == MatMulKernel::PackedSg {
+                    &Q_SG
+                } else {
+                    &Q_WG
+                };
+                (file, codes(false, QPart::Codes), wg, false, params)
             }
         };
         check_grid("matmul", wg, cx.max_workgroups)?;
