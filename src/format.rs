@@ -302,7 +302,16 @@ fn walk_quant(q: &QuantSpec, p: &Parts, rows: usize, cols: usize, emit: Emit) ->
         for c in 0..cols {
             let gi = r * gshape[1] + c.checked_div(q.group).unwrap_or(0);
             let code = if q.bits == 8 {
-                qw.at(r * cols + c)
+                let code = qw.at(r * cols + c);
+                // Symmetric codes are -127..127 (kernels may read them as snorm, where -128
+                // and -127 coincide): -128 is corrupt data, not a value.
+                if code == -128.0 && !q.zero_points {
+                    return Err(p.err(format!(
+                        "part '{full}' holds code -128 at row {r}, column {c} (symmetric int8 \
+                         codes are -127..127)"
+                    )));
+                }
+                code
             } else {
                 let nib = (qw.at(r * row_bytes + c / 2) as u8 >> (4 * (c % 2))) & 0xF;
                 // Sign-extend symmetric nibbles: 8..15 are -8..-1.
@@ -800,6 +809,27 @@ mod tests {
             pow2,
             scale_dtype,
         })
+    }
+
+    #[test]
+    fn symmetric_int8_code_minus_128_is_corrupt() {
+        let f = quant(8, 0, false, false, false);
+        let w = Tensor::random(&[3, 5], 1);
+        let mut parts = f.encode("w", &w).unwrap();
+        assert!(f.validate("w", &[3, 5], &parts).is_ok());
+        let mut codes = match parts["w.qweight"].data() {
+            TensorData::I8(v) => v.clone(),
+            _ => unreachable!(),
+        };
+        codes[7] = -128;
+        let t = Tensor::from_data(&[3, 5], TensorData::I8(codes)).unwrap();
+        parts.insert("w.qweight".into(), t);
+        let e = f.validate("w", &[3, 5], &parts).unwrap_err().to_string();
+        assert!(e.contains("-128") && e.contains("row 1, column 2"), "{e}");
+        // Asymmetric codes use the whole byte.
+        let a = quant(8, 0, true, false, false);
+        let parts = a.encode("w", &w).unwrap();
+        assert!(a.validate("w", &[3, 5], &parts).is_ok());
     }
 
     fn sparse(layout: SparseLayout, values: SparseValues) -> WeightFormat {

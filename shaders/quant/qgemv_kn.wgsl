@@ -1,4 +1,5 @@
-// GEMV (one row of A per invocation) on a packed weight in the K-major layout, written with
+// GEMV (one row of A per invocation) on a packed weight in the K-major layout (codes unpacked
+// here from w_kn_buffer/w_kn_texture, or converted by the texture unit with w_kn_norm), written with
 // named vec4 accumulators and one function per texel instead of indexed arrays: on CPU
 // adapters (lavapipe) arrays indexed in loops live in memory, and this form ran faster. Each
 // invocation owns TN4 (1, 2 or 4) texel columns (4 rows of W each); per texel of QV4 k it loads
@@ -30,6 +31,9 @@ fn zero4(n4: u32, g: u32) -> vec4<f32> {
     let r = rows4(n4, g);
     return vec4<f32>(q_zero(r.x), q_zero(r.y), q_zero(r.z), q_zero(r.w));
 }
+
+// The weight source defines col_fma (the FMAs of one texel column) and NORM (what its values
+// are scaled by: 1 for codes unpacked here, 127 or 255 for snorm/unorm textures).
 
 // acc + sum over the texel's QV4 k of A[k] * codes(k, 4 rows); xa holds A for the first 4 k
 // (f16: 2), xb the next 4 (int4 only).
@@ -74,19 +78,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
                 xa = xv(bat, m, kt);
             }
             if (ZERO == 1u) { xs += xa + xb; }
-            p0 = texel_fma(wk(c0, kt), xa, xb, p0);
-            if (TN4 > 1u) { p1 = texel_fma(wk(c0 + 1u, kt), xa, xb, p1); }
+            p0 = col_fma(c0, kt, xa, xb, p0);
+            if (TN4 > 1u) { p1 = col_fma(c0 + 1u, kt, xa, xb, p1); }
             if (TN4 > 2u) {
-                p2 = texel_fma(wk(c0 + 2u, kt), xa, xb, p2);
-                p3 = texel_fma(wk(c0 + 3u, kt), xa, xb, p3);
+                p2 = col_fma(c0 + 2u, kt, xa, xb, p2);
+                p3 = col_fma(c0 + 3u, kt, xa, xb, p3);
             }
         }
         let x = (xs.x + xs.y) + (xs.z + xs.w);
-        a0 += scale4(c0, g) * (p0 - zero4(c0, g) * x);
-        if (TN4 > 1u) { a1 += scale4(c0 + 1u, g) * (p1 - zero4(c0 + 1u, g) * x); }
+        a0 += scale4(c0, g) * (NORM * p0 - zero4(c0, g) * x);
+        if (TN4 > 1u) { a1 += scale4(c0 + 1u, g) * (NORM * p1 - zero4(c0 + 1u, g) * x); }
         if (TN4 > 2u) {
-            a2 += scale4(c0 + 2u, g) * (p2 - zero4(c0 + 2u, g) * x);
-            a3 += scale4(c0 + 3u, g) * (p3 - zero4(c0 + 3u, g) * x);
+            a2 += scale4(c0 + 2u, g) * (NORM * p2 - zero4(c0 + 2u, g) * x);
+            a3 += scale4(c0 + 3u, g) * (NORM * p3 - zero4(c0 + 3u, g) * x);
         }
     }
     store4(bat, m, c0, a0);

@@ -144,18 +144,20 @@ impl GpuExecutor {
         wanted.extend(plan.outputs.iter().map(|&v| (v, None, None)));
         // Packed weights read as stored (quantised codes, scales), keyed by the weight.
         let mut qbufs: HashMap<(usize, QPart), wgpu::Buffer> = HashMap::new();
-        let mut qtexs: HashMap<(usize, QPart), wgpu::TextureView> = HashMap::new();
+        // Textures keyed by (weight, part, normalised format?).
+        let mut qtexs: HashMap<(usize, QPart, bool), wgpu::TextureView> = HashMap::new();
         let mut weight_bytes = 0u64;
         for node in plan.nodes.iter().filter(|n| n.placement == Placement::Gpu) {
             for b in node.dispatches.iter().flat_map(|d| &d.bindings) {
-                let (i, part, tex) = match *b {
-                    Bind::Quant(i, part) => (i, part, false),
-                    Bind::QuantTex(i, part) => (i, part, true),
+                let (i, part, tex, norm) = match *b {
+                    Bind::Quant(i, part) => (i, part, false, false),
+                    Bind::QuantTex(i, part) => (i, part, true, false),
+                    Bind::QuantTexNorm(i) => (i, QPart::CodesKn, true, true),
                     _ => continue,
                 };
                 let r = root(node.inputs[i]);
                 let done = if tex {
-                    qtexs.contains_key(&(r, part))
+                    qtexs.contains_key(&(r, part, norm))
                 } else {
                     qbufs.contains_key(&(r, part))
                 };
@@ -165,11 +167,30 @@ impl GpuExecutor {
                 }
                 let words = quant::pack_part(part, &pv.format, &pv.name, &pv.shape, weights)?;
                 weight_bytes += words.len() as u64 * 4;
-                if tex {
+                if tex && norm {
+                    // The K-major texels' bytes, 4 (int8) or 8 (f16) bytes a texel: one k of 4
+                    // rows, converted to f32 by the texture unit.
+                    let lay = quant::QLayout::of(&pv.format, &pv.shape).map_err(Error::Gpu)?;
+                    let format = match (lay.bits, lay.zero) {
+                        (8, false) => wgpu::TextureFormat::Rgba8Snorm,
+                        (8, true) => wgpu::TextureFormat::Rgba8Unorm,
+                        (16, _) => wgpu::TextureFormat::Rgba16Float,
+                        _ => {
+                            return Err(Error::Gpu(format!(
+                                "no normalised texture for {}",
+                                pv.format.label()
+                            )))
+                        }
+                    };
+                    let width = (lay.n4s() * lay.vpt() / 4) as u32;
+                    let bytes: &[u8] = bytemuck::cast_slice(&words);
+                    let view = ctx.texture_rgba(&pv.name, bytes, width, format);
+                    qtexs.insert((r, part, norm), view);
+                } else if tex {
                     let lay = quant::QLayout::of(&pv.format, &pv.shape).map_err(Error::Gpu)?;
                     let width = lay.texture_width(part) as u32;
                     let view = ctx.texture_rgba32u(&pv.name, &words, width);
-                    qtexs.insert((r, part), view);
+                    qtexs.insert((r, part, norm), view);
                 } else {
                     let buf = ctx.storage_with(&pv.name, bytemuck::cast_slice(&words));
                     qbufs.insert((r, part), buf);
@@ -282,13 +303,25 @@ impl GpuExecutor {
                                 ))
                             })?)
                         }
+                        Bind::QuantTexNorm(k) => Some(
+                            qtexs
+                                .get(&(root(node.inputs[k]), QPart::CodesKn, true))
+                                .ok_or_else(|| {
+                                    Error::Gpu(format!(
+                                        "node '{}': packed texture input {k} missing",
+                                        node.name
+                                    ))
+                                })?,
+                        ),
                         Bind::QuantTex(k, part) => {
-                            Some(qtexs.get(&(root(node.inputs[k]), part)).ok_or_else(|| {
-                                Error::Gpu(format!(
-                                    "node '{}': packed texture input {k} missing",
-                                    node.name
-                                ))
-                            })?)
+                            Some(qtexs.get(&(root(node.inputs[k]), part, false)).ok_or_else(
+                                || {
+                                    Error::Gpu(format!(
+                                        "node '{}': packed texture input {k} missing",
+                                        node.name
+                                    ))
+                                },
+                            )?)
                         }
                         Bind::ScratchStore(k, ..) | Bind::ScratchRead(k) => {
                             Some(scratch.get(&(ni, k)).ok_or_else(|| {

@@ -96,16 +96,18 @@ impl GpuContext {
         )
     }
 
-    /// A 16-byte-texel texture holding `data`, zero-padded to whole rows.
-    fn texture_rgba(
+    /// A 2-D texture of `format` (an uncompressed colour format) `width` texels wide holding
+    /// `data`, zero-padded to whole rows.
+    pub fn texture_rgba(
         &self,
         label: &str,
         data: &[u8],
         width: u32,
         format: wgpu::TextureFormat,
     ) -> wgpu::TextureView {
+        let texel = format.block_copy_size(None).unwrap_or(16);
         let width = width.max(1);
-        let height = (data.len() as u32 / 16).div_ceil(width).max(1);
+        let height = (data.len() as u32 / texel).div_ceil(width).max(1);
         let size = wgpu::Extent3d {
             width,
             height,
@@ -122,7 +124,7 @@ impl GpuContext {
             view_formats: &[],
         });
         let mut texels = data.to_vec();
-        texels.resize((width * height * 16) as usize, 0);
+        texels.resize((width * height * texel) as usize, 0);
         self.queue.write_texture(
             wgpu::TexelCopyTextureInfo {
                 texture: &tex,
@@ -133,7 +135,7 @@ impl GpuContext {
             &texels,
             wgpu::TexelCopyBufferLayout {
                 offset: 0,
-                bytes_per_row: Some(width * 16),
+                bytes_per_row: Some(width * texel),
                 rows_per_image: Some(height),
             },
             size,

@@ -65,6 +65,14 @@ pub enum MatMulKernel {
     /// GEMV with a packed weight, one workgroup of 64 threads per output and a workgroup
     /// reduction: the memory-bound shape real GPUs favour (coalesced 16-byte loads).
     PackedWg,
+    /// GEMV on int8 or f16 weights in the K-major layout read through a normalised texture
+    /// (rgba8snorm / rgba8unorm / rgba16float): the texture unit converts 4 values per load, no
+    /// unpacking in the shader. `tn4` texel columns per invocation; A from a texture (`xtex`).
+    PackedNorm {
+        tn4: u32,
+        #[serde(default)]
+        xtex: bool,
+    },
     /// As `PackedWg`, reducing each subgroup with `subgroupAdd` first (adapters with subgroups).
     PackedSg,
     /// A packed weight re-laid K-major at load (texels of QV4 k by 4 rows): outer-product
@@ -111,6 +119,9 @@ impl KernelVariant for MatMulKernel {
             ),
             MatMulKernel::PackedWg => "wg64".into(),
             MatMulKernel::PackedSg => "sg64".into(),
+            MatMulKernel::PackedNorm { tn4, xtex } => {
+                format!("knnorm{}-1x{}", if xtex { "2" } else { "" }, tn4 * 4)
+            }
             MatMulKernel::Int8Act { r, dot, wtex } => format!(
                 "i8{}-{}-1x{r}",
                 if dot { "dot" } else { "" },
@@ -148,6 +159,7 @@ impl KernelVariant for MatMulKernel {
             // Accumulators are arrays of 16 in the shader.
             MatMulKernel::Packed { tm, r, .. } => matches!(tm, 1 | 2 | 4) && matches!(r, 1 | 2 | 4),
             MatMulKernel::PackedWg | MatMulKernel::PackedSg => true,
+            MatMulKernel::PackedNorm { tn4, .. } => matches!(tn4, 1 | 2 | 4),
             MatMulKernel::Int8Act { r, .. } => matches!(r, 1 | 2 | 4),
             // Accumulator arrays hold 8 vec4s; the unrolled 8 x 2 block has 16 named ones.
             MatMulKernel::PackedKn { tm, tn4, .. } => {
@@ -218,7 +230,8 @@ static QKN_TEX2: ShaderSource =
 /// One row of A per invocation (tm = 1): named accumulators instead of arrays.
 macro_rules! packed_knv_source {
     ($a:literal, $w:literal) => {
-        crate::wgsl!("quant/dequant.wgsl", $a, $w, "matmul/store4.wgsl", "quant/qgemv_kn.wgsl"; [
+        crate::wgsl!("quant/dequant.wgsl", $a, $w, "quant/kn_codes.wgsl", "matmul/store4.wgsl",
+            "quant/qgemv_kn.wgsl"; [
             [("TN4", 1), ("BITS", 8), ("SCALE", 0), ("ZERO", 0)],
             [("TN4", 2), ("BITS", 4), ("SCALE", 1), ("ZERO", 1)],
             [("TN4", 4), ("BITS", 16), ("SCALE", 4), ("ZERO", 0)],
@@ -226,6 +239,20 @@ macro_rules! packed_knv_source {
         ])
     };
 }
+/// GEMV on int8 or f16 codes in a normalised texture (the texture unit converts them).
+macro_rules! packed_knn_source {
+    ($a:literal) => {
+        crate::wgsl!("quant/dequant.wgsl", $a, "quant/w_kn_norm.wgsl", "matmul/store4.wgsl",
+            "quant/qgemv_kn.wgsl"; [
+            [("TN4", 1), ("BITS", 8), ("SCALE", 0), ("ZERO", 0)],
+            [("TN4", 2), ("BITS", 8), ("SCALE", 1), ("ZERO", 1)],
+            [("TN4", 4), ("BITS", 16), ("SCALE", 4), ("ZERO", 0)],
+            [("TN4", 4), ("BITS", 8), ("SCALE", 2), ("ZERO", 0)]
+        ])
+    };
+}
+static QKNN: ShaderSource = packed_knn_source!("quant/a_buffer.wgsl");
+static QKNN2: ShaderSource = packed_knn_source!("quant/a_texture.wgsl");
 static QKNV_BUF: ShaderSource = packed_knv_source!("quant/a_buffer.wgsl", "quant/w_kn_buffer.wgsl");
 static QKNV_TEX: ShaderSource =
     packed_knv_source!("quant/a_buffer.wgsl", "quant/w_kn_texture.wgsl");
@@ -360,6 +387,7 @@ impl OpFamily for MatMul {
             MatMulKernel::Packed { .. }
                 | MatMulKernel::PackedWg
                 | MatMulKernel::PackedSg
+                | MatMulKernel::PackedNorm { .. }
                 | MatMulKernel::PackedKn { .. }
                 | MatMulKernel::Int8Act { .. }
         );
@@ -384,6 +412,21 @@ impl OpFamily for MatMul {
                 Ok(())
             }
             MatMulKernel::PackedWg => self.packed_layout(cx).map(|_| ()),
+            MatMulKernel::PackedNorm { xtex, .. } => {
+                let lay = self.packed_layout(cx)?;
+                let a = cx.shape(0);
+                let a_rows = crate::tensor::numel(&a[..a.len() - 1]);
+                if lay.bits == 4 {
+                    return Err("no normalised texture format holds int4 codes".into());
+                }
+                if !cx.tex_fits(lay.n4s() * lay.vpt() / 4, lay.row_t * 4) {
+                    return Err("weight texture exceeds the device's 2-D texture size".into());
+                }
+                if xtex && (self.trans_a || !cx.tex_fits(lay.row_t * lay.vpt() / 4, a_rows)) {
+                    return Err("A texture needs an untransposed A within the texture size".into());
+                }
+                Ok(())
+            }
             MatMulKernel::PackedSg => {
                 if !cx.device.features.subgroups {
                     return Err("the subgroup GEMV needs the adapter's subgroup feature".into());
@@ -524,6 +567,11 @@ impl OpFamily for MatMul {
         };
         let mut qgemv = packed(&[1]);
         qgemv.extend([MatMulKernel::PackedWg, MatMulKernel::PackedSg]);
+        for tn4 in [1, 2, 4] {
+            for xtex in [false, true] {
+                qgemv.push(MatMulKernel::PackedNorm { tn4, xtex });
+            }
+        }
         qgemv.extend(kn(&[(1, 1), (1, 2), (1, 4)]));
         let mut qgemm = packed(&[4]);
         qgemm.extend(kn(&[(4, 1), (4, 2), (8, 1), (8, 2), (2, 4)]));
@@ -580,6 +628,8 @@ impl OpFamily for MatMul {
             &QKNV_TEX,
             &QKNV_XTEX,
             &QKNV_TEX2,
+            &QKNN,
+            &QKNN2,
             &QKNG_BUF,
             &QKNG_TEX,
             &QKNG_XTEX,
@@ -787,6 +837,7 @@ impl MatMul {
             MatMulKernel::Packed { .. }
                 | MatMulKernel::PackedWg
                 | MatMulKernel::PackedSg
+                | MatMulKernel::PackedNorm { .. }
                 | MatMulKernel::PackedKn { .. }
                 | MatMulKernel::Int8Act { .. }
         ) {
@@ -919,6 +970,7 @@ impl MatMul {
             MatMulKernel::Packed { .. }
             | MatMulKernel::PackedWg
             | MatMulKernel::PackedSg
+            | MatMulKernel::PackedNorm { .. }
             | MatMulKernel::PackedKn { .. }
             | MatMulKernel::Int8Act { .. } => {
                 unreachable!("lowered by lower_packed")
@@ -1160,6 +1212,16 @@ impl MatMul {
                     p.batch,
                 ];
                 (file, codes(wtex, QPart::Codes), wg, xtex, params)
+            }
+            MatMulKernel::PackedNorm { tn4, xtex } => {
+                consts.push(("TN4", tn4));
+                let mut params = params;
+                params[7] = w(lay.row_t * 4);
+                params[8] = w(lay.group_t * 4);
+                params[13] = w(lay.n4s());
+                let wg = [div_ceil(lay.n4s(), 64 * tn4 as usize), p.m, p.batch];
+                let file = if xtex { &QKNN2 } else { &QKNN };
+                (file, Bind::QuantTexNorm(1), wg, xtex, params)
             }
             MatMulKernel::PackedKn {
                 tm,

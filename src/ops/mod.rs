@@ -531,6 +531,9 @@ pub enum Bind {
     /// A codes part of packed weight input `i` as an rgba32uint texture
     /// ([`quant::QLayout::texture_width`] texels wide).
     QuantTex(usize, quant::QPart),
+    /// The K-major codes of packed weight input `i` (int8 or f16) as a normalised texture
+    /// (rgba8snorm, rgba8unorm when asymmetric, rgba16float), so loads convert to f32.
+    QuantTexNorm(usize),
     /// The node's output.
     Output,
     /// Node-private scratch texture `i` (`w` x `h` texels), written as a storage texture by one
