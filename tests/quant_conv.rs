@@ -18,22 +18,12 @@
 
 mod common;
 use common::*;
-use wgedge::format::{QuantSpec, WeightFormat};
+use wgedge::format::WeightFormat;
 use wgedge::graph::GraphBuilder;
 use wgedge::ops::{Activation, Conv2d, ConvKernel, KernelVariant, Op};
 use wgedge::profile::TunedChoices;
 use wgedge::sched::Placement;
-use wgedge::{DType, Model, Session, SessionOptions, Tensor};
-
-fn quant(bits: u8, group: usize, zero_points: bool, pow2: bool, f16: bool) -> WeightFormat {
-    WeightFormat::Quant(QuantSpec {
-        bits,
-        group,
-        zero_points,
-        pow2,
-        scale_dtype: if f16 { DType::F16 } else { DType::F32 },
-    })
-}
+use wgedge::{Model, Session, SessionOptions, Tensor};
 
 /// The formats the conv kernels read: int8 per channel (sym, asym), int8 groups of 16, int4
 /// groups of 32 (sym, asym; f16 scales), pow2 int8, f16.

@@ -11,22 +11,12 @@
 
 mod common;
 use common::*;
-use wgedge::format::{QuantSpec, WeightFormat};
+use wgedge::format::WeightFormat;
 use wgedge::graph::GraphBuilder;
 use wgedge::ops::{Activation, Dequantize, KernelVariant, MatMul, MatMulKernel, Op};
 use wgedge::profile::TunedChoices;
 use wgedge::sched::Placement;
-use wgedge::{DType, Model, Session, SessionOptions, Tensor};
-
-fn quant(bits: u8, group: usize, zero_points: bool, pow2: bool, f16: bool) -> WeightFormat {
-    WeightFormat::Quant(QuantSpec {
-        bits,
-        group,
-        zero_points,
-        pow2,
-        scale_dtype: if f16 { DType::F16 } else { DType::F32 },
-    })
-}
+use wgedge::{Model, Session, SessionOptions, Tensor};
 
 /// Every format the kernels read, with groups that align with their texels.
 fn formats() -> Vec<WeightFormat> {

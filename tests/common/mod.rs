@@ -347,3 +347,24 @@ pub mod models {
         ]
     }
 }
+
+/// A quantised weight format (bits, group, asymmetric, power-of-two scales, f16 scales).
+pub fn quant(
+    bits: u8,
+    group: usize,
+    zero_points: bool,
+    pow2: bool,
+    f16: bool,
+) -> wgedge::format::WeightFormat {
+    wgedge::format::WeightFormat::Quant(wgedge::format::QuantSpec {
+        bits,
+        group,
+        zero_points,
+        pow2,
+        scale_dtype: if f16 {
+            wgedge::DType::F16
+        } else {
+            wgedge::DType::F32
+        },
+    })
+}
