@@ -114,6 +114,7 @@ fn packed_kernels() -> Vec<MatMulKernel> {
     for tn4 in [1, 2, 4] {
         for xtex in [false, true] {
             v.push(MatMulKernel::PackedNorm { tn4, xtex });
+            v.push(MatMulKernel::PackedF16 { tn4, xtex });
         }
     }
     // GEMV (unrolled), the unrolled 4/8 x 1/2 blocks, and the looped blocks (2x4, 2x2).
@@ -152,6 +153,7 @@ fn choose(k: MatMulKernel) -> TunedChoices {
     let mut c = TunedChoices::new();
     let m = c.entry("matmul".into()).or_default();
     m.insert("qgemv".into(), v.clone());
+    m.insert("qgemv_f16".into(), v.clone());
     m.insert("qgemm".into(), v);
     c
 }
@@ -179,17 +181,23 @@ fn packed_matmul_kernels_match_the_reference_on_the_same_weights() {
             // one, the formats in rotation, so the test stays quick (each distinct pipeline
             // compiles on the device); every one must be the kernel that runs.
             for (ki, kern) in kernels.iter().enumerate() {
-                let pick = (ki * 5 + ci) % 12;
-                if fi != pick && (ci > 1 || fi != (pick + 6) % 12) {
-                    continue;
-                }
-                // The later cases take each kernel once, in rotation.
-                if ci > 1 && ki % 3 != ci - 2 {
-                    continue;
-                }
-                // No normalised texture format holds int4 codes.
+                // Kernels for one format (f16 read as f16) run on every case in it; the others
+                // rotate through the formats. Normalised textures hold no int4 codes.
+                let f16k = matches!(kern, MatMulKernel::PackedF16 { .. });
                 let int4 = matches!(f, WeightFormat::Quant(q) if q.bits == 4);
-                if matches!(kern, MatMulKernel::PackedNorm { .. }) && int4 {
+                let pick = (ki * 5 + ci) % 12;
+                let rotated = (fi == pick || (ci <= 1 && fi == (pick + 6) % 12))
+                    && (ci <= 1 || ki % 3 == ci - 2);
+                let runs = if f16k {
+                    *f == WeightFormat::Half
+                } else {
+                    rotated && !(int4 && matches!(kern, MatMulKernel::PackedNorm { .. }))
+                };
+                if !runs {
+                    continue;
+                }
+                if f16k && !ctx.profile.features.shader_f16 {
+                    skip_gpu_check("the adapter has no shader-f16: the f16 kernels not run");
                     continue;
                 }
                 if *kern == MatMulKernel::PackedSg && !ctx.profile.features.subgroups {

@@ -85,15 +85,25 @@ impl ShaderKey {
         format!("{}[{}]", self.file.name, c.join(","))
     }
 
-    /// The complete WGSL source: const header, shared helpers, then the source's files.
+    /// The complete WGSL source: `enable` directives found in the files (WGSL wants them
+    /// first), const header, shared helpers, then the source's files.
     pub fn source(&self) -> String {
         let mut s = String::new();
+        for (_, text) in self.file.files {
+            for l in text.lines().filter(|l| l.starts_with("enable ")) {
+                s.push_str(l);
+                s.push('\n');
+            }
+        }
         for (k, v) in &self.consts {
             s.push_str(&format!("const {k}: u32 = {v}u;\n"));
         }
         s.push_str(COMMON);
         for (_, text) in self.file.files {
-            s.push_str(text);
+            for l in text.lines().filter(|l| !l.starts_with("enable ")) {
+                s.push_str(l);
+                s.push('\n');
+            }
         }
         s
     }
@@ -106,11 +116,13 @@ pub fn validate(key: &ShaderKey) -> crate::Result<naga::Module> {
         shader: key.label(),
         message: e.emit_to_string(&src),
     })?;
-    // Subgroup operations validate here; kernels that use them are only chosen on adapters
-    // with the feature, and wgpu validates again against the device's real capabilities.
+    // Subgroup and f16 operations validate here; kernels that use them are only chosen on
+    // adapters with the feature, and wgpu validates again against the device's real capabilities.
     let mut v = naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::default() | naga::valid::Capabilities::SUBGROUP,
+        naga::valid::Capabilities::default()
+            | naga::valid::Capabilities::SUBGROUP
+            | naga::valid::Capabilities::SHADER_FLOAT16,
     );
     v.validate(&module)
         .map_err(|e| crate::Error::ShaderCompile {

@@ -73,6 +73,13 @@ pub enum MatMulKernel {
         #[serde(default)]
         xtex: bool,
     },
+    /// GEMV on f16 weights read as f16 (adapters with `shader-f16`), K-major layout, `tn4`
+    /// texel columns per invocation; A from a texture (`xtex`).
+    PackedF16 {
+        tn4: u32,
+        #[serde(default)]
+        xtex: bool,
+    },
     /// As `PackedWg`, reducing each subgroup with `subgroupAdd` first (adapters with subgroups).
     PackedSg,
     /// A packed weight re-laid K-major at load (texels of QV4 k by 4 rows): outer-product
@@ -119,6 +126,9 @@ impl KernelVariant for MatMulKernel {
             ),
             MatMulKernel::PackedWg => "wg64".into(),
             MatMulKernel::PackedSg => "sg64".into(),
+            MatMulKernel::PackedF16 { tn4, xtex } => {
+                format!("knf16{}-1x{}", if xtex { "x" } else { "" }, tn4 * 4)
+            }
             MatMulKernel::PackedNorm { tn4, xtex } => {
                 format!("knnorm{}-1x{}", if xtex { "2" } else { "" }, tn4 * 4)
             }
@@ -159,7 +169,9 @@ impl KernelVariant for MatMulKernel {
             // Accumulators are arrays of 16 in the shader.
             MatMulKernel::Packed { tm, r, .. } => matches!(tm, 1 | 2 | 4) && matches!(r, 1 | 2 | 4),
             MatMulKernel::PackedWg | MatMulKernel::PackedSg => true,
-            MatMulKernel::PackedNorm { tn4, .. } => matches!(tn4, 1 | 2 | 4),
+            MatMulKernel::PackedNorm { tn4, .. } | MatMulKernel::PackedF16 { tn4, .. } => {
+                matches!(tn4, 1 | 2 | 4)
+            }
             MatMulKernel::Int8Act { r, .. } => matches!(r, 1 | 2 | 4),
             // Accumulator arrays hold 8 vec4s; the unrolled 8 x 2 block has 16 named ones.
             MatMulKernel::PackedKn { tm, tn4, .. } => {
@@ -252,6 +264,18 @@ macro_rules! packed_knn_source {
     };
 }
 static QKNN: ShaderSource = packed_knn_source!("quant/a_buffer.wgsl");
+/// GEMV on f16 weights read as f16 (`enable f16`).
+macro_rules! packed_knf16_source {
+    ($a:literal) => {
+        crate::wgsl!("quant/dequant.wgsl", $a, "quant/w_kn_f16.wgsl", "matmul/store4.wgsl",
+            "quant/qgemv_kn.wgsl"; [
+            [("TN4", 1), ("BITS", 16), ("SCALE", 4), ("ZERO", 0)],
+            [("TN4", 4), ("BITS", 16), ("SCALE", 4), ("ZERO", 0)]
+        ])
+    };
+}
+static QKNF16: ShaderSource = packed_knf16_source!("quant/a_buffer.wgsl");
+static QKNF16_2: ShaderSource = packed_knf16_source!("quant/a_texture.wgsl");
 static QKNN2: ShaderSource = packed_knn_source!("quant/a_texture.wgsl");
 static QKNV_BUF: ShaderSource = packed_knv_source!("quant/a_buffer.wgsl", "quant/w_kn_buffer.wgsl");
 static QKNV_TEX: ShaderSource =
@@ -388,6 +412,7 @@ impl OpFamily for MatMul {
                 | MatMulKernel::PackedWg
                 | MatMulKernel::PackedSg
                 | MatMulKernel::PackedNorm { .. }
+                | MatMulKernel::PackedF16 { .. }
                 | MatMulKernel::PackedKn { .. }
                 | MatMulKernel::Int8Act { .. }
         );
@@ -412,6 +437,21 @@ impl OpFamily for MatMul {
                 Ok(())
             }
             MatMulKernel::PackedWg => self.packed_layout(cx).map(|_| ()),
+            MatMulKernel::PackedF16 { xtex, .. } => {
+                let lay = self.packed_layout(cx)?;
+                let a = cx.shape(0);
+                let a_rows = crate::tensor::numel(&a[..a.len() - 1]);
+                if lay.bits != 16 {
+                    return Err("the f16 kernel reads f16 weights only".into());
+                }
+                if !cx.device.features.shader_f16 {
+                    return Err("the f16 kernel needs the adapter's shader-f16 feature".into());
+                }
+                if xtex && (self.trans_a || !cx.tex_fits(lay.row_t * lay.vpt() / 4, a_rows)) {
+                    return Err("A texture needs an untransposed A within the texture size".into());
+                }
+                Ok(())
+            }
             MatMulKernel::PackedNorm { xtex, .. } => {
                 let lay = self.packed_layout(cx)?;
                 let a = cx.shape(0);
@@ -589,7 +629,20 @@ impl OpFamily for MatMul {
         let mut qi8_slot = TuneSlot::new("qi8", qi8, linear, lin_inputs(1, 1024, 4096))
             .with_formats(packed_formats.clone());
         qi8_slot.int8_activations = true;
+        let mut f16v: Vec<MatMulKernel> = kn(&[(1, 1), (1, 2), (1, 4)]);
+        for tn4 in [1, 2, 4] {
+            for xtex in [false, true] {
+                f16v.push(MatMulKernel::PackedF16 { tn4, xtex });
+                f16v.push(MatMulKernel::PackedNorm { tn4, xtex });
+            }
+        }
+        let half_formats = vec![
+            crate::format::WeightFormat::Dense,
+            crate::format::WeightFormat::Half,
+        ];
         vec![
+            TuneSlot::new("qgemv_f16", f16v, linear, lin_inputs(1, 1024, 4096))
+                .with_formats(half_formats),
             qi8_slot,
             TuneSlot::new("qgemv", qgemv, linear, lin_inputs(1, 1024, 4096))
                 .with_formats(packed_formats.clone()),
@@ -630,6 +683,8 @@ impl OpFamily for MatMul {
             &QKNV_TEX2,
             &QKNN,
             &QKNN2,
+            &QKNF16,
+            &QKNF16_2,
             &QKNG_BUF,
             &QKNG_TEX,
             &QKNG_XTEX,
@@ -838,6 +893,7 @@ impl MatMul {
                 | MatMulKernel::PackedWg
                 | MatMulKernel::PackedSg
                 | MatMulKernel::PackedNorm { .. }
+                | MatMulKernel::PackedF16 { .. }
                 | MatMulKernel::PackedKn { .. }
                 | MatMulKernel::Int8Act { .. }
         ) {
@@ -971,6 +1027,7 @@ impl MatMul {
             | MatMulKernel::PackedWg
             | MatMulKernel::PackedSg
             | MatMulKernel::PackedNorm { .. }
+            | MatMulKernel::PackedF16 { .. }
             | MatMulKernel::PackedKn { .. }
             | MatMulKernel::Int8Act { .. } => {
                 unreachable!("lowered by lower_packed")
@@ -1083,10 +1140,12 @@ impl MatMul {
         }
         let a = cx.shape(0);
         let rows = crate::tensor::numel(&a[..a.len() - 1]);
-        let (slot, tm) = if rows == 1 {
-            ("qgemv", 1)
-        } else {
-            ("qgemm", 4)
+        // f16 weights have their own GEMV slot: the feature-gated f16 kernels compete there.
+        let half = cx.formats[1] == crate::format::WeightFormat::Half;
+        let (slot, tm) = match (rows, half) {
+            (1, true) => ("qgemv_f16", 1),
+            (1, false) => ("qgemv", 1),
+            _ => ("qgemm", 4),
         };
         let buf = |tm, r| MatMulKernel::Packed {
             tm,
@@ -1212,6 +1271,16 @@ impl MatMul {
                     p.batch,
                 ];
                 (file, codes(wtex, QPart::Codes), wg, xtex, params)
+            }
+            MatMulKernel::PackedF16 { tn4, xtex } => {
+                consts.push(("TN4", tn4));
+                let mut params = params;
+                params[7] = w(lay.row_t * 4);
+                params[8] = w(lay.group_t * 4);
+                params[13] = w(lay.n4s());
+                let wg = [div_ceil(lay.n4s(), 64 * tn4 as usize), p.m, p.batch];
+                let file = if xtex { &QKNF16_2 } else { &QKNF16 };
+                (file, Bind::Quant(1, QPart::CodesKn), wg, xtex, params)
             }
             MatMulKernel::PackedNorm { tn4, xtex } => {
                 consts.push(("TN4", tn4));
