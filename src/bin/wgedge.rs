@@ -1,4 +1,4 @@
-//! The `wgedge` command: demo (default), info, run, quantize, bench.
+//! The `wgedge` command: demo (default), info, run, quantize, prune, bench.
 //!
 //! The environment is read here, not in the library: `WGEDGE_BACKEND` through
 //! [`Backend::resolve_env`] and the session settings through [`SessionOptions::from_env`].
@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use wgedge::compress::{prune, prune_with_progress, Pattern, PruneConfig, PruneReport, Store};
 use wgedge::compress::{quantize, quantize_with_progress, Clip, QuantConfig, WeightKind};
 use wgedge::gpu::device::AutoChoice;
 use wgedge::{Backend, Error, GpuContext, Model, Session, SessionOptions, Tensor};
@@ -94,6 +95,47 @@ enum Cmd {
         /// Print the README's accuracy table: the shipped MNIST CNN in every format on its
         /// 1,000 held-out digits, on the CPU and GPU backends.
         #[arg(long, conflicts_with_all = ["input", "output", "weights", "calibrate"])]
+        accuracy_table: bool,
+    },
+    /// Prune a model's matmul and conv weights (unstructured, N:M, blocks or whole channels)
+    /// and write the pruned model; prints each layer's sparsity and bytes. `--accuracy-table`
+    /// instead measures the shipped MNIST CNN pruned several ways (the README's table).
+    Prune {
+        /// The model to prune.
+        #[arg(required_unless_present = "accuracy_table")]
+        input: Option<PathBuf>,
+        /// Where to write the pruned model (written atomically, never over the input).
+        #[arg(short, long, required_unless_present = "accuracy_table")]
+        output: Option<PathBuf>,
+        /// Fraction to remove, in [0, 1): of the weights, blocks or output channels (N:M
+        /// patterns fix it at 1 - N/M).
+        #[arg(long)]
+        sparsity: Option<f32>,
+        /// unstructured | N:M (2:4, 4:8) | block:RxC (block:1x4, 4x1, 4x4, 8x1) | channel
+        #[arg(long, default_value = "unstructured")]
+        pattern: String,
+        /// layer | global (one threshold over all selected layers; unstructured and block).
+        #[arg(long, default_value = "layer")]
+        scope: String,
+        /// Only these weights or nodes (comma-separated names).
+        #[arg(long, value_delimiter = ',')]
+        layers: Vec<String>,
+        /// dense (zeros in place) | sparse (csr / N:M / bsr formats: a smaller file).
+        #[arg(long, default_value = "dense")]
+        store: String,
+        /// How blocks and channels are ranked: l2 | l1.
+        #[arg(long, default_value = "l2")]
+        norm: String,
+        /// Inputs (safetensors keyed by input name, or MNIST-style `images` [+ `labels`]) to
+        /// compare the original and pruned models' outputs on.
+        #[arg(long)]
+        calibrate: Option<PathBuf>,
+        /// Backend of the --calibrate runs.
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+        /// Print the README's table: the shipped MNIST CNN pruned several ways, its stored
+        /// bytes and its accuracy on the 1,000 held-out digits on the CPU backend.
+        #[arg(long, conflicts_with_all = ["input", "output", "sparsity", "calibrate", "layers"])]
         accuracy_table: bool,
     },
     /// Benchmark kernels on this machine's GPU (and the CPU reference) and print a table.
@@ -182,6 +224,56 @@ fn run(cli: Cli) -> wgedge::Result<()> {
             };
             let backend = backend_arg(backend.as_deref().unwrap_or("cpu"))?;
             quantize_cmd(&input, &output, &cfg, calibrate.as_deref(), backend)
+        }
+        Cmd::Prune {
+            accuracy_table: true,
+            ..
+        } => prune_accuracy_table(),
+        Cmd::Prune {
+            input,
+            output,
+            sparsity,
+            pattern,
+            scope,
+            layers,
+            store,
+            norm,
+            calibrate,
+            backend,
+            accuracy_table: false,
+        } => {
+            // clap enforces these two unless --accuracy-table is given.
+            let missing = |what: &str| Error::Input(format!("prune needs {what}"));
+            let input = input.ok_or_else(|| missing("an input model"))?;
+            let output = output.ok_or_else(|| missing("-o OUTPUT"))?;
+            let pattern: Pattern = pattern.parse()?;
+            let sparsity = match (pattern, sparsity) {
+                (Pattern::NM { n, m }, s) => {
+                    let implied = 1.0 - n as f32 / m as f32;
+                    if let Some(s) = s.filter(|s| (s - implied).abs() > 1e-6) {
+                        return Err(Error::Input(format!(
+                            "--pattern {pattern} removes {implied} of each group of {m}; it \
+                             cannot reach --sparsity {s} (leave --sparsity out)"
+                        )));
+                    }
+                    implied
+                }
+                (_, Some(s)) => s,
+                (_, None) => {
+                    return Err(missing(&format!(
+                        "--sparsity (the fraction to remove, in [0, 1)) for {pattern} pruning"
+                    )))
+                }
+            };
+            let cfg = PruneConfig {
+                scope: scope.parse()?,
+                norm: norm.parse()?,
+                layers: layers.into_iter().filter(|s| !s.is_empty()).collect(),
+                store: store.parse()?,
+                ..PruneConfig::new(pattern, sparsity)
+            };
+            let backend = backend_arg(&backend)?;
+            prune_cmd(&input, &output, &cfg, calibrate.as_deref(), backend)
         }
         Cmd::Bench {
             suite,
@@ -506,17 +598,226 @@ fn quantize_cmd(
     Ok(())
 }
 
+/// `wgedge prune`: prunes `input` as `cfg` says, writes it to `output` atomically (never over
+/// the input), prints the per-layer report and, with `calibrate`, how much the outputs moved
+/// on those inputs.
+fn prune_cmd(
+    input: &Path,
+    output: &Path,
+    cfg: &PruneConfig,
+    calibrate: Option<&Path>,
+    backend: Backend,
+) -> wgedge::Result<()> {
+    // Checked before the work, so a bad -o costs nothing and the input is never touched.
+    let mut sources = vec![("input model", input)];
+    sources.extend(calibrate.map(|c| ("calibration data", c)));
+    let target = output_target(output, &sources)?;
+    let model = Model::load(input)?;
+    let bar = labelled_progress_bar("pruning");
+    let mut tick = |done: usize, total: usize, layer: &str| {
+        if let Some(bar) = &bar {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            bar.set_message(layer.to_string());
+        }
+    };
+    let result = prune_with_progress(&model, cfg, &mut tick);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let (pruned, report) = result?;
+    let bytes = pruned.to_bytes()?;
+    write_atomically(&target, &bytes)?;
+    println!(
+        "pruned {} -> {} ({})",
+        input.display(),
+        output.display(),
+        describe_prune(cfg)
+    );
+    print!("{report}");
+    println!("wrote {} ({} bytes)", output.display(), bytes.len());
+    if let Some(data) = calibrate {
+        compare_models(&model, &pruned, data, backend, ["original", "pruned"])?;
+    }
+    Ok(())
+}
+
+/// "unstructured, 90% per layer, stored sparse" and the like.
+fn describe_prune(cfg: &PruneConfig) -> String {
+    let pct = 100.0 * cfg.target();
+    match cfg.pattern {
+        Pattern::NM { .. } => format!(
+            "{}, {pct:.0}% of each group, stored {}",
+            cfg.pattern, cfg.store
+        ),
+        Pattern::Channel => format!(
+            "{pct:.0}% of each layer's output channels by {} norm, removed",
+            cfg.norm
+        ),
+        Pattern::Block { .. } => format!(
+            "{}, {pct:.0}% of the blocks {} by {} norm, stored {}",
+            cfg.pattern,
+            match cfg.scope {
+                wgedge::compress::Scope::Layer => "per layer",
+                wgedge::compress::Scope::Global => "globally",
+            },
+            cfg.norm,
+            cfg.store
+        ),
+        Pattern::Unstructured => format!(
+            "unstructured, {pct:.0}% {}, stored {}",
+            match cfg.scope {
+                wgedge::compress::Scope::Layer => "per layer",
+                wgedge::compress::Scope::Global => "globally",
+            },
+            cfg.store
+        ),
+    }
+}
+
+/// `wgedge prune --accuracy-table`: the shipped MNIST CNN pruned several ways (one shot, no
+/// fine-tuning), with the share of zeros, the weight bytes stored dense and sparse, and the
+/// held-out accuracy on the CPU backend, as a markdown table (the README's).
+fn prune_accuracy_table() -> wgedge::Result<()> {
+    use wgedge::compress::Scope;
+    let model = Model::from_bytes(DEFAULT_MODEL)?;
+    let (images, labels) = mnist_test_set()?;
+    let cfg = |pattern: &str, sparsity: f32, scope: Scope| -> wgedge::Result<PruneConfig> {
+        Ok(PruneConfig {
+            scope,
+            ..PruneConfig::new(pattern.parse()?, sparsity)
+        })
+    };
+    let rows: Vec<(&str, Option<PruneConfig>)> = vec![
+        ("none (f32 baseline)", None),
+        (
+            "unstructured 50%, per layer",
+            Some(cfg("unstructured", 0.5, Scope::Layer)?),
+        ),
+        (
+            "unstructured 70%, per layer",
+            Some(cfg("unstructured", 0.7, Scope::Layer)?),
+        ),
+        (
+            "unstructured 90%, per layer",
+            Some(cfg("unstructured", 0.9, Scope::Layer)?),
+        ),
+        (
+            "unstructured 90%, global",
+            Some(cfg("unstructured", 0.9, Scope::Global)?),
+        ),
+        ("2:4", Some(cfg("2:4", 0.5, Scope::Layer)?)),
+        ("4:8", Some(cfg("4:8", 0.5, Scope::Layer)?)),
+        ("block 1x4, 50%", Some(cfg("block:1x4", 0.5, Scope::Layer)?)),
+        ("channels 50%", Some(cfg("channel", 0.5, Scope::Layer)?)),
+    ];
+    println!(
+        "MNIST CNN ({} params), {} held-out digits, one-shot magnitude pruning (no fine-tuning), \
+         CPU backend; CPU: {}",
+        model.graph.param_count(),
+        images.len(),
+        cpu_name()
+    );
+    println!();
+    println!(
+        "| pruning | removed (pruned layers) | stored as (`--store sparse`) | weight bytes, dense | weight bytes, sparse | accuracy, CPU backend |"
+    );
+    println!("|---|---:|---|---:|---:|---:|");
+    let cpu_accuracy = |m: &Model| {
+        accuracy(
+            &Session::cpu(m, SessionOptions::default())?,
+            &images,
+            &labels,
+        )
+    };
+    let mut notes = Vec::new();
+    for (what, cfg) in rows {
+        let Some(cfg) = cfg else {
+            let acc = cpu_accuracy(&model)?;
+            let b = model.weight_bytes();
+            println!("| {what} | - | `f32` | {b} | - | {acc:.1}% |");
+            continue;
+        };
+        let (dense, report) = prune(&model, &cfg)?;
+        let acc = cpu_accuracy(&dense)?;
+        let removed = match report.channels() {
+            Some((kept, n)) => format!("{}/{n} channels", n - kept),
+            None => format!("{:.1}%", 100.0 * report.sparsity()),
+        };
+        let (stored, sparse_bytes, acc_cell) = if cfg.pattern == Pattern::Channel {
+            (
+                "dense, smaller tensors".to_string(),
+                "-".to_string(),
+                format!("{acc:.1}%"),
+            )
+        } else {
+            let sparse_cfg = PruneConfig {
+                store: Store::Sparse,
+                ..cfg.clone()
+            };
+            let (sparse, sreport) = prune(&model, &sparse_cfg)?;
+            let sacc = cpu_accuracy(&sparse)?;
+            // The sparse formats hold the values exactly, so the two must agree.
+            let cell = if (sacc - acc).abs() < 1e-9 {
+                format!("{acc:.1}%")
+            } else {
+                format!("{acc:.1}% (sparse {sacc:.1}%)")
+            };
+            (
+                stored_formats(&sreport),
+                sparse.weight_bytes().to_string(),
+                cell,
+            )
+        };
+        for s in &report.skipped {
+            notes.push(format!("{what}: `{}` not pruned: {}", s.name, s.reason));
+        }
+        println!(
+            "| {what} | {removed} | {stored} | {} | {sparse_bytes} | {acc_cell} |",
+            dense.weight_bytes()
+        );
+    }
+    if !notes.is_empty() {
+        println!();
+        for n in notes {
+            println!("- {n}");
+        }
+    }
+    Ok(())
+}
+
+/// The formats a report's layers were stored in, each with its layer count ("`csr-f32` x3").
+fn stored_formats(report: &PruneReport) -> String {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for l in &report.layers {
+        match counts.iter_mut().find(|(f, _)| *f == l.format) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((l.format.clone(), 1)),
+        }
+    }
+    counts
+        .iter()
+        .map(|(f, n)| format!("`{f}` x{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A progress bar on stderr when it is a terminal, else none (so piped output and tests stay
 /// clean of control sequences).
 fn progress_bar() -> Option<indicatif::ProgressBar> {
+    labelled_progress_bar("quantizing")
+}
+
+/// [`progress_bar`] with `label` in front of the bar.
+fn labelled_progress_bar(label: &str) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
     if !std::io::stderr().is_terminal() {
         return None;
     }
     let bar = indicatif::ProgressBar::new(0);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("quantizing {bar:30} {pos}/{len} {msg}")
-    {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+        "{label} {{bar:30}} {{pos}}/{{len}} {{msg}}"
+    )) {
         bar.set_style(style);
     }
     Some(bar)
@@ -650,6 +951,17 @@ fn compare_outputs(
     data: &Path,
     backend: Backend,
 ) -> wgedge::Result<()> {
+    compare_models(reference, quantized, data, backend, ["f32", "quantized"])
+}
+
+/// [`compare_outputs`] with the two models' names in the accuracy line (`[reference, other]`).
+fn compare_models(
+    reference: &Model,
+    quantized: &Model,
+    data: &Path,
+    backend: Backend,
+    labels: [&str; 2],
+) -> wgedge::Result<()> {
     let tensors = wgedge::model::load_tensors(data)?;
     let samples = split_samples(&reference.graph, &tensors)?;
     let (s32, sq) = match open_device(backend)? {
@@ -723,8 +1035,10 @@ fn compare_outputs(
     }
     if samples.labels.is_some() && diffs.first().is_some_and(|d| d.classifier) {
         println!(
-            "  accuracy: f32 {:.2}% ({right32}/{n}), quantized {:.2}% ({rightq}/{n}), {:+.2} points",
+            "  accuracy: {} {:.2}% ({right32}/{n}), {} {:.2}% ({rightq}/{n}), {:+.2} points",
+            labels[0],
             pct(right32),
+            labels[1],
             pct(rightq),
             pct(rightq) - pct(right32)
         );

@@ -22,8 +22,12 @@
 //! # Ok::<(), wgedge::Error>(())
 //! ```
 
+pub mod prune;
 mod quant;
 
+pub use prune::{
+    prune, prune_with_progress, Norm, Pattern, PruneConfig, PruneReport, PrunedLayer, Scope, Store,
+};
 pub use quant::{
     quantize, quantize_with_progress, Clip, LayerReport, QuantConfig, QuantReport, SkippedWeight,
     WeightKind,
