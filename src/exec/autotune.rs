@@ -195,13 +195,14 @@ mod native {
     use crate::sched::{Plan, PlanOptions};
     use std::sync::Arc;
 
-    /// Median seconds per run of a slot's workload planned with `kernels`.
+    /// Median seconds per run of a slot's workload planned with `kernels`, and the kernel that
+    /// ran (a candidate that does not fit this adapter falls back to another kernel).
     fn time_variant(
         ctx: &Arc<GpuContext>,
         b: GraphBuilder,
         kernels: TunedChoices,
         int8_activations: bool,
-    ) -> Result<f64> {
+    ) -> Result<(f64, String)> {
         let (g, w) = b.build()?;
         let mut profile = ctx.profile.clone();
         profile.kernels = kernels;
@@ -220,7 +221,7 @@ mod native {
             times.push(t.elapsed().as_secs_f64());
         }
         times.sort_by(f64::total_cmp);
-        Ok(times[1])
+        Ok((times[1], plan.nodes[0].kernel.clone()))
     }
 
     /// Measures every candidate of every slot on its small workload (about a second on
@@ -235,7 +236,10 @@ mod native {
                     .or_default()
                     .insert(slot.slot.to_string(), cand.clone());
                 match time_variant(ctx, workload(&slot), c, slot.int8_activations) {
-                    Ok(t) if best.is_none_or(|(bt, _)| t < bt) => best = Some((t, cand)),
+                    // Another kernel ran: the candidate does not fit this adapter (a feature
+                    // it lacks); timing the stand-in would crown a kernel that never runs.
+                    Ok((_, ran)) if &ran != name => {}
+                    Ok((t, _)) if best.is_none_or(|(bt, _)| t < bt) => best = Some((t, cand)),
                     Ok(_) => {}
                     Err(e) => out.notices.push(format!(
                         "autotune: {}/{} candidate {name} failed and was skipped: {e}",
