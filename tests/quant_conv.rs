@@ -474,4 +474,19 @@ fn packed_kernels_refuse_dense_weights_and_dense_kernels_packed_ones() {
         plan_kernel(&all[0], &int8, &["qconv"], qdw),
         ("qbuf-4x4".into(), false)
     );
+    // A 7x7 depthwise conv (49 taps) is past the depthwise kernel's 32: the general one runs.
+    let big = Case {
+        what: "depthwise 7x7",
+        x: [1, 4, 9, 9],
+        w: [4, 1, 7, 7],
+        conv: Conv2d {
+            pad: [3; 4],
+            groups: 4,
+            ..Default::default()
+        },
+    };
+    assert_eq!(
+        plan_kernel(&big, &int8, &["qdwconv"], qdw).0,
+        "qbuf-1x4".to_string()
+    );
 }

@@ -262,6 +262,10 @@ impl OpFamily for Conv2d {
                 input_tex()
             }
             ConvKernel::PackedDepthwise { .. } if !dw => Err("not a depthwise conv".into()),
+            // The depthwise kernel holds a channel's taps in an array of 32.
+            ConvKernel::PackedDepthwise { .. } if w[2] * w[3] > 32 => {
+                Err("the packed depthwise kernel takes at most 32 taps".into())
+            }
             ConvKernel::Packed { .. } | ConvKernel::PackedDepthwise { .. } => {
                 let lay = self.packed_layout(cx)?;
                 if matches!(k, ConvKernel::Packed { wtex: true, .. })
