@@ -225,6 +225,33 @@ fn corrupt_or_colliding_parts_are_load_errors() {
     tensors.remove("fc2.w.scales");
     let e = Model::new(m.graph.clone(), tensors).unwrap_err();
     assert!(e.to_string().contains("fc2.w.scales"), "{e}");
+    // Mis-shaped scales, a non-finite scale, and an int4 zero point past 15.
+    let fix = |name: &str, t: Tensor| {
+        let mut tensors: BTreeMap<String, Tensor> = (*m.weights).clone();
+        tensors.insert(name.into(), t);
+        Model::new(m.graph.clone(), tensors)
+            .unwrap_err()
+            .to_string()
+    };
+    let scales = m.weights["fc2.w.scales"].to_f32();
+    let short = Tensor::new(&[10, 1], vec![0.5; 10]).unwrap();
+    let e = fix("fc2.w.scales", short.cast(DType::F16));
+    assert!(e.contains("fc2.w.scales") && e.contains("shape"), "{e}");
+    let mut nan = scales.f32s("s").unwrap().to_vec();
+    nan[3] = f32::NAN;
+    let e = fix(
+        "fc2.w.scales",
+        Tensor::new(scales.shape(), nan).unwrap().cast(DType::F16),
+    );
+    assert!(e.contains("fc2.w.scales") && e.contains("NaN"), "{e}");
+    let z = m.weights["fc2.w.zeros"].clone();
+    let zeros = Tensor::from_data(
+        z.shape(),
+        wgedge::tensor::TensorData::U8(vec![16; z.numel()]),
+    )
+    .unwrap();
+    let e = fix("fc2.w.zeros", zeros);
+    assert!(e.contains("zero point > 15"), "{e}");
     // A dense tensor under a packed weight's own name is not declared.
     let mut tensors: BTreeMap<String, Tensor> = (*m.weights).clone();
     tensors.insert("fc2.w".into(), ws[2].clone());
