@@ -24,11 +24,12 @@
 
 pub mod prune;
 mod quant;
+mod targets;
 
 pub use prune::{
     prune, prune_with_progress, Norm, Pattern, PruneConfig, PruneReport, PrunedLayer, Scope, Store,
 };
 pub use quant::{
-    quantize, quantize_with_progress, Clip, LayerReport, QuantConfig, QuantReport, SkippedWeight,
-    WeightKind,
+    quantize, quantize_with_progress, Clip, LayerReport, QuantConfig, QuantReport, WeightKind,
 };
+pub use targets::SkippedWeight;

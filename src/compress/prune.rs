@@ -1,14 +1,14 @@
 //! Magnitude pruning: unstructured, N:M, block and channel (filter / neuron) sparsity, the
 //! rewrite of the model it needs, and the report.
 
-use super::SkippedWeight;
+use super::targets::{fmt_ratio, readers, transpose2d, SkippedWeight, Target};
 use crate::error::{Error, Result};
 use crate::format::{matrix_dims, prune_nm, SparseLayout, SparseSpec, SparseValues, WeightFormat};
 use crate::graph::Graph;
 use crate::model::Model;
 use crate::ops::{BinaryKind, Op};
 use crate::tensor::{fmt_shape, DType, Tensor};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -451,14 +451,6 @@ impl PruneReport {
     }
 }
 
-fn fmt_ratio(before: usize, after: usize) -> String {
-    if after == 0 {
-        "-".into()
-    } else {
-        format!("{:.2}x", before as f64 / after as f64)
-    }
-}
-
 impl fmt::Display for PruneReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.table())
@@ -585,160 +577,21 @@ fn check_layers(graph: &Graph, layers: &[String]) -> Result<()> {
     Err(Error::Input(msg.join("; ")))
 }
 
-/// A weight to prune: its index in `graph.weights`, whether it is a `[K, N]` matmul weight
-/// (pruned in its transposed view), and the nodes reading it.
-struct Target {
-    name: String,
-    index: usize,
-    transpose: bool,
-    users: Vec<usize>,
-}
-
-/// (node, input index) pairs reading each value.
-fn readers(graph: &Graph) -> HashMap<&str, Vec<(usize, usize)>> {
-    let mut m: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
-    for (n, node) in graph.nodes.iter().enumerate() {
-        for (j, v) in node.inputs.iter().enumerate() {
-            m.entry(v.as_str()).or_default().push((n, j));
-        }
-    }
-    m
-}
-
-/// The weights to prune, in first-use order, and the matmul/conv weights left alone.
+/// The weights to prune, in first-use order, and the matmul/conv weights left alone (`layers`
+/// names weights or nodes; empty = all).
 fn select(
     graph: &Graph,
     weights: &BTreeMap<String, Tensor>,
     layers: &[String],
 ) -> (Vec<Target>, Vec<SkippedWeight>) {
-    let index: HashMap<&str, usize> = (graph.weights.iter().enumerate())
-        .map(|(i, w)| (w.name.as_str(), i))
-        .collect();
-    let readers = readers(graph);
     let named: HashSet<&str> = layers.iter().map(String::as_str).collect();
-    let (mut targets, mut skipped, mut seen) = (Vec::new(), Vec::new(), HashSet::new());
-    for node in &graph.nodes {
-        if !matches!(node.op, Op::MatMul(_) | Op::Conv2d(_)) {
-            continue;
-        }
-        let Some(name) = node.inputs.get(1) else {
-            continue;
-        };
-        let Some(&wi) = index.get(name.as_str()) else {
-            continue; // an activation, not a constant
-        };
-        if !seen.insert(name.as_str()) {
-            continue;
-        }
-        let users = &readers[name.as_str()];
-        let listed = named.is_empty()
-            || named.contains(name.as_str())
-            || (users.iter()).any(|&(n, _)| named.contains(graph.nodes[n].name.as_str()));
-        let result = if listed {
-            qualify(graph, weights, wi, users)
+    super::targets::select(graph, weights, "pruned", &|w, users| {
+        if named.is_empty() || named.contains(w) || users.iter().any(|n| named.contains(n)) {
+            Ok(())
         } else {
             Err("not named by the layers list".into())
-        };
-        match result {
-            Ok(transpose) => targets.push(Target {
-                name: name.clone(),
-                index: wi,
-                transpose,
-                users: users.iter().map(|&(n, _)| n).collect(),
-            }),
-            Err(reason) => skipped.push(SkippedWeight {
-                name: name.clone(),
-                reason,
-            }),
         }
-    }
-    (targets, skipped)
-}
-
-/// Whether weight `wi` read by `users` can be pruned: `Ok(transpose)` (a `[K, N]` matmul
-/// weight), or the reason it is left alone.
-fn qualify(
-    graph: &Graph,
-    weights: &BTreeMap<String, Tensor>,
-    wi: usize,
-    users: &[(usize, usize)],
-) -> std::result::Result<bool, String> {
-    let spec = &graph.weights[wi];
-    let node = |n: usize| &graph.nodes[n];
-    let format = graph.format_of(&spec.name);
-    if !format.is_dense() {
-        return Err(format!(
-            "stored as {} (only dense f32 weights are pruned)",
-            format.label()
-        ));
-    }
-    let data = weights.get(&spec.name);
-    if spec.dtype != DType::F32 || data.map(Tensor::dtype) != Some(DType::F32) {
-        return Err(format!(
-            "dtype {} (only f32 weights are pruned)",
-            spec.dtype
-        ));
-    }
-    if let Err(e) = matrix_dims(&spec.shape) {
-        let what = match e {
-            Error::Unsupported { what, .. } => what,
-            other => other.to_string(),
-        };
-        return Err(format!("shape {}: {what}", fmt_shape(&spec.shape)));
-    }
-    if let Some(v) =
-        (data.and_then(|t| t.f32s("").ok())).and_then(|x| x.iter().find(|v| !v.is_finite()))
-    {
-        return Err(format!("holds the value {v}"));
-    }
-    if let Some(&(n, j)) = users
-        .iter()
-        .find(|&&(n, j)| j != 1 || !matches!(node(n).op, Op::MatMul(_) | Op::Conv2d(_)))
-    {
-        return Err(format!(
-            "also read by node '{}' ({}) as input {j}; only the weight input of matmul and \
-             conv is pruned",
-            node(n).name,
-            node(n).op.name()
-        ));
-    }
-    let matmuls: Vec<bool> = (users.iter())
-        .filter_map(|&(n, _)| match node(n).op {
-            Op::MatMul(m) => Some(m.trans_b),
-            _ => None,
-        })
-        .collect();
-    if matmuls.is_empty() {
-        return Ok(false); // conv weights are OIHW: rows are already output channels
-    }
-    if spec.shape.len() != 2 {
-        return Err(format!(
-            "a rank-{} matmul weight {} (batched matmul weights are not pruned)",
-            spec.shape.len(),
-            fmt_shape(&spec.shape)
-        ));
-    }
-    if matmuls.len() != users.len() {
-        return Err("read by both matmul and conv nodes".into());
-    }
-    if matmuls.iter().all(|&t| t) {
-        Ok(false)
-    } else if matmuls.iter().all(|&t| !t) {
-        Ok(true)
-    } else {
-        Err("read by matmuls with and without trans_b, so no one layout suits all".into())
-    }
-}
-
-/// `[K, N]` -> `[N, K]`.
-fn transpose2d(x: &[f32], k: usize, n: usize) -> Vec<f32> {
-    let mut out = vec![0f32; k * n];
-    for r in 0..k {
-        for c in 0..n {
-            out[c * k + r] = x[r * n + c];
-        }
-    }
-    out
+    })
 }
 
 /// Marks the `k` units of lowest score over all `scores` lists (one list per layer): every

@@ -1,5 +1,6 @@
 //! Post-training weight quantization: which weights, which layout, clipping, and the report.
 
+use super::targets::{fmt_ratio, SkippedWeight, Target};
 use crate::error::{Error, Result};
 use crate::format::{matrix_dims, QuantSpec, WeightFormat, WeightParts};
 use crate::graph::Graph;
@@ -7,7 +8,7 @@ use crate::model::Model;
 use crate::ops::Op;
 use crate::tensor::{fmt_shape, DType, Tensor};
 use half::f16;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -236,13 +237,36 @@ pub struct LayerReport {
     pub bytes_after: usize,
 }
 
-/// A matmul or conv weight that was left dense, and why.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SkippedWeight {
-    /// The weight's name.
-    pub name: String,
-    /// Why it was not quantized (skip list, layout, shape, dtype, or what the format refused).
-    pub reason: String,
+/// The weights to quantize, in first-use order, and the matmul/conv weights left dense (the
+/// skip list names weights or nodes).
+fn select(
+    graph: &Graph,
+    weights: &BTreeMap<String, Tensor>,
+    skip: &[String],
+) -> (Vec<Target>, Vec<SkippedWeight>) {
+    let skip: HashSet<&str> = skip.iter().map(String::as_str).collect();
+    super::targets::select(graph, weights, "quantized", &|w, users| {
+        if skip.contains(w) {
+            return Err("named in the skip list".into());
+        }
+        match users.iter().find(|n| skip.contains(**n)) {
+            Some(n) => Err(format!("read by node '{n}', named in the skip list")),
+            None => Ok(()),
+        }
+    })
+}
+
+/// `[K, N]` -> `[N, K]` of weight `name`.
+fn transpose2d(t: &Tensor, name: &str) -> Result<Tensor> {
+    let [k, n] = t.shape() else {
+        return Err(Error::shape(
+            format!("transposing weight '{name}'"),
+            "rank 2",
+            fmt_shape(t.shape()),
+        ));
+    };
+    let (k, n) = (*k, *n);
+    Tensor::new(&[n, k], super::targets::transpose2d(t.f32s(name)?, k, n))
 }
 
 /// What [`quantize`] did: one [`LayerReport`] per quantized weight, the weights it left dense,
@@ -388,14 +412,6 @@ fn fmt_db(db: f64) -> String {
     }
 }
 
-fn fmt_ratio(before: usize, after: usize) -> String {
-    if after == 0 {
-        "-".into()
-    } else {
-        format!("{:.2}x", before as f64 / after as f64)
-    }
-}
-
 impl fmt::Display for QuantReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.table())
@@ -502,162 +518,6 @@ fn check_skip(graph: &Graph, skip: &[String]) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     )))
-}
-
-/// A weight to quantize: its index in `graph.weights`, whether it must be transposed, and the
-/// nodes reading it.
-struct Target {
-    name: String,
-    index: usize,
-    transpose: bool,
-    users: Vec<usize>,
-}
-
-/// The weights to quantize, in first-use order, and the matmul/conv weights left dense.
-fn select(
-    graph: &Graph,
-    weights: &BTreeMap<String, Tensor>,
-    skip: &[String],
-) -> (Vec<Target>, Vec<SkippedWeight>) {
-    let index: HashMap<&str, usize> = (graph.weights.iter().enumerate())
-        .map(|(i, w)| (w.name.as_str(), i))
-        .collect();
-    let mut readers: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
-    for (n, node) in graph.nodes.iter().enumerate() {
-        for (j, v) in node.inputs.iter().enumerate() {
-            readers.entry(v.as_str()).or_default().push((n, j));
-        }
-    }
-    let skip: HashSet<&str> = skip.iter().map(String::as_str).collect();
-    let (mut targets, mut skipped, mut seen) = (Vec::new(), Vec::new(), HashSet::new());
-    for node in &graph.nodes {
-        if !matches!(node.op, Op::MatMul(_) | Op::Conv2d(_)) {
-            continue;
-        }
-        let Some(name) = node.inputs.get(1) else {
-            continue;
-        };
-        let Some(&wi) = index.get(name.as_str()) else {
-            continue; // an activation, not a constant
-        };
-        if !seen.insert(name.as_str()) {
-            continue;
-        }
-        let users = &readers[name.as_str()];
-        match qualify(graph, weights, wi, users, &skip) {
-            Ok(transpose) => targets.push(Target {
-                name: name.clone(),
-                index: wi,
-                transpose,
-                users: users.iter().map(|&(n, _)| n).collect(),
-            }),
-            Err(reason) => skipped.push(SkippedWeight {
-                name: name.clone(),
-                reason,
-            }),
-        }
-    }
-    (targets, skipped)
-}
-
-/// Whether weight `wi` read by `users` (node, input index) can be quantized: `Ok(transpose)`,
-/// or the reason it stays dense.
-fn qualify(
-    graph: &Graph,
-    weights: &BTreeMap<String, Tensor>,
-    wi: usize,
-    users: &[(usize, usize)],
-    skip: &HashSet<&str>,
-) -> std::result::Result<bool, String> {
-    let spec = &graph.weights[wi];
-    let node = |n: usize| &graph.nodes[n];
-    if skip.contains(spec.name.as_str()) {
-        return Err("named in the skip list".into());
-    }
-    if let Some(&(n, _)) = users
-        .iter()
-        .find(|&&(n, _)| skip.contains(node(n).name.as_str()))
-    {
-        return Err(format!(
-            "read by node '{}', named in the skip list",
-            node(n).name
-        ));
-    }
-    let format = graph.format_of(&spec.name);
-    if !format.is_dense() {
-        return Err(format!("already stored as {}", format.label()));
-    }
-    if spec.dtype != DType::F32 || weights.get(&spec.name).map(Tensor::dtype) != Some(DType::F32) {
-        return Err(format!(
-            "dtype {} (only f32 weights are quantized)",
-            spec.dtype
-        ));
-    }
-    if let Err(e) = matrix_dims(&spec.shape) {
-        let what = match e {
-            Error::Unsupported { what, .. } => what,
-            other => other.to_string(),
-        };
-        return Err(format!("shape {}: {what}", fmt_shape(&spec.shape)));
-    }
-    if let Some(&(n, j)) = users
-        .iter()
-        .find(|&&(n, j)| j != 1 || !matches!(node(n).op, Op::MatMul(_) | Op::Conv2d(_)))
-    {
-        return Err(format!(
-            "also read by node '{}' ({}) as input {j}; only the weight input of matmul and \
-             conv is quantized",
-            node(n).name,
-            node(n).op.name()
-        ));
-    }
-    let matmuls: Vec<bool> = users
-        .iter()
-        .filter_map(|&(n, _)| match node(n).op {
-            Op::MatMul(m) => Some(m.trans_b),
-            _ => None,
-        })
-        .collect();
-    if matmuls.is_empty() {
-        return Ok(false); // conv weights are OIHW: rows are already output channels
-    }
-    if spec.shape.len() != 2 {
-        return Err(format!(
-            "a rank-{} matmul weight {} (batched matmul weights stay dense)",
-            spec.shape.len(),
-            fmt_shape(&spec.shape)
-        ));
-    }
-    if matmuls.len() != users.len() {
-        return Err("read by both matmul and conv nodes".into());
-    }
-    if matmuls.iter().all(|&t| t) {
-        Ok(false)
-    } else if matmuls.iter().all(|&t| !t) {
-        Ok(true)
-    } else {
-        Err("read by matmuls with and without trans_b, so no one layout suits all".into())
-    }
-}
-
-/// `[K, N]` -> `[N, K]`.
-fn transpose2d(t: &Tensor, name: &str) -> Result<Tensor> {
-    let [k, n] = t.shape() else {
-        return Err(Error::shape(
-            format!("transposing weight '{name}'"),
-            "rank 2",
-            fmt_shape(t.shape()),
-        ));
-    };
-    let (k, n) = (*k, *n);
-    let x = t.f32s(name)?;
-    let mut out = vec![0f32; k * n];
-    for r in 0..k {
-        for c in 0..n {
-            out[c * k + r] = x[r * n + c];
-        }
-    }
-    Tensor::new(&[n, k], out)
 }
 
 /// Clips, encodes and measures one weight (`w` f32 in its stored layout).
