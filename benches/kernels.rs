@@ -72,7 +72,7 @@ fn kernels(c: &mut Criterion) {
         ctx.as_ref(),
     );
     // The same GEMV with its weight packed (read as stored by the packed-weight kernels).
-    for f in ["f16", "int8", "int4-g32", "pow2-int8"] {
+    for f in ["f16", "int8", "int4-g32", "pow2-int8", "csr-10", "2:4"] {
         let w = packed_workload(workload("gemv", single_linear(1, 1024, 1024)), f).unwrap();
         bench_workload(c, &format!("gemv-1024-{f}"), &w, ctx.as_ref());
     }

@@ -79,7 +79,7 @@ pub struct Workload {
     /// Bytes of weights read per run (for GB/s of GEMV).
     pub weight_bytes: Option<f64>,
     /// Storage format of the matmul weights, the prefix of kernel names: `f32`, `f16`, `int8`,
-    /// `int4-g32`, `pow2-int8`.
+    /// `int4-g32`, `pow2-int8`, `csr-10` (pruned to 10 %, CSR), `2:4`.
     pub format: &'static str,
 }
 
@@ -96,6 +96,12 @@ pub fn bench_format(label: &str) -> Option<crate::format::WeightFormat> {
             scale_dtype,
         })
     };
+    let sparse = |layout| {
+        WeightFormat::Sparse(crate::format::SparseSpec {
+            layout,
+            values: crate::format::SparseValues::F32,
+        })
+    };
     Some(match label {
         "f32" => WeightFormat::Dense,
         "f16" => WeightFormat::Half,
@@ -103,6 +109,10 @@ pub fn bench_format(label: &str) -> Option<crate::format::WeightFormat> {
         "int8" | "int8xint8" => q(8, 0, false, crate::DType::F32),
         "int4-g32" => q(4, 32, false, crate::DType::F16),
         "pow2-int8" => q(8, 0, true, crate::DType::F32),
+        // Sparse: the weight magnitude-pruned to 10 % (CSR) or to 2:4 first (see
+        // `packed_workload`), f32 values.
+        "csr-10" => sparse(crate::format::SparseLayout::Csr),
+        "2:4" => sparse(crate::format::SparseLayout::NM { n: 2, m: 4 }),
         _ => return None,
     })
 }
@@ -131,6 +141,15 @@ pub fn packed_workload(w: Workload, label: &'static str) -> Result<Workload> {
         let Some(t) = weights.remove(name) else {
             continue;
         };
+        // Sparse formats store a pruned weight: the largest 10 % of magnitudes (CSR), or the
+        // 2 largest of every 4 (N:M).
+        let t = match &f {
+            crate::format::WeightFormat::Sparse(s) => match s.layout {
+                crate::format::SparseLayout::NM { n, m } => crate::format::prune_nm(&t, n, m)?,
+                _ => prune_to_density(&t, 0.1)?,
+            },
+            _ => t,
+        };
         let parts = f.encode(name, &t)?;
         dense_bytes += t.bytes().len();
         stored += f.stored_bytes(name, &parts);
@@ -146,6 +165,24 @@ pub fn packed_workload(w: Workload, label: &'static str) -> Result<Workload> {
         format: label,
         ..w
     })
+}
+
+/// Keeps the `density` fraction of entries with the largest magnitudes (ties kept), zeroes the
+/// rest.
+fn prune_to_density(t: &Tensor, density: f64) -> Result<Tensor> {
+    let x = t.to_f32();
+    let v = x.f32s("weight")?;
+    let mut mags: Vec<f32> = v.iter().map(|a| a.abs()).collect();
+    mags.sort_by(|a, b| b.total_cmp(a));
+    let keep = ((v.len() as f64 * density).ceil() as usize).clamp(1, v.len().max(1));
+    let Some(&thr) = mags.get(keep - 1) else {
+        return Ok(x);
+    };
+    let out = v
+        .iter()
+        .map(|&a| if a.abs() >= thr { a } else { 0.0 })
+        .collect();
+    Tensor::new(t.shape(), out)
 }
 
 fn one_linear(
@@ -240,7 +277,16 @@ pub fn kernel_workloads() -> Result<Vec<Workload>> {
             f,
         )?);
     }
-    for f in ["f32", "f16", "int8", "int4-g32", "pow2-int8", "int8xint8"] {
+    for f in [
+        "f32",
+        "f16",
+        "int8",
+        "int4-g32",
+        "pow2-int8",
+        "int8xint8",
+        "csr-10",
+        "2:4",
+    ] {
         v.push(packed_workload(
             one_linear("gemv", 1, 4096, 4096, true)?,
             f,
@@ -252,10 +298,10 @@ pub fn kernel_workloads() -> Result<Vec<Workload>> {
     for f in ["f32", "int8"] {
         v.push(packed_workload(one_conv("dwconv3x3", 32, 112, 32)?, f)?);
     }
-    for f in ["f32", "int8", "int4-g32"] {
+    for f in ["f32", "int8", "int4-g32", "csr-10"] {
         v.push(packed_workload(mlp(64)?, f)?);
     }
-    for f in ["f32", "int8", "int4-g32", "int8xint8"] {
+    for f in ["f32", "int8", "int4-g32", "int8xint8", "csr-10"] {
         v.push(packed_workload(mlp(1)?, f)?);
     }
     Ok(v)

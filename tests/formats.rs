@@ -149,8 +149,9 @@ fn packed_weights_run_on_the_cpu_reference_and_inside_gpu_plans() {
             };
             assert_eq!(n.placement, expect, "{what}: node '{}'", n.name);
         }
-        // Linear and conv layers read quantised weights as stored; sparse weights are decoded
-        // for the dense kernels (no kernel reads those formats yet).
+        // Linear and conv layers read quantised weights as stored; these small sparse weights
+        // are above the sparse kernels' default density thresholds (or BSR, which no kernel
+        // reads), so they are decoded for the dense kernels.
         for v in s.plan().values.iter().filter(|v| !v.format.is_dense()) {
             let read_packed = v.format.label().starts_with("int");
             assert_eq!(v.decoded, !read_packed, "{what}: weight '{}'", v.name);

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::gpu::kernel::map_read;
 use crate::gpu::GpuContext;
 use crate::ops::quant::{self, QPart};
+use crate::ops::sparse::{self, SPart};
 use crate::ops::{Bind, Op, Pack};
 use crate::sched::{Placement, Plan, ValueKind};
 use crate::tensor::{Tensor, ValueType};
@@ -197,6 +198,25 @@ impl GpuExecutor {
                 }
             }
         }
+        // Sparse weights read as stored (row pointers, indices, values, scales), keyed by the
+        // weight.
+        let mut sbufs: HashMap<(usize, SPart), wgpu::Buffer> = HashMap::new();
+        for node in plan.nodes.iter().filter(|n| n.placement == Placement::Gpu) {
+            for b in node.dispatches.iter().flat_map(|d| &d.bindings) {
+                let Bind::Sparse(i, part) = *b else {
+                    continue;
+                };
+                let r = root(node.inputs[i]);
+                let pv = &plan.values[r];
+                if sbufs.contains_key(&(r, part)) || pv.kind != ValueKind::Weight {
+                    continue;
+                }
+                let words = sparse::pack_part(part, &pv.format, &pv.name, &pv.shape, weights)?;
+                weight_bytes += words.len() as u64 * 4;
+                let buf = ctx.storage_with(&pv.name, bytemuck::cast_slice(&words));
+                sbufs.insert((r, part), buf);
+            }
+        }
         for (v, pack, tex_width) in wanted {
             let key = if pack.is_some() { v } else { root(v) };
             let pv = &plan.values[v];
@@ -360,6 +380,15 @@ impl GpuExecutor {
                             let b = qbufs.get(&(root(node.inputs[k]), part)).ok_or_else(|| {
                                 Error::Gpu(format!(
                                     "node '{}': packed input {k} missing",
+                                    node.name
+                                ))
+                            })?;
+                            (b, 0, b.size())
+                        }
+                        Bind::Sparse(k, part) => {
+                            let b = sbufs.get(&(root(node.inputs[k]), part)).ok_or_else(|| {
+                                Error::Gpu(format!(
+                                    "node '{}': sparse input {k} missing",
                                     node.name
                                 ))
                             })?;

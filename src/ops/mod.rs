@@ -24,6 +24,7 @@ pub mod norm;
 pub mod pool;
 pub mod quant;
 pub mod shape;
+pub mod sparse;
 
 pub use conv::{Conv2d, ConvKernel};
 pub use dtype::{Cast, Shape};
@@ -211,6 +212,12 @@ pub trait OpFamily: Clone + PartialEq + Debug + Serialize + DeserializeOwned + I
     fn tune_slots() -> Vec<TuneSlot> {
         Vec::new()
     }
+    /// Slots that take a user's choice (`SessionOptions::kernels`) but are not tuned, because
+    /// the tuner's workloads cannot exercise them (matmul's sparse kernels: random tune weights
+    /// are fully dense).
+    fn choice_slots() -> Vec<&'static str> {
+        Vec::new()
+    }
     /// The WGSL sources this family owns.
     fn shaders() -> Vec<&'static ShaderSource>;
     /// The fused activation, for families with an epilogue.
@@ -243,7 +250,7 @@ fn check_family_choice<F: OpFamily>(
     slot: &str,
     choice: &serde_json::Value,
 ) -> std::result::Result<String, String> {
-    if !F::tune_slots().iter().any(|s| s.slot == slot) {
+    if !F::tune_slots().iter().any(|s| s.slot == slot) && !F::choice_slots().contains(&slot) {
         return Err(format!("op family '{}' has no slot '{slot}'", F::FAMILY));
     }
     let k: F::Kernel = serde_json::from_value(choice.clone())
@@ -262,6 +269,9 @@ pub struct SelectCtx<'a> {
     /// Storage format of each input (dense for non-constants).
     pub formats: &'a [WeightFormat],
     pub device: &'a DeviceProfile,
+    /// Stored fraction of each sparse constant input ([`sparse::density`]), computed by the
+    /// plan from the weight's parts; may be empty or `None` where unknown (dense inputs).
+    pub density: &'a [Option<f32>],
 }
 
 impl SelectCtx<'_> {
@@ -283,6 +293,11 @@ impl SelectCtx<'_> {
     pub fn tex_fits(&self, w: usize, h: usize) -> bool {
         let max = self.device.limits.max_texture_dimension_2d as usize;
         w <= max && h <= max
+    }
+
+    /// The stored fraction of sparse input `i`, when the plan knows it.
+    pub fn density(&self, i: usize) -> Option<f32> {
+        self.density.get(i).copied().flatten()
     }
 
     /// Input shapes.
@@ -534,6 +549,8 @@ pub enum Bind {
     /// The K-major codes of packed weight input `i` (int8 or f16) as a normalised texture
     /// (rgba8snorm, rgba8unorm when asymmetric, rgba16float), so loads convert to f32.
     QuantTexNorm(usize),
+    /// A part of sparse weight input `i`, read as stored (see [`sparse`]).
+    Sparse(usize, sparse::SPart),
     /// The node's output.
     Output,
     /// Node-private scratch texture `i` (`w` x `h` texels), written as a storage texture by one
@@ -763,6 +780,7 @@ mod tests {
             is_const,
             formats: &formats,
             device: p,
+            density: &[],
         };
         let lcx = LowerCtx {
             in_shapes: ins,
@@ -853,6 +871,7 @@ mod tests {
             is_const: &[false],
             formats: &[WeightFormat::Dense],
             device: &p,
+            density: &[],
         };
         let Op::Unary(u) = &relu else { unreachable!() };
         assert_eq!(u.select(&cx), None);

@@ -163,6 +163,14 @@ impl Plan {
                 .iter()
                 .map(|v| matches!(origins.get(v.as_str()), Some(Origin::Weight(_))))
                 .collect();
+            // Sparse constants' stored fraction, for kernels that pay off only when sparse.
+            let density: Vec<Option<f32>> = inputs
+                .iter()
+                .map(|&v| {
+                    let r = &values[v];
+                    crate::ops::sparse::density(&r.format, &r.name, &r.shape, weights)
+                })
+                .collect();
             let output = ids[n.output.as_str()];
             let out_type = values[output].value_type();
             let (placement, kernel, dispatches) = if n.op.aliases_input() {
@@ -179,6 +187,7 @@ impl Plan {
                             is_const: &is_const,
                             formats: &formats,
                             device: p,
+                            density: &density,
                         };
                         let lcx = LowerCtx {
                             in_shapes: &in_shapes,

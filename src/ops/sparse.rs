@@ -1,0 +1,155 @@
+//! How kernels read sparse weights (CSR, N:M) as stored, never densified on the device: the GPU
+//! layout of each part, its upload packing, the shader constant that selects the value decoder
+//! (`shaders/sparse/values.wgsl`), and the weight's density the plan passes to kernel choice.
+//!
+//! GPU layout. Every part goes up as its stored bytes, padded to a whole u32 word:
+//! - CSR: `indptr` (i32 `[rows + 1]`) and `indices` (i32 `[nnz]`, columns) as words;
+//! - N:M: `indices` (u8 positions in the group, `[rows, cols / m * n]`) four per word, byte
+//!   `row * kept + slot`;
+//! - `values`: f32 one per word, f16 two per word (low half first), i8 four per word (low byte
+//!   first), in storage order;
+//! - `scales` (i8 values only): the per-row f32 scales; other value types bind a one-word
+//!   stand-in the shader never reads.
+//!
+//! So the device holds the stored bytes plus at most 3 bytes per part. BSR is not read as
+//! stored yet (it is decoded for the dense kernels, and the plan says so).
+
+use crate::error::{Error, Result};
+use crate::format::{matrix_dims, SparseLayout, SparseValues, WeightFormat, WeightParts};
+use crate::tensor::DType;
+
+/// A part of a sparse weight as a kernel binds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SPart {
+    /// CSR row pointers (i32 words).
+    Indptr,
+    /// CSR columns (i32 words) or N:M positions (u8, four per word).
+    Indices,
+    /// Kept values (f32, f16 pairs or i8 quads per word).
+    Values,
+    /// Per-row f32 scales of i8 values.
+    Scales,
+}
+
+/// What a sparse kernel needs to know about a weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SLayout {
+    pub rows: usize,
+    pub cols: usize,
+    /// The layout: CSR or N:M (BSR is not read directly).
+    pub layout: SparseLayout,
+    /// Value decoder: 0 f32, 1 f16, 2 i8 with row scales (the shader's `VALS`).
+    pub vals: u32,
+}
+
+impl SLayout {
+    /// The layout of a sparse `format` on a weight of `shape`, or why no sparse kernel reads
+    /// it directly (the weight is then decoded for a dense kernel, and the plan says so).
+    pub fn of(format: &WeightFormat, shape: &[usize]) -> std::result::Result<SLayout, String> {
+        let WeightFormat::Sparse(s) = format else {
+            return Err(format!("no sparse kernel reads {} weights", format.label()));
+        };
+        s.check().map_err(|e| e.to_string())?;
+        let (rows, cols) = matrix_dims(shape).map_err(|e| e.to_string())?;
+        match s.layout {
+            SparseLayout::Csr => {}
+            SparseLayout::NM { m, .. } if cols.is_multiple_of(m) => {}
+            _ => {
+                return Err(format!(
+                    "no sparse kernel reads {} weights of shape {shape:?}",
+                    format.label()
+                ))
+            }
+        }
+        let vals = match s.values {
+            SparseValues::F32 => 0,
+            SparseValues::F16 => 1,
+            SparseValues::I8 => 2,
+        };
+        Ok(SLayout {
+            rows,
+            cols,
+            layout: s.layout,
+            vals,
+        })
+    }
+
+    /// Kept slots per row of an N:M weight (`cols / m * n`; 0 for CSR).
+    pub fn kept(&self) -> usize {
+        match self.layout {
+            SparseLayout::NM { n, m } => self.cols / m * n,
+            _ => 0,
+        }
+    }
+}
+
+/// Fraction of the weight's entries that are stored (CSR: nnz / (rows * cols), from the last
+/// row pointer; N:M: n / m; BSR: stored blocks' entries), or `None` when the weight is not
+/// sparse or its parts are missing. The plan computes it for kernel choice.
+pub fn density(
+    format: &WeightFormat,
+    name: &str,
+    shape: &[usize],
+    parts: &WeightParts,
+) -> Option<f32> {
+    let WeightFormat::Sparse(s) = format else {
+        return None;
+    };
+    let (rows, cols) = matrix_dims(shape).ok()?;
+    let total = (rows * cols) as f64;
+    let last_ptr = || -> Option<f64> {
+        let t = parts.get(&format!("{name}.indptr"))?;
+        if t.dtype() != DType::I32 {
+            return None;
+        }
+        let b = t.bytes();
+        let last: [u8; 4] = b.get(b.len().checked_sub(4)?..)?.try_into().ok()?;
+        Some(i32::from_le_bytes(last) as f64)
+    };
+    let d = match s.layout {
+        SparseLayout::NM { n, m } => n as f64 / m as f64,
+        SparseLayout::Csr => last_ptr()? / total,
+        SparseLayout::Bsr { r, c } => last_ptr()? * (r * c) as f64 / total,
+    };
+    Some(d as f32)
+}
+
+/// The u32 words of one part of sparse weight `name` as kernels read it (see the module
+/// docs). The parts were validated at load; a missing or mis-typed one is still an error.
+pub fn pack_part(
+    part: SPart,
+    format: &WeightFormat,
+    name: &str,
+    shape: &[usize],
+    parts: &WeightParts,
+) -> Result<Vec<u32>> {
+    let bad = |what: String| Error::ModelFile(format!("weight '{name}': {what}"));
+    let lay = SLayout::of(format, shape).map_err(bad)?;
+    let get = |p: &str, dtypes: &[DType]| {
+        let t = parts
+            .get(&format!("{name}.{p}"))
+            .ok_or_else(|| bad(format!("part '{name}.{p}' is missing")))?;
+        if !dtypes.contains(&t.dtype()) {
+            return Err(bad(format!("part '{name}.{p}' has dtype {}", t.dtype())));
+        }
+        Ok(t)
+    };
+    let words_of = |bytes: &[u8]| -> Vec<u32> {
+        let mut b = bytes.to_vec();
+        b.resize(b.len().div_ceil(4).max(1) * 4, 0);
+        bytemuck::pod_collect_to_vec(&b)
+    };
+    let csr = lay.layout == SparseLayout::Csr;
+    Ok(match part {
+        SPart::Indptr if csr => words_of(get("indptr", &[DType::I32])?.bytes()),
+        SPart::Indices if csr => words_of(get("indices", &[DType::I32])?.bytes()),
+        SPart::Indices => words_of(get("indices", &[DType::U8])?.bytes()),
+        SPart::Values => {
+            let dt = [DType::F32, DType::F16, DType::I8][lay.vals as usize];
+            words_of(get("values", &[dt])?.bytes())
+        }
+        SPart::Scales if lay.vals == 2 => words_of(get("scales", &[DType::F32])?.bytes()),
+        // Formats without the part bind a one-word stand-in the shader never reads.
+        _ => vec![0],
+    })
+}

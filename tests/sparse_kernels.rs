@@ -1,0 +1,412 @@
+//! GPU kernels that read sparse weights (CSR, N:M) as stored, against the CPU reference
+//! computing on the *same* sparse weights (decoded by the Rust decoder), and the density rule
+//! that picks them.
+//!
+//! Tolerances. f32 and f16 values decode to the same f32 weights in WGSL (f16 by exact bit
+//! operations) and in Rust. The kernels sum `v * x` over the stored entries in column order;
+//! the reference sums `x * w` over every column in the same order, and the pruned columns add
+//! exact zeros, so the two sums are of the same terms in the same order — they differ only by
+//! the rounding of each step (the device may fuse a multiply-add). i8 values are summed as
+//! codes and scaled once per output, the reference sums `code * scale` rounded to f32: the same
+//! real number, reassociated, with one more rounding per term. Each of the nnz terms passes
+//! through at most nnz + 3 roundings either way, so |got - want| <= 2 (nnz + 3) eps
+//! sum_k |x_k w_k|, computed per element in f64 (plus 2 eps |want| for the bias's rounding;
+//! relu6 only shrinks differences).
+
+mod common;
+use common::*;
+use wgedge::format::{prune_nm, SparseLayout, SparseSpec, SparseValues, WeightFormat};
+use wgedge::graph::GraphBuilder;
+use wgedge::ops::{Activation, KernelVariant, MatMulKernel, Op};
+use wgedge::profile::{DeviceProfile, TunedChoices};
+use wgedge::sched::{Placement, Plan, PlanOptions};
+use wgedge::{Model, Session, SessionOptions, Tensor};
+
+fn sparse(layout: SparseLayout, values: SparseValues) -> WeightFormat {
+    WeightFormat::Sparse(SparseSpec { layout, values })
+}
+
+const VALUES: [SparseValues; 3] = [SparseValues::F32, SparseValues::F16, SparseValues::I8];
+
+/// A random `[n, k]` weight with about `density` of its entries nonzero; row 0 is empty and
+/// row 1 fully dense (when there are enough rows).
+fn sparse_weight(n: usize, k: usize, density: f64, seed: u64) -> Tensor {
+    let w = Tensor::random(&[n, k], seed);
+    let keep = Tensor::random(&[n, k], seed + 100);
+    let (ws, ks) = (w.f32s("w").unwrap(), keep.f32s("k").unwrap());
+    let v: Vec<f32> = (0..n * k)
+        .map(|i| {
+            let row = i / k;
+            let kept = match row {
+                0 if n > 2 => false,
+                1 if n > 2 => true,
+                _ => (f64::from(ks[i]) + 1.0) / 2.0 < density,
+            };
+            if kept {
+                ws[i]
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    Tensor::new(&[n, k], v).unwrap()
+}
+
+/// An `n:m` weight: random, pruned, with row 0 empty.
+fn nm_weight(rows: usize, k: usize, n: usize, m: usize, seed: u64) -> Tensor {
+    let w = prune_nm(&Tensor::random(&[rows, k], seed), n, m).unwrap();
+    let mut v = w.f32s("w").unwrap().to_vec();
+    if rows > 2 {
+        v[..k].fill(0.0);
+    }
+    Tensor::new(&[rows, k], v).unwrap()
+}
+
+/// Linear (`x @ W^T (+ b)`, relu6) on `w` stored in format `f`: model and an input.
+fn linear_model(a_shape: &[usize], w: &Tensor, f: &WeightFormat, bias: bool) -> (Model, Tensor) {
+    let n = w.shape()[0];
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", a_shape);
+    let wn = b.weight_packed("w", w, f.clone()).unwrap();
+    let bname = bias.then(|| b.weight("b", Tensor::random(&[n], 6)));
+    let y = b.linear(&x, &wn, bname.as_deref(), Activation::Relu6);
+    b.output(&y);
+    (Model::from_builder(b).unwrap(), Tensor::random(a_shape, 3))
+}
+
+fn cpu_run(model: &Model, x: &Tensor) -> Tensor {
+    let s = Session::cpu(model, SessionOptions::default()).unwrap();
+    s.run(&[("x", x)]).unwrap().remove(0)
+}
+
+/// Per-element bound 2 (nnz + 3) eps sum_k |x_k w_k| (see the module docs), `w` decoded.
+fn bound(x: &Tensor, w: &Tensor) -> Vec<f32> {
+    let (xs, ws) = (x.f32s("x").unwrap(), w.f32s("w").unwrap());
+    let (n, k) = (w.shape()[0], w.shape()[1]);
+    let rows = xs.len() / k;
+    let mut out = Vec::with_capacity(rows * n);
+    for r in 0..rows {
+        for j in 0..n {
+            let wr = &ws[j * k..][..k];
+            let nnz = wr.iter().filter(|v| **v != 0.0).count() as f64;
+            let s: f64 = (0..k)
+                .map(|i| (xs[r * k + i] as f64 * wr[i] as f64).abs())
+                .sum();
+            out.push((2.0 * (nnz + 3.0) * f32::EPSILON as f64 * s) as f32 + 1e-30);
+        }
+    }
+    out
+}
+
+fn choose(k: MatMulKernel) -> TunedChoices {
+    let v = serde_json::to_value(k).unwrap();
+    let mut c = TunedChoices::new();
+    let m = c.entry("matmul".into()).or_default();
+    m.insert("csr".into(), v.clone());
+    m.insert("nm".into(), v);
+    c
+}
+
+/// Runs `model` with kernel `kern` forced, checks it is the kernel that ran on the weight as
+/// stored, and compares with the reference element by element.
+fn check(
+    ctx: &std::sync::Arc<wgedge::GpuContext>,
+    what: &str,
+    model: &Model,
+    x: &Tensor,
+    kern: MatMulKernel,
+) {
+    let want = cpu_run(model, x);
+    let shape = model.graph.weights[0].shape.clone();
+    let f = model.graph.format_of("w").clone();
+    let w = f.decode("w", &shape, &model.weights).unwrap();
+    let tol = bound(x, &w);
+    let s = Session::with_context(model, ctx.clone(), opts_with(choose(kern), false)).unwrap();
+    let node = &s.plan().nodes[0];
+    assert_eq!(node.placement, Placement::Gpu, "{what}");
+    assert_eq!(node.kernel, kern.name(), "{what}");
+    assert!(
+        s.plan().values.iter().all(|v| !v.decoded),
+        "{what}: decoded"
+    );
+    let got = s.run(&[("x", x)]).unwrap().remove(0);
+    assert_eq!(got.shape(), want.shape(), "{what}");
+    let (g, e) = (got.f32s("g").unwrap(), want.f32s("w").unwrap());
+    for (i, ((a, b), t)) in g.iter().zip(e).zip(&tol).enumerate() {
+        let t = t + 2.0 * f32::EPSILON * b.abs();
+        assert!(
+            (a - b).abs() <= t,
+            "{what} [{}]: element {i}: {a} vs {b} (bound {t})",
+            kern.name()
+        );
+    }
+}
+
+#[test]
+fn csr_kernels_match_the_reference_on_the_same_weights() {
+    let Some(ctx) = gpu() else { return };
+    // (A shape, N, density): SpMV, odd K and N, batch dims, large K, a fully dense weight.
+    let cases: [(Vec<usize>, usize, f64); 5] = [
+        (vec![1, 37], 5, 0.3),
+        (vec![1, 300], 131, 0.05),
+        (vec![3, 100], 67, 0.2),
+        (vec![2, 3, 64], 33, 1.0),
+        (vec![5, 1500], 9, 0.1),
+    ];
+    for (ci, (a_shape, n, d)) in cases.iter().enumerate() {
+        let k = *a_shape.last().unwrap();
+        let w = sparse_weight(*n, k, *d, 11 + ci as u64);
+        for (vi, v) in VALUES.into_iter().enumerate() {
+            let f = sparse(SparseLayout::Csr, v);
+            let (model, x) = linear_model(a_shape, &w, &f, (ci + vi) % 2 == 0);
+            // Rows of A per invocation, or a workgroup per output, in rotation (each
+            // pipeline compiles on the device).
+            let kern = match (ci + vi) % 5 {
+                4 => MatMulKernel::CsrWg {
+                    max_density_pct: 100,
+                },
+                r => MatMulKernel::Csr {
+                    tm: [1, 2, 4, 8][r],
+                    max_density_pct: 100,
+                },
+            };
+            check(
+                &ctx,
+                &format!("{} {a_shape:?}x{n}", f.label()),
+                &model,
+                &x,
+                kern,
+            );
+        }
+    }
+}
+
+#[test]
+fn csr_kernels_take_an_all_zero_weight_and_a_transposed_a() {
+    let Some(ctx) = gpu() else { return };
+    // nnz = 0: empty indices and values parts; every output is the bias.
+    let zero = Tensor::new(&[6, 10], vec![0.0; 60]).unwrap();
+    for v in VALUES {
+        let f = sparse(SparseLayout::Csr, v);
+        let (model, x) = linear_model(&[2, 10], &zero, &f, true);
+        for kern in [
+            MatMulKernel::Csr {
+                tm: 2,
+                max_density_pct: 100,
+            },
+            MatMulKernel::CsrWg {
+                max_density_pct: 100,
+            },
+        ] {
+            check(&ctx, &format!("all-zero {}", f.label()), &model, &x, kern);
+        }
+    }
+    // A stored [K, M] (trans_a) with batch dims, against a [N, K] CSR weight.
+    let w = sparse_weight(11, 30, 0.3, 8);
+    for (tm, v) in [(1, SparseValues::F16), (4, SparseValues::I8)] {
+        let f = sparse(SparseLayout::Csr, v);
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", &[2, 30, 5]);
+        let wn = b.weight_packed("w", &w, f.clone()).unwrap();
+        let op = wgedge::ops::MatMul {
+            trans_a: true,
+            trans_b: true,
+            ..Default::default()
+        };
+        let y = b.node(Op::MatMul(op), &[&x, &wn]);
+        b.output(&y);
+        let model = Model::from_builder(b).unwrap();
+        let xt = Tensor::random(&[2, 30, 5], 4);
+        let want = cpu_run(&model, &xt);
+        let s = Session::with_context(
+            &model,
+            ctx.clone(),
+            opts_with(
+                choose(MatMulKernel::Csr {
+                    tm,
+                    max_density_pct: 100,
+                }),
+                false,
+            ),
+        )
+        .unwrap();
+        assert!(s.plan().nodes[0].kernel.starts_with("csr-"));
+        assert!(s.plan().values.iter().all(|v| !v.decoded));
+        let got = s.run(&[("x", &xt)]).unwrap().remove(0);
+        // Same terms in the same order (module docs): a tight relative bound suffices here.
+        assert_close(&format!("trans_a {}", f.label()), &got, &want, 1e-5, 1e-5);
+    }
+}
+
+#[test]
+fn nm_kernels_match_the_reference_on_the_same_weights() {
+    let Some(ctx) = gpu() else { return };
+    // (A shape, N, n, m): 2:4, 4:8, 1:8, 3:4, 5:16 and 1:1 (dense), batch 1 and > 1.
+    let cases: [(Vec<usize>, usize, usize, usize); 6] = [
+        (vec![1, 48], 5, 2, 4),
+        (vec![3, 96], 67, 4, 8),
+        (vec![1, 256], 130, 1, 8),
+        (vec![2, 3, 64], 33, 3, 4),
+        (vec![5, 96], 9, 5, 16),
+        (vec![2, 20], 7, 1, 1),
+    ];
+    for (ci, (a_shape, rows, n, m)) in cases.iter().enumerate() {
+        let k = *a_shape.last().unwrap();
+        let w = nm_weight(*rows, k, *n, *m, 21 + ci as u64);
+        for (vi, v) in VALUES.into_iter().enumerate() {
+            let f = sparse(SparseLayout::NM { n: *n, m: *m }, v);
+            let (model, x) = linear_model(a_shape, &w, &f, (ci + vi) % 2 == 1);
+            let tm = [1, 2, 4, 8][(ci + 2 * vi) % 4];
+            let kern = MatMulKernel::Nm {
+                tm,
+                max_density_pct: 100,
+            };
+            check(
+                &ctx,
+                &format!("{} {a_shape:?}x{rows}", f.label()),
+                &model,
+                &x,
+                kern,
+            );
+        }
+    }
+}
+
+/// The kernel a plan (no device needed) picks for a Linear on `w` in format `f`, and whether
+/// the weight was decoded.
+fn planned(
+    w: &Tensor,
+    f: &WeightFormat,
+    m: usize,
+    kernels: TunedChoices,
+) -> (String, bool, String) {
+    planned_on(w, f, m, kernels, DeviceProfile::portable())
+}
+
+fn planned_on(
+    w: &Tensor,
+    f: &WeightFormat,
+    m: usize,
+    kernels: TunedChoices,
+    mut p: DeviceProfile,
+) -> (String, bool, String) {
+    let k = w.shape()[1];
+    let (model, _) = linear_model(&[m, k], w, f, false);
+    p.kernels = kernels;
+    let opts = PlanOptions {
+        reuse: true,
+        cpu_fallback: false,
+    };
+    let plan = Plan::new(&model.graph, &model.weights, Some(&p), opts).unwrap();
+    let decoded = plan.values.iter().any(|v| v.name == "w" && v.decoded);
+    (plan.nodes[0].kernel.clone(), decoded, plan.describe())
+}
+
+#[test]
+fn sparse_kernels_run_below_the_density_threshold_and_dense_above() {
+    let none = TunedChoices::new;
+    let csr = sparse(SparseLayout::Csr, SparseValues::F32);
+    // CSR at ~5 % (under the default 10 %): the sparse kernel on the stored weight.
+    let thin = sparse_weight(64, 200, 0.04, 1);
+    let (k, dec, _) = planned(&thin, &csr, 1, none());
+    assert!(k.starts_with("csr-1x1") && !dec, "{k} {dec}");
+    let (k, dec, _) = planned(&thin, &csr, 8, none());
+    assert!(k.starts_with("csr-4x1") && !dec, "{k} {dec}");
+    // At ~40 %: decoded for a dense kernel, and the plan says so.
+    let thick = sparse_weight(64, 200, 0.4, 2);
+    let (k, dec, text) = planned(&thick, &csr, 1, none());
+    assert!(
+        !k.starts_with("csr") && dec && text.contains("DECODED"),
+        "{k}\n{text}"
+    );
+    // A chosen threshold moves the crossover either way.
+    let at = |pct| {
+        choose(MatMulKernel::Csr {
+            tm: 2,
+            max_density_pct: pct,
+        })
+    };
+    let (k, dec, _) = planned(&thick, &csr, 1, at(50));
+    assert!(k == "csr-2x1-d50" && !dec, "{k}");
+    let (k, dec, _) = planned(&thin, &csr, 1, at(0));
+    assert!(!k.starts_with("csr") && dec, "{k}");
+    // N:M by n / m against its default 25 %: 1:4 and 1:8 run sparse, 2:4 and 3:4 are decoded.
+    for (n, m, sparse_kernel) in [(1, 4, true), (1, 8, true), (2, 4, false), (3, 4, false)] {
+        let w = nm_weight(16, 64, n, m, 3);
+        let f = sparse(SparseLayout::NM { n, m }, SparseValues::F16);
+        let (k, dec, _) = planned(&w, &f, 1, none());
+        assert_eq!(k.starts_with("nm-1x1"), sparse_kernel, "{n}:{m}: {k}");
+        assert_eq!(dec, !sparse_kernel, "{n}:{m}");
+    }
+    // BSR is not read as stored: decoded.
+    let bsr = sparse(SparseLayout::Bsr { r: 4, c: 1 }, SparseValues::F32);
+    let (k, dec, _) = planned(&thin, &bsr, 1, none());
+    assert!(!k.starts_with("csr") && dec, "{k}");
+    // A device with 7 storage buffers per stage: CSR (8 bindings) is decoded, N:M (7) runs.
+    let mut small = DeviceProfile::portable();
+    small.limits.max_storage_buffers_per_stage = 7;
+    let (k, dec, _) = planned_on(&thin, &csr, 1, none(), small.clone());
+    assert!(!k.starts_with("csr") && dec, "{k}");
+    let w = nm_weight(16, 64, 1, 4, 3);
+    let f = sparse(SparseLayout::NM { n: 1, m: 4 }, SparseValues::I8);
+    let (k, dec, _) = planned_on(&w, &f, 3, none(), small);
+    assert!(k.starts_with("nm-4x1") && !dec, "{k}");
+    // Choices are checked: the threshold defaults per layout, block shapes are the shader's.
+    let ok = serde_json::json!({"kernel": "csr", "tm": 4});
+    assert_eq!(
+        Op::check_choice("matmul", "csr", &ok).unwrap(),
+        "csr-4x1-d10"
+    );
+    let ok = serde_json::json!({"kernel": "nm", "tm": 1});
+    assert_eq!(Op::check_choice("matmul", "nm", &ok).unwrap(), "nm-1x1-d25");
+    let bad = serde_json::json!({"kernel": "csr", "tm": 3});
+    assert!(Op::check_choice("matmul", "csr", &bad).is_err());
+    let bad = serde_json::json!({"kernel": "csr", "tm": 1, "max_density_pct": 101});
+    assert!(Op::check_choice("matmul", "csr", &bad).is_err());
+}
+
+#[test]
+fn sparse_weights_stay_sparse_on_the_device_and_dense_fallback_runs() {
+    let Some(ctx) = gpu() else { return };
+    let f = sparse(SparseLayout::Csr, SparseValues::I8);
+    let w = sparse_weight(256, 512, 0.05, 4);
+    let (model, x) = linear_model(&[2, 512], &w, &f, true);
+    let s =
+        Session::with_context(&model, ctx.clone(), opts_with(TunedChoices::new(), false)).unwrap();
+    assert!(s.plan().nodes[0].kernel.starts_with("csr-4x1"));
+    assert!(
+        s.plan().values.iter().all(|v| !v.decoded),
+        "nothing decoded"
+    );
+    let stored = f.stored_bytes("w", &model.weights) as u64;
+    let dev = s.weight_device_bytes();
+    // Stored parts plus the bias (f32), padded to words.
+    assert!(
+        dev >= stored && dev <= stored + 256 * 4 + 16,
+        "weights on the device: {dev} bytes for {stored} stored bytes"
+    );
+    let want = cpu_run(&model, &x);
+    let got = s.run(&[("x", &x)]).unwrap().remove(0);
+    assert_close("csr-i8 linear", &got, &want, 1e-4, 1e-4);
+
+    // Above the threshold: decoded, said in the plan and the notices, still the reference.
+    let w = sparse_weight(40, 72, 0.6, 5);
+    let (model, x) = linear_model(&[3, 72], &w, &f, false);
+    let s =
+        Session::with_context(&model, ctx.clone(), opts_with(TunedChoices::new(), false)).unwrap();
+    assert_eq!(s.plan().nodes[0].placement, Placement::Gpu);
+    assert!(!s.plan().nodes[0].kernel.starts_with("csr"));
+    assert!(
+        s.plan().describe().contains("DECODED"),
+        "{}",
+        s.plan().describe()
+    );
+    assert!(
+        s.notices().iter().any(|n| n.contains("decoded")),
+        "{:?}",
+        s.notices()
+    );
+    let want = cpu_run(&model, &x);
+    let got = s.run(&[("x", &x)]).unwrap().remove(0);
+    assert_close("decoded csr-i8 linear", &got, &want, 1e-4, 1e-4);
+}
