@@ -150,6 +150,26 @@ fn default_nm_pct() -> u32 {
     DEFAULT_NM_PCT
 }
 
+impl MatMulKernel {
+    /// The kernels that read a packed (quantised, f16 or sparse) weight as stored, rather than
+    /// a dense f32 one.
+    pub fn reads_packed(&self) -> bool {
+        matches!(
+            self,
+            MatMulKernel::Packed { .. }
+                | MatMulKernel::PackedWg
+                | MatMulKernel::PackedSg
+                | MatMulKernel::PackedNorm { .. }
+                | MatMulKernel::PackedF16 { .. }
+                | MatMulKernel::PackedKn { .. }
+                | MatMulKernel::Int8Act { .. }
+                | MatMulKernel::Csr { .. }
+                | MatMulKernel::CsrWg { .. }
+                | MatMulKernel::Nm { .. }
+        )
+    }
+}
+
 impl KernelVariant for MatMulKernel {
     fn name(&self) -> String {
         match *self {
@@ -480,20 +500,17 @@ impl OpFamily for MatMul {
                 ))
             }
         };
-        let packed = matches!(
-            k,
-            MatMulKernel::Packed { .. }
-                | MatMulKernel::PackedWg
-                | MatMulKernel::PackedSg
-                | MatMulKernel::PackedNorm { .. }
-                | MatMulKernel::PackedF16 { .. }
-                | MatMulKernel::PackedKn { .. }
-                | MatMulKernel::Int8Act { .. }
-                | MatMulKernel::Csr { .. }
-                | MatMulKernel::CsrWg { .. }
-                | MatMulKernel::Nm { .. }
-        );
-        if packed == cx.formats[1].is_dense() {
+        let a = cx.shape(0);
+        let a_rows = crate::tensor::numel(&a[..a.len() - 1]);
+        // A copied per run into a texture of the packed kernels' K extent.
+        let a_tex = |xtex: bool, lay: &QLayout| {
+            if xtex && (self.trans_a || !cx.tex_fits(lay.row_t * lay.vpt() / 4, a_rows)) {
+                Err("A texture needs an untransposed A within the texture size".to_string())
+            } else {
+                Ok(())
+            }
+        };
+        if k.reads_packed() == cx.formats[1].is_dense() {
             return Err(format!(
                 "kernel {} does not read {} weights",
                 k.name(),
@@ -503,46 +520,31 @@ impl OpFamily for MatMul {
         match *k {
             MatMulKernel::Packed { wtex, xtex, .. } => {
                 let lay = self.packed_layout(cx)?;
-                let a = cx.shape(0);
-                let a_rows = crate::tensor::numel(&a[..a.len() - 1]);
                 if wtex && !cx.tex_fits(lay.row_t, lay.rows) {
                     return Err("weight texture exceeds the device's 2-D texture size".into());
                 }
-                if xtex && (self.trans_a || !cx.tex_fits(lay.row_t * lay.vpt() / 4, a_rows)) {
-                    return Err("A texture needs an untransposed A within the texture size".into());
-                }
-                Ok(())
+                a_tex(xtex, &lay)
             }
             MatMulKernel::PackedWg => self.packed_layout(cx).map(|_| ()),
             MatMulKernel::PackedF16 { xtex, .. } => {
                 let lay = self.packed_layout(cx)?;
-                let a = cx.shape(0);
-                let a_rows = crate::tensor::numel(&a[..a.len() - 1]);
                 if lay.bits != 16 {
                     return Err("the f16 kernel reads f16 weights only".into());
                 }
                 if !cx.device.features.shader_f16 {
                     return Err("the f16 kernel needs the adapter's shader-f16 feature".into());
                 }
-                if xtex && (self.trans_a || !cx.tex_fits(lay.row_t * lay.vpt() / 4, a_rows)) {
-                    return Err("A texture needs an untransposed A within the texture size".into());
-                }
-                Ok(())
+                a_tex(xtex, &lay)
             }
             MatMulKernel::PackedNorm { xtex, .. } => {
                 let lay = self.packed_layout(cx)?;
-                let a = cx.shape(0);
-                let a_rows = crate::tensor::numel(&a[..a.len() - 1]);
                 if lay.bits == 4 {
                     return Err("no normalised texture format holds int4 codes".into());
                 }
                 if !cx.tex_fits(lay.n4s() * lay.vpt() / 4, lay.row_t * 4) {
                     return Err("weight texture exceeds the device's 2-D texture size".into());
                 }
-                if xtex && (self.trans_a || !cx.tex_fits(lay.row_t * lay.vpt() / 4, a_rows)) {
-                    return Err("A texture needs an untransposed A within the texture size".into());
-                }
-                Ok(())
+                a_tex(xtex, &lay)
             }
             MatMulKernel::PackedSg => {
                 if !cx.device.features.subgroups {
@@ -552,8 +554,6 @@ impl OpFamily for MatMul {
             }
             MatMulKernel::Int8Act { wtex, .. } => {
                 let lay = self.packed_layout(cx)?;
-                let a = cx.shape(0);
-                let a_rows = crate::tensor::numel(&a[..a.len() - 1]);
                 if !cx.device.int8_activations {
                     Err("int8 x int8 runs only with int8 activations enabled".into())
                 } else if lay.bits != 8 {
@@ -576,15 +576,10 @@ impl OpFamily for MatMul {
             }
             MatMulKernel::PackedKn { wtex, xtex, .. } => {
                 let lay = self.packed_layout(cx)?;
-                let a = cx.shape(0);
-                let a_rows = crate::tensor::numel(&a[..a.len() - 1]);
                 if wtex && !cx.tex_fits(lay.n4s(), lay.row_t * 4) {
                     return Err("weight texture exceeds the device's 2-D texture size".into());
                 }
-                if xtex && (self.trans_a || !cx.tex_fits(lay.row_t * lay.vpt() / 4, a_rows)) {
-                    return Err("A texture needs an untransposed A within the texture size".into());
-                }
-                Ok(())
+                a_tex(xtex, &lay)
             }
             MatMulKernel::Csr { .. } | MatMulKernel::CsrWg { .. } | MatMulKernel::Nm { .. } => {
                 let lay = self.sparse_layout(cx)?;
@@ -596,8 +591,6 @@ impl OpFamily for MatMul {
                         cx.formats[1].label()
                     ));
                 }
-                let a = cx.shape(0);
-                let a_rows = crate::tensor::numel(&a[..a.len() - 1]);
                 // A, the weight's parts (row pointers for CSR), bias, residual, output.
                 let buffers = if csr { 8 } else { 7 };
                 if cx.device.limits.max_storage_buffers_per_stage < buffers {
@@ -628,8 +621,6 @@ impl OpFamily for MatMul {
             MatMulKernel::Tex2 { .. } => {
                 need_const()?;
                 b_tex()?;
-                let a = cx.shape(0);
-                let a_rows = crate::tensor::numel(&a[..a.len() - 1]);
                 if self.trans_a {
                     Err("two-texture kernel needs an untransposed A".into())
                 } else if !cx.tex_fits(a[a.len() - 1].div_ceil(4), a_rows) {
@@ -1006,16 +997,7 @@ impl MatMul {
         if let MatMulKernel::CsrWg { .. } = kernel {
             return self.lower_sparse(kernel, 1, cx);
         }
-        if matches!(
-            kernel,
-            MatMulKernel::Packed { .. }
-                | MatMulKernel::PackedWg
-                | MatMulKernel::PackedSg
-                | MatMulKernel::PackedNorm { .. }
-                | MatMulKernel::PackedF16 { .. }
-                | MatMulKernel::PackedKn { .. }
-                | MatMulKernel::Int8Act { .. }
-        ) {
+        if kernel.reads_packed() {
             return self.lower_packed(kernel, cx);
         }
         let p = self.params(&cx.in_shapes[0], &cx.in_shapes[1]);
@@ -1381,6 +1363,14 @@ impl MatMul {
                 },
             ]);
         }
+        // The K-major kernels count texel rows and groups in K-major texels (4 per row texel);
+        // word 13 is the number of texel columns.
+        let kn_params = |mut params: Vec<u32>| {
+            params[7] = w(lay.row_t * 4);
+            params[8] = w(lay.group_t * 4);
+            params[13] = w(lay.n4s());
+            params
+        };
         let (file, codes, wg, xtex, params) = match kernel {
             MatMulKernel::Packed { tm, r, wtex, xtex } => {
                 consts.extend([("TM", tm), ("R", r)]);
@@ -1399,20 +1389,14 @@ impl MatMul {
             }
             MatMulKernel::PackedF16 { tn4, xtex } => {
                 consts.push(("TN4", tn4));
-                let mut params = params;
-                params[7] = w(lay.row_t * 4);
-                params[8] = w(lay.group_t * 4);
-                params[13] = w(lay.n4s());
+                let params = kn_params(params);
                 let wg = [div_ceil(lay.n4s(), 64 * tn4 as usize), p.m, p.batch];
                 let file = if xtex { &QKNF16_2 } else { &QKNF16 };
                 (file, Bind::Quant(1, QPart::CodesKn), wg, xtex, params)
             }
             MatMulKernel::PackedNorm { tn4, xtex } => {
                 consts.push(("TN4", tn4));
-                let mut params = params;
-                params[7] = w(lay.row_t * 4);
-                params[8] = w(lay.group_t * 4);
-                params[13] = w(lay.n4s());
+                let params = kn_params(params);
                 let wg = [div_ceil(lay.n4s(), 64 * tn4 as usize), p.m, p.batch];
                 let file = if xtex { &QKNN2 } else { &QKNN };
                 (file, Bind::QuantTexNorm(1), wg, xtex, params)
@@ -1443,12 +1427,7 @@ impl MatMul {
                     consts.push(("TM", tm));
                 }
                 consts.push(("TN4", tn4));
-                // Texel rows and groups count K-major texels (4 per row texel); word 13 is
-                // the number of texel columns.
-                let mut params = params;
-                params[7] = w(lay.row_t * 4);
-                params[8] = w(lay.group_t * 4);
-                params[13] = w(lay.n4s());
+                let params = kn_params(params);
                 let wg = [
                     div_ceil(lay.n4s(), 64 * tn4 as usize),
                     div_ceil(m, tm as usize),
