@@ -548,6 +548,40 @@ fn run_model(model: &Path, input: &Path, output: &Path, backend: Backend) -> wge
     Ok(())
 }
 
+/// Loads `input`, rewrites it with `work` (a compression pass, fed a progress callback drawn as
+/// a bar labelled `label` on a terminal) and writes the result to `output` atomically. The
+/// output is checked against the input and `calibrate` before any work, so a bad `-o` costs
+/// nothing and the input is never touched. Returns the original, the rewritten model, the
+/// pass's report and the bytes written.
+fn rewrite_model<R>(
+    input: &Path,
+    output: &Path,
+    calibrate: Option<&Path>,
+    label: &str,
+    work: impl FnOnce(&Model, &mut dyn FnMut(usize, usize, &str)) -> wgedge::Result<(Model, R)>,
+) -> wgedge::Result<(Model, Model, R, Vec<u8>)> {
+    let mut sources = vec![("input model", input)];
+    sources.extend(calibrate.map(|c| ("calibration data", c)));
+    let target = output_target(output, &sources)?;
+    let model = Model::load(input)?;
+    let bar = labelled_progress_bar(label);
+    let mut tick = |done: usize, total: usize, layer: &str| {
+        if let Some(bar) = &bar {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            bar.set_message(layer.to_string());
+        }
+    };
+    let result = work(&model, &mut tick);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let (rewritten, report) = result?;
+    let bytes = rewritten.to_bytes()?;
+    write_atomically(&target, &bytes)?;
+    Ok((model, rewritten, report, bytes))
+}
+
 /// `wgedge quantize`: quantizes `input` as `cfg` says, writes it to `output` atomically (never
 /// over the input), prints the per-layer report and, with `calibrate`, how much the outputs
 /// moved on those inputs.
@@ -558,26 +592,10 @@ fn quantize_cmd(
     calibrate: Option<&Path>,
     backend: Backend,
 ) -> wgedge::Result<()> {
-    // Checked before the work, so a bad -o costs nothing and the input is never touched.
-    let mut sources = vec![("input model", input)];
-    sources.extend(calibrate.map(|c| ("calibration data", c)));
-    let target = output_target(output, &sources)?;
-    let model = Model::load(input)?;
-    let bar = progress_bar();
-    let mut tick = |done: usize, total: usize, layer: &str| {
-        if let Some(bar) = &bar {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-            bar.set_message(layer.to_string());
-        }
-    };
-    let result = quantize_with_progress(&model, cfg, &mut tick);
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
-    let (quantized, report) = result?;
-    let bytes = quantized.to_bytes()?;
-    write_atomically(&target, &bytes)?;
+    let (model, quantized, report, bytes) =
+        rewrite_model(input, output, calibrate, "quantizing", |m, tick| {
+            quantize_with_progress(m, cfg, tick)
+        })?;
     println!(
         "quantized {} -> {} ({}{}, clip {})",
         input.display(),
@@ -608,26 +626,10 @@ fn prune_cmd(
     calibrate: Option<&Path>,
     backend: Backend,
 ) -> wgedge::Result<()> {
-    // Checked before the work, so a bad -o costs nothing and the input is never touched.
-    let mut sources = vec![("input model", input)];
-    sources.extend(calibrate.map(|c| ("calibration data", c)));
-    let target = output_target(output, &sources)?;
-    let model = Model::load(input)?;
-    let bar = labelled_progress_bar("pruning");
-    let mut tick = |done: usize, total: usize, layer: &str| {
-        if let Some(bar) = &bar {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-            bar.set_message(layer.to_string());
-        }
-    };
-    let result = prune_with_progress(&model, cfg, &mut tick);
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
-    let (pruned, report) = result?;
-    let bytes = pruned.to_bytes()?;
-    write_atomically(&target, &bytes)?;
+    let (model, pruned, report, bytes) =
+        rewrite_model(input, output, calibrate, "pruning", |m, tick| {
+            prune_with_progress(m, cfg, tick)
+        })?;
     println!(
         "pruned {} -> {} ({})",
         input.display(),
@@ -802,13 +804,8 @@ fn stored_formats(report: &PruneReport) -> String {
         .join(", ")
 }
 
-/// A progress bar on stderr when it is a terminal, else none (so piped output and tests stay
-/// clean of control sequences).
-fn progress_bar() -> Option<indicatif::ProgressBar> {
-    labelled_progress_bar("quantizing")
-}
-
-/// [`progress_bar`] with `label` in front of the bar.
+/// A progress bar with `label` in front, on a terminal only (none when stderr is not one, so
+/// piped output and tests stay clean).
 fn labelled_progress_bar(label: &str) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
     if !std::io::stderr().is_terminal() {
