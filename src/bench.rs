@@ -79,7 +79,7 @@ pub struct Workload {
     /// Bytes of weights read per run (for GB/s of GEMV).
     pub weight_bytes: Option<f64>,
     /// Storage format of the matmul weights, the prefix of kernel names: `f32`, `f16`, `int8`,
-    /// `int4-g32`, `pow2-int8`, `csr-10` (pruned to 10 %, CSR), `2:4`.
+    /// `int4-g32`, `pow2-int8`, sparse ones as [`sparse_label`] reads them (`csr-90`, `2:4`).
     pub format: &'static str,
 }
 
@@ -96,12 +96,6 @@ pub fn bench_format(label: &str) -> Option<crate::format::WeightFormat> {
             scale_dtype,
         })
     };
-    let sparse = |layout| {
-        WeightFormat::Sparse(crate::format::SparseSpec {
-            layout,
-            values: crate::format::SparseValues::F32,
-        })
-    };
     Some(match label {
         "f32" => WeightFormat::Dense,
         "f16" => WeightFormat::Half,
@@ -109,21 +103,74 @@ pub fn bench_format(label: &str) -> Option<crate::format::WeightFormat> {
         "int8" | "int8xint8" => q(8, 0, false, crate::DType::F32),
         "int4-g32" => q(4, 32, false, crate::DType::F16),
         "pow2-int8" => q(8, 0, true, crate::DType::F32),
-        // Sparse: the weight magnitude-pruned to 10 % (CSR) or to 2:4 first (see
-        // `packed_workload`), f32 values.
-        "csr-10" => sparse(crate::format::SparseLayout::Csr),
-        "2:4" => sparse(crate::format::SparseLayout::NM { n: 2, m: 4 }),
-        _ => return None,
+        _ => WeightFormat::Sparse(sparse_label(label)?.0),
     })
 }
 
+/// A sparse benchmark label: `csr-90` (CSR, 90 % of entries pruned), `bsr4x4-90` (4x4 blocks),
+/// `2:4` / `4:8` (N:M), each optionally followed by the value type when not f32 (`-f16`,
+/// `-int8`): the format and the fraction of entries pruned (N:M: 1 - n/m).
+pub fn sparse_label(label: &str) -> Option<(crate::format::SparseSpec, f64)> {
+    use crate::format::{SparseLayout, SparseSpec, SparseValues};
+    let (body, values) = match label.rsplit_once('-') {
+        Some((b, "f16")) => (b, SparseValues::F16),
+        Some((b, "int8")) => (b, SparseValues::I8),
+        _ => (label, SparseValues::F32),
+    };
+    let pct = |s: &str| -> Option<f64> {
+        let p: u32 = s.parse().ok()?;
+        (1..100).contains(&p).then_some(p as f64 / 100.0)
+    };
+    let (layout, sparsity) = if let Some((n, m)) = body.split_once(':') {
+        let (n, m): (usize, usize) = (n.parse().ok()?, m.parse().ok()?);
+        (SparseLayout::NM { n, m }, 1.0 - n as f64 / m.max(1) as f64)
+    } else if let Some(s) = body.strip_prefix("csr-") {
+        (SparseLayout::Csr, pct(s)?)
+    } else {
+        let (dims, s) = body.strip_prefix("bsr")?.split_once('-')?;
+        let (r, c) = dims.split_once('x')?;
+        let (r, c) = (r.parse().ok()?, c.parse().ok()?);
+        (SparseLayout::Bsr { r, c }, pct(s)?)
+    };
+    let spec = SparseSpec { layout, values };
+    spec.check().ok()?;
+    Some((spec, sparsity))
+}
+
 /// The workload with every Linear (`trans_b` matmul) and conv weight stored in format
-/// `label` (see [`bench_format`]); GB/s then counts the stored bytes.
+/// `label` (see [`bench_format`]); GB/s then counts the stored bytes. Sparse labels prune
+/// first, per layer, with `compress::prune` (unstructured by |w| for CSR, blocks by L2 norm for
+/// BSR, the n largest of every m for N:M) and store the result in the label's format.
 pub fn packed_workload(w: Workload, label: &'static str) -> Result<Workload> {
     let f = bench_format(label)
         .ok_or_else(|| crate::Error::Input(format!("unknown benchmark format '{label}'")))?;
     if f.is_dense() {
         return Ok(Workload { format: label, ..w });
+    }
+    let dense_total: usize = w.model.weights.values().map(|t| t.bytes().len()).sum();
+    if let Some((spec, sparsity)) = sparse_label(label) {
+        use crate::compress::{prune, Pattern, PruneConfig, Store};
+        use crate::format::SparseLayout;
+        let pattern = match spec.layout {
+            SparseLayout::Csr => Pattern::Unstructured,
+            SparseLayout::Bsr { r, c } => Pattern::Block { r, c },
+            SparseLayout::NM { n, m } => Pattern::NM { n, m },
+        };
+        let cfg = PruneConfig {
+            store: Store::Sparse,
+            values: spec.values,
+            ..PruneConfig::new(pattern, sparsity as f32)
+        };
+        let (model, _) = prune(&w.model, &cfg)?;
+        let stored = model.weight_bytes();
+        return Ok(Workload {
+            weight_bytes: w
+                .weight_bytes
+                .map(|b| b - dense_total as f64 + stored as f64),
+            model,
+            format: label,
+            ..w
+        });
     }
     let mut graph = w.model.graph.clone();
     let mut weights = (*w.model.weights).clone();
@@ -140,15 +187,6 @@ pub fn packed_workload(w: Workload, label: &'static str) -> Result<Workload> {
         }
         let Some(t) = weights.remove(name) else {
             continue;
-        };
-        // Sparse formats store a pruned weight: the largest 10 % of magnitudes (CSR), or the
-        // 2 largest of every 4 (N:M).
-        let t = match &f {
-            crate::format::WeightFormat::Sparse(s) => match s.layout {
-                crate::format::SparseLayout::NM { n, m } => crate::format::prune_nm(&t, n, m)?,
-                _ => prune_to_density(&t, 0.1)?,
-            },
-            _ => t,
         };
         let parts = f.encode(name, &t)?;
         dense_bytes += t.bytes().len();
@@ -167,22 +205,26 @@ pub fn packed_workload(w: Workload, label: &'static str) -> Result<Workload> {
     })
 }
 
-/// Keeps the `density` fraction of entries with the largest magnitudes (ties kept), zeroes the
-/// rest.
-fn prune_to_density(t: &Tensor, density: f64) -> Result<Tensor> {
-    let x = t.to_f32();
-    let v = x.f32s("weight")?;
-    let mut mags: Vec<f32> = v.iter().map(|a| a.abs()).collect();
-    mags.sort_by(|a, b| b.total_cmp(a));
-    let keep = ((v.len() as f64 * density).ceil() as usize).clamp(1, v.len().max(1));
-    let Some(&thr) = mags.get(keep - 1) else {
-        return Ok(x);
-    };
-    let out = v
-        .iter()
-        .map(|&a| if a.abs() >= thr { a } else { 0.0 })
-        .collect();
-    Tensor::new(t.shape(), out)
+/// The same model and stored weights with the first input's leading dimension set to `m`
+/// (a batch of `m` rows through a linear), FLOPs scaled to match.
+fn with_batch(w: &Workload, name: &'static str, m: usize) -> Result<Workload> {
+    let mut graph = w.model.graph.clone();
+    let input = graph
+        .inputs
+        .first_mut()
+        .ok_or_else(|| crate::Error::Input(format!("workload {} has no input", w.name)))?;
+    let rows = input.shape[0].max(1);
+    input.shape[0] = m;
+    let mut shape = w.input.shape().to_vec();
+    shape[0] = m;
+    Ok(Workload {
+        name,
+        model: Model::new(graph, (*w.model.weights).clone())?,
+        input: Tensor::random(&shape, 8),
+        flops: w.flops * m as f64 / rows as f64,
+        weight_bytes: None,
+        format: w.format,
+    })
 }
 
 fn one_linear(
@@ -277,6 +319,8 @@ pub fn kernel_workloads() -> Result<Vec<Workload>> {
             f,
         )?);
     }
+    // 4096x4096 linear: batch 1 (`gemv`) in every format, and batch 64 (`gemm64`) on the
+    // same stored weights for the formats whose kernels have a batched form.
     for f in [
         "f32",
         "f16",
@@ -284,13 +328,19 @@ pub fn kernel_workloads() -> Result<Vec<Workload>> {
         "int4-g32",
         "pow2-int8",
         "int8xint8",
-        "csr-10",
+        "csr-50",
+        "csr-70",
+        "csr-90",
+        "csr-95",
+        "csr-90-int8",
+        "bsr4x4-90",
         "2:4",
     ] {
-        v.push(packed_workload(
-            one_linear("gemv", 1, 4096, 4096, true)?,
-            f,
-        )?);
+        let gemv = packed_workload(one_linear("gemv", 1, 4096, 4096, true)?, f)?;
+        if matches!(f, "f32" | "int8" | "csr-50" | "csr-90" | "csr-95" | "2:4") {
+            v.push(with_batch(&gemv, "gemm64", 64)?);
+        }
+        v.push(gemv);
     }
     for f in ["f32", "int8", "int4-g32"] {
         v.push(packed_workload(one_conv("conv3x3", 64, 56, 1)?, f)?);
@@ -298,10 +348,10 @@ pub fn kernel_workloads() -> Result<Vec<Workload>> {
     for f in ["f32", "int8"] {
         v.push(packed_workload(one_conv("dwconv3x3", 32, 112, 32)?, f)?);
     }
-    for f in ["f32", "int8", "int4-g32", "csr-10"] {
+    for f in ["f32", "int8", "int4-g32", "csr-90"] {
         v.push(packed_workload(mlp(64)?, f)?);
     }
-    for f in ["f32", "int8", "int4-g32", "int8xint8", "csr-10"] {
+    for f in ["f32", "int8", "int4-g32", "int8xint8", "csr-90"] {
         v.push(packed_workload(mlp(1)?, f)?);
     }
     Ok(v)

@@ -103,6 +103,7 @@ fn choose(k: MatMulKernel) -> TunedChoices {
     let mut c = TunedChoices::new();
     let m = c.entry("matmul".into()).or_default();
     m.insert("csr".into(), v.clone());
+    m.insert("bsr".into(), v.clone());
     m.insert("nm".into(), v);
     c
 }
@@ -177,6 +178,73 @@ fn csr_kernels_match_the_reference_on_the_same_weights() {
                 &x,
                 kern,
             );
+            // The texture path on the same weight (the A texture needs no K % 4).
+            let tex = MatMulKernel::CsrTex {
+                tm: [1, 2, 4][(ci + vi) % 3],
+                max_density_pct: 100,
+            };
+            check(
+                &ctx,
+                &format!("{} {a_shape:?}x{n}", f.label()),
+                &model,
+                &x,
+                tex,
+            );
+        }
+    }
+}
+
+/// A random `[n, k]` weight pruned to `r x 4` blocks kept with probability `density`; block
+/// row 0 is empty and block row 1 fully kept (when there are enough block rows).
+fn bsr_weight(n: usize, k: usize, r: usize, density: f64, seed: u64) -> Tensor {
+    let w = Tensor::random(&[n, k], seed);
+    let keep = Tensor::random(&[n / r, k / 4], seed + 50);
+    let (ws, ks) = (w.f32s("w").unwrap(), keep.f32s("k").unwrap());
+    let v: Vec<f32> = (0..n * k)
+        .map(|i| {
+            let (br, bc) = (i / k / r, i % k / 4);
+            let kept = match br {
+                0 if n / r > 2 => false,
+                1 if n / r > 2 => true,
+                _ => (f64::from(ks[br * (k / 4) + bc]) + 1.0) / 2.0 < density,
+            };
+            if kept {
+                ws[i]
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    Tensor::new(&[n, k], v).unwrap()
+}
+
+#[test]
+fn bsr_kernel_matches_the_reference_on_the_same_weights() {
+    let Some(ctx) = gpu() else { return };
+    // (A shape, N, block rows r, density): SpMV, batch dims, one block column, dense blocks.
+    let cases: [(Vec<usize>, usize, usize, f64); 5] = [
+        (vec![1, 36], 8, 4, 0.3),
+        (vec![3, 4], 6, 2, 0.5),
+        (vec![2, 3, 64], 40, 8, 0.2),
+        (vec![1, 1200], 13, 1, 0.1),
+        (vec![5, 96], 16, 4, 1.0),
+    ];
+    for (ci, (a_shape, n, r, d)) in cases.iter().enumerate() {
+        let k = *a_shape.last().unwrap();
+        let w = bsr_weight(*n, k, *r, *d, 31 + ci as u64);
+        for (vi, v) in VALUES.into_iter().enumerate() {
+            let f = sparse(SparseLayout::Bsr { r: *r, c: 4 }, v);
+            let (model, x) = linear_model(a_shape, &w, &f, (ci + vi) % 2 == 0);
+            let kern = MatMulKernel::BsrTex {
+                max_density_pct: 100,
+            };
+            check(
+                &ctx,
+                &format!("{} {a_shape:?}x{n}", f.label()),
+                &model,
+                &x,
+                kern,
+            );
         }
     }
 }
@@ -197,9 +265,21 @@ fn csr_kernels_take_an_all_zero_weight_and_a_transposed_a() {
             MatMulKernel::CsrWg {
                 max_density_pct: 100,
             },
+            MatMulKernel::CsrTex {
+                tm: 4,
+                max_density_pct: 100,
+            },
         ] {
             check(&ctx, &format!("all-zero {}", f.label()), &model, &x, kern);
         }
+        // No stored block at all.
+        let f = sparse(SparseLayout::Bsr { r: 2, c: 4 }, v);
+        let z = Tensor::new(&[6, 12], vec![0.0; 72]).unwrap();
+        let (model, x) = linear_model(&[2, 12], &z, &f, true);
+        let kern = MatMulKernel::BsrTex {
+            max_density_pct: 100,
+        };
+        check(&ctx, &format!("all-zero {}", f.label()), &model, &x, kern);
     }
     // A stored [K, M] (trans_a) with batch dims, against a [N, K] CSR weight.
     let w = sparse_weight(11, 30, 0.3, 8);
@@ -309,9 +389,9 @@ fn sparse_kernels_run_below_the_density_threshold_and_dense_above() {
     // CSR at ~5 % (under the default 10 %): the sparse kernel on the stored weight.
     let thin = sparse_weight(64, 200, 0.04, 1);
     let (k, dec, _) = planned(&thin, &csr, 1, none());
-    assert!(k.starts_with("csr-1x1") && !dec, "{k} {dec}");
+    assert!(k.starts_with("csrtex-1x1") && !dec, "{k} {dec}");
     let (k, dec, _) = planned(&thin, &csr, 8, none());
-    assert!(k.starts_with("csr-4x1") && !dec, "{k} {dec}");
+    assert!(k.starts_with("csrtex-4x1") && !dec, "{k} {dec}");
     // At ~40 %: decoded for a dense kernel, and the plan says so.
     let thick = sparse_weight(64, 200, 0.4, 2);
     let (k, dec, text) = planned(&thick, &csr, 1, none());
@@ -338,15 +418,22 @@ fn sparse_kernels_run_below_the_density_threshold_and_dense_above() {
         assert_eq!(k.starts_with("nm-1x1"), sparse_kernel, "{n}:{m}: {k}");
         assert_eq!(dec, !sparse_kernel, "{n}:{m}");
     }
-    // BSR is not read as stored: decoded.
+    // BSR with 4-column blocks runs bsrtex below its 50 % default; other block shapes and
+    // denser weights are decoded.
+    let bsr4 = sparse(SparseLayout::Bsr { r: 4, c: 4 }, SparseValues::F32);
+    let (k, dec, _) = planned(&bsr_weight(64, 200, 4, 0.2, 1), &bsr4, 1, none());
+    assert!(k == "bsrtex-d50" && !dec, "{k}");
+    let (k, dec, _) = planned(&bsr_weight(64, 200, 4, 0.8, 1), &bsr4, 1, none());
+    assert!(!k.starts_with("bsr") && dec, "{k}");
     let bsr = sparse(SparseLayout::Bsr { r: 4, c: 1 }, SparseValues::F32);
     let (k, dec, _) = planned(&thin, &bsr, 1, none());
-    assert!(!k.starts_with("csr") && dec, "{k}");
-    // A device with 7 storage buffers per stage: CSR (8 bindings) is decoded, N:M (7) runs.
+    assert!(!k.starts_with("csr") && !k.starts_with("bsr") && dec, "{k}");
+    // A device with 7 storage buffers per stage: CSR's storage kernel (8 bindings) does not
+    // fit, so the chosen one is passed over for the texture one (5 buffers, 3 textures).
     let mut small = DeviceProfile::portable();
     small.limits.max_storage_buffers_per_stage = 7;
-    let (k, dec, _) = planned_on(&thin, &csr, 1, none(), small.clone());
-    assert!(!k.starts_with("csr") && dec, "{k}");
+    let (k, dec, _) = planned_on(&thin, &csr, 1, at(10), small.clone());
+    assert!(k.starts_with("csrtex-1x1") && !dec, "{k}");
     let w = nm_weight(16, 64, 1, 4, 3);
     let f = sparse(SparseLayout::NM { n: 1, m: 4 }, SparseValues::I8);
     let (k, dec, _) = planned_on(&w, &f, 3, none(), small);
@@ -373,16 +460,17 @@ fn sparse_weights_stay_sparse_on_the_device_and_dense_fallback_runs() {
     let (model, x) = linear_model(&[2, 512], &w, &f, true);
     let s =
         Session::with_context(&model, ctx.clone(), opts_with(TunedChoices::new(), false)).unwrap();
-    assert!(s.plan().nodes[0].kernel.starts_with("csr-4x1"));
+    assert!(s.plan().nodes[0].kernel.starts_with("csrtex-4x1"));
     assert!(
         s.plan().values.iter().all(|v| !v.decoded),
         "nothing decoded"
     );
     let stored = f.stored_bytes("w", &model.weights) as u64;
     let dev = s.weight_device_bytes();
-    // Stored parts plus the bias (f32), padded to words.
+    // Stored parts plus the bias (f32), the texture layout's padding (at most 3 entries of a
+    // 4-byte column and a 1-byte value per row) and each part rounded to a 16-byte texel.
     assert!(
-        dev >= stored && dev <= stored + 256 * 4 + 16,
+        dev >= stored && dev <= stored + 256 * 4 + 256 * 15 + 3 * 16,
         "weights on the device: {dev} bytes for {stored} stored bytes"
     );
     let want = cpu_run(&model, &x);

@@ -1,15 +1,7 @@
 // Kept values of a sparse weight as stored (`ops/sparse.rs`): VALS 0 f32 (one per word), 1 f16
 // (two per word, low half first), 2 i8 (four per word, low byte first) times the row's f32
-// scale. The kernel declares `sv` (values, u32 words) and `ss` (row scales).
-
-// f16 bits (low 16) to f32 without unpack2x16float (see q_half4 in quant/dequant.wgsl).
-fn s_half(h: u32) -> f32 {
-    let mag = h & 0x7fffu;
-    let sign = (h & 0x8000u) << 16u;
-    let normal = (mag << 13u) + 0x38000000u;
-    let sub = bitcast<u32>(f32(mag) * 5.9604645e-8);
-    return bitcast<f32>(sign | select(normal, sub, mag < 0x400u));
-}
+// scale. The kernel declares `sv` (values, u32 words) and `ss` (row scales); s_half is in
+// half.wgsl.
 
 // Stored value j (i8: the code; the row scale is applied once per output by s_scale).
 fn s_val(j: u32) -> f32 {

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use wgedge::compress::{prune, prune_with_progress, Pattern, PruneConfig, PruneReport, Store};
 use wgedge::compress::{quantize, quantize_with_progress, Clip, QuantConfig, WeightKind};
+use wgedge::format::SparseValues;
 use wgedge::gpu::device::AutoChoice;
 use wgedge::{Backend, Error, GpuContext, Model, Session, SessionOptions, Tensor};
 
@@ -123,6 +124,9 @@ enum Cmd {
         /// dense (zeros in place) | sparse (csr / N:M / bsr formats: a smaller file).
         #[arg(long, default_value = "dense")]
         store: String,
+        /// Value type of --store sparse: f32 (exact) | f16 | int8 (one f32 scale per row).
+        #[arg(long, default_value = "f32")]
+        values: String,
         /// How blocks and channels are ranked: l2 | l1.
         #[arg(long, default_value = "l2")]
         norm: String,
@@ -237,6 +241,7 @@ fn run(cli: Cli) -> wgedge::Result<()> {
             scope,
             layers,
             store,
+            values,
             norm,
             calibrate,
             backend,
@@ -270,6 +275,16 @@ fn run(cli: Cli) -> wgedge::Result<()> {
                 norm: norm.parse()?,
                 layers: layers.into_iter().filter(|s| !s.is_empty()).collect(),
                 store: store.parse()?,
+                values: match values.trim().to_ascii_lowercase().as_str() {
+                    "f32" => SparseValues::F32,
+                    "f16" => SparseValues::F16,
+                    "int8" | "i8" => SparseValues::I8,
+                    v => {
+                        return Err(Error::Input(format!(
+                            "unknown --values '{v}' (expected f32 | f16 | int8)"
+                        )))
+                    }
+                },
                 ..PruneConfig::new(pattern, sparsity)
             };
             let backend = backend_arg(&backend)?;

@@ -45,18 +45,16 @@ impl Pattern {
         }
     }
 
-    /// The sparse storage that fits the pattern (`None` for channels, which shrink tensors).
-    pub fn sparse_format(&self) -> Option<WeightFormat> {
+    /// The sparse storage that fits the pattern, with `values` as the stored value type
+    /// (`None` for channels, which shrink tensors).
+    pub fn sparse_format(&self, values: SparseValues) -> Option<WeightFormat> {
         let layout = match *self {
             Pattern::Unstructured => SparseLayout::Csr,
             Pattern::NM { n, m } => SparseLayout::NM { n, m },
             Pattern::Block { r, c } => SparseLayout::Bsr { r, c },
             Pattern::Channel => return None,
         };
-        Some(WeightFormat::Sparse(SparseSpec {
-            layout,
-            values: SparseValues::F32,
-        }))
+        Some(WeightFormat::Sparse(SparseSpec { layout, values }))
     }
 }
 
@@ -183,7 +181,7 @@ pub enum Store {
     #[default]
     Dense,
     /// The sparse [`WeightFormat`] that fits the pattern ([`Pattern::sparse_format`]): CSR
-    /// for unstructured, N:M, BSR for blocks (f32 values, exact).
+    /// for unstructured, N:M, BSR for blocks, values as [`PruneConfig::values`] says.
     Sparse,
 }
 
@@ -226,6 +224,9 @@ pub struct PruneConfig {
     pub layers: Vec<String>,
     /// Dense with zeros, or a sparse format. Channel pruning always stores dense.
     pub store: Store,
+    /// The stored value type of a sparse format: f32 (exact), f16, or int8 codes with one f32
+    /// scale per row (max-abs / 127). Only with [`Store::Sparse`].
+    pub values: SparseValues,
 }
 
 impl PruneConfig {
@@ -238,6 +239,7 @@ impl PruneConfig {
             norm: Norm::L2,
             layers: Vec::new(),
             store: Store::Dense,
+            values: SparseValues::F32,
         }
     }
 
@@ -257,6 +259,12 @@ impl PruneConfig {
                 "global scope applies to unstructured and block pruning, not {}",
                 self.pattern
             )));
+        }
+        if self.store == Store::Dense && self.values != SparseValues::F32 {
+            return Err(Error::Input(
+                "sparse value types (f16, int8) apply to --store sparse; dense storage keeps f32"
+                    .into(),
+            ));
         }
         if self.store == Store::Sparse && self.pattern == Pattern::Channel {
             return Err(Error::Input(
@@ -760,7 +768,7 @@ fn prune_weights(
         let zeros = v.x.iter().filter(|&&x| x == 0.0).count();
         let elements = v.x.len();
         let sparse = match cfg.store {
-            Store::Sparse => cfg.pattern.sparse_format(),
+            Store::Sparse => cfg.pattern.sparse_format(cfg.values),
             Store::Dense => None,
         };
         let (format, shape, bytes_after, transposed) = match sparse {

@@ -201,20 +201,37 @@ impl GpuExecutor {
         // Sparse weights read as stored (row pointers, indices, values, scales), keyed by the
         // weight.
         let mut sbufs: HashMap<(usize, SPart), wgpu::Buffer> = HashMap::new();
+        let mut stexs: HashMap<(usize, SPart), wgpu::TextureView> = HashMap::new();
         for node in plan.nodes.iter().filter(|n| n.placement == Placement::Gpu) {
             for b in node.dispatches.iter().flat_map(|d| &d.bindings) {
-                let Bind::Sparse(i, part) = *b else {
-                    continue;
+                let (i, part, tex) = match *b {
+                    Bind::Sparse(i, part) => (i, part, false),
+                    Bind::SparseTex(i, part) => (i, part, true),
+                    _ => continue,
                 };
                 let r = root(node.inputs[i]);
                 let pv = &plan.values[r];
-                if sbufs.contains_key(&(r, part)) || pv.kind != ValueKind::Weight {
+                let done = if tex {
+                    stexs.contains_key(&(r, part))
+                } else {
+                    sbufs.contains_key(&(r, part))
+                };
+                if done || pv.kind != ValueKind::Weight {
                     continue;
                 }
                 let words = sparse::pack_part(part, &pv.format, &pv.name, &pv.shape, weights)?;
-                weight_bytes += words.len() as u64 * 4;
-                let buf = ctx.storage_with(&pv.name, bytemuck::cast_slice(&words));
-                sbufs.insert((r, part), buf);
+                if tex {
+                    // One row when it fits (no padding), else rows of TEX_WIDTH texels.
+                    let texels = words.len().div_ceil(4).max(1);
+                    let width = texels.min(sparse::TEX_WIDTH);
+                    weight_bytes += (texels.div_ceil(width) * width * 16) as u64;
+                    let view = ctx.texture_rgba32u(&pv.name, &words, width as u32);
+                    stexs.insert((r, part), view);
+                } else {
+                    weight_bytes += words.len() as u64 * 4;
+                    let buf = ctx.storage_with(&pv.name, bytemuck::cast_slice(&words));
+                    sbufs.insert((r, part), buf);
+                }
             }
         }
         for (v, pack, tex_width) in wanted {
@@ -333,6 +350,14 @@ impl GpuExecutor {
                                     ))
                                 })?,
                         ),
+                        Bind::SparseTex(k, part) => {
+                            Some(stexs.get(&(root(node.inputs[k]), part)).ok_or_else(|| {
+                                Error::Gpu(format!(
+                                    "node '{}': sparse texture input {k} missing",
+                                    node.name
+                                ))
+                            })?)
+                        }
                         Bind::QuantTex(k, part) => {
                             Some(qtexs.get(&(root(node.inputs[k]), part, false)).ok_or_else(
                                 || {

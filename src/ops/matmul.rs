@@ -128,6 +128,21 @@ pub enum MatMulKernel {
         #[serde(default = "default_nm_pct")]
         max_density_pct: u32,
     },
+    /// A CSR weight on the texture path (`ops/sparse.rs` texture layout): entries in groups
+    /// of 4 (one texel of columns, one of values), A through a per-run texture; `tm` (1, 2, 4)
+    /// rows of A per invocation. Chosen while the density is at most `max_density_pct`.
+    CsrTex {
+        tm: u32,
+        #[serde(default = "default_csr_pct")]
+        max_density_pct: u32,
+    },
+    /// A BSR weight with blocks of r (1, 2, 4, 8) rows by 4 columns on the texture path: one
+    /// A texel and r vec4 multiply-adds per stored block. Chosen while the stored blocks'
+    /// share of the entries is at most `max_density_pct`.
+    BsrTex {
+        #[serde(default = "default_bsr_pct")]
+        max_density_pct: u32,
+    },
 }
 
 /// Density (percent) up to which a CSR weight runs the sparse kernel when nothing is chosen:
@@ -150,6 +165,16 @@ fn default_nm_pct() -> u32 {
     DEFAULT_NM_PCT
 }
 
+/// Density (percent) up to which a BSR weight with 4-column blocks runs `bsrtex` by default:
+/// a stored 4x4 block costs four vec4 multiply-adds and one A gather, about what the best
+/// dense GEMV spends on the same 16 weights, so the sparse kernel wins at any density below
+/// roughly 70 %; 50 % leaves room for the gather and the per-block index load.
+pub const DEFAULT_BSR_PCT: u32 = 50;
+
+fn default_bsr_pct() -> u32 {
+    DEFAULT_BSR_PCT
+}
+
 impl MatMulKernel {
     /// The kernels that read a packed (quantised, f16 or sparse) weight as stored, rather than
     /// a dense f32 one.
@@ -166,7 +191,27 @@ impl MatMulKernel {
                 | MatMulKernel::Csr { .. }
                 | MatMulKernel::CsrWg { .. }
                 | MatMulKernel::Nm { .. }
+                | MatMulKernel::CsrTex { .. }
+                | MatMulKernel::BsrTex { .. }
         )
+    }
+
+    /// The sparse kernels, with their density threshold.
+    pub fn max_density_pct(&self) -> Option<u32> {
+        match *self {
+            MatMulKernel::Csr {
+                max_density_pct, ..
+            }
+            | MatMulKernel::CsrWg { max_density_pct }
+            | MatMulKernel::Nm {
+                max_density_pct, ..
+            }
+            | MatMulKernel::CsrTex {
+                max_density_pct, ..
+            }
+            | MatMulKernel::BsrTex { max_density_pct } => Some(max_density_pct),
+            _ => None,
+        }
     }
 }
 
@@ -210,6 +255,11 @@ impl KernelVariant for MatMulKernel {
                 max_density_pct,
             } => format!("nm-{tm}x1-d{max_density_pct}"),
             MatMulKernel::CsrWg { max_density_pct } => format!("csrwg-d{max_density_pct}"),
+            MatMulKernel::CsrTex {
+                tm,
+                max_density_pct,
+            } => format!("csrtex-{tm}x1-d{max_density_pct}"),
+            MatMulKernel::BsrTex { max_density_pct } => format!("bsrtex-d{max_density_pct}"),
             MatMulKernel::PackedKn {
                 tm,
                 tn4,
@@ -259,7 +309,14 @@ impl KernelVariant for MatMulKernel {
                 tm,
                 max_density_pct,
             } => matches!(tm, 1 | 2 | 4 | 8) && max_density_pct <= 100,
-            MatMulKernel::CsrWg { max_density_pct } => max_density_pct <= 100,
+            MatMulKernel::CsrWg { max_density_pct } | MatMulKernel::BsrTex { max_density_pct } => {
+                max_density_pct <= 100
+            }
+            // Named accumulators for 1, 2 or 4 rows of A.
+            MatMulKernel::CsrTex {
+                tm,
+                max_density_pct,
+            } => matches!(tm, 1 | 2 | 4) && max_density_pct <= 100,
         };
         if ok {
             Ok(())
@@ -407,16 +464,25 @@ static Q_WG: ShaderSource = crate::wgsl!(
 );
 
 /// Sparse weights read as stored (`ops/sparse.rs`): CSR and N:M.
-static SP_CSR: ShaderSource = crate::wgsl!("sparse/values.wgsl", "sparse/csr.wgsl"; [
+static SP_CSR: ShaderSource = crate::wgsl!("sparse/half.wgsl", "sparse/values.wgsl", "sparse/csr.wgsl"; [
     [("VALS", 0), ("TM", 1)], [("VALS", 1), ("TM", 4)], [("VALS", 2), ("TM", 2)]
 ]);
-static SP_CSR_WG: ShaderSource = crate::wgsl!("sparse/values.wgsl", "sparse/csr_wg.wgsl"; [
+static SP_CSR_WG: ShaderSource = crate::wgsl!("sparse/half.wgsl", "sparse/values.wgsl", "sparse/csr_wg.wgsl"; [
     [("VALS", 0)], [("VALS", 1)], [("VALS", 2)]
 ]);
-static SP_NM: ShaderSource = crate::wgsl!("sparse/values.wgsl", "sparse/nm.wgsl"; [
+static SP_NM: ShaderSource = crate::wgsl!("sparse/half.wgsl", "sparse/values.wgsl", "sparse/nm.wgsl"; [
     [("VALS", 0), ("TM", 1), ("NK", 2), ("MG", 4)], [("VALS", 1), ("TM", 4), ("NK", 4), ("MG", 8)],
     [("VALS", 2), ("TM", 2), ("NK", 1), ("MG", 1)]
 ]);
+/// Sparse weights on the texture path.
+static SP_CSR_TEX: ShaderSource = crate::wgsl!(
+    "sparse/half.wgsl", "sparse/tex_vals.wgsl", "sparse/csr_tex.wgsl";
+    [[("VALS", 0), ("TM", 1)], [("VALS", 1), ("TM", 2)], [("VALS", 2), ("TM", 4)]]
+);
+static SP_BSR_TEX: ShaderSource = crate::wgsl!(
+    "sparse/half.wgsl", "sparse/tex_vals.wgsl", "sparse/bsr_tex.wgsl";
+    [[("VALS", 0), ("R", 4)], [("VALS", 1), ("R", 1)], [("VALS", 2), ("R", 8)]]
+);
 
 impl OpFamily for MatMul {
     const FAMILY: &'static str = "matmul";
@@ -581,18 +647,40 @@ impl OpFamily for MatMul {
                 }
                 a_tex(xtex, &lay)
             }
-            MatMulKernel::Csr { .. } | MatMulKernel::CsrWg { .. } | MatMulKernel::Nm { .. } => {
+            MatMulKernel::Csr { .. }
+            | MatMulKernel::CsrWg { .. }
+            | MatMulKernel::Nm { .. }
+            | MatMulKernel::CsrTex { .. }
+            | MatMulKernel::BsrTex { .. } => {
+                use crate::format::SparseLayout;
                 let lay = self.sparse_layout(cx)?;
-                let csr = lay.layout == crate::format::SparseLayout::Csr;
-                if csr == matches!(k, MatMulKernel::Nm { .. }) {
+                let reads = match (k, lay.layout) {
+                    (
+                        MatMulKernel::Csr { .. }
+                        | MatMulKernel::CsrWg { .. }
+                        | MatMulKernel::CsrTex { .. },
+                        SparseLayout::Csr,
+                    )
+                    | (MatMulKernel::Nm { .. }, SparseLayout::NM { .. }) => true,
+                    (MatMulKernel::BsrTex { .. }, SparseLayout::Bsr { r, c }) => {
+                        matches!(r, 1 | 2 | 4 | 8) && c == 4
+                    }
+                    _ => false,
+                };
+                if !reads {
                     return Err(format!(
                         "kernel {} does not read {} weights",
                         k.name(),
                         cx.formats[1].label()
                     ));
                 }
-                // A, the weight's parts (row pointers for CSR), bias, residual, output.
-                let buffers = if csr { 8 } else { 7 };
+                // A, the weight's parts (row pointers for CSR), bias, residual, output; the
+                // texture kernels bind their pointers, scales, bias, residual and output.
+                let buffers = match (k, lay.layout) {
+                    (MatMulKernel::CsrTex { .. } | MatMulKernel::BsrTex { .. }, _) => 5,
+                    (_, SparseLayout::Csr) => 8,
+                    _ => 7,
+                };
                 if cx.device.limits.max_storage_buffers_per_stage < buffers {
                     return Err(format!(
                         "kernel {} binds {buffers} storage buffers",
@@ -602,6 +690,24 @@ impl OpFamily for MatMul {
                 let max = cx.device.limits.max_compute_workgroups_per_dimension as usize;
                 if matches!(k, MatMulKernel::CsrWg { .. }) && a_rows > max {
                     return Err(format!("{a_rows} rows of A exceed the workgroup grid"));
+                }
+                if let MatMulKernel::CsrTex { .. } | MatMulKernel::BsrTex { .. } = k {
+                    if self.trans_a {
+                        return Err("texture sparse kernels need an untransposed A".into());
+                    }
+                    let k4 = lay.cols.div_ceil(4);
+                    if !cx.tex_fits(k4, a_rows) {
+                        return Err("A's texture exceeds the device's 2-D texture size".into());
+                    }
+                    // Upper bound of the value texture (at most every entry stored, plus
+                    // 3 padding entries a row): f32 is the largest per texel.
+                    let quads = lay.rows * lay.cols / 4 + lay.rows;
+                    let h = SLayout::tex_height(quads / lay.quads_per_texel() + 1);
+                    if !cx.tex_fits(crate::ops::sparse::TEX_WIDTH, h) {
+                        return Err(
+                            "the weight's textures exceed the device's 2-D texture size".into()
+                        );
+                    }
                 }
                 Ok(())
             }
@@ -757,7 +863,7 @@ impl OpFamily for MatMul {
     /// threshold (see [`MatMul::select_sparse`]). Not tuned: the tuner times candidates on
     /// random, fully dense weights, where no threshold can be measured.
     fn choice_slots() -> Vec<&'static str> {
-        vec!["csr", "nm"]
+        vec!["csr", "bsr", "nm"]
     }
 
     fn shaders() -> Vec<&'static ShaderSource> {
@@ -797,6 +903,8 @@ impl OpFamily for MatMul {
             &SP_CSR,
             &SP_CSR_WG,
             &SP_NM,
+            &SP_CSR_TEX,
+            &SP_BSR_TEX,
         ]
     }
 
@@ -997,6 +1105,9 @@ impl MatMul {
         if let MatMulKernel::CsrWg { .. } = kernel {
             return self.lower_sparse(kernel, 1, cx);
         }
+        if let MatMulKernel::CsrTex { .. } | MatMulKernel::BsrTex { .. } = kernel {
+            return self.lower_sparse_tex(kernel, cx);
+        }
         if kernel.reads_packed() {
             return self.lower_packed(kernel, cx);
         }
@@ -1133,7 +1244,9 @@ impl MatMul {
             | MatMulKernel::Int8Act { .. }
             | MatMulKernel::Csr { .. }
             | MatMulKernel::CsrWg { .. }
-            | MatMulKernel::Nm { .. } => {
+            | MatMulKernel::Nm { .. }
+            | MatMulKernel::CsrTex { .. }
+            | MatMulKernel::BsrTex { .. } => {
                 unreachable!("lowered by lower_packed")
             }
             MatMulKernel::Bcast { tm, tn4 } | MatMulKernel::Tex { tm, tn4 } => {
@@ -1514,6 +1627,7 @@ impl MatMul {
         let a = cx.shape(0);
         let rows = crate::tensor::numel(&a[..a.len() - 1]);
         let tm = if rows == 1 { 1 } else { 4 };
+        let texture = |k: MatMulKernel| Some(k).filter(|k| self.fits(k, cx).is_ok());
         let (slot, default, density) = match lay.layout {
             crate::format::SparseLayout::NM { n, m } => (
                 "nm",
@@ -1523,12 +1637,25 @@ impl MatMul {
                 },
                 n as f32 / m as f32,
             ),
-            _ => (
+            crate::format::SparseLayout::Bsr { .. } => (
+                "bsr",
+                MatMulKernel::BsrTex {
+                    max_density_pct: DEFAULT_BSR_PCT,
+                },
+                cx.density(1)?,
+            ),
+            crate::format::SparseLayout::Csr => (
                 "csr",
-                MatMulKernel::Csr {
+                // The texture path where it fits (the A and weight textures within the
+                // device's texture size), else the storage one.
+                texture(MatMulKernel::CsrTex {
                     tm,
                     max_density_pct: DEFAULT_CSR_PCT,
-                },
+                })
+                .unwrap_or(MatMulKernel::Csr {
+                    tm,
+                    max_density_pct: DEFAULT_CSR_PCT,
+                }),
                 cx.density(1)?,
             ),
         };
@@ -1536,19 +1663,94 @@ impl MatMul {
             .tuned::<Self>(slot)
             .filter(|k| self.fits(k, cx).is_ok())
             .unwrap_or(default);
-        let (MatMulKernel::CsrWg { max_density_pct }
-        | MatMulKernel::Csr {
-            max_density_pct, ..
-        }
-        | MatMulKernel::Nm {
-            max_density_pct, ..
-        }) = k
-        else {
-            return None;
-        };
+        let max_density_pct = k.max_density_pct()?;
         // Compared in percent with a little slack for the rounding of nnz / (N * K).
         let sparse_enough = density * 100.0 <= max_density_pct as f32 + 1e-3;
         (sparse_enough && self.fits(&k, cx).is_ok()).then_some(k)
+    }
+
+    /// The texture-path sparse kernels: A copied to an rgba32float texture each run, then one
+    /// dispatch reading the weight's texture layout (`ops/sparse.rs`).
+    fn lower_sparse_tex(&self, kernel: MatMulKernel, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        use crate::format::SparseLayout;
+        kernel
+            .check()
+            .map_err(|e| unsupported("matmul", format!("kernel {}: {e}", kernel.name())))?;
+        if !cx.is_const[1] || !self.trans_b || cx.in_shapes[1].len() != 2 || self.trans_a {
+            return Err(unsupported(
+                "matmul",
+                "texture sparse kernels read a constant [N, K] weight (trans_b) and an \
+                 untransposed A",
+            ));
+        }
+        let lay =
+            SLayout::of(&cx.formats[1], &cx.in_shapes[1]).map_err(|e| unsupported("matmul", e))?;
+        let p = self.params(&cx.in_shapes[0], &cx.in_shapes[1]);
+        let [bias, res] = super::epilogue_binds(self.bias, self.residual);
+        let k4 = p.k.div_ceil(4);
+        let rows = p.batch * p.m;
+        let to_tex = Dispatch {
+            shader: ShaderKey::new(&TO_TEXTURE, &[]),
+            overrides: Activation::None.overrides(),
+            params: vec![rows, p.k, k4, 0],
+            bindings: vec![
+                Bind::Input(0),
+                Bind::ScratchStore(0, k4, rows, super::TexFormat::Rgba32F),
+            ],
+            workgroups: [k4.div_ceil(64), rows, 1],
+        };
+        let params = vec![p.m, p.n, p.k, p.batch, p.has_bias, p.has_res, 0, 0];
+        let (file, consts, wg, binds) = match (kernel, lay.layout) {
+            (MatMulKernel::CsrTex { tm, .. }, SparseLayout::Csr) => (
+                &SP_CSR_TEX,
+                vec![("VALS", lay.vals), ("TM", tm)],
+                [
+                    div_ceil(p.n as usize, 64),
+                    div_ceil(p.m as usize, tm as usize),
+                    p.batch,
+                ],
+                [
+                    Bind::Sparse(1, SPart::Groups),
+                    Bind::SparseTex(1, SPart::GroupCols),
+                    Bind::SparseTex(1, SPart::GroupVals),
+                ],
+            ),
+            (MatMulKernel::BsrTex { .. }, SparseLayout::Bsr { r, c: 4 }) => (
+                &SP_BSR_TEX,
+                vec![("VALS", lay.vals), ("R", super::word(r))],
+                [div_ceil(p.n as usize / r, 64), p.m, p.batch],
+                [
+                    Bind::Sparse(1, SPart::Indptr),
+                    Bind::SparseTex(1, SPart::Indices),
+                    Bind::SparseTex(1, SPart::Values),
+                ],
+            ),
+            _ => {
+                return Err(unsupported(
+                    "matmul",
+                    format!(
+                        "kernel {} does not read {} weights",
+                        kernel.name(),
+                        cx.formats[1].label()
+                    ),
+                ))
+            }
+        };
+        check_grid("matmul", wg, cx.max_workgroups)?;
+        check_grid("matmul", to_tex.workgroups, cx.max_workgroups)?;
+        let mut bindings = vec![Bind::ScratchRead(0)];
+        bindings.extend(binds);
+        bindings.extend([Bind::Sparse(1, SPart::Scales), bias, res, Bind::Output]);
+        Ok(vec![
+            to_tex,
+            Dispatch {
+                shader: ShaderKey::new(file, &consts),
+                overrides: self.act.overrides(),
+                params,
+                bindings,
+                workgroups: wg,
+            },
+        ])
     }
 
     fn lower_sparse(&self, kernel: MatMulKernel, tm: u32, cx: &LowerCtx) -> Result<Vec<Dispatch>> {

@@ -551,6 +551,9 @@ pub enum Bind {
     QuantTexNorm(usize),
     /// A part of sparse weight input `i`, read as stored (see [`sparse`]).
     Sparse(usize, sparse::SPart),
+    /// A part of sparse weight input `i` as an rgba32uint texture [`sparse::TEX_WIDTH`] texels
+    /// wide (the texture layout of `ops/sparse.rs`).
+    SparseTex(usize, sparse::SPart),
     /// The node's output.
     Output,
     /// Node-private scratch texture `i` (`w` x `h` texels), written as a storage texture by one
@@ -560,6 +563,22 @@ pub enum Bind {
     ScratchRead(usize),
     /// An unused optional operand (the shader reads it only behind a flag that is off).
     Dummy,
+}
+
+impl Bind {
+    /// Whether the binding is a storage buffer (counted against the device's storage
+    /// buffers per stage), not a texture.
+    pub fn is_buffer(&self) -> bool {
+        !matches!(
+            self,
+            Bind::Texture(..)
+                | Bind::QuantTex(..)
+                | Bind::QuantTexNorm(..)
+                | Bind::SparseTex(..)
+                | Bind::ScratchStore(..)
+                | Bind::ScratchRead(..)
+        )
+    }
 }
 
 /// One compute dispatch, as plain data: the GPU executor turns it into a pipeline + bind group.

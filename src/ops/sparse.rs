@@ -11,8 +11,20 @@
 //! - `scales` (i8 values only): the per-row f32 scales; other value types bind a one-word
 //!   stand-in the shader never reads.
 //!
-//! So the device holds the stored bytes plus at most 3 bytes per part. BSR is not read as
-//! stored yet (it is decoded for the dense kernels, and the plan says so).
+//! So the device holds the stored bytes plus at most 3 bytes per part.
+//!
+//! Texture layout (`Bind::SparseTex`, the `csrtex` and `bsrtex` kernels): parts go up as
+//! rgba32uint textures (16 bytes a texel) of one row when they have at most [`TEX_WIDTH`]
+//! texels, else rows of [`TEX_WIDTH`] (the last one zero-padded), because on CPU adapters
+//! texture loads are vector gathers and storage loads with computed offsets are not, and real
+//! GPUs read them through the texture cache.
+//! - CSR is re-laid once at upload: each row's entries are cut into groups of 4 (the last one
+//!   padded with zero values at column 0), [`SPart::Groups`] (u32 `[rows + 1]`, a storage
+//!   buffer) holds each row's first group, [`SPart::GroupCols`] a group's 4 columns per texel,
+//!   [`SPart::GroupVals`] its values in the stored type (f32: a texel a group; f16: two groups;
+//!   i8: four). At most 3 padding entries a row.
+//! - BSR with 4-column blocks goes up as stored: `indices` (block columns) and `values` (row
+//!   `i` of block `b` is value quad `b * r + i`) as textures, `indptr` as a storage buffer.
 
 use crate::error::{Error, Result};
 use crate::format::{matrix_dims, SparseLayout, SparseValues, WeightFormat, WeightParts};
@@ -29,14 +41,24 @@ pub enum SPart {
     Values,
     /// Per-row f32 scales of i8 values.
     Scales,
+    /// Texture layout of CSR: each row's first group of 4 entries (u32 `[rows + 1]`).
+    Groups,
+    /// Texture layout of CSR: the 4 columns of each group (one texel a group).
+    GroupCols,
+    /// Texture layout of CSR: the 4 values of each group, in the stored value type.
+    GroupVals,
 }
+
+/// Width in texels of the sparse weight textures (a row of 32 KiB); their height is the part's
+/// texels over this, checked against the device's 2-D texture size by the kernels' fit checks.
+pub const TEX_WIDTH: usize = 2048;
 
 /// What a sparse kernel needs to know about a weight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SLayout {
     pub rows: usize,
     pub cols: usize,
-    /// The layout: CSR or N:M (BSR is not read directly).
+    /// The layout: CSR, BSR or N:M.
     pub layout: SparseLayout,
     /// Value decoder: 0 f32, 1 f16, 2 i8 with row scales (the shader's `VALS`).
     pub vals: u32,
@@ -54,6 +76,7 @@ impl SLayout {
         match s.layout {
             SparseLayout::Csr => {}
             SparseLayout::NM { m, .. } if cols.is_multiple_of(m) => {}
+            SparseLayout::Bsr { r, c } if rows.is_multiple_of(r) && cols.is_multiple_of(c) => {}
             _ => {
                 return Err(format!(
                     "no sparse kernel reads {} weights of shape {shape:?}",
@@ -72,6 +95,17 @@ impl SLayout {
             layout: s.layout,
             vals,
         })
+    }
+
+    /// Quads of values (a CSR group, a BSR block row) per texel of the texture layout's value
+    /// stream: 1 (f32), 2 (f16), 4 (i8).
+    pub fn quads_per_texel(&self) -> usize {
+        1 << self.vals
+    }
+
+    /// The texture height a part of `texels` texels needs.
+    pub fn tex_height(texels: usize) -> usize {
+        texels.div_ceil(TEX_WIDTH).max(1)
     }
 
     /// Kept slots per row of an N:M weight (`cols / m * n`; 0 for CSR).
@@ -140,9 +174,22 @@ pub fn pack_part(
         bytemuck::pod_collect_to_vec(&b)
     };
     let csr = lay.layout == SparseLayout::Csr;
+    let nm = matches!(lay.layout, SparseLayout::NM { .. });
+    if matches!(part, SPart::Groups | SPart::GroupCols | SPart::GroupVals) {
+        if !csr {
+            return Err(bad(format!(
+                "{part:?} is a part of CSR's texture layout only"
+            )));
+        }
+        let ptr: Vec<i32> = bytemuck::pod_collect_to_vec(get("indptr", &[DType::I32])?.bytes());
+        let idx: Vec<i32> = bytemuck::pod_collect_to_vec(get("indices", &[DType::I32])?.bytes());
+        let dt = [DType::F32, DType::F16, DType::I8][lay.vals as usize];
+        let vals = get("values", &[dt])?;
+        return Ok(csr_groups(part, &ptr, &idx, vals.bytes(), lay.vals));
+    }
     Ok(match part {
-        SPart::Indptr if csr => words_of(get("indptr", &[DType::I32])?.bytes()),
-        SPart::Indices if csr => words_of(get("indices", &[DType::I32])?.bytes()),
+        SPart::Indptr if !nm => words_of(get("indptr", &[DType::I32])?.bytes()),
+        SPart::Indices if !nm => words_of(get("indices", &[DType::I32])?.bytes()),
         SPart::Indices => words_of(get("indices", &[DType::U8])?.bytes()),
         SPart::Values => {
             let dt = [DType::F32, DType::F16, DType::I8][lay.vals as usize];
@@ -152,4 +199,39 @@ pub fn pack_part(
         // Formats without the part bind a one-word stand-in the shader never reads.
         _ => vec![0],
     })
+}
+
+/// CSR's texture layout (module docs): rows cut into groups of 4 entries, the last padded
+/// with zeros at column 0. `vals` is 0 f32, 1 f16, 2 i8 (bytes per value 4, 2, 1). The parts
+/// were validated at load (pointers increase, columns in range).
+fn csr_groups(part: SPart, ptr: &[i32], idx: &[i32], vals: &[u8], vals_kind: u32) -> Vec<u32> {
+    let vb = [4usize, 2, 1][vals_kind as usize];
+    let rows = ptr.len().saturating_sub(1);
+    let mut groups = Vec::with_capacity(rows + 1);
+    groups.push(0u32);
+    let (mut cols, mut bytes) = (Vec::new(), Vec::new());
+    for r in 0..rows {
+        let (a, b) = (ptr[r].max(0) as usize, ptr[r + 1].max(0) as usize);
+        let n = b.saturating_sub(a);
+        let padded = n.div_ceil(4) * 4;
+        if part == SPart::GroupCols {
+            cols.extend(idx[a..b].iter().map(|&c| c as u32));
+            cols.resize(cols.len() + padded - n, 0);
+        } else if part == SPart::GroupVals {
+            bytes.extend_from_slice(&vals[a * vb..b * vb]);
+            bytes.resize(bytes.len() + (padded - n) * vb, 0);
+        }
+        groups.push(groups[r] + (padded / 4) as u32);
+    }
+    match part {
+        SPart::Groups => groups,
+        SPart::GroupCols => {
+            cols.resize(cols.len().max(4), 0);
+            cols
+        }
+        _ => {
+            bytes.resize(bytes.len().div_ceil(16).max(1) * 16, 0);
+            bytemuck::pod_collect_to_vec(&bytes)
+        }
+    }
 }

@@ -364,10 +364,11 @@ impl Plan {
         }
         for n in &self.nodes {
             for d in &n.dispatches {
-                if d.bindings.len() as u32 > l.max_storage_buffers_per_stage {
+                let buffers = d.bindings.iter().filter(|b| b.is_buffer()).count();
+                if buffers as u32 > l.max_storage_buffers_per_stage {
                     return Err(Error::DeviceLimit {
                         what: format!("storage buffers of node '{}'", n.name),
-                        needed: d.bindings.len() as u64,
+                        needed: buffers as u64,
                         max: l.max_storage_buffers_per_stage as u64,
                     });
                 }
