@@ -424,11 +424,7 @@ fn decode_planned(
     plan: &Plan,
     weights: &mut std::collections::BTreeMap<String, Tensor>,
 ) -> Result<()> {
-    for v in plan.values.iter().filter(|v| v.decoded) {
-        let dense = v.format.decode(&v.name, &v.shape, weights)?;
-        weights.insert(v.name.clone(), dense);
-    }
-    Ok(())
+    plan.decode_weights(weights)
 }
 
 fn over_budget(what: String, needed: u64, budget: u64) -> Error {

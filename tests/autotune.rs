@@ -76,11 +76,44 @@ fn tuned_choices_are_cached_and_overridable() {
     std::env::remove_var("WGEDGE_KERNELS");
     std::fs::remove_dir_all(&dir).ok();
 
-    // Every tuned choice is one of its slot's candidates, and every slot was tuned.
+    // Every tuned choice is one of its slot's candidates (a crossover slot's with its
+    // measured density threshold, a percentage at one of the slot's points or 0), and every
+    // slot was tuned.
     let slots = Op::tune_slots();
     for s in &slots {
         let got = &tuned.choices[s.family][s.slot];
-        assert!(s.candidates.contains(got), "{}/{}: {got}", s.family, s.slot);
+        if s.crossover.is_empty() {
+            assert!(s.candidates.contains(got), "{}/{}: {got}", s.family, s.slot);
+            continue;
+        }
+        let mut bare = got.clone();
+        let pct = bare
+            .as_object_mut()
+            .unwrap()
+            .remove(wgedge::ops::CROSSOVER_FIELD)
+            .and_then(|v| v.as_u64())
+            .unwrap();
+        let points: Vec<u64> = (s.crossover.iter())
+            .map(|(d, _)| (d * 100.0).floor() as u64)
+            .collect();
+        assert!(
+            pct == 0 || points.contains(&pct),
+            "{}/{}: threshold {pct} is not one of {points:?}",
+            s.family,
+            s.slot
+        );
+        assert!(
+            s.candidates.iter().any(|c| {
+                let mut c = c.clone();
+                c.as_object_mut()
+                    .unwrap()
+                    .remove(wgedge::ops::CROSSOVER_FIELD);
+                c == bare
+            }),
+            "{}/{}: {got}",
+            s.family,
+            s.slot
+        );
     }
     let n: usize = tuned.choices.values().map(|m| m.len()).sum();
     assert_eq!(n, slots.len());

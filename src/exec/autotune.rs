@@ -7,9 +7,10 @@
 //! variant makes machines that tuned before tune again by themselves.
 
 use crate::error::Result;
+use crate::format::{SparseLayout, WeightFormat};
 use crate::gpu::GpuContext;
 use crate::graph::GraphBuilder;
-use crate::ops::{Op, TuneSlot};
+use crate::ops::{Op, TuneSlot, CROSSOVER_FIELD};
 use crate::profile::TunedChoices;
 use crate::tensor::Tensor;
 use std::sync::Arc;
@@ -41,11 +42,12 @@ pub fn candidates_checksum() -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for s in Op::tune_slots() {
         let text = format!(
-            "{}/{}:{}:{}",
+            "{}/{}:{}:{}:{}",
             s.family,
             s.slot,
             serde_json::json!(s.candidates),
-            serde_json::json!(s.formats)
+            serde_json::json!(s.formats),
+            serde_json::json!(s.crossover)
         );
         for b in text.bytes() {
             h ^= b as u64;
@@ -53,6 +55,24 @@ pub fn candidates_checksum() -> u64 {
         }
     }
     h
+}
+
+/// A sparse kernel's serde form without its density threshold.
+fn without_threshold(v: &serde_json::Value) -> serde_json::Value {
+    let mut v = v.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove(CROSSOVER_FIELD);
+    }
+    v
+}
+
+/// The same kernel with density threshold `pct`.
+fn with_threshold(v: &serde_json::Value, pct: u32) -> serde_json::Value {
+    let mut v = v.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.insert(CROSSOVER_FIELD.into(), pct.into());
+    }
+    v
 }
 
 /// Keeps the entries of a cached file that are still candidates of a known slot; says why each
@@ -63,10 +83,18 @@ fn filter_cached(c: TunedChoices, notices: &mut Vec<String>) -> TunedChoices {
     let mut out = TunedChoices::new();
     for (family, entries) in c {
         for (slot, v) in entries {
+            // A crossover slot's entry is a candidate with its measured threshold.
             let known = slots
                 .iter()
                 .find(|s| s.family == family && s.slot == slot)
-                .is_some_and(|s| s.candidates.contains(&v));
+                .is_some_and(|s| {
+                    if s.crossover.is_empty() {
+                        s.candidates.contains(&v)
+                    } else {
+                        let bare = without_threshold(&v);
+                        s.candidates.iter().any(|c| without_threshold(c) == bare)
+                    }
+                });
             match Op::check_choice(&family, &slot, &v) {
                 Ok(_) if known => {
                     out.entry(family.clone()).or_default().insert(slot, v);
@@ -123,8 +151,70 @@ pub async fn choices(ctx: &Arc<GpuContext>) -> Result<Tuned> {
     }
 }
 
-/// The one-node graph a slot is timed on (random constants).
+/// The one-node graph a slot is timed on (random constants; for a crossover slot, its first
+/// point's density and format).
 pub fn workload(slot: &TuneSlot) -> GraphBuilder {
+    match slot.crossover.first() {
+        Some((d, f)) => workload_at(slot, *d, f),
+        None => workload_with(slot, &slot.formats, 1.0),
+    }
+}
+
+/// The slot's graph with its constants pruned to about `density` (by the format's blocks: an
+/// entry for CSR, an r x c block for BSR, n of every m for N:M) and stored in `format`.
+pub fn workload_at(slot: &TuneSlot, density: f32, format: &WeightFormat) -> GraphBuilder {
+    let formats: Vec<WeightFormat> = (slot.inputs.iter())
+        .map(|(_, c)| {
+            if *c {
+                format.clone()
+            } else {
+                WeightFormat::Dense
+            }
+        })
+        .collect();
+    workload_with(slot, &formats, density)
+}
+
+/// Zeroes all but about `density` of `w`'s `[rows, cols]` entries, whole blocks of the sparse
+/// `format` at a time, chosen at random (seeded); N:M keeps the n largest of every m.
+fn prune_for(w: Tensor, density: f32, format: &WeightFormat) -> Tensor {
+    let WeightFormat::Sparse(s) = format else {
+        return w;
+    };
+    let shape = w.shape().to_vec();
+    let (r, c) = match s.layout {
+        SparseLayout::NM { n, m } => {
+            return crate::format::prune_nm(&w, n, m).unwrap_or(w);
+        }
+        SparseLayout::Csr => (1, 1),
+        SparseLayout::Bsr { r, c } => (r, c),
+    };
+    let Ok((rows, cols)) = crate::format::matrix_dims(&shape) else {
+        return w;
+    };
+    let Ok(v) = w.f32s("tune weight") else {
+        return w;
+    };
+    let keep = Tensor::random(&[rows.div_ceil(r) * cols.div_ceil(c)], 99);
+    let Ok(k) = keep.f32s("mask") else {
+        return w;
+    };
+    let bcols = cols.div_ceil(c);
+    let out: Vec<f32> = (0..rows * cols)
+        .map(|i| {
+            let b = i / cols / r * bcols + i % cols / c;
+            // Tensor::random is uniform in [-1, 1).
+            if (k[b] + 1.0) / 2.0 < density {
+                v[i]
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    Tensor::new(&shape, out).unwrap_or(w)
+}
+
+fn workload_with(slot: &TuneSlot, formats: &[WeightFormat], density: f32) -> GraphBuilder {
     let mut b = GraphBuilder::new();
     let names: Vec<String> = slot
         .inputs
@@ -132,9 +222,9 @@ pub fn workload(slot: &TuneSlot) -> GraphBuilder {
         .enumerate()
         .map(|(i, (shape, constant))| {
             let name = format!("x{i}");
-            let format = slot.formats.get(i).cloned().unwrap_or_default();
+            let format = formats.get(i).cloned().unwrap_or_default();
             if *constant && !format.is_dense() {
-                let w = Tensor::random(shape, 7 + i as u64);
+                let w = prune_for(Tensor::random(shape, 7 + i as u64), density, &format);
                 b.weight_packed(&name, &w, format)
                     .expect("tune slots name formats their shapes can hold")
             } else if *constant {
@@ -184,8 +274,7 @@ pub fn cache_path(ctx: &GpuContext) -> Option<std::path::PathBuf> {
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
-    use super::workload;
-    use super::Tuned;
+    use super::{with_threshold, workload, workload_at, Tuned};
     use crate::error::Result;
     use crate::exec::GpuExecutor;
     use crate::gpu::GpuContext;
@@ -203,7 +292,7 @@ mod native {
         kernels: TunedChoices,
         int8_activations: bool,
     ) -> Result<(f64, String)> {
-        let (g, w) = b.build()?;
+        let (g, mut w) = b.build()?;
         let mut profile = ctx.profile.clone();
         profile.kernels = kernels;
         profile.int8_activations = int8_activations;
@@ -212,6 +301,7 @@ mod native {
             cpu_fallback: false,
         };
         let plan = Plan::new(&g, &w, Some(&profile), opts)?;
+        plan.decode_weights(&mut w)?;
         let exec = pollster::block_on(GpuExecutor::new(ctx.clone(), &plan, &w))?;
         exec.run_resident(1)?; // warm-up: pipeline compile, first-touch
         let mut times = Vec::new();
@@ -230,11 +320,21 @@ mod native {
         let mut out = Tuned::default();
         for slot in Op::tune_slots() {
             let mut best: Option<(f64, &serde_json::Value)> = None;
-            for (cand, name) in slot.candidates.iter().zip(&slot.names) {
-                let mut c = TunedChoices::new();
+            // Crossover slots time against the dense kernels tuned so far.
+            let base = if slot.crossover.is_empty() {
+                TunedChoices::new()
+            } else {
+                out.choices.clone()
+            };
+            let choose = |v: &serde_json::Value| {
+                let mut c = base.clone();
                 c.entry(slot.family.to_string())
                     .or_default()
-                    .insert(slot.slot.to_string(), cand.clone());
+                    .insert(slot.slot.to_string(), v.clone());
+                c
+            };
+            for (cand, name) in slot.candidates.iter().zip(&slot.names) {
+                let c = choose(cand);
                 match time_variant(ctx, workload(&slot), c, slot.int8_activations) {
                     // Another kernel ran: the candidate does not fit this adapter (a feature
                     // it lacks); timing the stand-in would crown a kernel that never runs.
@@ -247,12 +347,37 @@ mod native {
                     )),
                 }
             }
-            if let Some((_, k)) = best {
-                out.choices
-                    .entry(slot.family.to_string())
-                    .or_default()
-                    .insert(slot.slot.to_string(), k.clone());
+            let Some((_, k)) = best else { continue };
+            let mut k = k.clone();
+            if !slot.crossover.is_empty() {
+                // Sparse (threshold 100) against dense (threshold 0: the weight decoded) on the
+                // same weight at each density, sparsest first; the threshold is the last
+                // density where sparse still won.
+                let mut points = slot.crossover.clone();
+                points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let mut pct = 0u32;
+                for (d, f) in &points {
+                    let b = || workload_at(&slot, *d, f);
+                    let sparse = time_variant(ctx, b(), choose(&with_threshold(&k, 100)), false);
+                    let dense = time_variant(ctx, b(), choose(&with_threshold(&k, 0)), false);
+                    match (sparse, dense) {
+                        (Ok((ts, _)), Ok((td, _))) if ts < td => pct = (d * 100.0).floor() as u32,
+                        (Ok(_), Ok(_)) => break,
+                        (Err(e), _) | (_, Err(e)) => {
+                            out.notices.push(format!(
+                                "autotune: {}/{} crossover at density {d} failed: {e}",
+                                slot.family, slot.slot
+                            ));
+                            break;
+                        }
+                    }
+                }
+                k = with_threshold(&k, pct);
             }
+            out.choices
+                .entry(slot.family.to_string())
+                .or_default()
+                .insert(slot.slot.to_string(), k);
         }
         Ok(out)
     }

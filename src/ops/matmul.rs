@@ -175,6 +175,75 @@ fn default_bsr_pct() -> u32 {
     DEFAULT_BSR_PCT
 }
 
+/// The sparse slots, tuned with a crossover (see [`TuneSlot::crossover`]): per layout, one
+/// slot for a single row of A (`csr`, `bsr`, `nm`: SpMV, 1024 x 1024) and one for batches
+/// (`csr_batch`, ...: 16 rows), since the crossover moves with the rows that share a weight
+/// load. Candidates run at any density (threshold 100) while being timed.
+fn sparse_slots(
+    linear: MatMul,
+    lin_inputs: impl Fn(usize, usize, usize) -> Vec<(Vec<usize>, bool)>,
+) -> Vec<TuneSlot> {
+    use crate::format::{SparseLayout, SparseSpec, SparseValues, WeightFormat};
+    let fmt = |layout| {
+        WeightFormat::Sparse(SparseSpec {
+            layout,
+            values: SparseValues::F32,
+        })
+    };
+    let ladder = |layout, ds: &[f32]| ds.iter().map(|&d| (d, fmt(layout))).collect::<Vec<_>>();
+    let csr = ladder(SparseLayout::Csr, &[0.1, 0.02, 0.05, 0.2, 0.3, 0.5, 0.7]);
+    let bsr = ladder(
+        SparseLayout::Bsr { r: 4, c: 4 },
+        &[0.1, 0.05, 0.2, 0.3, 0.5, 0.7, 0.9],
+    );
+    let nm: Vec<(f32, WeightFormat)> = [(1, 8), (1, 4), (2, 4), (3, 4)]
+        .iter()
+        .map(|&(n, m)| (n as f32 / m as f32, fmt(SparseLayout::NM { n, m })))
+        .collect();
+    let any = 100;
+    let csr_k = |tms: &[u32], wg: bool| {
+        let mut v = Vec::new();
+        for &tm in tms {
+            v.push(MatMulKernel::CsrTex {
+                tm: tm.min(4),
+                max_density_pct: any,
+            });
+            v.push(MatMulKernel::Csr {
+                tm,
+                max_density_pct: any,
+            });
+        }
+        if wg {
+            v.push(MatMulKernel::CsrWg {
+                max_density_pct: any,
+            });
+        }
+        v.dedup();
+        v
+    };
+    let bsr_k = vec![MatMulKernel::BsrTex {
+        max_density_pct: any,
+    }];
+    let nm_k = |tms: &[u32]| -> Vec<MatMulKernel> {
+        tms.iter()
+            .map(|&tm| MatMulKernel::Nm {
+                tm,
+                max_density_pct: any,
+            })
+            .collect()
+    };
+    let one = || lin_inputs(1, 1024, 1024);
+    let batch = || lin_inputs(16, 512, 512);
+    vec![
+        TuneSlot::new("csr", csr_k(&[1], true), linear, one()).with_crossover(csr.clone()),
+        TuneSlot::new("csr_batch", csr_k(&[2, 4, 8], false), linear, batch()).with_crossover(csr),
+        TuneSlot::new("bsr", bsr_k.clone(), linear, one()).with_crossover(bsr.clone()),
+        TuneSlot::new("bsr_batch", bsr_k, linear, batch()).with_crossover(bsr),
+        TuneSlot::new("nm", nm_k(&[1]), linear, one()).with_crossover(nm.clone()),
+        TuneSlot::new("nm_batch", nm_k(&[2, 4, 8]), linear, batch()).with_crossover(nm),
+    ]
+}
+
 impl MatMulKernel {
     /// The kernels that read a packed (quantised, f16 or sparse) weight as stored, rather than
     /// a dense f32 one.
@@ -840,7 +909,7 @@ impl OpFamily for MatMul {
             crate::format::WeightFormat::Dense,
             crate::format::WeightFormat::Half,
         ];
-        vec![
+        let mut slots = vec![
             TuneSlot::new("qgemv_f16", f16v, linear, lin_inputs(1, 1024, 4096))
                 .with_formats(half_formats),
             qi8_slot,
@@ -856,14 +925,9 @@ impl OpFamily for MatMul {
                 trans_a,
                 vec![(vec![127, 96], false), (vec![127, 96], false)],
             ),
-        ]
-    }
-
-    /// The sparse kernels' slots (`csr`, `nm`): a choice there sets the block and the density
-    /// threshold (see [`MatMul::select_sparse`]). Not tuned: the tuner times candidates on
-    /// random, fully dense weights, where no threshold can be measured.
-    fn choice_slots() -> Vec<&'static str> {
-        vec!["csr", "bsr", "nm"]
+        ];
+        slots.extend(sparse_slots(linear, lin_inputs));
+        slots
     }
 
     fn shaders() -> Vec<&'static ShaderSource> {
@@ -1607,18 +1671,21 @@ impl MatMul {
         SLayout::of(&cx.formats[1], cx.shape(1))
     }
 
-    /// The sparse kernel for a CSR or N:M weight, or `None` (the plan then decodes the weight
-    /// to f32 and runs a dense kernel, and says so in the plan).
+    /// The sparse kernel for a CSR, BSR or N:M weight, or `None` (the plan then decodes the
+    /// weight to f32 and runs a dense kernel, and says so in the plan).
     ///
-    /// Decision rule: the kernel is the choice in the layout's slot (`csr` or `nm`, given by
-    /// `SessionOptions::kernels`; these slots are not autotuned, see
-    /// [`OpFamily::choice_slots`]) when it fits, else `csr-{1|4}x1` / `nm-{1|4}x1` (one or four
-    /// rows of A per invocation; `csrwg` only when chosen) with the default thresholds
-    /// [`DEFAULT_CSR_PCT`] and [`DEFAULT_NM_PCT`], measured on lavapipe. It runs only when the
-    /// weight's density (CSR: nnz / (N * K), from the last row pointer, passed by the plan in
-    /// [`SelectCtx::density`]; N:M: n / m) is at most the choice's `max_density_pct` percent;
-    /// a denser (or unknown-density CSR) weight takes the dense kernels. Forcing a sparse
-    /// kernel on any density: a choice with `max_density_pct: 100`; disabling: 0.
+    /// Decision rule: the kernel is the choice in the layout's slot when it fits — `csr`,
+    /// `bsr`, `nm` for one row of A, `csr_batch`, `bsr_batch`, `nm_batch` (falling back to the
+    /// one-row slot) for more — else a default: `csrtex` where its textures fit (else `csr`),
+    /// `bsrtex`, `nm`, one or four rows of A per invocation, with the default thresholds
+    /// [`DEFAULT_CSR_PCT`], [`DEFAULT_BSR_PCT`], [`DEFAULT_NM_PCT`]. Autotune fills these slots
+    /// per adapter with the fastest sparse kernel and the measured crossover: the largest
+    /// density at which it still beat the dense kernels on the same weight
+    /// ([`TuneSlot::crossover`]). The kernel runs only when the weight's density (CSR: nnz /
+    /// (N * K), from the last row pointer; BSR: stored blocks' entries; passed by the plan in
+    /// [`SelectCtx::density`]; N:M: n / m) is at most the choice's `max_density_pct`; a denser
+    /// (or unknown-density) weight takes the dense kernels. Forcing a sparse kernel on any
+    /// density: a choice with `max_density_pct: 100`; disabling: 0.
     pub fn select_sparse(&self, cx: &SelectCtx) -> Option<MatMulKernel> {
         if cx.device.naive_only {
             return None;
@@ -1659,8 +1726,16 @@ impl MatMul {
                 cx.density(1)?,
             ),
         };
-        let k = cx
-            .tuned::<Self>(slot)
+        // Batches read the `_batch` slot, falling back to the one-row slot (a user's choice
+        // in `csr` applies to both).
+        let batch_slot = format!("{slot}_batch");
+        let tuned = if rows > 1 {
+            cx.tuned::<Self>(&batch_slot)
+                .or_else(|| cx.tuned::<Self>(slot))
+        } else {
+            cx.tuned::<Self>(slot)
+        };
+        let k = tuned
             .filter(|k| self.fits(k, cx).is_ok())
             .unwrap_or(default);
         let max_density_pct = k.max_density_pct()?;

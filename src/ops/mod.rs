@@ -322,7 +322,17 @@ pub struct TuneSlot {
     pub formats: Vec<WeightFormat>,
     /// Time the slot with int8 activations on (see `DeviceProfile::int8_activations`).
     pub int8_activations: bool,
+    /// Sparse slots: weight densities, each with the sparse format the constant is stored in
+    /// there. The best candidate (timed at the first point) is then timed at every point
+    /// against the dense kernels on the same weight decoded, and the choice's
+    /// [`CROSSOVER_FIELD`] becomes the largest density (percent) up to which the sparse kernel
+    /// won at every point (0: it never won). Empty for ordinary slots.
+    pub crossover: Vec<(f32, WeightFormat)>,
 }
+
+/// The field of a sparse kernel's serde form that holds its density threshold (percent),
+/// which autotune sets for slots with a [`TuneSlot::crossover`].
+pub const CROSSOVER_FIELD: &str = "max_density_pct";
 
 impl TuneSlot {
     pub fn new<F: OpFamily>(
@@ -341,6 +351,7 @@ impl TuneSlot {
                 .collect(),
             formats: vec![WeightFormat::Dense; inputs.len()],
             int8_activations: false,
+            crossover: Vec::new(),
             op: op.into(),
             inputs,
         }
@@ -349,6 +360,20 @@ impl TuneSlot {
     /// The same slot timed with its constants stored in these formats (packed-weight kernels).
     pub fn with_formats(mut self, formats: Vec<WeightFormat>) -> TuneSlot {
         self.formats = formats;
+        self
+    }
+
+    /// A sparse slot whose density threshold is measured at these points (see
+    /// [`TuneSlot::crossover`]); the weight's format is the first point's.
+    pub fn with_crossover(mut self, points: Vec<(f32, WeightFormat)>) -> TuneSlot {
+        if let Some((_, f)) = points.first() {
+            for (fmt, (_, c)) in self.formats.iter_mut().zip(&self.inputs) {
+                if *c {
+                    *fmt = f.clone();
+                }
+            }
+        }
+        self.crossover = points;
         self
     }
 }

@@ -342,6 +342,16 @@ impl Plan {
             .collect()
     }
 
+    /// Decodes to f32 (under the weight's own name) the packed weights this plan reads as f32
+    /// (`PlanValue::decoded`); the others stay packed only.
+    pub fn decode_weights(&self, weights: &mut BTreeMap<String, Tensor>) -> Result<()> {
+        for v in self.values.iter().filter(|v| v.decoded) {
+            let dense = v.format.decode(&v.name, &v.shape, weights)?;
+            weights.insert(v.name.clone(), dense);
+        }
+        Ok(())
+    }
+
     /// Checks buffer and binding sizes against the device before anything is allocated.
     pub fn check_limits(&self, p: &DeviceProfile) -> Result<()> {
         let l = &p.limits;
