@@ -1106,3 +1106,187 @@ fn a_layer_pruned_empty_stores_and_runs() {
     assert_eq!(run_cpu(&back), run_cpu(&p));
     assert!(decoded(&back, "fc.weight").1.iter().all(|&v| v == 0.0));
 }
+
+/// A residual CNN: stem conv, blocks `x + conv(relu(conv(x)))` whose branch weights are scaled
+/// by `scales[i]`, then global pooling and a linear head. `skip` lists the blocks to leave
+/// out (the graph a removal of those blocks must equal).
+fn resnet(scales: &[f32], skip: &[usize]) -> Model {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[1, 4, 6, 6]);
+    let pad = Conv2d {
+        pad: [1; 4],
+        ..Default::default()
+    };
+    let sw = b.weight("stem.weight", gaussian(&[8, 4, 3, 3], 40, 0.5));
+    let mut h = b.conv2d(&x, &sw, None, pad);
+    for (i, &s) in scales.iter().enumerate() {
+        if skip.contains(&i) {
+            continue;
+        }
+        let w1 = b.weight(
+            &format!("b{i}.conv1"),
+            gaussian(&[8, 8, 3, 3], 41 + i as u64, s),
+        );
+        let w2 = b.weight(
+            &format!("b{i}.conv2"),
+            gaussian(&[8, 8, 3, 3], 51 + i as u64, s),
+        );
+        let relu = Conv2d {
+            act: Activation::Relu,
+            ..pad
+        };
+        let r = b.conv2d(&h, &w1, None, relu);
+        let r = b.conv2d(&r, &w2, None, pad);
+        b.add(&h, &r);
+        h = b.name_last(&format!("block{i}")).unwrap();
+    }
+    let p = b.global_avg_pool(&h);
+    let p = b.flatten(&p, 1);
+    let fw = b.weight("fc.weight", gaussian(&[3, 8], 60, 1.0));
+    let y = b.linear(&p, &fw, None, Activation::None);
+    b.output(&y);
+    Model::from_builder(b).unwrap()
+}
+
+#[test]
+fn layer_removal_drops_the_least_important_residual_block_and_its_weights() {
+    use wgedge::compress::{remove_layers, Removal};
+    // Block 1's branch is 100x weaker than the others': it is ranked lowest and removed.
+    let model = resnet(&[0.5, 0.005, 0.5], &[]);
+    let (smaller, report) = remove_layers(&model, &Removal::LowestImportance(1), None).unwrap();
+    assert_eq!(report.blocks.len(), 3, "{report}");
+    assert_eq!(report.blocks[0].0, model.graph.nodes[6].name, "{report}");
+    assert_eq!(report.removed.len(), 1);
+    assert_eq!(
+        report.removed[0].nodes.len(),
+        3,
+        "the add and its two convs: {report}"
+    );
+    assert_eq!(report.nodes_after, report.nodes_before - 3);
+    let names: Vec<&str> = smaller
+        .graph
+        .weights
+        .iter()
+        .map(|w| w.name.as_str())
+        .collect();
+    assert!(
+        !names.contains(&"b1.conv1") && !names.contains(&"b1.conv2"),
+        "{names:?}"
+    );
+    assert!(report.model_bytes_after < report.model_bytes_before);
+    // The result computes exactly what the model built without that block computes.
+    let want = run_cpu(&resnet(&[0.5, 0.005, 0.5], &[1]));
+    assert_eq!(run_cpu(&smaller), want);
+    // And it survives a save/load round trip.
+    let again = Model::from_bytes(&smaller.to_bytes().unwrap()).unwrap();
+    assert_eq!(run_cpu(&again), want);
+
+    // By name: the block's add (its output name works too), and a plain activation.
+    let (named, r) = remove_layers(&model, &Removal::Named(vec!["block2".into()]), None).unwrap();
+    assert_eq!(r.removed[0].kept, "block1");
+    assert_eq!(run_cpu(&named), run_cpu(&resnet(&[0.5, 0.005, 0.5], &[2])));
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[2, 5]);
+    let w = b.weight("w", Tensor::random(&[5, 5], 3));
+    let h = b.linear(&x, &w, None, Activation::None);
+    let h = b.act(&h, Activation::Sigmoid);
+    let y = b.linear(&h, &w, None, Activation::None);
+    b.output(&y);
+    let m = Model::from_builder(b).unwrap();
+    let act = m.graph.nodes[1].name.clone();
+    let (m2, _) = remove_layers(&m, &Removal::Named(vec![act]), None).unwrap();
+    assert_eq!(m2.graph.nodes.len(), 2);
+    assert_eq!(m2.graph.nodes[1].inputs[0], m.graph.nodes[0].output);
+
+    // Refusals name what is wrong.
+    let err = |r: Removal| remove_layers(&model, &r, None).unwrap_err().to_string();
+    let e = err(Removal::Named(vec!["nope".into()]));
+    assert!(e.contains("'nope'"), "{e}");
+    // Global pooling changes the shape: nothing can stand in for it.
+    let pool = model.graph.nodes[model.graph.nodes.len() - 3].name.clone();
+    let e = err(Removal::Named(vec![pool.clone()]));
+    assert!(e.contains(&pool) && e.contains("cannot be removed"), "{e}");
+    let e = err(Removal::LowestImportance(4));
+    assert!(e.contains("4") && e.contains("3"), "{e}");
+}
+
+#[test]
+fn prune_command_removes_blocks_and_refuses_mixing_with_weight_pruning() {
+    let dir = std::env::temp_dir().join(format!("wgedge-remove-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("res.safetensors");
+    let output = dir.join("res-1.safetensors");
+    resnet(&[0.5, 0.005], &[]).save(&input).unwrap();
+    let (ok, out, err) = wgedge(&[
+        "prune",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--remove-blocks",
+        "1",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("removed") && out.contains("importance"),
+        "{out}"
+    );
+    let smaller = Model::load(&output).unwrap();
+    assert_eq!(run_cpu(&smaller), run_cpu(&resnet(&[0.5, 0.005], &[1])));
+    let (ok, _, err) = wgedge(&[
+        "prune",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--remove-blocks",
+        "1",
+        "--sparsity",
+        "0.5",
+    ]);
+    assert!(!ok && err.contains("separate runs"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn sparse_storage_takes_f16_and_int8_values() {
+    use wgedge::format::SparseValues;
+    let model = small_model();
+    let dense_cfg = PruneConfig::new(Pattern::Unstructured, 0.8);
+    let (dense, _) = prune(&model, &dense_cfg).unwrap();
+    let want = run_cpu(&dense);
+    for (values, label, tol) in [
+        (SparseValues::F16, "csr-f16", 2e-3),
+        (SparseValues::I8, "csr-i8", 3e-2),
+    ] {
+        let cfg = PruneConfig {
+            store: Store::Sparse,
+            values,
+            ..dense_cfg.clone()
+        };
+        let (sp, report) = prune(&model, &cfg).unwrap();
+        assert_eq!(sp.graph.format_of("conv.weight").label(), label);
+        assert!(report.layers.iter().all(|l| l.format == label), "{report}");
+        // f16 rounds each value (rel. 2^-11), int8 to 1/254 of the row's largest: the output
+        // moves by that order, well within these bounds on this small model.
+        let d = max_rel_diff(&want, &run_cpu(&sp));
+        assert!(d < tol, "{label}: {d}");
+        assert!(
+            sp.weight_bytes()
+                < prune(
+                    &model,
+                    &PruneConfig {
+                        store: Store::Sparse,
+                        ..dense_cfg.clone()
+                    }
+                )
+                .unwrap()
+                .0
+                .weight_bytes()
+        );
+    }
+    let bad = PruneConfig {
+        values: SparseValues::I8,
+        ..dense_cfg
+    };
+    let e = prune(&model, &bad).unwrap_err().to_string();
+    assert!(e.contains("--store sparse"), "{e}");
+}

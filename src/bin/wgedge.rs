@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use wgedge::compress::{prune, prune_with_progress, Pattern, PruneConfig, PruneReport, Store};
 use wgedge::compress::{quantize, quantize_with_progress, Clip, QuantConfig, WeightKind};
+use wgedge::compress::{remove_layers, Removal};
 use wgedge::format::SparseValues;
 use wgedge::gpu::device::AutoChoice;
 use wgedge::{Backend, Error, GpuContext, Model, Session, SessionOptions, Tensor};
@@ -137,6 +138,15 @@ enum Cmd {
         /// Backend of the --calibrate runs.
         #[arg(long, default_value = "cpu")]
         backend: String,
+        /// Remove these nodes instead of pruning weights (comma-separated node or value names):
+        /// each is replaced by its input of the same shape (a residual add by its skip input),
+        /// and what only it fed goes with it.
+        #[arg(long, value_delimiter = ',', conflicts_with = "remove_blocks")]
+        remove_layers: Vec<String>,
+        /// Remove the K residual blocks of lowest importance (||branch|| / ||skip|| on the
+        /// --calibrate inputs' first sample, else on seeded random inputs).
+        #[arg(long)]
+        remove_blocks: Option<usize>,
         /// Print the README's table: the shipped MNIST CNN pruned several ways, its stored
         /// bytes and its accuracy on the 1,000 held-out digits on the CPU backend.
         #[arg(long, conflicts_with_all = ["input", "output", "sparsity", "calibrate", "layers"])]
@@ -245,12 +255,34 @@ fn run(cli: Cli) -> wgedge::Result<()> {
             norm,
             calibrate,
             backend,
+            remove_layers,
+            remove_blocks,
             accuracy_table: false,
         } => {
             // clap enforces these two unless --accuracy-table is given.
             let missing = |what: &str| Error::Input(format!("prune needs {what}"));
             let input = input.ok_or_else(|| missing("an input model"))?;
             let output = output.ok_or_else(|| missing("-o OUTPUT"))?;
+            let names: Vec<String> = remove_layers
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect();
+            let removal = match (names.is_empty(), remove_blocks) {
+                (false, _) => Some(Removal::Named(names)),
+                (true, Some(k)) => Some(Removal::LowestImportance(k)),
+                (true, None) => None,
+            };
+            if let Some(removal) = removal {
+                if sparsity.is_some() || pattern != "unstructured" {
+                    return Err(Error::Input(
+                        "layer removal and weight pruning are separate runs: drop --sparsity / \
+                         --pattern, or prune the result in a second run"
+                            .into(),
+                    ));
+                }
+                let backend = backend_arg(&backend)?;
+                return remove_cmd(&input, &output, &removal, calibrate.as_deref(), backend);
+            }
             let pattern: Pattern = pattern.parse()?;
             let sparsity = match (pattern, sparsity) {
                 (Pattern::NM { n, m }, s) => {
@@ -655,6 +687,40 @@ fn prune_cmd(
     println!("wrote {} ({} bytes)", output.display(), bytes.len());
     if let Some(data) = calibrate {
         compare_models(&model, &pruned, data, backend, ["original", "pruned"])?;
+    }
+    Ok(())
+}
+
+/// `wgedge prune --remove-layers/--remove-blocks`: removes layers, writes the model atomically
+/// (never over the input), prints what went and, with `calibrate`, how much the outputs moved.
+fn remove_cmd(
+    input: &Path,
+    output: &Path,
+    removal: &Removal,
+    calibrate: Option<&Path>,
+    backend: Backend,
+) -> wgedge::Result<()> {
+    let sample = match calibrate {
+        Some(path) => {
+            let model = Model::load(input)?;
+            let samples = split_samples(&model.graph, &wgedge::model::load_tensors(path)?)?;
+            samples
+                .feeds
+                .into_iter()
+                .next()
+                .map(|f| f.into_iter().collect::<BTreeMap<_, _>>())
+        }
+        None => None,
+    };
+    let (model, smaller, report, bytes) =
+        rewrite_model(input, output, calibrate, "removing layers", |m, _| {
+            remove_layers(m, removal, sample.as_ref())
+        })?;
+    println!("removed layers {} -> {}", input.display(), output.display());
+    print!("{report}");
+    println!("wrote {} ({} bytes)", output.display(), bytes.len());
+    if let Some(data) = calibrate {
+        compare_models(&model, &smaller, data, backend, ["original", "smaller"])?;
     }
     Ok(())
 }

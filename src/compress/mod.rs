@@ -22,10 +22,12 @@
 //! # Ok::<(), wgedge::Error>(())
 //! ```
 
+mod layers;
 pub mod prune;
 mod quant;
 mod targets;
 
+pub use layers::{remove_layers, Removal, RemovalReport, RemovedLayer};
 pub use prune::{
     prune, prune_with_progress, Norm, Pattern, PruneConfig, PruneReport, PrunedLayer, Scope, Store,
 };

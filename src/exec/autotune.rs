@@ -10,7 +10,9 @@ use crate::error::Result;
 use crate::format::{SparseLayout, WeightFormat};
 use crate::gpu::GpuContext;
 use crate::graph::GraphBuilder;
-use crate::ops::{Op, TuneSlot, CROSSOVER_FIELD};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::ops::CROSSOVER_FIELD;
+use crate::ops::{Op, TuneSlot};
 use crate::profile::TunedChoices;
 use crate::tensor::Tensor;
 use std::sync::Arc;
@@ -58,6 +60,7 @@ pub fn candidates_checksum() -> u64 {
 }
 
 /// A sparse kernel's serde form without its density threshold.
+#[cfg(not(target_arch = "wasm32"))]
 fn without_threshold(v: &serde_json::Value) -> serde_json::Value {
     let mut v = v.clone();
     if let Some(o) = v.as_object_mut() {
@@ -67,6 +70,7 @@ fn without_threshold(v: &serde_json::Value) -> serde_json::Value {
 }
 
 /// The same kernel with density threshold `pct`.
+#[cfg(not(target_arch = "wasm32"))]
 fn with_threshold(v: &serde_json::Value, pct: u32) -> serde_json::Value {
     let mut v = v.clone();
     if let Some(o) = v.as_object_mut() {
