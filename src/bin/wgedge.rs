@@ -1398,10 +1398,16 @@ fn bench(
     }
     let workloads = match suite {
         "kernels" => kernel_workloads()?,
-        "models" => vec![model_workload(
-            "mnist-cnn",
-            Model::from_bytes(DEFAULT_MODEL)?,
-        )?],
+        "models" => {
+            // The shipped CNN, and the same with half of every layer's output channels
+            // removed (one shot, L2 norm): the dense kernels on smaller tensors.
+            let model = Model::from_bytes(DEFAULT_MODEL)?;
+            let (ch50, _) = prune(&model, &PruneConfig::new(Pattern::Channel, 0.5))?;
+            vec![
+                model_workload("mnist-cnn", model)?,
+                model_workload("mnist-cnn-ch50", ch50)?,
+            ]
+        }
         other => {
             return Err(wgedge::Error::Input(format!(
                 "unknown suite '{other}' (kernels | models)"
