@@ -545,11 +545,11 @@ static SP_NM: ShaderSource = crate::wgsl!("sparse/half.wgsl", "sparse/values.wgs
 ]);
 /// Sparse weights on the texture path.
 static SP_CSR_TEX: ShaderSource = crate::wgsl!(
-    "sparse/half.wgsl", "sparse/tex_vals.wgsl", "sparse/csr_tex.wgsl";
+    "sparse/half.wgsl", "sparse/tex_vals.wgsl", "sparse/tex_store.wgsl", "sparse/csr_tex.wgsl";
     [[("VALS", 0), ("TM", 1)], [("VALS", 1), ("TM", 2)], [("VALS", 2), ("TM", 4)]]
 );
 static SP_BSR_TEX: ShaderSource = crate::wgsl!(
-    "sparse/half.wgsl", "sparse/tex_vals.wgsl", "sparse/bsr_tex.wgsl";
+    "sparse/half.wgsl", "sparse/tex_vals.wgsl", "sparse/tex_store.wgsl", "sparse/bsr_tex.wgsl";
     [[("VALS", 0), ("R", 4)], [("VALS", 1), ("R", 1)], [("VALS", 2), ("R", 8)]]
 );
 
