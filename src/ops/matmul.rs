@@ -171,6 +171,22 @@ fn default_nm_pct() -> u32 {
 /// roughly 70 %; 50 % leaves room for the gather and the per-block index load.
 pub const DEFAULT_BSR_PCT: u32 = 50;
 
+/// The dispatch that copies A (input 0, `rows` x `k`) into the node's scratch texture 0 as
+/// rgba32float, texel (k / 4, row), for the kernels that read A through a texture.
+fn a_to_texture(rows: u32, k: u32) -> Dispatch {
+    let k4 = k.div_ceil(4);
+    Dispatch {
+        shader: ShaderKey::new(&TO_TEXTURE, &[]),
+        overrides: Activation::None.overrides(),
+        params: vec![rows, k, k4, 0],
+        bindings: vec![
+            Bind::Input(0),
+            Bind::ScratchStore(0, k4, rows, super::TexFormat::Rgba32F),
+        ],
+        workgroups: [k4.div_ceil(64), rows, 1],
+    }
+}
+
 fn default_bsr_pct() -> u32 {
     DEFAULT_BSR_PCT
 }
@@ -1245,16 +1261,7 @@ impl MatMul {
                 }
                 let (n4, k4) = (p.n.div_ceil(4), p.k.div_ceil(4));
                 let rows = batch * p.m;
-                let to_tex = Dispatch {
-                    shader: ShaderKey::new(&TO_TEXTURE, &[]),
-                    overrides: Activation::None.overrides(),
-                    params: vec![rows, p.k, k4, 0],
-                    bindings: vec![
-                        Bind::Input(0),
-                        Bind::ScratchStore(0, k4, rows, super::TexFormat::Rgba32F),
-                    ],
-                    workgroups: [k4.div_ceil(64), rows, 1],
-                };
+                let to_tex = a_to_texture(rows, p.k);
                 let params = [
                     p.m,
                     p.n,
@@ -1762,18 +1769,8 @@ impl MatMul {
             SLayout::of(&cx.formats[1], &cx.in_shapes[1]).map_err(|e| unsupported("matmul", e))?;
         let p = self.params(&cx.in_shapes[0], &cx.in_shapes[1]);
         let [bias, res] = super::epilogue_binds(self.bias, self.residual);
-        let k4 = p.k.div_ceil(4);
         let rows = p.batch * p.m;
-        let to_tex = Dispatch {
-            shader: ShaderKey::new(&TO_TEXTURE, &[]),
-            overrides: Activation::None.overrides(),
-            params: vec![rows, p.k, k4, 0],
-            bindings: vec![
-                Bind::Input(0),
-                Bind::ScratchStore(0, k4, rows, super::TexFormat::Rgba32F),
-            ],
-            workgroups: [k4.div_ceil(64), rows, 1],
-        };
+        let to_tex = a_to_texture(rows, p.k);
         let params = vec![p.m, p.n, p.k, p.batch, p.has_bias, p.has_res, 0, 0];
         let (file, consts, wg, binds) = match (kernel, lay.layout) {
             (MatMulKernel::CsrTex { tm, .. }, SparseLayout::Csr) => (
