@@ -498,3 +498,94 @@ fn sparse_weights_stay_sparse_on_the_device_and_dense_fallback_runs() {
     let got = s.run(&[("x", &x)]).unwrap().remove(0);
     assert_close("decoded csr-i8 linear", &got, &want, 1e-4, 1e-4);
 }
+
+/// A pointwise conv (bias, residual, relu6) on a CSR weight `w` `[cout, cin]` stored as
+/// `[cout, cin, 1, 1]` in format `f`.
+fn conv1x1_model(x_shape: &[usize], w: &Tensor, f: &WeightFormat) -> Model {
+    let (cout, cin) = (w.shape()[0], w.shape()[1]);
+    let w4 = w.clone().reshaped(&[cout, cin, 1, 1]).unwrap();
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", x_shape);
+    let r = b.input("r", &[x_shape[0], cout, x_shape[2], x_shape[3]]);
+    let wn = b.weight_packed("w", &w4, f.clone()).unwrap();
+    let bias = b.weight("b", Tensor::random(&[cout], 6));
+    let conv = wgedge::ops::Conv2d {
+        bias: true,
+        residual: true,
+        act: Activation::Relu6,
+        ..Default::default()
+    };
+    let y = b.node(Op::Conv2d(conv), &[&x, &wn, &bias, &r]);
+    b.output(&y);
+    Model::from_builder(b).unwrap()
+}
+
+#[test]
+fn sparse_pointwise_conv_matches_the_reference_on_the_same_weights() {
+    use wgedge::ops::ConvKernel;
+    let Some(ctx) = gpu() else { return };
+    // (x shape, cout, density): H*W not a multiple of 4 or 8, batch > 1, one pixel, a fully
+    // dense weight; row 0 of each weight is empty and row 1 dense (sparse_weight).
+    let cases: [(Vec<usize>, usize, f64); 4] = [
+        (vec![1, 37, 5, 7], 13, 0.3),
+        (vec![2, 16, 9, 9], 8, 0.1),
+        (vec![1, 64, 1, 1], 5, 0.5),
+        (vec![3, 8, 4, 6], 6, 1.0),
+    ];
+    for (ci, (xs, cout, d)) in cases.iter().enumerate() {
+        let w = sparse_weight(*cout, xs[1], *d, 60 + ci as u64);
+        for (vi, v) in VALUES.into_iter().enumerate() {
+            let f = sparse(SparseLayout::Csr, v);
+            let model = conv1x1_model(xs, &w, &f);
+            let x = Tensor::random(xs, 3);
+            let r = Tensor::random(&[xs[0], *cout, xs[2], xs[3]], 4);
+            let cpu = Session::cpu(&model, SessionOptions::default()).unwrap();
+            let want = cpu.run(&[("x", &x), ("r", &r)]).unwrap().remove(0);
+            let kern = ConvKernel::SparseTex {
+                px: [1, 2][(ci + vi) % 2],
+                max_density_pct: 100,
+            };
+            let mut c = TunedChoices::new();
+            c.entry("conv2d".into())
+                .or_default()
+                .insert("csr1x1".into(), serde_json::to_value(kern).unwrap());
+            let s = Session::with_context(&model, ctx.clone(), opts_with(c, false)).unwrap();
+            let node = &s.plan().nodes[0];
+            assert_eq!(node.kernel, kern.name(), "{}", f.label());
+            assert!(s.plan().values.iter().all(|v| !v.decoded), "decoded");
+            let got = s.run(&[("x", &x), ("r", &r)]).unwrap().remove(0);
+            // At most 64 products of magnitude <= 1 per output, the same terms as the
+            // reference in the same order (i8: codes summed, scaled once: one more rounding
+            // per term): differences stay within ~64 * 2 eps * 64, far under 1e-4.
+            assert_close(
+                &format!("conv1x1 {} {xs:?}", f.label()),
+                &got,
+                &want,
+                1e-4,
+                1e-4,
+            );
+        }
+    }
+    // Under the default threshold (10%; about 4.6% here, row 1 dense included) the sparse
+    // kernel runs; too dense for it, the weight is decoded for the dense kernels.
+    let w = sparse_weight(64, 64, 0.03, 9);
+    let f = sparse(SparseLayout::Csr, SparseValues::F32);
+    let model = conv1x1_model(&[1, 64, 6, 6], &w, &f);
+    let s =
+        Session::with_context(&model, ctx.clone(), opts_with(TunedChoices::new(), false)).unwrap();
+    assert!(
+        s.plan().nodes[0].kernel.starts_with("csrtex-8px"),
+        "{}",
+        s.plan().describe()
+    );
+    let thick = sparse_weight(64, 64, 0.6, 9);
+    let model = conv1x1_model(&[1, 64, 6, 6], &thick, &f);
+    let s =
+        Session::with_context(&model, ctx.clone(), opts_with(TunedChoices::new(), false)).unwrap();
+    assert!(
+        !s.plan().nodes[0].kernel.starts_with("csr"),
+        "{}",
+        s.plan().describe()
+    );
+    assert!(s.plan().describe().contains("DECODED"));
+}

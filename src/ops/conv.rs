@@ -86,6 +86,23 @@ pub enum ConvKernel {
     /// Depthwise convolution on a packed weight: `px` pixels of one channel per invocation,
     /// the channel's taps dequantised once.
     PackedDepthwise { px: u32 },
+    /// A pointwise (1x1, stride 1, no padding, one group) conv on a CSR weight `[Cout, Cin]`
+    /// read in the texture layout of `ops/sparse.rs`: each invocation one output channel and
+    /// `px` texels of 4 pixels, each stored weight times a vector of pixels (Elsen et al.).
+    /// Chosen while the weight's density is at most `max_density_pct` percent.
+    SparseTex {
+        px: u32,
+        #[serde(default = "default_sparse_pct")]
+        max_density_pct: u32,
+    },
+}
+
+/// Density (percent) up to which a CSR 1x1 conv runs `SparseTex` when autotune has not
+/// measured the crossover (the `csr1x1` slot).
+pub const DEFAULT_SPARSE_CONV_PCT: u32 = 10;
+
+fn default_sparse_pct() -> u32 {
+    DEFAULT_SPARSE_CONV_PCT
 }
 
 impl KernelVariant for ConvKernel {
@@ -100,6 +117,10 @@ impl KernelVariant for ConvKernel {
                 format!("{}-{r}x{px}", if wtex { "qtex" } else { "qbuf" })
             }
             ConvKernel::PackedDepthwise { px } => format!("qdepthwise-{px}"),
+            ConvKernel::SparseTex {
+                px,
+                max_density_pct,
+            } => format!("csrtex-{}px-d{max_density_pct}", px * 4),
         }
     }
 
@@ -114,6 +135,11 @@ impl KernelVariant for ConvKernel {
                 (1..=8).contains(&px) && matches!(r, 1 | 2 | 4) && px * r <= 16
             }
             ConvKernel::PackedDepthwise { px } => (1..=16).contains(&px),
+            // Two named accumulators.
+            ConvKernel::SparseTex {
+                px,
+                max_density_pct,
+            } => matches!(px, 1 | 2) && max_density_pct <= 100,
         };
         if ok {
             Ok(())
@@ -136,6 +162,11 @@ static DWCONV_TEX2: ShaderSource = crate::wgsl!(
     [[("PX", 4)], [("PX", 8)]]
 );
 static TO_TEXTURE_R32: ShaderSource = crate::wgsl!("elementwise/to_texture_r32.wgsl");
+/// Sparse pointwise conv on a CSR weight in the texture layout (`ops/sparse.rs`).
+static SP_CONV1X1: ShaderSource = crate::wgsl!(
+    "sparse/half.wgsl", "sparse/tex_vals.wgsl", "sparse/conv1x1_tex.wgsl";
+    [[("VALS", 0), ("PX", 1)], [("VALS", 1), ("PX", 2)], [("VALS", 2), ("PX", 2)]]
+);
 /// Packed-weight kernels: codes from a buffer or a texture.
 macro_rules! qconv_source {
     ($w:literal) => {
@@ -213,7 +244,9 @@ impl OpFamily for Conv2d {
         let dw = self.is_depthwise(x, w);
         let packed = matches!(
             k,
-            ConvKernel::Packed { .. } | ConvKernel::PackedDepthwise { .. }
+            ConvKernel::Packed { .. }
+                | ConvKernel::PackedDepthwise { .. }
+                | ConvKernel::SparseTex { .. }
         );
         if packed == cx.formats[1].is_dense() {
             return Err(format!(
@@ -266,6 +299,7 @@ impl OpFamily for Conv2d {
             ConvKernel::PackedDepthwise { .. } if w[2] * w[3] > 32 => {
                 Err("the packed depthwise kernel takes at most 32 taps".into())
             }
+            ConvKernel::SparseTex { .. } => self.sparse_fits(cx),
             ConvKernel::Packed { .. } | ConvKernel::PackedDepthwise { .. } => {
                 let lay = self.packed_layout(cx)?;
                 if matches!(k, ConvKernel::Packed { wtex: true, .. })
@@ -287,6 +321,9 @@ impl OpFamily for Conv2d {
     }
 
     fn lower(&self, k: &ConvKernel, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        if let ConvKernel::SparseTex { .. } = k {
+            return self.lower_sparse(*k, cx);
+        }
         self.lower_kernel(*k, cx)
     }
 
@@ -341,6 +378,7 @@ impl OpFamily for Conv2d {
                 .with_formats(packed_formats.clone()),
             TuneSlot::new("qdwconv", qdw, conv3x3(32), inputs(32, 56, 32))
                 .with_formats(packed_formats),
+            sparse_slot(),
         ]
     }
 
@@ -355,6 +393,7 @@ impl OpFamily for Conv2d {
             &QCONV_BUF,
             &QCONV_TEX,
             &QDWCONV,
+            &SP_CONV1X1,
         ]
     }
 
@@ -686,6 +725,7 @@ impl Conv2d {
             ConvKernel::Packed { .. } | ConvKernel::PackedDepthwise { .. } => {
                 return self.lower_packed(kernel, cx);
             }
+            ConvKernel::SparseTex { .. } => return self.lower_sparse(kernel, cx),
             ConvKernel::Depthwise { px } => {
                 if !self.is_depthwise(x, w) {
                     return Err(unsupported(
@@ -741,6 +781,9 @@ impl Conv2d {
     /// `qconv`), else a default that fits; `None` when none reads this weight (the plan then
     /// decodes it for a dense kernel and says so), and always under `naive_only`.
     fn select_packed(&self, cx: &SelectCtx) -> Option<ConvKernel> {
+        if let crate::format::WeightFormat::Sparse(_) = cx.formats[1] {
+            return self.select_sparse(cx);
+        }
         if cx.device.naive_only || self.packed_layout(cx).is_err() {
             return None;
         }
@@ -926,4 +969,150 @@ fn input_to_texture(p: &ConvParams, cx: &LowerCtx) -> Result<Dispatch> {
     };
     check_grid("conv2d", d.workgroups, cx.max_workgroups)?;
     Ok(d)
+}
+
+/// The sparse pointwise conv's tuned slot: candidates timed on a 1x1 96 -> 24 conv at 28x28 on
+/// a CSR weight, then the crossover against the dense kernels (see `TuneSlot::crossover`).
+fn sparse_slot() -> TuneSlot {
+    use crate::format::{SparseLayout, SparseSpec, SparseValues, WeightFormat};
+    let csr = WeightFormat::Sparse(SparseSpec {
+        layout: SparseLayout::Csr,
+        values: SparseValues::F32,
+    });
+    let points = [0.1, 0.02, 0.05, 0.2, 0.3, 0.5]
+        .iter()
+        .map(|&d| (d, csr.clone()))
+        .collect();
+    let cands = [1, 2]
+        .map(|px| ConvKernel::SparseTex {
+            px,
+            max_density_pct: 100,
+        })
+        .to_vec();
+    TuneSlot::new(
+        "csr1x1",
+        cands,
+        Conv2d::default(),
+        vec![(vec![1, 96, 28, 28], false), (vec![24, 96, 1, 1], true)],
+    )
+    .with_crossover(points)
+}
+
+/// Sparse weights (`ops/sparse.rs`): the pointwise kernel.
+impl Conv2d {
+    /// Whether `SparseTex` can run the case: a constant CSR weight on a pointwise conv (1x1,
+    /// stride 1, no padding, one group), the input and weight textures within the device's
+    /// texture size, and few enough storage buffers.
+    fn sparse_fits(&self, cx: &SelectCtx) -> std::result::Result<(), String> {
+        let (x, w) = (cx.shape(0), cx.shape(1));
+        if !cx.is_const[1] {
+            return Err("the sparse pointwise kernel reads a constant weight".into());
+        }
+        let lay = super::sparse::SLayout::of(&cx.formats[1], w)?;
+        if lay.layout != crate::format::SparseLayout::Csr {
+            return Err(format!(
+                "the sparse pointwise kernel reads CSR, not {}",
+                cx.formats[1].label()
+            ));
+        }
+        if w[2] != 1 || w[3] != 1 || self.stride != [1, 1] || self.pad != [0; 4] || self.groups != 1
+        {
+            return Err(
+                "the sparse kernel takes 1x1 convs with stride 1, no padding, one group".into(),
+            );
+        }
+        // The input as [N * Cin] rows of H * W / 4 texels.
+        if !cx.tex_fits((x[2] * x[3]).div_ceil(4), x[0] * x[1]) {
+            return Err("the input's texture exceeds the device's 2-D texture size".into());
+        }
+        let quads = lay.rows * lay.cols / 4 + lay.rows;
+        let h = super::sparse::SLayout::tex_height(quads + 1);
+        if !cx.tex_fits(super::sparse::TEX_WIDTH, h) {
+            return Err("the weight's textures exceed the device's 2-D texture size".into());
+        }
+        // Row groups, scales, bias, residual, output.
+        if cx.device.limits.max_storage_buffers_per_stage < 5 {
+            return Err("the sparse kernel binds 5 storage buffers".into());
+        }
+        Ok(())
+    }
+
+    /// The tuned `csr1x1` choice (else `SparseTex` 2 texels with the default threshold) when
+    /// it fits and the weight's density is at most its threshold; `None` otherwise (the plan
+    /// decodes the weight for the dense kernels and says so).
+    fn select_sparse(&self, cx: &SelectCtx) -> Option<ConvKernel> {
+        if cx.device.naive_only || self.sparse_fits(cx).is_err() {
+            return None;
+        }
+        let k = cx
+            .tuned::<Self>("csr1x1")
+            .filter(|k| matches!(k, ConvKernel::SparseTex { .. }))
+            .unwrap_or(ConvKernel::SparseTex {
+                px: 2,
+                max_density_pct: DEFAULT_SPARSE_CONV_PCT,
+            });
+        let ConvKernel::SparseTex {
+            max_density_pct, ..
+        } = k
+        else {
+            return None;
+        };
+        let density = cx.density(1)?;
+        (density * 100.0 <= max_density_pct as f32 + 1e-3).then_some(k)
+    }
+
+    fn lower_sparse(&self, kernel: ConvKernel, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        use super::sparse::SPart;
+        let ConvKernel::SparseTex { px, .. } = kernel else {
+            return Err(unsupported("conv2d", "not a sparse kernel"));
+        };
+        kernel
+            .check()
+            .map_err(|e| unsupported("conv2d", format!("kernel {}: {e}", kernel.name())))?;
+        let (x, w) = (&cx.in_shapes[0], &cx.in_shapes[1]);
+        let lay =
+            super::sparse::SLayout::of(&cx.formats[1], w).map_err(|e| unsupported("conv2d", e))?;
+        if !cx.is_const[1]
+            || lay.layout != crate::format::SparseLayout::Csr
+            || w[2] != 1
+            || w[3] != 1
+            || self.stride != [1, 1]
+            || self.pad != [0; 4]
+            || self.groups != 1
+        {
+            return Err(unsupported(
+                "conv2d",
+                "the sparse kernel takes a constant CSR weight on a 1x1, stride 1, unpadded, \
+                 one-group conv",
+            ));
+        }
+        let word = super::word;
+        let (n, cin, cout, hw) = (word(x[0]), word(x[1]), word(w[0]), word(x[2] * x[3]));
+        let hw4 = hw.div_ceil(4);
+        let to_tex = super::matmul::a_to_texture(n * cin, hw);
+        let [bias, res] = super::epilogue_binds(self.bias, self.residual);
+        let p = self.params(x, w, cx.out_shape);
+        let wg = [hw4.div_ceil(64 * px), cout, n];
+        check_grid("conv2d", wg, cx.max_workgroups)?;
+        check_grid("conv2d", to_tex.workgroups, cx.max_workgroups)?;
+        Ok(vec![
+            to_tex,
+            Dispatch {
+                shader: ShaderKey::new(&SP_CONV1X1, &[("VALS", lay.vals), ("PX", px)]),
+                overrides: self.act.overrides(),
+                params: vec![cin, cout, hw, hw4, p.has_bias, p.has_res, 0, 0],
+                bindings: vec![
+                    Bind::ScratchRead(0),
+                    Bind::Sparse(1, SPart::Groups),
+                    Bind::SparseTex(1, SPart::GroupCols),
+                    Bind::SparseTex(1, SPart::GroupVals),
+                    Bind::Sparse(1, SPart::Scales),
+                    bias,
+                    res,
+                    Bind::Output,
+                ],
+                workgroups: wg,
+            },
+        ])
+    }
 }

@@ -173,7 +173,7 @@ pub const DEFAULT_BSR_PCT: u32 = 50;
 
 /// The dispatch that copies A (input 0, `rows` x `k`) into the node's scratch texture 0 as
 /// rgba32float, texel (k / 4, row), for the kernels that read A through a texture.
-fn a_to_texture(rows: u32, k: u32) -> Dispatch {
+pub(crate) fn a_to_texture(rows: u32, k: u32) -> Dispatch {
     let k4 = k.div_ceil(4);
     Dispatch {
         shader: ShaderKey::new(&TO_TEXTURE, &[]),
