@@ -25,6 +25,8 @@
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
 #[cfg(not(target_arch = "wasm32"))]
+pub mod auto;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod compress;
 pub mod cpu;

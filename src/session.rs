@@ -134,12 +134,18 @@ pub struct Session {
 }
 
 impl Session {
-    /// Plans `model` for `backend` and builds everything a run needs.
+    /// Plans `model` for `backend` and builds everything a run needs. `Backend::Auto` (native
+    /// builds) times the model on the GPU and the CPU backend and keeps the faster, caching the
+    /// verdict (`crate::auto`; the first notice says what was measured and chosen).
     pub async fn new_async(
         model: &Model,
         backend: Backend,
         opts: SessionOptions,
     ) -> Result<Session> {
+        #[cfg(not(target_arch = "wasm32"))]
+        if backend == Backend::Auto {
+            return crate::auto::session(model, opts).await;
+        }
         match GpuContext::open(backend).await? {
             Some(ctx) => Self::with_context_async(model, Arc::new(ctx), opts).await,
             None => Self::cpu(model, opts),
@@ -241,6 +247,11 @@ impl Session {
             rewrites,
             notices,
         }
+    }
+
+    /// Puts a notice first (the `Auto` verdict).
+    pub(crate) fn add_notice(&mut self, n: String) {
+        self.notices.insert(0, n);
     }
 
     /// What building the session noticed: CPU fallback nodes, ignored kernel-cache entries,

@@ -63,10 +63,12 @@ fn epilogues() -> Vec<(bool, bool, Activation)> {
     ]
 }
 
+/// (batch dims, M, K, N, trans_a, trans_b, B batched)
+type MatMulCase = (&'static [usize], usize, usize, usize, bool, bool, bool);
+
 #[test]
 fn matmul_matches_reference() {
-    // (batch dims, M, K, N, trans_a, trans_b, B batched)
-    let cases: &[(&[usize], usize, usize, usize, bool, bool, bool)] = &[
+    let cases: &[MatMulCase] = &[
         (&[], 1, 1, 1, false, true, false),
         (&[], 1, 4096, 37, false, true, false),
         (&[], 1, 300, 129, false, false, false),
@@ -251,6 +253,40 @@ fn depthwise_matches_reference_exactly() {
         for epi in epilogues() {
             assert_eq!(conv_case(100 + i, c, epi, true), "cpu-dwconv");
         }
+    }
+}
+
+#[test]
+fn pooling_matches_reference_exactly() {
+    let cases = [
+        (
+            PoolKind::Max,
+            [3, 3],
+            [2, 2],
+            [1, 1, 1, 1],
+            vec![2, 3, 9, 8],
+        ),
+        (PoolKind::Avg, [2, 2], [2, 2], [0; 4], vec![1, 4, 7, 7]),
+        (
+            PoolKind::Avg,
+            [3, 2],
+            [1, 2],
+            [1, 0, 2, 1],
+            vec![3, 2, 5, 6],
+        ),
+        (PoolKind::Max, [2, 2], [2, 2], [0; 4], vec![1, 64, 56, 56]),
+    ];
+    for (i, (kind, kernel, stride, pad, shape)) in cases.into_iter().enumerate() {
+        let op = Op::Pool2d(Pool2d {
+            kind,
+            kernel,
+            stride,
+            pad,
+            count_include_pad: i == 2,
+        });
+        let x = Tensor::random(&shape, 400 + i as u64);
+        let name = check(&format!("pool case {i}"), op, &[&x], &[false], None);
+        assert_eq!(name, "cpu-pool");
     }
 }
 

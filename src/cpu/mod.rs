@@ -123,12 +123,13 @@ impl Pool {
     }
 }
 
-/// The fused epilogue of matmul/conv in the reference's order: `act(v + bias + residual)`,
-/// bias indexed by `bias_of(i)` for element `i`. Same additions in the same order as the
-/// reference, so the epilogue adds no difference of its own.
+/// The fused epilogue of matmul/conv in the reference's order: `act(v + bias + residual)`.
+/// `bias` is `(values, run)`: element `i` takes `values[(i / run) % values.len()]` (run 1: one
+/// per column of a row-major matrix; run H*W: one per channel plane). Same additions in the
+/// same order as the reference, so the epilogue adds no difference of its own.
 pub fn epilogue(
     out: &mut [f32],
-    bias: Option<(&[f32], &(dyn Fn(usize) -> usize + Sync))>,
+    bias: Option<(&[f32], usize)>,
     residual: Option<&[f32]>,
     act: &(dyn Fn(f32) -> f32 + Sync),
     identity_act: bool,
@@ -141,8 +142,8 @@ pub fn epilogue(
         let base = ci * CH;
         for (j, v) in c.iter_mut().enumerate() {
             let o = base + j;
-            if let Some((b, idx)) = bias {
-                *v += b[idx(o)];
+            if let Some((b, run)) = bias {
+                *v += b[(o / run) % b.len()];
             }
             if let Some(r) = residual {
                 *v += r[o];

@@ -4,7 +4,8 @@
 
 use super::conv::Conv2d;
 use super::matmul::MatMul;
-use super::CpuCtx;
+use super::pool::Pool2d;
+use super::{CpuCtx, OpFamily};
 use crate::cpu::conv::ConvGeom;
 use crate::cpu::gemm::{sgemm, Mat};
 use crate::error::{Error, Result};
@@ -20,6 +21,8 @@ pub const CONV1X1: &str = "cpu-conv1x1";
 pub const IM2COL: &str = "cpu-im2col";
 /// Depthwise conv, direct.
 pub const DWCONV: &str = "cpu-dwconv";
+/// Pooling: the reference's loops, a plane per task over the threads.
+pub const POOL: &str = "cpu-pool";
 
 fn wrong_kernel(op: &str, kernel: &str) -> Error {
     Error::Unsupported {
@@ -76,10 +79,9 @@ pub(super) fn matmul(
     let bias = op.bias.then(|| xs[2]);
     let res = op.residual.then(|| xs[xs.len() - 1]);
     let act = op.act;
-    let by_col = move |o: usize| o % n;
     crate::cpu::epilogue(
         &mut c,
-        bias.map(|b| (b, &by_col as &(dyn Fn(usize) -> usize + Sync))),
+        bias.map(|b| (&b[..n], 1)),
         res,
         &move |v| act.apply(v),
         act == super::Activation::None,
@@ -133,14 +135,38 @@ pub(super) fn conv(op: &Conv2d, kernel: &str, ins: &[&Tensor], out: &ValueType) 
     let bias = op.bias.then(|| xs[2]);
     let res = op.residual.then(|| xs[xs.len() - 1]);
     let act = op.act;
-    let (ohw, cout) = (g.oh * g.ow, g.cout);
-    let by_channel = move |o: usize| (o / ohw) % cout;
     crate::cpu::epilogue(
         &mut y,
-        bias.map(|b| (b, &by_channel as &(dyn Fn(usize) -> usize + Sync))),
+        bias.map(|b| (&b[..g.cout], (g.oh * g.ow).max(1))),
         res,
         &move |v| act.apply(v),
         act == super::Activation::None,
     );
     Tensor::new(&out.shape, y)
+}
+
+pub(super) fn pool_kernel(cx: &CpuCtx) -> Option<&'static str> {
+    let x = &cx.ins[0].shape;
+    (cx.f32() && x.len() == 4 && x[0] * x[1] > 1).then_some(POOL)
+}
+
+/// Each plane through the reference's own loops (so the result is the reference's, bit for
+/// bit), the planes spread over the threads.
+pub(super) fn pool(op: &Pool2d, kernel: &str, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+    if kernel != POOL {
+        return Err(wrong_kernel(OpFamily::name(op), kernel));
+    }
+    let x = ins[0].f32s(OpFamily::name(op))?;
+    let (s, o) = (ins[0].shape(), &out.shape);
+    let (hw, ohw) = (s[2] * s[3], o[2] * o[3]);
+    let plane_in = vec![1, 1, s[2], s[3]];
+    let plane_out = [1, 1, o[2], o[3]];
+    let taps = op.kernel[0].min(s[2]) * op.kernel[1].min(s[3]);
+    let mut y = vec![0.0f32; numel(o)];
+    crate::cpu::par_chunks(&mut y, ohw, ohw * taps, |p, yp| {
+        let xp = &x[p * hw..][..hw];
+        let r = op.cpu_f32(&[xp], std::slice::from_ref(&plane_in), &plane_out);
+        yp.copy_from_slice(&r);
+    });
+    Tensor::new(o, y)
 }
