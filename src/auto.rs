@@ -29,6 +29,8 @@ pub struct Verdict {
 /// Runs after the warm-up at most this many, and stops early past [`BUDGET`].
 const RUNS: usize = 5;
 const BUDGET: Duration = Duration::from_millis(1500);
+/// A GPU this many times slower than the CPU with untuned kernels is not tuned to find out.
+const UNTUNED_MARGIN: f64 = 4.0;
 
 /// A session on the faster of the GPU (any adapter) and the CPU backend for `model`.
 pub async fn session(model: &Model, opts: SessionOptions) -> Result<Session> {
@@ -57,22 +59,53 @@ pub async fn session(model: &Model, opts: SessionOptions) -> Result<Session> {
         return Ok(s);
     }
     let mut cpu = Session::cpu(model, opts.clone())?;
-    let gpu = match Session::with_context_async(model, ctx, opts).await {
+    let inputs = sample_inputs(model);
+    let cpu_ms = time(&cpu, &inputs).await?;
+    // Tuning the GPU kernels on an adapter for the first time takes a minute on a slow one:
+    // measure with the default kernels first, and tune only when the GPU is within
+    // [`UNTUNED_MARGIN`] of the CPU (tuning gains a few times over the defaults, not more).
+    let untuned_first = opts.autotune
+        && !opts.naive
+        && opts.kernels.is_none()
+        && !crate::exec::autotune::cache_path(&ctx).is_some_and(|p| p.exists());
+    let mut how = "measured";
+    if untuned_first {
+        let quick = SessionOptions {
+            autotune: false,
+            ..opts.clone()
+        };
+        match gpu_time(model, &ctx, quick, &inputs).await {
+            Ok((_, ms)) if ms > UNTUNED_MARGIN * cpu_ms => {
+                let v = Verdict {
+                    gpu: false,
+                    cpu_ms,
+                    gpu_ms: ms,
+                };
+                if let Some(p) = path {
+                    cache.insert(key, v);
+                    store(&p, &cache);
+                }
+                cpu.add_notice(describe(
+                    &v,
+                    &adapter,
+                    "measured (GPU with untuned kernels)",
+                ));
+                return Ok(cpu);
+            }
+            Ok(_) => how = "measured (GPU kernels tuned first)",
+            Err(e) => {
+                cpu.add_notice(format!(
+                    "auto: no GPU run on {adapter} ({e}); using the CPU backend"
+                ));
+                return Ok(cpu);
+            }
+        }
+    }
+    let (gpu, gpu_ms) = match gpu_time(model, &ctx, opts, &inputs).await {
         Ok(g) => g,
         Err(e) => {
             cpu.add_notice(format!(
-                "auto: no GPU session on {adapter} ({e}); using the CPU backend"
-            ));
-            return Ok(cpu);
-        }
-    };
-    let inputs = sample_inputs(model);
-    let cpu_ms = time(&cpu, &inputs).await?;
-    let gpu_ms = match time(&gpu, &inputs).await {
-        Ok(t) => t,
-        Err(e) => {
-            cpu.add_notice(format!(
-                "auto: the model failed on {adapter} ({e}); using the CPU backend"
+                "auto: no GPU run on {adapter} ({e}); using the CPU backend"
             ));
             return Ok(cpu);
         }
@@ -87,8 +120,20 @@ pub async fn session(model: &Model, opts: SessionOptions) -> Result<Session> {
         store(&p, &cache);
     }
     let mut s = if v.gpu { gpu } else { cpu };
-    s.add_notice(describe(&v, &adapter, "measured"));
+    s.add_notice(describe(&v, &adapter, how));
     Ok(s)
+}
+
+/// A GPU session and its median ms per run.
+async fn gpu_time(
+    model: &Model,
+    ctx: &Arc<GpuContext>,
+    opts: SessionOptions,
+    inputs: &[(String, Tensor)],
+) -> Result<(Session, f64)> {
+    let s = Session::with_context_async(model, ctx.clone(), opts).await?;
+    let ms = time(&s, inputs).await?;
+    Ok((s, ms))
 }
 
 fn describe(v: &Verdict, adapter: &str, how: &str) -> String {

@@ -81,7 +81,8 @@ impl Default for SessionOptions {
 impl SessionOptions {
     /// The defaults, changed by the environment: `WGEDGE_AUTOTUNE=0` (default kernels, no
     /// timing), `WGEDGE_KERNELS` (JSON kernel choices; checked, a bad one is an error),
-    /// `WGEDGE_THREADS` (CPU kernel threads) and `WGEDGE_NO_REUSE=1` (every value its own memory, to hunt aliasing bugs). The tune cache
+    /// `WGEDGE_THREADS` (CPU kernel threads), `WGEDGE_CPU_REFERENCE=1` (CPU nodes on the
+    /// reference ops) and `WGEDGE_NO_REUSE=1` (every value its own memory, to hunt aliasing bugs). The tune cache
     /// lives in `WGEDGE_CACHE_DIR`, else `$XDG_CACHE_HOME/wgedge`, else `~/.cache/wgedge`.
     pub fn from_env() -> Result<SessionOptions> {
         let mut o = SessionOptions::default();
@@ -90,6 +91,9 @@ impl SessionOptions {
         }
         if let Ok(v) = std::env::var("WGEDGE_INT8_ACT") {
             o.int8_activations = v == "1";
+        }
+        if let Ok(v) = std::env::var("WGEDGE_CPU_REFERENCE") {
+            o.cpu_reference = v == "1";
         }
         if let Ok(v) = std::env::var("WGEDGE_THREADS") {
             let n: usize = (v.trim().parse().ok().filter(|&n| n > 0)).ok_or_else(|| {
@@ -250,6 +254,7 @@ impl Session {
     }
 
     /// Puts a notice first (the `Auto` verdict).
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn add_notice(&mut self, n: String) {
         self.notices.insert(0, n);
     }

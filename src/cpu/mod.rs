@@ -77,7 +77,7 @@ pub fn par_chunks(
             .for_each(|(i, c)| f(i, c));
         return;
     }
-    let _ = (work, chunks);
+    let _ = (work, chunks, MIN_TASK);
     for (i, c) in out.chunks_mut(len).enumerate() {
         f(i, c);
     }
