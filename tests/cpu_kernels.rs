@@ -4,7 +4,7 @@
 //! plan says about them.
 //!
 //! Tolerances (f32): GEMM sums a K-term dot product in another order than the reference (packed
-//! blocks, 16 partial sums in the GEMV), which moves the result by at most about
+//! blocks, 64 partial sums in the GEMV), which moves the result by at most about
 //! K * 2^-24 * sum|a_i b_i|; inputs are in [-1, 1], so 2e-6 * K absolute plus 1e-5 relative (the
 //! conformance tests' bound). The depthwise kernel adds the taps in the reference's order and
 //! must match it exactly.

@@ -155,8 +155,19 @@ fn gemv(n: usize, k: usize, a: Mat, b: Mat, c: &mut [f32], accumulate: bool) {
     if b.rs == 1 {
         super::par_chunks(c, per, per * k, |ci, cc| {
             let j0 = ci * per;
-            for (jj, cv) in cc.iter_mut().enumerate() {
-                let col = &b.data[(j0 + jj) * b.cs..][..k];
+            // Four columns of B at a time: four memory streams in flight, x loaded once.
+            let mut quads = cc.chunks_exact_mut(4);
+            for (q, c4) in (&mut quads).enumerate() {
+                let j = j0 + 4 * q;
+                let cols = [0, 1, 2, 3].map(|t| &b.data[(j + t) * b.cs..][..k]);
+                let d = dot4(&x, cols[0], cols[1], cols[2], cols[3]);
+                for (cv, d) in c4.iter_mut().zip(d) {
+                    *cv = if accumulate { *cv + d } else { d };
+                }
+            }
+            let done = cc.len() / 4 * 4;
+            for (jj, cv) in cc[done..].iter_mut().enumerate() {
+                let col = &b.data[(j0 + done + jj) * b.cs..][..k];
                 let d = dot(&x, col);
                 *cv = if accumulate { *cv + d } else { d };
             }
@@ -183,20 +194,24 @@ fn gemv(n: usize, k: usize, a: Mat, b: Mat, c: &mut [f32], accumulate: bool) {
 }
 
 multiversion!(
-    /// Dot product with 16 independent partial sums (so the loop vectorises; the sum order
+    /// Dot product with 64 independent partial sums (so the loop vectorises; the sum order
     /// differs from a sequential loop by rounding only).
     pub fn dot(a: &[f32], b: &[f32]) -> f32 => dot_body
 );
+
+const LANES: usize = 64;
 
 #[inline(always)]
 fn dot_body(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f32; 16];
-    let mut ca = a.chunks_exact(16);
-    let mut cb = b.chunks_exact(16);
+    // 64 lanes: four AVX-512 (eight AVX2) accumulators, so the adds of one do not wait on
+    // the previous ones.
+    let mut acc = [0.0f32; LANES];
+    let mut ca = a.chunks_exact(LANES);
+    let mut cb = b.chunks_exact(LANES);
     for (x, y) in (&mut ca).zip(&mut cb) {
-        for l in 0..16 {
+        for l in 0..LANES {
             acc[l] += x[l] * y[l];
         }
     }
@@ -205,12 +220,53 @@ fn dot_body(a: &[f32], b: &[f32]) -> f32 {
         s += x * y;
     }
     // Pairwise, so the lanes' order is fixed.
-    for w in [8, 4, 2, 1] {
+    for w in [32, 16, 8, 4, 2, 1] {
         for l in 0..w {
             acc[l] += acc[l + w];
         }
     }
     acc[0] + s
+}
+
+multiversion!(
+    /// Four dot products of `x` with `b0..b3` (16 partial sums each, summed pairwise).
+    pub fn dot4(x: &[f32], b0: &[f32], b1: &[f32], b2: &[f32], b3: &[f32]) -> [f32; 4] => dot4_body
+);
+
+#[inline(always)]
+fn dot4_body(x: &[f32], b0: &[f32], b1: &[f32], b2: &[f32], b3: &[f32]) -> [f32; 4] {
+    let n = [b0.len(), b1.len(), b2.len(), b3.len()]
+        .into_iter()
+        .fold(x.len(), usize::min);
+    let (x, b0, b1, b2, b3) = (&x[..n], &b0[..n], &b1[..n], &b2[..n], &b3[..n]);
+    let (mut a0, mut a1, mut a2, mut a3) = ([0.0f32; 16], [0.0f32; 16], [0.0f32; 16], [0.0f32; 16]);
+    fn c(v: &[f32]) -> std::slice::ChunksExact<'_, f32> {
+        v.chunks_exact(16)
+    }
+    for ((((xv, v0), v1), v2), v3) in c(x).zip(c(b0)).zip(c(b1)).zip(c(b2)).zip(c(b3)) {
+        for l in 0..16 {
+            a0[l] += xv[l] * v0[l];
+            a1[l] += xv[l] * v1[l];
+            a2[l] += xv[l] * v2[l];
+            a3[l] += xv[l] * v3[l];
+        }
+    }
+    let full = n / 16 * 16;
+    let mut out = [0.0f32; 4];
+    for ((o, a), b) in out.iter_mut().zip([a0, a1, a2, a3]).zip([b0, b1, b2, b3]) {
+        let mut a = a;
+        let mut s = 0.0;
+        for (xv, bv) in x[full..].iter().zip(&b[full..]) {
+            s += xv * bv;
+        }
+        for w in [8, 4, 2, 1] {
+            for l in 0..w {
+                a[l] += a[l + w];
+            }
+        }
+        *o = a[0] + s;
+    }
+    out
 }
 
 multiversion!(
