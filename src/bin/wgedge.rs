@@ -138,7 +138,7 @@ enum Cmd {
         #[arg(long, conflicts_with_all = ["input", "output", "sparsity", "calibrate", "layers"])]
         accuracy_table: bool,
     },
-    /// Benchmark kernels on this machine's GPU (and the CPU reference) and print a table.
+    /// Benchmark kernels on this machine's GPU and CPU (fast and reference) and print a table.
     Bench {
         /// kernels | models
         #[arg(long, default_value = "kernels")]
