@@ -52,8 +52,14 @@ fn bench_workload(c: &mut Criterion, label: &str, w: &Workload, ctx: Option<&Arc
             g.bench_function(format!("{name}/e2e"), |b| b.iter(|| s.run(&feeds).unwrap()));
         }
     }
-    let s = Session::cpu(&w.model, SessionOptions::default()).unwrap();
+    let reference = SessionOptions {
+        cpu_reference: true,
+        ..Default::default()
+    };
+    let s = Session::cpu(&w.model, reference).unwrap();
     g.bench_function("cpu-ref", |b| b.iter(|| s.run(&feeds).unwrap()));
+    let s = Session::cpu(&w.model, SessionOptions::default()).unwrap();
+    g.bench_function("cpu-fast", |b| b.iter(|| s.run(&feeds).unwrap()));
     g.finish();
 }
 

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 /// One measurement. Workloads: `gemm`, `gemv`, `conv3x3`, `dwconv3x3`, `mlp` (batch 64),
 /// `mlp1` (batch 1); GPU kernel names start with the weight format and say what ran
 /// (`f32-tex2-8x8`, `int8-tex-1x2`, `int4-g32-buf-4x2`, ...), except the naive reference kernel
-/// (`naive`) and the CPU rows (`cpu-ref`, backend `cpu`).
+/// (`naive`) and the CPU rows (backend `cpu`: `cpu-ref`, the reference, and the fast kernels
+/// as `{format}-{kernel}`, e.g. `f32-cpu-gemm`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Record {
     pub workload: String,
@@ -410,7 +411,7 @@ fn kernel_label(s: &Session) -> String {
     }
 }
 
-/// Runs one workload on the GPU (tuned and naive) and the CPU reference.
+/// Runs one workload on the GPU (tuned and naive), the CPU reference and the fast CPU kernels.
 pub fn bench_workload(
     ctx: Option<&Arc<GpuContext>>,
     w: &Workload,
@@ -500,11 +501,32 @@ pub fn bench_workload(
         }
     }
     if (!cfg.skip_slow || ctx.is_none()) && w.format == "f32" {
-        let s = Session::cpu(&w.model, SessionOptions::default())?;
+        let reference = SessionOptions {
+            cpu_reference: true,
+            ..Default::default()
+        };
+        let s = Session::cpu(&w.model, reference)?;
         push(
             record(
                 w,
                 "cpu-ref",
+                "cpu",
+                "e2e",
+                time_it(cfg, || s.run(&feeds).map(|_| ()))?,
+            ),
+            &mut out,
+        );
+    }
+    // The fast CPU kernels (all cores), for every format: the CPU decodes packed weights to
+    // f32 at session build, so a packed row measures the same kernels on the decoded weights
+    // (int8 x int8 computes in f32 on the CPU: the int8 row already covers it).
+    if w.format != "int8xint8" {
+        let s = Session::cpu(&w.model, SessionOptions::default())?;
+        let label = format!("{}-{}", w.format, kernel_label(&s));
+        push(
+            record(
+                w,
+                &label,
                 "cpu",
                 "e2e",
                 time_it(cfg, || s.run(&feeds).map(|_| ()))?,

@@ -19,14 +19,17 @@
 //! ```
 //!
 //! Layers, top first (each uses only those below): [`session`] → [`exec`] (GPU and CPU
-//! executors, autotune) → [`model`], [`sched`] → [`graph`] → [`ops`] → [`gpu`], [`tensor`],
+//! executors, autotune) → [`model`], [`sched`] → [`graph`] → [`ops`] → [`cpu`] (fast CPU kernels), [`gpu`], [`tensor`],
 //! [`profile`] → [`error`]. See `ARCHITECTURE.md` for the decisions behind them.
 // wasm is single-threaded: wgpu handles there are neither Send nor Sync, and that is fine.
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
 #[cfg(not(target_arch = "wasm32"))]
+pub mod auto;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod compress;
+pub mod cpu;
 pub mod error;
 pub mod exec;
 pub mod format;

@@ -29,6 +29,11 @@ pub struct SessionOptions {
     /// (`WGEDGE_INT8_ACT=1`). The CPU backend always computes in f32.
     pub int8_activations: bool,
     pub plan: PlanOptions,
+    /// Run CPU nodes (the CPU backend's, and CPU nodes inside GPU plans) on the reference ops
+    /// rather than the fast CPU kernels (tests that compare against the reference bit for bit).
+    pub cpu_reference: bool,
+    /// Threads for the CPU kernels (`WGEDGE_THREADS`); `None`: all cores.
+    pub threads: Option<usize>,
     /// Most bytes the session may hold: planned activations plus weights, on the CPU or the
     /// GPU, checked at plan time (and any single value of the graph, before constants are
     /// folded). `None`: [`default_memory_budget`].
@@ -66,6 +71,8 @@ impl Default for SessionOptions {
             optimize: true,
             int8_activations: false,
             plan: PlanOptions::default(),
+            cpu_reference: false,
+            threads: None,
             max_memory: None,
         }
     }
@@ -73,8 +80,9 @@ impl Default for SessionOptions {
 
 impl SessionOptions {
     /// The defaults, changed by the environment: `WGEDGE_AUTOTUNE=0` (default kernels, no
-    /// timing), `WGEDGE_KERNELS` (JSON kernel choices; checked, a bad one is an error) and
-    /// `WGEDGE_NO_REUSE=1` (every value its own memory, to hunt aliasing bugs). The tune cache
+    /// timing), `WGEDGE_KERNELS` (JSON kernel choices; checked, a bad one is an error),
+    /// `WGEDGE_THREADS` (CPU kernel threads), `WGEDGE_CPU_REFERENCE=1` (CPU nodes on the
+    /// reference ops) and `WGEDGE_NO_REUSE=1` (every value its own memory, to hunt aliasing bugs). The tune cache
     /// lives in `WGEDGE_CACHE_DIR`, else `$XDG_CACHE_HOME/wgedge`, else `~/.cache/wgedge`.
     pub fn from_env() -> Result<SessionOptions> {
         let mut o = SessionOptions::default();
@@ -83,6 +91,17 @@ impl SessionOptions {
         }
         if let Ok(v) = std::env::var("WGEDGE_INT8_ACT") {
             o.int8_activations = v == "1";
+        }
+        if let Ok(v) = std::env::var("WGEDGE_CPU_REFERENCE") {
+            o.cpu_reference = v == "1";
+        }
+        if let Ok(v) = std::env::var("WGEDGE_THREADS") {
+            let n: usize = (v.trim().parse().ok().filter(|&n| n > 0)).ok_or_else(|| {
+                Error::Input(format!(
+                    "WGEDGE_THREADS must be a positive thread count, got '{v}'"
+                ))
+            })?;
+            o.threads = Some(n);
         }
         if let Ok(v) = std::env::var("WGEDGE_NO_REUSE") {
             o.plan.reuse = v.is_empty() || v == "0";
@@ -119,29 +138,38 @@ pub struct Session {
 }
 
 impl Session {
-    /// Plans `model` for `backend` and builds everything a run needs.
+    /// Plans `model` for `backend` and builds everything a run needs. `Backend::Auto` (native
+    /// builds) times the model on the GPU and the CPU backend and keeps the faster, caching the
+    /// verdict (`crate::auto`; the first notice says what was measured and chosen).
     pub async fn new_async(
         model: &Model,
         backend: Backend,
         opts: SessionOptions,
     ) -> Result<Session> {
+        #[cfg(not(target_arch = "wasm32"))]
+        if backend == Backend::Auto {
+            return crate::auto::session(model, opts).await;
+        }
         match GpuContext::open(backend).await? {
             Some(ctx) => Self::with_context_async(model, Arc::new(ctx), opts).await,
             None => Self::cpu(model, opts),
         }
     }
 
-    /// A session on the CPU reference backend.
+    /// A session on the CPU backend: fast CPU kernels where an op has one for the case, the
+    /// reference elsewhere (or everywhere with `SessionOptions::cpu_reference`).
     pub fn cpu(model: &Model, opts: SessionOptions) -> Result<Session> {
         let budget = opts.max_memory.unwrap_or_else(default_memory_budget);
         let (graph, mut weights, rewrites) = prepare(model, opts.optimize, budget)?;
-        let plan = Plan::new(&graph, &weights, None, opts.plan)?;
+        let mut plan = Plan::new(&graph, &weights, None, opts.plan)?;
+        plan.select_cpu_kernels(opts.cpu_reference);
         decode_planned(&plan, &mut weights)?;
         check_budget(&plan, &weights, budget)?;
+        let pool = crate::cpu::Pool::new(opts.threads);
         Ok(Self::finish(
             model,
             plan,
-            Exec::Cpu(CpuExecutor::new(Arc::new(weights))),
+            Exec::Cpu(CpuExecutor::new(Arc::new(weights), pool)),
             rewrites,
             Vec::new(),
         ))
@@ -168,7 +196,8 @@ impl Session {
         profile.int8_activations = opts.int8_activations;
         let budget = opts.max_memory.unwrap_or_else(default_memory_budget);
         let (graph, mut weights, rewrites) = prepare(model, opts.optimize, budget)?;
-        let plan = Plan::new(&graph, &weights, Some(&profile), opts.plan)?;
+        let mut plan = Plan::new(&graph, &weights, Some(&profile), opts.plan)?;
+        plan.select_cpu_kernels(opts.cpu_reference);
         decode_planned(&plan, &mut weights)?;
         check_budget(&plan, &weights, budget)?;
         let decoded: Vec<String> = (plan.values.iter())
@@ -222,6 +251,12 @@ impl Session {
             rewrites,
             notices,
         }
+    }
+
+    /// Puts a notice first (the `Auto` verdict).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn add_notice(&mut self, n: String) {
+        self.notices.insert(0, n);
     }
 
     /// What building the session noticed: CPU fallback nodes, ignored kernel-cache entries,
@@ -326,7 +361,16 @@ impl Session {
     /// "cpu", or the GPU adapter and backend.
     pub fn device_name(&self) -> String {
         match &self.exec {
-            Exec::Cpu(_) => "cpu (reference backend)".into(),
+            Exec::Cpu(_)
+                if self
+                    .plan
+                    .nodes
+                    .iter()
+                    .all(|n| n.kernel == crate::sched::CPU_KERNEL || n.kernel == "alias") =>
+            {
+                "cpu (reference kernels)".into()
+            }
+            Exec::Cpu(_) => "cpu".into(),
             Exec::Gpu(ctx, _) => format!("{} ({})", ctx.info.name, ctx.profile.backend),
         }
     }

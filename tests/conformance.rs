@@ -22,6 +22,7 @@ fn check(what: &str, op: Op, inputs: &[&Tensor], consts: &[bool], atol: f32, rto
         &model,
         SessionOptions {
             autotune: false,
+            cpu_reference: true,
             ..Default::default()
         },
     )

@@ -58,7 +58,7 @@ const NAMES: [&str; 3] = ["conv.weight", "proj.weight", "fc.weight"];
 fn run_cpu(model: &Model) -> Vec<f32> {
     let spec = &model.graph.inputs[0];
     let x = Tensor::random(&spec.shape, 77);
-    let s = Session::cpu(model, SessionOptions::default()).unwrap();
+    let s = Session::cpu(model, reference()).unwrap();
     let out = s.run(&[(spec.name.as_str(), &x)]).unwrap();
     out[0].f32s("out").unwrap().to_vec()
 }
@@ -1289,4 +1289,12 @@ fn sparse_storage_takes_f16_and_int8_values() {
     };
     let e = prune(&model, &bad).unwrap_err().to_string();
     assert!(e.contains("--store sparse"), "{e}");
+}
+
+/// The CPU reference kernels (the ground truth; the fast CPU kernels sum in other orders).
+fn reference() -> SessionOptions {
+    SessionOptions {
+        cpu_reference: true,
+        ..Default::default()
+    }
 }

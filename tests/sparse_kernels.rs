@@ -75,7 +75,7 @@ fn linear_model(a_shape: &[usize], w: &Tensor, f: &WeightFormat, bias: bool) -> 
 }
 
 fn cpu_run(model: &Model, x: &Tensor) -> Tensor {
-    let s = Session::cpu(model, SessionOptions::default()).unwrap();
+    let s = Session::cpu(model, reference()).unwrap();
     s.run(&[("x", x)]).unwrap().remove(0)
 }
 
@@ -539,7 +539,7 @@ fn sparse_pointwise_conv_matches_the_reference_on_the_same_weights() {
             let model = conv1x1_model(xs, &w, &f);
             let x = Tensor::random(xs, 3);
             let r = Tensor::random(&[xs[0], *cout, xs[2], xs[3]], 4);
-            let cpu = Session::cpu(&model, SessionOptions::default()).unwrap();
+            let cpu = Session::cpu(&model, reference()).unwrap();
             let want = cpu.run(&[("x", &x), ("r", &r)]).unwrap().remove(0);
             let kern = ConvKernel::SparseTex {
                 px: [1, 2][(ci + vi) % 2],
@@ -588,4 +588,12 @@ fn sparse_pointwise_conv_matches_the_reference_on_the_same_weights() {
         s.plan().describe()
     );
     assert!(s.plan().describe().contains("DECODED"));
+}
+
+/// The CPU reference kernels (the ground truth; the fast CPU kernels sum in other orders).
+fn reference() -> SessionOptions {
+    SessionOptions {
+        cpu_reference: true,
+        ..Default::default()
+    }
 }

@@ -152,7 +152,7 @@ enum Cmd {
         #[arg(long, conflicts_with_all = ["input", "output", "sparsity", "calibrate", "layers"])]
         accuracy_table: bool,
     },
-    /// Benchmark kernels on this machine's GPU (and the CPU reference) and print a table.
+    /// Benchmark kernels on this machine's GPU and CPU (fast and reference) and print a table.
     Bench {
         /// kernels | models
         #[arg(long, default_value = "kernels")]
@@ -352,9 +352,17 @@ fn open_device(backend: Backend) -> wgedge::Result<Option<Arc<GpuContext>>> {
     Ok(ctx.map(Arc::new))
 }
 
-/// A session for `model` on `backend` with the options from the environment.
+/// A session for `model` on `backend` with the options from the environment. `Auto` measures
+/// the model on the GPU and the CPU backend (or reads the cached verdict) and prints that line.
 fn session(model: &Model, backend: Backend) -> wgedge::Result<Session> {
     let opts = SessionOptions::from_env()?;
+    if backend == Backend::Auto {
+        let s = Session::with_options(model, Backend::Auto, opts)?;
+        if let Some(n) = s.notices().first().filter(|n| n.starts_with("auto:")) {
+            eprintln!("wgedge: {n}");
+        }
+        return Ok(s);
+    }
     match open_device(backend)? {
         Some(ctx) => Session::with_context(model, ctx, opts),
         None => Session::cpu(model, opts),
@@ -436,7 +444,7 @@ fn info(model: Option<PathBuf>, device: bool, backend: Backend) -> wgedge::Resul
             backend
         };
         match open_device(backend)? {
-            None => println!("device: cpu (reference backend)"),
+            None => println!("device: cpu"),
             Some(ctx) => {
                 let p = &ctx.profile;
                 println!("adapter:  {}", p.adapter);
@@ -522,7 +530,8 @@ fn info(model: Option<PathBuf>, device: bool, backend: Backend) -> wgedge::Resul
     let session = session(&model, backend)?;
     let plan = session.plan();
     println!("device:   {}", session.device_name());
-    for n in session.notices() {
+    // The `auto:` line was printed when the session was built.
+    for n in session.notices().iter().filter(|n| !n.starts_with("auto:")) {
         eprintln!("wgedge: {n}");
     }
     let cpu = plan.cpu_nodes();
@@ -1394,7 +1403,7 @@ fn bench(
             "device: {} ({}, {:?}, driver {})",
             c.profile.adapter, c.profile.backend, c.profile.kind, c.profile.driver
         ),
-        None => println!("device: none (CPU reference only)"),
+        None => println!("device: none (CPU backend only)"),
     }
     let workloads = match suite {
         "kernels" => kernel_workloads()?,

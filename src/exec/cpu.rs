@@ -1,4 +1,5 @@
-//! Runs a `Plan` with the CPU reference ops: the ground truth, and the fallback backend.
+//! Runs a `Plan` on the CPU: each node with the kernel the plan names for it (a fast kernel of
+//! `crate::cpu`, or the reference op), inside the session's thread pool.
 
 use crate::error::Result;
 use crate::sched::{Plan, ValueKind};
@@ -8,16 +9,22 @@ use std::sync::Arc;
 
 pub struct CpuExecutor {
     weights: Arc<BTreeMap<String, Tensor>>,
+    pool: crate::cpu::Pool,
 }
 
 impl CpuExecutor {
-    pub fn new(weights: Arc<BTreeMap<String, Tensor>>) -> Self {
-        CpuExecutor { weights }
+    /// An executor over the session's weights whose kernels run on `pool`.
+    pub fn new(weights: Arc<BTreeMap<String, Tensor>>, pool: crate::cpu::Pool) -> Self {
+        CpuExecutor { weights, pool }
     }
 
     /// Runs the plan; `inputs` are in graph input order and already checked by the session.
     /// Each activation is dropped after its last reader, following the plan's liveness.
     pub fn run(&self, plan: &Plan, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+        self.pool.install(|| self.run_nodes(plan, inputs))
+    }
+
+    fn run_nodes(&self, plan: &Plan, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
         let mut live: Vec<Option<Tensor>> = vec![None; plan.values.len()];
         for (k, &v) in plan.inputs.iter().enumerate() {
             live[v] = Some(inputs[k].clone());
@@ -39,7 +46,7 @@ impl CpuExecutor {
                     }),
                 })
                 .collect::<Result<_>>()?;
-            let out = node.op.cpu(&ins)?;
+            let out = node.op.run_cpu(&node.kernel, &ins)?;
             live[node.output] = Some(out);
             for &v in &node.inputs {
                 if plan.values[v].kind != ValueKind::Weight

@@ -34,6 +34,8 @@ enum HopInput {
 /// A node the CPU runs in the middle of a GPU plan.
 struct CpuHop {
     op: Op,
+    /// The CPU kernel the plan named (fast or reference).
+    kernel: String,
     inputs: Vec<HopInput>,
     /// Holds the arena inputs between submit and read.
     readback: Option<wgpu::Buffer>,
@@ -492,6 +494,7 @@ impl GpuExecutor {
                 .ok_or_else(|| Error::Gpu(format!("node '{}': output has no range", node.name)))?;
             segments.push(Segment::Cpu(CpuHop {
                 op: node.op.clone(),
+                kernel: node.kernel.clone(),
                 inputs,
                 readback,
                 out_offset,
@@ -614,7 +617,7 @@ impl GpuExecutor {
                         .ok_or_else(|| Error::Gpu("CPU node input missing".into())),
                 })
                 .collect::<Result<_>>()?;
-            let out = hop.op.cpu(&ins)?;
+            let out = hop.op.run_cpu(&hop.kernel, &ins)?;
             // Ordered before everything submitted later, after everything submitted before.
             ctx.queue
                 .write_buffer(&self.arena, hop.out_offset, &padded4(out.bytes()));

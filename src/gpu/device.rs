@@ -7,9 +7,12 @@ use std::str::FromStr;
 /// Which backend a session runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backend {
-    /// The best hardware GPU, else the CPU reference backend. Software adapters (lavapipe,
-    /// SwiftShader) are not picked: they run far slower than CPU code. The library reads no
-    /// environment; the `wgedge` CLI applies `WGEDGE_BACKEND` with [`Backend::resolve_env`].
+    /// Sessions (`Session::new`, native builds): the faster of the best GPU adapter (hardware
+    /// or software) and the CPU backend, measured on the model once and cached per model,
+    /// adapter and driver (`crate::auto`). [`GpuContext::open`] alone cannot measure: it takes
+    /// the best hardware GPU and leaves software adapters (lavapipe, SwiftShader) to the CPU
+    /// backend, as does the wasm32 build. The library reads no environment; the `wgedge` CLI
+    /// applies `WGEDGE_BACKEND` with [`Backend::resolve_env`].
     #[default]
     Auto,
     /// The best GPU adapter of any kind, software adapters included (benchmarks, tests).

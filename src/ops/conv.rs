@@ -208,6 +208,14 @@ impl OpFamily for Conv2d {
         })
     }
 
+    fn cpu_kernel(&self, cx: &super::CpuCtx) -> Option<&'static str> {
+        super::cpu_fast::conv_kernel(self, cx)
+    }
+
+    fn cpu_fast(&self, kernel: &str, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        super::cpu_fast::conv(self, kernel, ins, out)
+    }
+
     /// Depthwise convs take the `dwconv` slot, others with constant weights the `conv` slot;
     /// a tuned texture kernel that does not fit the device falls back to its storage twin.
     /// Packed weights take `qdwconv` / `qconv` (see [`Conv2d::select_packed`]).

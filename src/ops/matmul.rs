@@ -589,6 +589,14 @@ impl OpFamily for MatMul {
         })
     }
 
+    fn cpu_kernel(&self, cx: &super::CpuCtx) -> Option<&'static str> {
+        super::cpu_fast::matmul_kernel(self, cx)
+    }
+
+    fn cpu_fast(&self, kernel: &str, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        super::cpu_fast::matmul(self, kernel, ins, out)
+    }
+
     /// The tuned choice for the case's slot (GEMV when M = 1, GEMM otherwise, with a constant
     /// B; the scalar slot otherwise) when it fits, else the variant that always does.
     fn select(&self, cx: &SelectCtx) -> Option<MatMulKernel> {

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
 
 pub mod conv;
+pub mod cpu_fast;
 pub mod dtype;
 pub mod elementwise;
 pub mod matmul;
@@ -74,6 +75,15 @@ macro_rules! ops {
 
             fn cpu_dyn(&self, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
                 match self { $(Op::$variant(o) => o.cpu(ins, out)),+ }
+            }
+
+            /// The fast CPU kernel this op takes for the case ([`OpFamily::cpu_kernel`]).
+            pub fn cpu_kernel(&self, cx: &CpuCtx) -> Option<&'static str> {
+                match self { $(Op::$variant(o) => o.cpu_kernel(cx)),+ }
+            }
+
+            fn cpu_fast_dyn(&self, kernel: &str, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+                match self { $(Op::$variant(o) => o.cpu_fast(kernel, ins, out)),+ }
             }
 
             /// The GPU kernel the op picks for this case and its dispatches, or `None` when no
@@ -220,6 +230,16 @@ pub trait OpFamily: Clone + PartialEq + Debug + Serialize + DeserializeOwned + I
     }
     /// The WGSL sources this family owns.
     fn shaders() -> Vec<&'static ShaderSource>;
+    /// A fast CPU kernel for this case (its name, shown in plans), or `None`: the reference
+    /// runs. Kernels live in `crate::cpu`; each is tested against the reference.
+    fn cpu_kernel(&self, _cx: &CpuCtx) -> Option<&'static str> {
+        None
+    }
+    /// Runs fast CPU kernel `kernel` (a name [`OpFamily::cpu_kernel`] gave for this case).
+    fn cpu_fast(&self, kernel: &str, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        let _ = kernel;
+        self.cpu(ins, out)
+    }
     /// The fused activation, for families with an epilogue.
     fn epilogue_act(&mut self) -> Option<&mut Activation> {
         None
@@ -303,6 +323,24 @@ impl SelectCtx<'_> {
     /// Input shapes.
     pub fn shape(&self, i: usize) -> &[usize] {
         &self.ins[i].shape
+    }
+}
+
+/// The kernel name of the CPU reference in plans.
+pub const CPU_REFERENCE: &str = "cpu-ref";
+
+/// What a fast CPU kernel's choice may know about a node: its values as the CPU reads them
+/// (packed weights decoded to f32 so far) and which are constants.
+pub struct CpuCtx<'a> {
+    pub ins: &'a [ValueType],
+    pub out: &'a ValueType,
+    pub is_const: &'a [bool],
+}
+
+impl CpuCtx<'_> {
+    /// All inputs and the output are f32.
+    pub fn f32(&self) -> bool {
+        self.ins.iter().all(|v| v.dtype == DType::F32) && self.out.dtype == DType::F32
     }
 }
 
@@ -428,6 +466,18 @@ impl Op {
         let tys: Vec<ValueType> = ins.iter().map(|t| t.value_type()).collect();
         let out = self.infer(&tys)?;
         self.cpu_dyn(ins, &out)
+    }
+
+    /// Runs the node on the CPU with `kernel`: the reference for [`CPU_REFERENCE`],
+    /// else the fast kernel of that name ([`Op::cpu_kernel`]).
+    pub fn run_cpu(&self, kernel: &str, ins: &[&Tensor]) -> Result<Tensor> {
+        let tys: Vec<ValueType> = ins.iter().map(|t| t.value_type()).collect();
+        let out = self.infer(&tys)?;
+        if kernel == CPU_REFERENCE {
+            self.cpu_dyn(ins, &out)
+        } else {
+            self.cpu_fast_dyn(kernel, ins, &out)
+        }
     }
 }
 

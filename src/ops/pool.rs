@@ -238,6 +238,14 @@ impl OpFamily for Pool2d {
         })
     }
 
+    fn cpu_kernel(&self, cx: &super::CpuCtx) -> Option<&'static str> {
+        super::cpu_fast::pool_kernel(cx)
+    }
+
+    fn cpu_fast(&self, kernel: &str, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        super::cpu_fast::pool(self, kernel, ins, out)
+    }
+
     fn lower(&self, _k: &Standard, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
         self.dispatches(cx)
     }

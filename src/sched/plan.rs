@@ -6,7 +6,7 @@ use super::order::liveness;
 use crate::error::{Error, Result};
 use crate::format::WeightFormat;
 use crate::graph::{Graph, Origin};
-use crate::ops::{Dispatch, LowerCtx, Op, SelectCtx};
+use crate::ops::{CpuCtx, Dispatch, LowerCtx, Op, SelectCtx};
 use crate::profile::DeviceProfile;
 use crate::tensor::{DType, Tensor, ValueType};
 use std::collections::{BTreeMap, HashMap};
@@ -66,7 +66,8 @@ pub struct PlanNode {
     pub inputs: Vec<usize>,
     pub output: usize,
     pub placement: Placement,
-    /// Name of the kernel that runs the node (`cpu-ref` on the CPU, `alias` for aliases).
+    /// Name of the kernel that runs the node (on the CPU: `cpu-ref`, the reference, or a fast
+    /// kernel's name such as `cpu-gemm`; `alias` for aliases).
     pub kernel: String,
     /// GPU dispatches (empty unless the node runs on the GPU).
     pub dispatches: Vec<Dispatch>,
@@ -106,7 +107,7 @@ pub struct Plan {
 }
 
 /// The kernel name of nodes that run on the CPU reference.
-pub const CPU_KERNEL: &str = "cpu-ref";
+pub const CPU_KERNEL: &str = crate::ops::CPU_REFERENCE;
 
 impl Plan {
     /// Plans `graph` (already checked and rewritten) for a device (`None`: the CPU backend,
@@ -331,6 +332,47 @@ impl Plan {
             plan.check_limits(p)?;
         }
         Ok(plan)
+    }
+
+    /// Names the CPU kernel of every node placed on the CPU: the op's fast kernel for the case
+    /// ([`Op::cpu_kernel`]), or the reference ([`CPU_KERNEL`]) where it has none or when
+    /// `reference` forces it. The CPU reads packed weights decoded, as f32.
+    pub fn select_cpu_kernels(&mut self, reference: bool) {
+        for n in &mut self.nodes {
+            if n.placement != Placement::Cpu {
+                continue;
+            }
+            n.kernel = CPU_KERNEL.to_string();
+            if reference {
+                continue;
+            }
+            let ins: Vec<ValueType> = (n.inputs.iter())
+                .map(|&v| {
+                    let pv = &self.values[v];
+                    let dtype = if pv.format.is_dense() {
+                        pv.dtype
+                    } else {
+                        DType::F32
+                    };
+                    ValueType::new(dtype, &pv.shape)
+                })
+                .collect();
+            let is_const: Vec<bool> = (n.inputs.iter())
+                .map(|&v| {
+                    let root = self.values[v].alias_of.unwrap_or(v);
+                    self.values[root].kind == ValueKind::Weight
+                })
+                .collect();
+            let out = self.values[n.output].value_type();
+            let cx = CpuCtx {
+                ins: &ins,
+                out: &out,
+                is_const: &is_const,
+            };
+            if let Some(k) = n.op.cpu_kernel(&cx) {
+                n.kernel = k.to_string();
+            }
+        }
     }
 
     /// Nodes that run on the CPU in a GPU plan (by name, in plan order).

@@ -1,0 +1,335 @@
+//! The fast CPU kernels against the CPU reference, on edge shapes (1, odd sizes, sizes not a
+//! multiple of any GEMM block, large K, batches, both transposes, groups, strides, padding,
+//! dilation, im2col blocks) with every fused epilogue (bias, residual, activation), and what the
+//! plan says about them.
+//!
+//! Tolerances (f32): GEMM sums a K-term dot product in another order than the reference (packed
+//! blocks, 64 partial sums in the GEMV), which moves the result by at most about
+//! K * 2^-24 * sum|a_i b_i|; inputs are in [-1, 1], so 2e-6 * K absolute plus 1e-5 relative (the
+//! conformance tests' bound). The depthwise kernel adds the taps in the reference's order and
+//! must match it exactly.
+
+mod common;
+use common::*;
+use wgedge::ops::*;
+use wgedge::{Session, SessionOptions, Tensor};
+
+fn opts(reference: bool, threads: Option<usize>) -> SessionOptions {
+    SessionOptions {
+        autotune: false,
+        cpu_reference: reference,
+        threads,
+        ..Default::default()
+    }
+}
+
+/// Runs `op` on the fast CPU kernels (all threads and one thread) and on the reference;
+/// returns the fast kernel's name. `atol = None`: the results must be identical.
+fn check(what: &str, op: Op, inputs: &[&Tensor], consts: &[bool], atol: Option<f32>) -> String {
+    let (model, feeds) = single_op(op, inputs, consts);
+    let feeds = feeds_ref(&feeds);
+    let want = Session::cpu(&model, opts(true, None)).unwrap();
+    assert!(
+        want.plan().nodes.iter().all(|n| n.kernel == "cpu-ref"),
+        "{what}: cpu_reference must force the reference"
+    );
+    let want = &want.run(&feeds).unwrap()[0];
+    let mut name = String::new();
+    for threads in [None, Some(1)] {
+        let s = Session::cpu(&model, opts(false, threads)).unwrap();
+        name = s.plan().nodes[0].kernel.clone();
+        assert_ne!(name, "cpu-ref", "{what}: no fast kernel was chosen");
+        let got = &s.run(&feeds).unwrap()[0];
+        let what = format!("{what} ({name}, threads {threads:?})");
+        match atol {
+            None => assert_eq!(got, want, "{what}"),
+            Some(atol) => assert_close(&what, got, want, atol, 1e-5),
+        }
+    }
+    name
+}
+
+fn dot_tol(k: usize) -> f32 {
+    2e-6 * k as f32 + 1e-6
+}
+
+/// Every epilogue combination: (bias, residual, activation).
+fn epilogues() -> Vec<(bool, bool, Activation)> {
+    vec![
+        (false, false, Activation::None),
+        (true, false, Activation::Relu),
+        (false, true, Activation::Gelu),
+        (true, true, Activation::LeakyRelu { alpha: 0.1 }),
+    ]
+}
+
+/// (batch dims, M, K, N, trans_a, trans_b, B batched)
+type MatMulCase = (&'static [usize], usize, usize, usize, bool, bool, bool);
+
+#[test]
+fn matmul_matches_reference() {
+    let cases: &[MatMulCase] = &[
+        (&[], 1, 1, 1, false, true, false),
+        (&[], 1, 4096, 37, false, true, false),
+        (&[], 1, 300, 129, false, false, false),
+        (&[], 3, 5, 7, false, false, false),
+        (&[], 17, 33, 9, false, true, false),
+        (&[], 65, 128, 67, false, true, false),
+        (&[], 4, 2048, 8, true, false, false),
+        (&[], 33, 12, 130, true, true, false),
+        (&[], 129, 257, 95, false, false, false),
+        (&[2], 5, 19, 11, false, false, true),
+        (&[3], 1, 64, 40, false, true, false),
+        (&[2, 2], 9, 31, 6, true, false, true),
+    ];
+    let mut seen = Vec::new();
+    for (i, &(batch, m, k, n, ta, tb, bb)) in cases.iter().enumerate() {
+        for (j, &(bias, residual, act)) in epilogues().iter().enumerate() {
+            let seed = (i * 10 + j) as u64;
+            let mut a_shape = batch.to_vec();
+            a_shape.extend(if ta { [k, m] } else { [m, k] });
+            let mut b_shape = if bb { batch.to_vec() } else { Vec::new() };
+            b_shape.extend(if tb { [n, k] } else { [k, n] });
+            let mut out = batch.to_vec();
+            out.extend([m, n]);
+            let a = Tensor::random(&a_shape, seed);
+            let b = Tensor::random(&b_shape, 100 + seed);
+            let bias_t = Tensor::random(&[n], 200 + seed);
+            let res_t = Tensor::random(&out, 300 + seed);
+            let mut ins = vec![&a, &b];
+            let mut consts = vec![false, !bb];
+            if bias {
+                ins.push(&bias_t);
+                consts.push(true);
+            }
+            if residual {
+                ins.push(&res_t);
+                consts.push(false);
+            }
+            let op = Op::MatMul(MatMul {
+                trans_a: ta,
+                trans_b: tb,
+                bias,
+                residual,
+                act,
+            });
+            let what = format!("matmul {batch:?} {m}x{k}x{n} ta={ta} tb={tb} epilogue {j}");
+            let name = check(&what, op, &ins, &consts, Some(dot_tol(k)));
+            let want = if m == 1 { "cpu-gemv" } else { "cpu-gemm" };
+            assert_eq!(name, want, "{what}");
+            seen.push(name);
+        }
+    }
+    assert!(seen.iter().any(|k| k == "cpu-gemv") && seen.iter().any(|k| k == "cpu-gemm"));
+}
+
+/// (n, cin, h, w, cout, k, stride, pad (t, l, b, r), dilation, groups)
+type ConvCase = (
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    [usize; 2],
+    [usize; 2],
+    [usize; 4],
+    [usize; 2],
+    usize,
+);
+
+fn conv_case(i: usize, c: ConvCase, epi: (bool, bool, Activation), exact: bool) -> String {
+    let (n, cin, h, w, cout, k, stride, pad, dilation, groups) = c;
+    let (bias, residual, act) = epi;
+    let conv = Conv2d {
+        stride,
+        pad,
+        dilation,
+        groups,
+        bias,
+        residual,
+        act,
+    };
+    let x = Tensor::random(&[n, cin, h, w], i as u64);
+    let wt = Tensor::random(&[cout, cin / groups, k[0], k[1]], 50 + i as u64);
+    // The output shape, from the op without its epilogue operands.
+    let plain = Conv2d {
+        bias: false,
+        residual: false,
+        ..conv
+    };
+    let out = Op::Conv2d(plain)
+        .infer_shape(&[x.shape().to_vec(), wt.shape().to_vec()])
+        .unwrap_or_else(|e| panic!("conv case {i}: {e}"));
+    let b = Tensor::random(&[cout], 70 + i as u64);
+    let r = Tensor::random(&out, 90 + i as u64);
+    let mut ins = vec![&x, &wt];
+    let mut consts = vec![false, true];
+    if bias {
+        ins.push(&b);
+        consts.push(true);
+    }
+    if residual {
+        ins.push(&r);
+        consts.push(false);
+    }
+    let taps = cin / groups * k[0] * k[1];
+    let what = format!("conv case {i} {c:?} epilogue {epi:?}");
+    check(
+        &what,
+        Op::Conv2d(conv),
+        &ins,
+        &consts,
+        (!exact).then(|| dot_tol(taps)),
+    )
+}
+
+#[test]
+fn conv_matches_reference() {
+    let cases: &[ConvCase] = &[
+        // 3x3 same padding, odd sizes
+        (1, 3, 7, 9, 5, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 1),
+        // 1 channel in and out, 1x1 image
+        (1, 1, 1, 1, 1, [1, 1], [1, 1], [0; 4], [1, 1], 1),
+        // pointwise (direct GEMM), batch 2
+        (2, 16, 5, 6, 7, [1, 1], [1, 1], [0; 4], [1, 1], 1),
+        // 1x1 with stride 2 (im2col)
+        (1, 8, 9, 9, 4, [1, 1], [2, 2], [0; 4], [1, 1], 1),
+        // 1x1 with padding
+        (1, 4, 3, 5, 6, [1, 1], [1, 1], [1, 0, 2, 1], [1, 1], 1),
+        // stride 2, asymmetric padding, non-square kernel
+        (1, 6, 11, 8, 9, [3, 2], [2, 1], [0, 1, 2, 0], [1, 1], 1),
+        // dilation 2, 5x5
+        (1, 4, 13, 12, 3, [5, 5], [1, 1], [4, 4, 4, 4], [2, 2], 1),
+        // groups 2 and groups 3 with a channel multiplier
+        (2, 8, 7, 7, 6, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 2),
+        (1, 6, 6, 6, 9, [3, 3], [2, 2], [1, 1, 1, 1], [1, 1], 3),
+        // kernel as large as the padded input
+        (1, 2, 3, 3, 2, [5, 5], [1, 1], [1, 1, 1, 1], [1, 1], 1),
+        // large K (cin * taps = 1152)
+        (1, 128, 6, 5, 10, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 1),
+        // more output pixels than one im2col block holds (COL_LIMIT / 288 < 128 * 128)
+        (1, 32, 128, 128, 2, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 1),
+    ];
+    for (i, &c) in cases.iter().enumerate() {
+        for (j, epi) in epilogues().into_iter().enumerate() {
+            if i == cases.len() - 1 && j > 0 {
+                continue; // the large case once is enough
+            }
+            let name = conv_case(i, c, epi, false);
+            let pointwise = c.5 == [1, 1] && c.6 == [1, 1] && c.7 == [0; 4];
+            let want = if pointwise {
+                "cpu-conv1x1"
+            } else {
+                "cpu-im2col"
+            };
+            assert_eq!(name, want, "conv case {i}");
+        }
+    }
+}
+
+#[test]
+fn depthwise_matches_reference_exactly() {
+    let cases: &[ConvCase] = &[
+        (
+            1,
+            32,
+            112,
+            112,
+            32,
+            [3, 3],
+            [1, 1],
+            [1, 1, 1, 1],
+            [1, 1],
+            32,
+        ),
+        (2, 3, 1, 1, 3, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 3),
+        (1, 5, 9, 7, 5, [3, 3], [2, 2], [1, 1, 1, 1], [1, 1], 5),
+        (1, 4, 10, 11, 4, [5, 5], [1, 2], [2, 0, 1, 3], [1, 1], 4),
+        (1, 2, 12, 12, 2, [3, 3], [1, 1], [2, 2, 2, 2], [2, 2], 2),
+        (1, 7, 8, 9, 7, [7, 1], [3, 1], [0; 4], [1, 1], 7),
+        (1, 3, 5, 5, 3, [1, 1], [1, 1], [0; 4], [1, 1], 3),
+    ];
+    for (i, &c) in cases.iter().enumerate() {
+        for epi in epilogues() {
+            assert_eq!(conv_case(100 + i, c, epi, true), "cpu-dwconv");
+        }
+    }
+}
+
+#[test]
+fn pooling_matches_reference_exactly() {
+    let cases = [
+        (
+            PoolKind::Max,
+            [3, 3],
+            [2, 2],
+            [1, 1, 1, 1],
+            vec![2, 3, 9, 8],
+        ),
+        (PoolKind::Avg, [2, 2], [2, 2], [0; 4], vec![1, 4, 7, 7]),
+        (
+            PoolKind::Avg,
+            [3, 2],
+            [1, 2],
+            [1, 0, 2, 1],
+            vec![3, 2, 5, 6],
+        ),
+        (PoolKind::Max, [2, 2], [2, 2], [0; 4], vec![1, 64, 56, 56]),
+    ];
+    for (i, (kind, kernel, stride, pad, shape)) in cases.into_iter().enumerate() {
+        let op = Op::Pool2d(Pool2d {
+            kind,
+            kernel,
+            stride,
+            pad,
+            count_include_pad: i == 2,
+        });
+        let x = Tensor::random(&shape, 400 + i as u64);
+        let name = check(&format!("pool case {i}"), op, &[&x], &[false], None);
+        assert_eq!(name, "cpu-pool");
+    }
+}
+
+#[test]
+fn plans_name_cpu_kernels_and_models_agree() {
+    for (name, model) in models::all() {
+        let fast = Session::cpu(&model, opts(false, None)).unwrap();
+        let reference = Session::cpu(&model, opts(true, None)).unwrap();
+        let described = fast.plan().describe();
+        for n in &fast.plan().nodes {
+            if matches!(n.op, Op::MatMul(_) | Op::Conv2d(_)) {
+                assert!(
+                    n.kernel.starts_with("cpu-") && n.kernel != "cpu-ref",
+                    "{name}"
+                );
+                assert!(described.contains(&n.kernel), "{name}: {described}");
+            }
+        }
+        assert!(reference
+            .plan()
+            .nodes
+            .iter()
+            .all(|n| n.kernel == "cpu-ref" || n.kernel == "alias"));
+        assert!(reference.device_name().contains("reference"));
+        let feeds: Vec<(String, Tensor)> = (model.graph.inputs.iter())
+            .map(|v| (v.name.clone(), Tensor::random(&v.shape, 5)))
+            .collect();
+        let feeds = feeds_ref(&feeds);
+        let got = fast.run(&feeds).unwrap();
+        let want = reference.run(&feeds).unwrap();
+        for (g, w) in got.iter().zip(&want) {
+            // Whole models chain a few layers of K <= 1152 sums.
+            assert_close(name, g, w, 1e-3, 1e-4);
+        }
+    }
+}
+
+#[test]
+fn unknown_cpu_kernel_is_an_error() {
+    let a = Tensor::random(&[2, 3], 1);
+    let b = Tensor::random(&[3, 4], 2);
+    let op = Op::MatMul(MatMul::default());
+    assert!(op.run_cpu("cpu-im2col", &[&a, &b]).is_err());
+    let got = op.run_cpu("cpu-gemm", &[&a, &b]).unwrap();
+    assert_close("gemm", &got, &op.cpu(&[&a, &b]).unwrap(), 1e-5, 1e-5);
+}
