@@ -30,23 +30,41 @@ impl CpuExecutor {
             live[v] = Some(inputs[k].clone());
         }
         for (step, node) in plan.nodes.iter().enumerate() {
-            let ins: Vec<&Tensor> = node
-                .inputs
-                .iter()
-                .map(|&v| match plan.values[v].kind {
+            let mut ins: Vec<&Tensor> = Vec::with_capacity(node.inputs.len() + 2);
+            let mut csr = false;
+            for &v in &node.inputs {
+                let pv = &plan.values[v];
+                if pv.cpu_csr {
+                    // The sparse CPU kernel reads the weight as its CSR parts.
+                    csr = true;
+                    for n in crate::ops::sparse::cpu_csr_names(&pv.name) {
+                        ins.push(
+                            self.weights
+                                .get(&n)
+                                .ok_or_else(|| crate::Error::MissingWeight(n.clone()))?,
+                        );
+                    }
+                    continue;
+                }
+                ins.push(match pv.kind {
                     ValueKind::Weight => self
                         .weights
-                        .get(&plan.values[v].name)
-                        .ok_or_else(|| crate::Error::MissingWeight(plan.values[v].name.clone())),
+                        .get(&pv.name)
+                        .ok_or_else(|| crate::Error::MissingWeight(pv.name.clone()))?,
                     _ => live[v].as_ref().ok_or_else(|| {
                         crate::Error::graph(format!(
                             "value '{}' read before it was computed",
-                            plan.values[v].name
+                            pv.name
                         ))
-                    }),
-                })
-                .collect::<Result<_>>()?;
-            let out = node.op.run_cpu(&node.kernel, &ins)?;
+                    })?,
+                });
+            }
+            let out = if csr {
+                let ty = plan.values[node.output].value_type();
+                node.op.run_cpu_as(&node.kernel, &ins, &ty)?
+            } else {
+                node.op.run_cpu(&node.kernel, &ins)?
+            };
             live[node.output] = Some(out);
             for &v in &node.inputs {
                 if plan.values[v].kind != ValueKind::Weight

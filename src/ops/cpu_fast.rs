@@ -23,6 +23,9 @@ pub const IM2COL: &str = "cpu-im2col";
 pub const DWCONV: &str = "cpu-dwconv";
 /// Pooling: the reference's loops, a plane per task over the threads.
 pub const POOL: &str = "cpu-pool";
+/// Matmul on a sparse constant `[N, K]` weight (any sparse format), read as CSR f32 built once
+/// at session build: each output walks its weight row's stored entries only.
+pub const SPMM: &str = "cpu-spmm";
 
 fn wrong_kernel(op: &str, kernel: &str) -> Error {
     Error::Unsupported {
@@ -40,6 +43,13 @@ pub(super) fn matmul_kernel(op: &MatMul, cx: &CpuCtx) -> Option<&'static str> {
     if !cx.f32() {
         return None;
     }
+    let sparse = matches!(
+        cx.formats.get(1),
+        Some(crate::format::WeightFormat::Sparse(_))
+    );
+    if sparse && cx.is_const[1] && op.trans_b && cx.ins[1].shape.len() == 2 {
+        return Some(SPMM);
+    }
     let a = &cx.ins[0].shape;
     let m = if op.trans_a {
         a[a.len() - 1]
@@ -55,6 +65,9 @@ pub(super) fn matmul(
     ins: &[&Tensor],
     out: &ValueType,
 ) -> Result<Tensor> {
+    if kernel == SPMM {
+        return spmm(op, ins, out);
+    }
     if kernel != GEMM && kernel != GEMV {
         return Err(wrong_kernel("matmul", kernel));
     }
@@ -78,6 +91,90 @@ pub(super) fn matmul(
     }
     let bias = op.bias.then(|| xs[2]);
     let res = op.residual.then(|| xs[xs.len() - 1]);
+    let act = op.act;
+    crate::cpu::epilogue(
+        &mut c,
+        bias.map(|b| (&b[..n], 1)),
+        res,
+        &move |v| act.apply(v),
+        act == super::Activation::None,
+    );
+    Tensor::new(&out.shape, c)
+}
+
+/// [`SPMM`]: `ins` = A, the weight's CSR row pointers, columns and f32 values
+/// ([`super::sparse::cpu_csr`]), then bias and residual as the op has them. Outputs are
+/// computed in chunks over the threads; each sums its row's stored entries in column order,
+/// as the reference sums the dense row (the pruned terms it adds are exact zeros).
+fn spmm(op: &MatMul, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+    use crate::tensor::TensorData;
+    let bad = |what: &str| Error::Input(format!("{SPMM}: {what}"));
+    if ins.len() < 4 {
+        return Err(bad("takes A and the weight's CSR parts"));
+    }
+    fn i32s(t: &Tensor) -> Option<&[i32]> {
+        match t.data() {
+            TensorData::I32(v) => Some(v.as_slice()),
+            _ => None,
+        }
+    }
+    let i32s = |t| i32s(t).ok_or_else(|| bad("CSR indices must be i32"));
+    let (a, ptr, idx, val) = (
+        ins[0].f32s("matmul")?,
+        i32s(ins[1])?,
+        i32s(ins[2])?,
+        ins[3].f32s("matmul")?,
+    );
+    let n = ptr.len().saturating_sub(1);
+    let a_shape = ins[0].shape();
+    let k = if op.trans_a {
+        a_shape[a_shape.len() - 2]
+    } else {
+        a_shape[a_shape.len() - 1]
+    };
+    if idx.len() != val.len()
+        || ptr.last().map(|&p| p as usize) != Some(val.len())
+        || idx.iter().any(|&c| c < 0 || c as usize >= k)
+    {
+        return Err(bad("CSR parts do not fit together"));
+    }
+    let p = op.params(a_shape, &[n, k]);
+    let u = |v: u32| v as usize;
+    let (m, batch) = (u(p.m), u(p.batch));
+    let (a_bs, a_rs, a_ks) = (u(p.a_bs), u(p.a_rs), u(p.a_ks));
+    let mut c = vec![0.0f32; numel(&out.shape)];
+    if c.len() != batch * m * n {
+        return Err(bad("output shape does not match"));
+    }
+    // Chunks of outputs along N (one row of A's outputs split when there is a single row).
+    let len = if m == 1 {
+        n.div_ceil(crate::cpu::threads() * 4).max(64)
+    } else {
+        n
+    };
+    let work = (val.len() / n.max(1)).max(1) * len;
+    for bat in 0..batch {
+        let cb = &mut c[bat * m * n..(bat + 1) * m * n];
+        crate::cpu::par_chunks(cb, len, work, |ci, chunk| {
+            for (j, o) in chunk.iter_mut().enumerate() {
+                let flat = ci * len + j;
+                let (row, col) = (flat / n, flat % n);
+                let base = bat * a_bs + row * a_rs;
+                let (s, e) = (ptr[col] as usize, ptr[col + 1] as usize);
+                let mut acc = 0.0f32;
+                for (&ci, &v) in idx[s..e].iter().zip(&val[s..e]) {
+                    acc += a[base + ci as usize * a_ks] * v;
+                }
+                *o = acc;
+            }
+        });
+    }
+    let extra: Vec<&[f32]> = ins[4..]
+        .iter()
+        .map(|t| t.f32s("matmul"))
+        .collect::<Result<_>>()?;
+    let bias = op.bias.then(|| extra[0]);
+    let res = op.residual.then(|| extra[extra.len() - 1]);
     let act = op.act;
     crate::cpu::epilogue(
         &mut c,

@@ -335,6 +335,8 @@ pub struct CpuCtx<'a> {
     pub ins: &'a [ValueType],
     pub out: &'a ValueType,
     pub is_const: &'a [bool],
+    /// Storage format of each input (a sparse weight may be read by a sparse CPU kernel).
+    pub formats: &'a [WeightFormat],
 }
 
 impl CpuCtx<'_> {
@@ -466,6 +468,12 @@ impl Op {
         let tys: Vec<ValueType> = ins.iter().map(|t| t.value_type()).collect();
         let out = self.infer(&tys)?;
         self.cpu_dyn(ins, &out)
+    }
+
+    /// Runs fast CPU kernel `kernel` on operands the kernel defines (a sparse weight as its
+    /// CSR parts, see [`sparse::cpu_csr`]) with the output type the plan inferred.
+    pub fn run_cpu_as(&self, kernel: &str, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        self.cpu_fast_dyn(kernel, ins, out)
     }
 
     /// Runs the node on the CPU with `kernel`: the reference for [`CPU_REFERENCE`],

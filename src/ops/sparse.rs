@@ -235,3 +235,47 @@ fn csr_groups(part: SPart, ptr: &[i32], idx: &[i32], vals: &[u8], vals_kind: u32
         }
     }
 }
+
+/// Names of the CSR-f32 tensors the CPU sparse kernel reads for weight `name`: row pointers
+/// (i32 `[rows + 1]`), columns (i32 `[nnz]`), values (f32 `[nnz]`). `#` keeps them apart from
+/// every part name a model file can hold.
+pub fn cpu_csr_names(name: &str) -> [String; 3] {
+    ["ptr", "idx", "val"].map(|p| format!("{name}#csr.{p}"))
+}
+
+/// Sparse weight `name` (any sparse layout and value type) as CSR with f32 values, for the CPU
+/// sparse kernel: built once at session build by decoding it and keeping its nonzeros (every
+/// entry the format stores but an explicit zero, which adds nothing).
+pub fn cpu_csr(
+    format: &WeightFormat,
+    name: &str,
+    shape: &[usize],
+    parts: &WeightParts,
+) -> Result<Vec<(String, crate::tensor::Tensor)>> {
+    use crate::tensor::{Tensor, TensorData};
+    let dense = format.decode(name, shape, parts)?;
+    let (rows, cols) = matrix_dims(shape)?;
+    let x = dense.f32s(name)?;
+    let (mut ptr, mut idx, mut val) = (vec![0i32], Vec::new(), Vec::new());
+    for r in 0..rows {
+        for (c, &v) in x[r * cols..(r + 1) * cols].iter().enumerate() {
+            if v != 0.0 {
+                idx.push(c as i32);
+                val.push(v);
+            }
+        }
+        let n = i32::try_from(idx.len()).map_err(|_| Error::Unsupported {
+            op: "matmul".into(),
+            what: format!("weight '{name}': more than 2^31 nonzeros"),
+            backend: "cpu".into(),
+        })?;
+        ptr.push(n);
+    }
+    let nnz = idx.len();
+    let [pn, iname, vn] = cpu_csr_names(name);
+    Ok(vec![
+        (pn, Tensor::from_data(&[rows + 1], TensorData::I32(ptr))?),
+        (iname, Tensor::from_data(&[nnz], TensorData::I32(idx))?),
+        (vn, Tensor::new(&[nnz], val)?),
+    ])
+}

@@ -38,6 +38,10 @@ pub struct PlanValue {
     /// A packed weight some node reads as f32 (a kernel that does not read its format, or the
     /// CPU): the session decodes it once. Packed weights that stay `false` are never decoded.
     pub decoded: bool,
+    /// A sparse weight every reader of which runs the CPU sparse kernel: the session converts
+    /// it once to CSR with f32 values ([`crate::ops::sparse::cpu_csr`]) instead of decoding it
+    /// to dense.
+    pub cpu_csr: bool,
 }
 
 impl PlanValue {
@@ -139,6 +143,7 @@ impl Plan {
                 alias_of: None,
                 format: graph.format_of(name).clone(),
                 decoded: false,
+                cpu_csr: false,
             });
             Ok(())
         };
@@ -364,13 +369,42 @@ impl Plan {
                 })
                 .collect();
             let out = self.values[n.output].value_type();
+            let formats: Vec<WeightFormat> = (n.inputs.iter())
+                .map(|&v| self.values[v].format.clone())
+                .collect();
             let cx = CpuCtx {
                 ins: &ins,
                 out: &out,
                 is_const: &is_const,
+                formats: &formats,
             };
             if let Some(k) = n.op.cpu_kernel(&cx) {
                 n.kernel = k.to_string();
+            }
+        }
+        // A sparse weight read only by the CPU sparse kernel (as its weight operand) is
+        // converted to CSR f32 rather than decoded to dense.
+        for v in 0..self.values.len() {
+            let pv = &self.values[v];
+            if pv.kind != ValueKind::Weight || !matches!(pv.format, WeightFormat::Sparse(_)) {
+                continue;
+            }
+            let mut readers = self
+                .nodes
+                .iter()
+                .filter(|n| n.inputs.contains(&v))
+                .peekable();
+            let sparse_only = readers.peek().is_some()
+                && readers.all(|n| {
+                    n.placement == Placement::Cpu
+                        && n.kernel == crate::ops::cpu_fast::SPMM
+                        && n.inputs.iter().position(|&i| i == v) == Some(1)
+                        && n.inputs.iter().filter(|&&i| i == v).count() == 1
+                });
+            let aliased = self.values.iter().any(|a| a.alias_of == Some(v));
+            if sparse_only && !aliased && !self.outputs.contains(&v) {
+                self.values[v].decoded = false;
+                self.values[v].cpu_csr = true;
             }
         }
     }
@@ -390,6 +424,10 @@ impl Plan {
         for v in self.values.iter().filter(|v| v.decoded) {
             let dense = v.format.decode(&v.name, &v.shape, weights)?;
             weights.insert(v.name.clone(), dense);
+        }
+        for v in self.values.iter().filter(|v| v.cpu_csr) {
+            let parts = crate::ops::sparse::cpu_csr(&v.format, &v.name, &v.shape, weights)?;
+            weights.extend(parts);
         }
         Ok(())
     }
