@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// One measurement. Workloads: `gemm`, `gemv`, `conv3x3`, `dwconv3x3`, `mlp` (batch 64),
-/// `mlp1` (batch 1); GPU kernel names start with the weight format and say what ran
+/// One measurement. Workloads: `gemm`, `gemv`, `conv3x3`, `dwconv3x3`, `dwconv3x3s2`,
+/// `dwconv5x5`, `pwconv`, `convtranspose`, `mbv2block` (kernels `fused`, `unfused`), `mlp`
+/// (batch 64), `mlp1` (batch 1); GPU kernel names start with the weight format and say what ran
 /// (`f32-tex2-8x8`, `int8-tex-1x2`, `int4-g32-buf-4x2`, ...), except the naive reference kernel
 /// (`naive`) and the CPU rows (backend `cpu`: `cpu-ref`, the reference, and the fast kernels
 /// as `{format}-{kernel}`, e.g. `f32-cpu-gemm`).
@@ -256,6 +257,134 @@ fn one_conv(name: &'static str, c: usize, hw: usize, groups: usize) -> Result<Wo
     })
 }
 
+/// One depthwise `k` x `k` conv (pad k / 2) with stride `stride` over `[1, c, hw, hw]`.
+fn one_dwconv(
+    name: &'static str,
+    c: usize,
+    hw: usize,
+    k: usize,
+    stride: usize,
+) -> Result<Workload> {
+    use crate::ops::Conv2d;
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[1, c, hw, hw]);
+    let w = b.weight("w", Tensor::random(&[c, 1, k, k], 9));
+    let conv = Conv2d {
+        stride: [stride, stride],
+        pad: [k / 2; 4],
+        groups: c,
+        ..Default::default()
+    };
+    let out = crate::ops::Op::Conv2d(conv).infer_shape(&[vec![1, c, hw, hw], vec![c, 1, k, k]])?;
+    let y = b.conv2d(&x, &w, None, conv);
+    b.output(&y);
+    Ok(Workload {
+        name,
+        model: Model::from_builder(b)?,
+        input: Tensor::random(&[1, c, hw, hw], 10),
+        flops: 2.0 * (crate::tensor::numel(&out) * k * k) as f64,
+        weight_bytes: None,
+        format: "f32",
+    })
+}
+
+/// A 1x1 conv `cin -> cout` over `[1, cin, hw, hw]` (pointwise, run as a conv).
+fn one_pwconv(name: &'static str, cin: usize, cout: usize, hw: usize) -> Result<Workload> {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[1, cin, hw, hw]);
+    let w = b.weight("w", Tensor::random(&[cout, cin, 1, 1], 9));
+    let y = b.conv2d(&x, &w, None, crate::ops::Conv2d::default());
+    b.output(&y);
+    Ok(Workload {
+        name,
+        model: Model::from_builder(b)?,
+        input: Tensor::random(&[1, cin, hw, hw], 10),
+        flops: 2.0 * (cin * cout * hw * hw) as f64,
+        weight_bytes: None,
+        format: "f32",
+    })
+}
+
+/// A `k` x `k` stride-`k` transposed conv `cin -> cout` over `[1, cin, hw, hw]` (a decoder's
+/// 2x upsampling for k = 2).
+fn one_convtranspose(
+    name: &'static str,
+    cin: usize,
+    cout: usize,
+    hw: usize,
+    k: usize,
+) -> Result<Workload> {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[1, cin, hw, hw]);
+    let w = b.weight("w", Tensor::random(&[cin, cout, k, k], 9));
+    let y = b.conv_transpose2d(
+        &x,
+        &w,
+        None,
+        crate::ops::ConvTranspose2d {
+            stride: [k, k],
+            ..Default::default()
+        },
+    );
+    b.output(&y);
+    Ok(Workload {
+        name,
+        model: Model::from_builder(b)?,
+        input: Tensor::random(&[1, cin, hw, hw], 10),
+        flops: 2.0 * (cin * cout * hw * hw * k * k) as f64,
+        weight_bytes: None,
+        format: "f32",
+    })
+}
+
+/// A MobileNetV2 inverted residual block over `[1, c, hw, hw]`: 1x1 expand `c -> c * t` + BN +
+/// relu6, depthwise 3x3 + BN + relu6, 1x1 project back to `c` + BN, residual add. `format` is
+/// `fused` (sessions fold BN and fuse epilogues, the default) or `unfused` (the bench runs it
+/// with `SessionOptions::optimize` off: every BN, activation and the add is its own kernel).
+pub fn mbv2_block(c: usize, t: usize, hw: usize, format: &'static str) -> Result<Workload> {
+    use crate::ops::Conv2d;
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[1, c, hw, hw]);
+    let e = c * t;
+    let mut seed = 100;
+    let mut bn = |b: &mut GraphBuilder, v: &str, ch: usize, name: &str| {
+        seed += 4;
+        let g = b.weight(&format!("{name}.gamma"), Tensor::random(&[ch], seed));
+        let be = b.weight(&format!("{name}.beta"), Tensor::random(&[ch], seed + 1));
+        let m = b.weight(&format!("{name}.mean"), Tensor::random(&[ch], seed + 2));
+        let var = Tensor::new(&[ch], (0..ch).map(|i| 0.5 + (i % 7) as f32 * 0.1).collect())?;
+        let var = b.weight(&format!("{name}.var"), var);
+        Ok::<String, crate::Error>(b.batch_norm(v, &g, &be, &m, &var, 1e-5))
+    };
+    let w1 = b.weight("expand.w", Tensor::random(&[e, c, 1, 1], 1));
+    let h = b.conv2d(&x, &w1, None, Conv2d::default());
+    let h = bn(&mut b, &h, e, "bn1")?;
+    let h = b.act(&h, Activation::Relu6);
+    let w2 = b.weight("dw.w", Tensor::random(&[e, 1, 3, 3], 2));
+    let dw = Conv2d {
+        pad: [1; 4],
+        groups: e,
+        ..Default::default()
+    };
+    let h = b.conv2d(&h, &w2, None, dw);
+    let h = bn(&mut b, &h, e, "bn2")?;
+    let h = b.act(&h, Activation::Relu6);
+    let w3 = b.weight("project.w", Tensor::random(&[c, e, 1, 1], 3));
+    let h = b.conv2d(&h, &w3, None, Conv2d::default());
+    let h = bn(&mut b, &h, c, "bn3")?;
+    let y = b.add(&h, &x);
+    b.output(&y);
+    let flops = 2.0 * (hw * hw) as f64 * (c * e + e * 9 + e * c) as f64;
+    Ok(Workload {
+        name: "mbv2block",
+        model: Model::from_builder(b)?,
+        input: Tensor::random(&[1, c, hw, hw], 10),
+        flops,
+        weight_bytes: None,
+        format,
+    })
+}
+
 /// The MLP 784-512-512-10 (ReLU) with batch `batch`.
 pub fn mlp(batch: usize) -> Result<Workload> {
     let mut b = GraphBuilder::new();
@@ -349,6 +478,15 @@ pub fn kernel_workloads() -> Result<Vec<Workload>> {
     for f in ["f32", "int8"] {
         v.push(packed_workload(one_conv("dwconv3x3", 32, 112, 32)?, f)?);
     }
+    v.push(one_dwconv("dwconv3x3s2", 144, 56, 3, 2)?);
+    // MobileNetV2-like: 5x5 depthwise stages run at 96-240 channels at 28 and 14; 96 @ 56
+    // is the heaviest such layer (as in MnasNet / MobileNetV3-large's early 5x5 stage).
+    v.push(one_dwconv("dwconv5x5", 96, 56, 5, 1)?);
+    v.push(one_pwconv("pwconv", 96, 24, 56)?);
+    v.push(one_convtranspose("convtranspose", 64, 32, 40, 2)?);
+    for f in ["fused", "unfused"] {
+        v.push(mbv2_block(24, 6, 56, f)?);
+    }
     for f in ["f32", "int8", "int4-g32", "csr-90"] {
         v.push(packed_workload(mlp(64)?, f)?);
     }
@@ -436,14 +574,18 @@ pub fn bench_workload(
         let backend = ctx.profile.backend.clone();
         // Tuned kernels, the storage-buffer-only kernels, then the naive reference kernels.
         let i8a = w.format == "int8xint8";
+        // `unfused` workloads run the graph as written (no BN folding, no epilogue fusion).
+        let optimize = w.format != "unfused";
         let tuned = SessionOptions {
             int8_activations: i8a,
+            optimize,
             ..Default::default()
         };
         let mut variants = vec![("tuned", tuned)];
         let storage = SessionOptions {
             kernels: Some(storage_only()),
             int8_activations: i8a,
+            optimize,
             ..Default::default()
         };
         variants.push(("storage", storage));
@@ -462,6 +604,8 @@ pub fn bench_workload(
             let s = Session::with_context(&w.model, ctx.clone(), opts)?;
             let label = match kernel_label(&s) {
                 k if k == "naive" => k,
+                // A whole block: the kernel name says fused or not, not the kernels it ran.
+                _ if matches!(w.format, "fused" | "unfused") => w.format.to_string(),
                 k => format!("{}-{k}", w.format),
             };
             if out

@@ -78,6 +78,9 @@ fn plain() -> SessionOptions {
     SessionOptions {
         autotune: false,
         optimize: false,
+        // The reference kernels: packed and decoded weights then sum the same terms in the
+        // same order (the fast CPU kernels take other orders for dense and sparse weights).
+        cpu_reference: true,
         ..Default::default()
     }
 }

@@ -4,7 +4,7 @@
 // writable in a dispatch. The kernels never write their inputs.
 // ACT selects the activation at pipeline-creation time (no per-element branch cost):
 // 0 none, 1 relu, 2 relu6, 3 leaky-relu(ALPHA), 4 sigmoid, 5 tanh, 6 gelu (tanh form),
-// 7 silu, 8 hardswish.
+// 7 silu, 8 hardswish, 9 hardsigmoid (PyTorch's x / 6 + 1/2, clamped to [0, 1]).
 override ACT: u32 = 0u;
 override ALPHA: f32 = 0.01;
 
@@ -21,6 +21,7 @@ fn activate(x: f32) -> f32 {
         }
         case 7u: { return x / (1.0 + exp(-x)); }
         case 8u: { return x * clamp(x + 3.0, 0.0, 6.0) / 6.0; }
+        case 9u: { return clamp(x / 6.0 + 0.5, 0.0, 1.0); }
         default: { return x; }
     }
 }

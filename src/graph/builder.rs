@@ -140,6 +140,21 @@ impl GraphBuilder {
         self.node(Op::Conv2d(c), &ins)
     }
 
+    /// Transposed convolution (ONNX `ConvTranspose`) with weight `[cin, cout / groups, kh, kw]`
+    /// (`c.bias` is set from whether `bias` is given).
+    pub fn conv_transpose2d(
+        &mut self,
+        x: &str,
+        w: &str,
+        bias: Option<&str>,
+        mut c: ConvTranspose2d,
+    ) -> String {
+        c.bias = bias.is_some();
+        let mut ins = vec![x, w];
+        ins.extend(bias);
+        self.node(Op::ConvTranspose2d(c), &ins)
+    }
+
     /// The shape of `x` as an i64 tensor.
     pub fn shape(&mut self, x: &str) -> String {
         self.node(Op::Shape(Shape {}), &[x])

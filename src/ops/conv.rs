@@ -73,6 +73,15 @@ pub enum ConvKernel {
     Depthwise { px: u32 },
     /// Depthwise convolution with input and weights read through textures.
     DepthwiseTex2 { px: u32 },
+    /// Depthwise convolution on strips of `px` (4 or 8) outputs along W: the input is copied
+    /// once per run, zero-padded, into an rgba32float texture (4 columns per texel) and the
+    /// window geometry (taps, stride, dilation) is compiled into the kernel, so each tap is a
+    /// vec4 FMA on constant picks of the row's texels. Up to 7x8 taps.
+    DwStrip { px: u32 },
+    /// Depthwise convolution reading the input straight from storage as aligned vec4s (W and
+    /// the output width multiples of 4): `py` output rows x `px` outputs along W per
+    /// invocation, each input row loaded once per block; geometry compiled in like `DwStrip`.
+    DwVec4 { px: u32, py: u32 },
     /// A packed weight (int8/int4/pow2/f16, any groups, stride, dilation, padding) read as
     /// stored and dequantised in the kernel: `r` output channels x `px` output pixels per
     /// invocation, codes from a storage buffer or an rgba32uint texture (`wtex`). Pointwise
@@ -113,6 +122,8 @@ impl KernelVariant for ConvKernel {
             ConvKernel::Tex2 { px } => format!("tex2-8x{px}"),
             ConvKernel::Depthwise { px } => format!("depthwise-{px}"),
             ConvKernel::DepthwiseTex2 { px } => format!("depthwise-tex2-{px}"),
+            ConvKernel::DwStrip { px } => format!("dwstrip-{px}"),
+            ConvKernel::DwVec4 { px, py } => format!("dwvec4-{py}x{px}"),
             ConvKernel::Packed { px, r, wtex } => {
                 format!("{}-{r}x{px}", if wtex { "qtex" } else { "qbuf" })
             }
@@ -130,6 +141,10 @@ impl KernelVariant for ConvKernel {
             ConvKernel::Tiled { px } | ConvKernel::Depthwise { px } => (1..=16).contains(&px),
             // The texture kernels unroll their pixel loop for these counts only.
             ConvKernel::Tex2 { px } | ConvKernel::DepthwiseTex2 { px } => matches!(px, 4 | 8),
+            // One or two vec4 accumulators, and strips that start on a texel.
+            ConvKernel::DwStrip { px } => matches!(px, 4 | 8),
+            // Named accumulators: 2 or 4 vec4 per row, 1, 2 or 4 rows.
+            ConvKernel::DwVec4 { px, py } => matches!(px, 8 | 16) && matches!(py, 1 | 2 | 4),
             // Accumulators are arrays of PX * R in the shader.
             ConvKernel::Packed { px, r, .. } => {
                 (1..=8).contains(&px) && matches!(r, 1 | 2 | 4) && px * r <= 16
@@ -160,6 +175,19 @@ static DWCONV: ShaderSource = crate::wgsl!("conv/params.wgsl", "conv/dwconv2d.wg
 static DWCONV_TEX2: ShaderSource = crate::wgsl!(
     "conv/params.wgsl", "conv/tex_input.wgsl", "conv/dwconv2d_tex2.wgsl";
     [[("PX", 4)], [("PX", 8)]]
+);
+static DW_PAD_TEX: ShaderSource = crate::wgsl!("conv/dw_params.wgsl", "conv/dw_pad_tex.wgsl");
+static DW_STRIP: ShaderSource = crate::wgsl!(
+    "conv/dw_params.wgsl", "conv/dwconv2d_strip.wgsl";
+    [[("PX", 8), ("KH", 3), ("KW", 3), ("SH", 1), ("SW", 1), ("DH", 1), ("DW", 1)],
+     [("PX", 4), ("KH", 5), ("KW", 5), ("SH", 2), ("SW", 2), ("DH", 1), ("DW", 1)],
+     [("PX", 8), ("KH", 7), ("KW", 8), ("SH", 2), ("SW", 1), ("DH", 1), ("DW", 3)]]
+);
+static DW_VEC4: ShaderSource = crate::wgsl!(
+    "conv/dw_params.wgsl", "conv/dwconv2d_vec4.wgsl";
+    [[("PX", 8), ("PY", 2), ("KH", 3), ("KW", 3), ("SH", 1), ("SW", 1), ("DH", 1), ("DW", 1), ("OFF", 3)],
+     [("PX", 16), ("PY", 4), ("KH", 5), ("KW", 5), ("SH", 2), ("SW", 1), ("DH", 1), ("DW", 2), ("OFF", 2)],
+     [("PX", 8), ("PY", 1), ("KH", 7), ("KW", 7), ("SH", 1), ("SW", 2), ("DH", 1), ("DW", 1), ("OFF", 0)]]
 );
 static TO_TEXTURE_R32: ShaderSource = crate::wgsl!("elementwise/to_texture_r32.wgsl");
 /// Sparse pointwise conv on a CSR weight in the texture layout (`ops/sparse.rs`).
@@ -302,6 +330,47 @@ impl OpFamily for Conv2d {
                 }
                 input_tex()
             }
+            ConvKernel::DwStrip { px } => {
+                if !dw {
+                    return Err("not a depthwise conv".into());
+                }
+                need_const()?;
+                if !cx.tex_fits(w[3].div_ceil(4), w[0] * w[2]) {
+                    return Err("weight texture exceeds the device's 2-D texture size".into());
+                }
+                let p = self.params(x, w, &cx.out.shape);
+                let g = strip_geometry(&p, px)?;
+                if !cx.tex_fits(g.width as usize, g.height as usize) {
+                    return Err("input texture exceeds the device's 2-D texture size".into());
+                }
+                let max = cx.device.limits.max_compute_workgroups_per_dimension;
+                if g.grid(g.strips * p.oh, max).iter().any(|&v| v > max) {
+                    return Err(format!(
+                        "kernel {} needs more than {max} workgroups",
+                        k.name()
+                    ));
+                }
+                Ok(())
+            }
+            ConvKernel::DwVec4 { px, py } => {
+                if !dw {
+                    return Err("not a depthwise conv".into());
+                }
+                need_const()?;
+                let p = self.params(x, w, &cx.out.shape);
+                let g = vec4_geometry(&p, px, py)?;
+                let max = cx.device.limits.max_compute_workgroups_per_dimension;
+                if g.grid(g.strips * p.oh.div_ceil(py), max)
+                    .iter()
+                    .any(|&v| v > max)
+                {
+                    return Err(format!(
+                        "kernel {} needs more than {max} workgroups",
+                        k.name()
+                    ));
+                }
+                Ok(())
+            }
             ConvKernel::PackedDepthwise { .. } if !dw => Err("not a depthwise conv".into()),
             // The depthwise kernel holds a channel's taps in an array of 32.
             ConvKernel::PackedDepthwise { .. } if w[2] * w[3] > 32 => {
@@ -352,6 +421,8 @@ impl OpFamily for Conv2d {
         let tex2 = [4, 8].map(|px| ConvKernel::Tex2 { px });
         let plain = [2, 4, 8].map(|px| ConvKernel::Depthwise { px });
         let dtex2 = [4, 8].map(|px| ConvKernel::DepthwiseTex2 { px });
+        let strip = [4, 8].map(|px| ConvKernel::DwStrip { px });
+        let vec4 = [(8, 2), (8, 4), (16, 2), (16, 4)].map(|(px, py)| ConvKernel::DwVec4 { px, py });
         // Packed weights: tuned on int8 per output channel (int4 and f16 share the loops).
         let int8 = crate::format::WeightFormat::Quant(crate::format::QuantSpec {
             bits: 8,
@@ -378,7 +449,12 @@ impl OpFamily for Conv2d {
             ),
             TuneSlot::new(
                 "dwconv",
-                plain.into_iter().chain(dtex2).collect(),
+                plain
+                    .into_iter()
+                    .chain(dtex2)
+                    .chain(strip)
+                    .chain(vec4)
+                    .collect(),
                 conv3x3(32),
                 inputs(32, 56, 32),
             ),
@@ -397,6 +473,9 @@ impl OpFamily for Conv2d {
             &CONV_TEX2,
             &DWCONV,
             &DWCONV_TEX2,
+            &DW_PAD_TEX,
+            &DW_STRIP,
+            &DW_VEC4,
             &TO_TEXTURE_R32,
             &QCONV_BUF,
             &QCONV_TEX,
@@ -734,6 +813,8 @@ impl Conv2d {
                 return self.lower_packed(kernel, cx);
             }
             ConvKernel::SparseTex { .. } => return self.lower_sparse(kernel, cx),
+            ConvKernel::DwStrip { px } => return self.lower_strip(px, &p, cx),
+            ConvKernel::DwVec4 { px, py } => return self.lower_vec4(px, py, &p, cx),
             ConvKernel::Depthwise { px } => {
                 if !self.is_depthwise(x, w) {
                     return Err(unsupported(
@@ -756,6 +837,223 @@ impl Conv2d {
             bindings: vec![Bind::Input(0), wbind, bias, res, Bind::Output],
             workgroups: wg,
         }])
+    }
+}
+
+/// Where the strip depthwise kernel's padded input texture puts each plane, and its grid.
+#[derive(Debug, Clone, Copy)]
+struct StripGeometry {
+    /// Strips of `px` outputs per output row.
+    strips: u32,
+    /// Texels per padded plane row, and padded rows per plane.
+    tw: u32,
+    hp: u32,
+    /// Planes stacked down one column of the texture, and the texture's extent.
+    ppc: u32,
+    width: u32,
+    height: u32,
+    planes: u32,
+}
+
+impl StripGeometry {
+    /// Workgroups of a dispatch with `per_plane` invocations per plane: 64-wide along x,
+    /// planes along y, then z when they exceed the device's per-dimension maximum.
+    fn grid(&self, per_plane: u32, max: u32) -> [u32; 3] {
+        let gy = self.planes.min(max.max(1));
+        [per_plane.div_ceil(64), gy, self.planes.div_ceil(gy)]
+    }
+}
+
+/// The padded input texture of the strip kernel (`shaders/conv/dw_params.wgsl`), or why it
+/// cannot be made: the strip reads `span` input columns per row, at most 8 texels. The layout
+/// keeps both sides within 8192 texels (WebGPU's guaranteed 2-D texture size), so it does not
+/// depend on the device; `fits` checks it against smaller limits.
+fn strip_geometry(p: &ConvParams, px: u32) -> std::result::Result<StripGeometry, String> {
+    const MAXDIM: u32 = 8192;
+    let maxdim = MAXDIM;
+    if p.kh > 7 || p.kw > 8 {
+        return Err("the strip depthwise kernel takes at most 7x8 taps".into());
+    }
+    let span = (px as u64 - 1) * p.stride_w as u64 + (p.kw as u64 - 1) * p.dil_w as u64 + 1;
+    if span > 32 {
+        return Err(format!(
+            "the strip depthwise kernel reads at most 32 columns per row, this conv {span}"
+        ));
+    }
+    let strips = p.ow.div_ceil(px);
+    let tw = (strips as u64 - 1) * (px as u64 * p.stride_w as u64) / 4 + span.div_ceil(4);
+    let hp = (p.oh as u64 - 1) * p.stride_h as u64 + (p.kh as u64 - 1) * p.dil_h as u64 + 1;
+    let planes = p.n as u64 * p.cin as u64;
+    let too_big = || "input texture exceeds the device's 2-D texture size".to_string();
+    if hp > maxdim as u64 || tw > maxdim as u64 {
+        return Err(too_big());
+    }
+    let ppc = planes.min(maxdim as u64 / hp);
+    let width = planes.div_ceil(ppc) * tw;
+    if width > maxdim as u64 {
+        return Err(too_big());
+    }
+    // Flat indices of the input and output stay within 32 bits.
+    let numel = |a: u64, b: u64, c: u64| a * b * c;
+    if numel(planes, p.h as u64, p.w as u64) > u32::MAX as u64
+        || numel(planes, p.oh as u64, p.ow as u64) > u32::MAX as u64
+    {
+        return Err("the strip depthwise kernel indexes its tensors in 32 bits".into());
+    }
+    Ok(StripGeometry {
+        strips,
+        tw: tw as u32,
+        hp: hp as u32,
+        ppc: ppc as u32,
+        width: width as u32,
+        height: (ppc * hp) as u32,
+        planes: planes as u32,
+    })
+}
+
+/// The geometry of the vec4 depthwise kernel (no texture: `tw`, `hp`, `ppc` unused), or why
+/// it cannot run the case.
+fn vec4_geometry(p: &ConvParams, px: u32, py: u32) -> std::result::Result<StripGeometry, String> {
+    if !p.w.is_multiple_of(4) || !p.ow.is_multiple_of(4) {
+        return Err(
+            "the vec4 depthwise kernel needs input and output widths that are multiples of 4"
+                .into(),
+        );
+    }
+    let off = (4 - p.pad_l % 4) % 4;
+    let span = (px as u64 - 1) * p.stride_w as u64 + (p.kw as u64 - 1) * p.dil_w as u64 + 1;
+    let rows = (py as u64 - 1) * p.stride_h as u64 + (p.kh as u64 - 1) * p.dil_h as u64 + 1;
+    // The shader's arrays: 80 columns per row, 52 taps, 12 input rows per block.
+    if off as u64 + span > 80 || p.kw > 7 || (p.kh as u64) * (p.kw as u64) > 52 || rows > 12 {
+        return Err("the vec4 depthwise kernel's window exceeds its register arrays".into());
+    }
+    let planes = p.n as u64 * p.cin as u64;
+    if planes * p.h as u64 * p.w as u64 > u32::MAX as u64
+        || planes * p.oh as u64 * p.ow as u64 > u32::MAX as u64
+    {
+        return Err("the vec4 depthwise kernel indexes its tensors in 32 bits".into());
+    }
+    Ok(StripGeometry {
+        strips: p.ow.div_ceil(px),
+        tw: 0,
+        hp: 0,
+        ppc: 1,
+        width: 0,
+        height: 0,
+        planes: planes as u32,
+    })
+}
+
+/// The strip and vec4 depthwise kernels.
+impl Conv2d {
+    fn lower_vec4(&self, px: u32, py: u32, p: &ConvParams, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        let (x, w) = (&cx.in_shapes[0], &cx.in_shapes[1]);
+        if !cx.is_const[1] || !self.is_depthwise(x, w) {
+            return Err(unsupported(
+                "conv2d",
+                "kernel dwvec4 needs a depthwise conv with constant weights",
+            ));
+        }
+        let g = vec4_geometry(p, px, py).map_err(|e| unsupported("conv2d", e))?;
+        let wg = g.grid(g.strips * p.oh.div_ceil(py), cx.max_workgroups);
+        check_grid("conv2d", wg, cx.max_workgroups)?;
+        let params = vec![
+            g.planes, p.cin, p.h, p.w, p.oh, p.ow, p.pad_t, p.pad_l, 0, 0, 0, g.strips, p.has_bias,
+            p.has_res, wg[1], 0,
+        ];
+        let consts = [
+            ("PX", px),
+            ("PY", py),
+            ("KH", p.kh),
+            ("KW", p.kw),
+            ("SH", p.stride_h),
+            ("SW", p.stride_w),
+            ("DH", p.dil_h),
+            ("DW", p.dil_w),
+            ("OFF", (4 - p.pad_l % 4) % 4),
+        ];
+        let [bias, res] = super::epilogue_binds(self.bias, self.residual);
+        Ok(vec![Dispatch {
+            shader: ShaderKey::new(&DW_VEC4, &consts),
+            overrides: self.act.overrides(),
+            params,
+            bindings: vec![
+                Bind::Input(0),
+                Bind::Packed(1, Pack::Rows4 { cols: w[2] * w[3] }),
+                bias,
+                res,
+                Bind::Output,
+            ],
+            workgroups: wg,
+        }])
+    }
+
+    fn lower_strip(&self, px: u32, p: &ConvParams, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        let (x, w) = (&cx.in_shapes[0], &cx.in_shapes[1]);
+        if !cx.is_const[1] || !self.is_depthwise(x, w) {
+            return Err(unsupported(
+                "conv2d",
+                "kernel dwstrip needs a depthwise conv with constant weights",
+            ));
+        }
+        let g = strip_geometry(p, px).map_err(|e| unsupported("conv2d", e))?;
+        let params = vec![
+            g.planes,
+            p.cin,
+            p.h,
+            p.w,
+            p.oh,
+            p.ow,
+            p.pad_t,
+            p.pad_l,
+            g.tw,
+            g.hp,
+            g.ppc,
+            g.strips,
+            p.has_bias,
+            p.has_res,
+            g.grid(1, cx.max_workgroups)[1],
+            0,
+        ];
+        let pad = g.grid(g.tw * g.hp, cx.max_workgroups);
+        let main = g.grid(g.strips * p.oh, cx.max_workgroups);
+        check_grid("conv2d", pad, cx.max_workgroups)?;
+        check_grid("conv2d", main, cx.max_workgroups)?;
+        let consts = [
+            ("PX", px),
+            ("KH", p.kh),
+            ("KW", p.kw),
+            ("SH", p.stride_h),
+            ("SW", p.stride_w),
+            ("DH", p.dil_h),
+            ("DW", p.dil_w),
+        ];
+        let [bias, res] = super::epilogue_binds(self.bias, self.residual);
+        Ok(vec![
+            Dispatch {
+                shader: ShaderKey::new(&DW_PAD_TEX, &[]),
+                overrides: Activation::None.overrides(),
+                params: params.clone(),
+                bindings: vec![
+                    Bind::Input(0),
+                    Bind::ScratchStore(0, g.width, g.height, super::TexFormat::Rgba32F),
+                ],
+                workgroups: pad,
+            },
+            Dispatch {
+                shader: ShaderKey::new(&DW_STRIP, &consts),
+                overrides: self.act.overrides(),
+                params,
+                bindings: vec![
+                    Bind::ScratchRead(0),
+                    Bind::Texture(1, Pack::Rows4 { cols: w[3] }, w[3].div_ceil(4) as u32),
+                    bias,
+                    res,
+                    Bind::Output,
+                ],
+                workgroups: main,
+            },
+        ])
     }
 }
 

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
 
 pub mod conv;
+pub mod conv_transpose;
 pub mod cpu_fast;
 pub mod dtype;
 pub mod elementwise;
@@ -28,6 +29,7 @@ pub mod shape;
 pub mod sparse;
 
 pub use conv::{Conv2d, ConvKernel};
+pub use conv_transpose::{ConvTranspose2d, ConvTransposeKernel};
 pub use dtype::{Cast, Shape};
 pub use elementwise::{Binary, BinaryKind, Unary};
 pub use matmul::{MatMul, MatMulKernel};
@@ -144,6 +146,7 @@ macro_rules! ops {
 ops! {
     MatMul(MatMul),
     Conv2d(Conv2d),
+    ConvTranspose2d(ConvTranspose2d),
     Pool2d(Pool2d),
     GlobalAvgPool(GlobalAvgPool),
     Binary(Binary),
@@ -584,6 +587,8 @@ activations! {
     Gelu = 6 => |x, _a| 0.5 * x * (1.0 + (0.797_884_6 * (x + 0.044715 * x * x * x)).tanh());
     Silu = 7 => |x, _a| x / (1.0 + (-x).exp());
     Hardswish = 8 => |x, _a| x * (x + 3.0).clamp(0.0, 6.0) / 6.0;
+    /// PyTorch's form, `clamp(x / 6 + 1/2, 0, 1)` (ONNX's default alpha 0.2 differs).
+    Hardsigmoid = 9 => |x, _a| (x / 6.0 + 0.5).clamp(0.0, 1.0);
 }
 
 impl Activation {
@@ -997,7 +1002,7 @@ mod tests {
     #[test]
     fn activation_codes_are_distinct() {
         let acts = Activation::all();
-        assert_eq!(acts.len(), 9);
+        assert_eq!(acts.len(), 10);
         let mut codes: Vec<u32> = acts.iter().map(|a| a.code().0).collect();
         codes.sort_unstable();
         codes.dedup();

@@ -1,0 +1,602 @@
+//! Conv forms of edge CNNs, GPU vs the CPU reference on edge shapes, for every kernel the
+//! chooser can pick: depthwise 3x3 / 5x5 / 7x7 with symmetric and asymmetric strides, dilation,
+//! asymmetric padding and odd sizes (the strip and vec4 depthwise kernels included), every
+//! activation fused into conv and matmul epilogues, ConvTranspose2d (stride, padding, output
+//! padding, dilation, groups, batches), and a MobileNetV2 block fused vs unfused.
+//!
+//! Tolerances: a K-term dot product summed in another order differs by at most about
+//! K * 2^-24 * sum|a_i b_i|; inputs are in [-1, 1], so 2e-6 * K absolute plus 1e-5 relative
+//! (K = taps per output). The activation formulas with exp carry a few ULP on GPUs (Vulkan
+//! allows 3 + 2|x| ULP for exp), covered by the 1e-5 relative term plus 1e-5 absolute.
+
+mod common;
+use common::*;
+use wgedge::graph::GraphBuilder;
+use wgedge::ops::*;
+use wgedge::{Model, Session, SessionOptions, Tensor};
+
+fn dot_tol(k: usize) -> f32 {
+    2e-6 * k as f32 + 1e-5
+}
+
+/// The CPU reference agrees with the CPU session (graph checks and plan included).
+fn check_cpu(what: &str, op: &Op, inputs: &[&Tensor], consts: &[bool]) {
+    let want = op
+        .cpu(inputs)
+        .unwrap_or_else(|e| panic!("{what}: cpu reference: {e}"));
+    let (model, feeds) = single_op(op.clone(), inputs, consts);
+    let cpu = Session::cpu(
+        &model,
+        SessionOptions {
+            autotune: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        cpu.run(&feeds_ref(&feeds)).unwrap()[0],
+        want,
+        "{what}: cpu session"
+    );
+}
+
+/// CPU reference vs the CPU session vs every GPU kernel plan; returns the kernels that ran.
+fn check(what: &str, op: Op, inputs: &[&Tensor], consts: &[bool], atol: f32) -> Vec<String> {
+    let want = op
+        .cpu(inputs)
+        .unwrap_or_else(|e| panic!("{what}: cpu reference: {e}"));
+    let (model, feeds) = single_op(op, inputs, consts);
+    let cpu = Session::cpu(
+        &model,
+        SessionOptions {
+            autotune: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        cpu.run(&feeds_ref(&feeds)).unwrap()[0],
+        want,
+        "{what}: cpu session"
+    );
+    check_gpu_kernels(what, &model, &feeds, &want, atol, 1e-5)
+}
+
+/// Like [`check`], but on the GPU only with these `conv2d/dwconv` choices (each a kernel's
+/// serde form) plus the defaults: every depthwise geometry compiles its own pipelines of the
+/// strip and vec4 kernels, so running all candidates of all families on every shape would take
+/// many minutes on lavapipe. `conformance.rs` runs every candidate on its conv shapes.
+fn check_choices(
+    what: &str,
+    op: Op,
+    inputs: &[&Tensor],
+    consts: &[bool],
+    atol: f32,
+    kernels: &[serde_json::Value],
+) -> Vec<String> {
+    let want = op
+        .cpu(inputs)
+        .unwrap_or_else(|e| panic!("{what}: cpu reference: {e}"));
+    let (model, feeds) = single_op(op, inputs, consts);
+    let Some(ctx) = gpu() else { return Vec::new() };
+    let mut ran = Vec::new();
+    let mut choices = vec![wgedge::profile::TunedChoices::new()];
+    for k in kernels {
+        let mut c = wgedge::profile::TunedChoices::new();
+        c.entry("conv2d".into())
+            .or_default()
+            .insert("dwconv".into(), k.clone());
+        choices.push(c);
+    }
+    for c in choices {
+        let s = Session::with_context(&model, ctx.clone(), opts_with(c, false))
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let kernel = s.plan().nodes[0].kernel.clone();
+        let got = s
+            .run(&feeds_ref(&feeds))
+            .unwrap_or_else(|e| panic!("{what} [{kernel}]: {e}"));
+        assert_close(&format!("{what} [{kernel}]"), &got[0], &want, atol, 1e-5);
+        ran.push(kernel);
+    }
+    ran
+}
+
+/// The strip and vec4 depthwise kernels' serde forms.
+fn dw_kernels() -> Vec<serde_json::Value> {
+    use serde_json::json;
+    vec![
+        json!({"kernel": "dw_strip", "px": 4}),
+        json!({"kernel": "dw_strip", "px": 8}),
+        json!({"kernel": "dw_vec4", "px": 8, "py": 2}),
+        json!({"kernel": "dw_vec4", "px": 16, "py": 4}),
+        json!({"kernel": "dw_vec4", "px": 8, "py": 1}),
+    ]
+}
+
+fn dw(stride: [usize; 2], pad: [usize; 4], dilation: [usize; 2], c: usize) -> Conv2d {
+    Conv2d {
+        stride,
+        pad,
+        dilation,
+        groups: c,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn depthwise_edge_shapes() {
+    // (name, input [n, c, h, w], kernel k, conv)
+    let cases: Vec<(&str, [usize; 4], usize, Conv2d)> = vec![
+        (
+            "3x3 s1 aligned",
+            [1, 8, 16, 16],
+            3,
+            dw([1, 1], [1; 4], [1, 1], 8),
+        ),
+        (
+            "3x3 s1 odd",
+            [2, 5, 11, 13],
+            3,
+            dw([1, 1], [1; 4], [1, 1], 5),
+        ),
+        ("3x3 s2", [1, 12, 20, 20], 3, dw([2, 2], [1; 4], [1, 1], 12)),
+        ("3x3 s2 odd", [1, 3, 9, 7], 3, dw([2, 2], [1; 4], [1, 1], 3)),
+        (
+            "3x3 s(2,1)",
+            [1, 4, 12, 16],
+            3,
+            dw([2, 1], [1; 4], [1, 1], 4),
+        ),
+        (
+            "3x3 s(1,2)",
+            [1, 4, 12, 16],
+            3,
+            dw([1, 2], [1; 4], [1, 1], 4),
+        ),
+        (
+            "3x3 dilation 2",
+            [1, 4, 16, 16],
+            3,
+            dw([1, 1], [2; 4], [2, 2], 4),
+        ),
+        (
+            "3x3 dilation (1,3)",
+            [1, 2, 10, 24],
+            3,
+            dw([1, 1], [1, 3, 1, 3], [1, 3], 2),
+        ),
+        (
+            "3x3 asym pad",
+            [1, 4, 12, 12],
+            3,
+            dw([1, 1], [1, 0, 2, 3], [1, 1], 4),
+        ),
+        ("5x5 s1", [1, 6, 20, 20], 5, dw([1, 1], [2; 4], [1, 1], 6)),
+        ("5x5 s2", [1, 6, 21, 24], 5, dw([2, 2], [2; 4], [1, 1], 6)),
+        (
+            "5x5 s2 odd",
+            [2, 3, 13, 11],
+            5,
+            dw([2, 2], [2; 4], [1, 1], 3),
+        ),
+        ("7x7 s1", [1, 2, 16, 16], 7, dw([1, 1], [3; 4], [1, 1], 2)),
+        ("1x1 image", [1, 3, 1, 1], 3, dw([1, 1], [1; 4], [1, 1], 3)),
+        ("wide row", [1, 2, 3, 100], 3, dw([1, 1], [1; 4], [1, 1], 2)),
+        (
+            "many planes",
+            [3, 40, 8, 8],
+            3,
+            dw([1, 1], [1; 4], [1, 1], 40),
+        ),
+    ];
+    let mut ran = std::collections::BTreeSet::new();
+    for (i, (name, xs, k, c)) in cases.into_iter().enumerate() {
+        let x = Tensor::random(&xs, i as u64);
+        let w = Tensor::random(&[xs[1], 1, k, k], 40 + i as u64);
+        let b = Tensor::random(&[xs[1]], 80 + i as u64);
+        let op = Op::Conv2d(Conv2d {
+            bias: true,
+            act: Activation::Relu6,
+            ..c
+        });
+        let what = format!("dw {name}");
+        check_cpu(&what, &op, &[&x, &w, &b], &[false, true, true]);
+        for r in check_choices(
+            &what,
+            op.clone(),
+            &[&x, &w, &b],
+            &[false, true, true],
+            dot_tol(k * k),
+            &dw_kernels(),
+        ) {
+            ran.insert(r);
+        }
+        // Residual epilogue on a few shapes.
+        if i % 4 == 0 {
+            let out = op
+                .infer_shape(&[xs.to_vec(), vec![xs[1], 1, k, k], vec![xs[1]]])
+                .unwrap();
+            let res = Tensor::random(&out, 7);
+            let opr = Op::Conv2d(Conv2d {
+                bias: true,
+                residual: true,
+                act: Activation::Hardswish,
+                ..c
+            });
+            check_choices(
+                &format!("dw {name} residual"),
+                opr,
+                &[&x, &w, &b, &res],
+                &[false, true, true, false],
+                dot_tol(k * k),
+                &dw_kernels(),
+            );
+        }
+    }
+    if gpu().is_some() {
+        // The new kernels ran (and were not silently replaced by a fallback) on these shapes.
+        for want in [
+            "dwstrip-4",
+            "dwstrip-8",
+            "dwvec4-2x8",
+            "dwvec4-4x16",
+            "dwvec4-1x8",
+        ] {
+            assert!(ran.contains(want), "kernel {want} never ran: {ran:?}");
+        }
+    }
+}
+
+#[test]
+fn every_activation_fuses_into_conv_and_matmul() {
+    let x = Tensor::random(&[1, 4, 8, 8], 1);
+    // Weights scaled up so pre-activations span the activations' interesting ranges (-6..6).
+    let scale = |t: Tensor, s: f32| {
+        Tensor::new(
+            t.shape(),
+            t.f32s("w").unwrap().iter().map(|v| v * s).collect(),
+        )
+        .unwrap()
+    };
+    let wd = scale(Tensor::random(&[4, 1, 3, 3], 2), 3.0);
+    let wc = scale(Tensor::random(&[6, 4, 3, 3], 3), 1.0);
+    let a = Tensor::random(&[5, 12], 4);
+    let wm = scale(Tensor::random(&[7, 12], 5), 2.0);
+    let acts = Activation::all();
+    assert!(acts.contains(&Activation::Hardsigmoid));
+    for act in acts {
+        let dwop = Op::Conv2d(Conv2d {
+            act,
+            ..dw([1, 1], [1; 4], [1, 1], 4)
+        });
+        // The default kernels and the vec4 depthwise kernel, once per activation (every
+        // candidate x every activation would compile hundreds of lavapipe pipelines).
+        let vec4 = [serde_json::json!({"kernel": "dw_vec4", "px": 8, "py": 2})];
+        check_choices(
+            &format!("dw {act:?}"),
+            dwop,
+            &[&x, &wd],
+            &[false, true],
+            dot_tol(9),
+            &vec4,
+        );
+        let conv = Op::Conv2d(Conv2d {
+            act,
+            pad: [1; 4],
+            ..Default::default()
+        });
+        check_choices(
+            &format!("conv {act:?}"),
+            conv,
+            &[&x, &wc],
+            &[false, true],
+            dot_tol(36),
+            &[],
+        );
+        let mm = Op::MatMul(MatMul {
+            trans_b: true,
+            act,
+            ..Default::default()
+        });
+        check_choices(
+            &format!("linear {act:?}"),
+            mm,
+            &[&a, &wm],
+            &[false, true],
+            dot_tol(12),
+            &[],
+        );
+    }
+    // Hardsigmoid is PyTorch's clamp(x / 6 + 1/2, 0, 1).
+    let h = Activation::Hardsigmoid;
+    assert_eq!(h.apply(-3.0), 0.0);
+    assert_eq!(h.apply(0.0), 0.5);
+    assert_eq!(h.apply(1.5), 0.75);
+    assert_eq!(h.apply(3.0), 1.0);
+    assert_eq!(h.apply(10.0), 1.0);
+}
+
+fn ct(
+    stride: [usize; 2],
+    pad: [usize; 4],
+    op: [usize; 2],
+    dil: [usize; 2],
+    g: usize,
+) -> ConvTranspose2d {
+    ConvTranspose2d {
+        stride,
+        pad,
+        output_padding: op,
+        dilation: dil,
+        groups: g,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn conv_transpose_shapes() {
+    // (name, input, weight [cin, cout / g, kh, kw], attrs)
+    let cases: Vec<(&str, [usize; 4], [usize; 4], ConvTranspose2d)> = vec![
+        (
+            "2x2 s2",
+            [1, 8, 5, 5],
+            [8, 4, 2, 2],
+            ct([2, 2], [0; 4], [0, 0], [1, 1], 1),
+        ),
+        (
+            "3x3 s1 pad1",
+            [1, 3, 7, 6],
+            [3, 5, 3, 3],
+            ct([1, 1], [1; 4], [0, 0], [1, 1], 1),
+        ),
+        (
+            "3x3 s2 pad1 outpad1",
+            [2, 4, 5, 7],
+            [4, 3, 3, 3],
+            ct([2, 2], [1; 4], [1, 1], [1, 1], 1),
+        ),
+        (
+            "3x3 s3 asym",
+            [1, 2, 4, 3],
+            [2, 6, 3, 3],
+            ct([3, 3], [0, 1, 2, 0], [2, 1], [1, 1], 1),
+        ),
+        (
+            "s(2,1)",
+            [1, 3, 6, 5],
+            [3, 2, 3, 2],
+            ct([2, 1], [1, 0, 0, 1], [1, 0], [1, 1], 1),
+        ),
+        (
+            "dilation 2",
+            [1, 2, 5, 5],
+            [2, 3, 3, 3],
+            ct([2, 2], [2; 4], [1, 1], [2, 2], 1),
+        ),
+        (
+            "groups 2",
+            [1, 6, 4, 5],
+            [6, 2, 3, 3],
+            ct([2, 2], [1; 4], [0, 1], [1, 1], 2),
+        ),
+        (
+            "depthwise",
+            [1, 5, 6, 6],
+            [5, 1, 4, 4],
+            ct([2, 2], [1; 4], [0, 0], [1, 1], 5),
+        ),
+        (
+            "1x1 input",
+            [1, 3, 1, 1],
+            [3, 7, 3, 3],
+            ct([1, 1], [0; 4], [0, 0], [1, 1], 1),
+        ),
+        (
+            "large K",
+            [1, 300, 3, 3],
+            [300, 5, 2, 2],
+            ct([2, 2], [0; 4], [0, 0], [1, 1], 1),
+        ),
+    ];
+    for (i, (name, xs, ws, c)) in cases.into_iter().enumerate() {
+        let x = Tensor::random(&xs, i as u64);
+        let w = Tensor::random(&ws, 30 + i as u64);
+        let cout = ws[1] * c.groups;
+        let b = Tensor::random(&[cout], 60 + i as u64);
+        let taps = xs[1] / c.groups * ws[2] * ws[3];
+        let op = Op::ConvTranspose2d(ConvTranspose2d {
+            bias: true,
+            act: Activation::Silu,
+            ..c
+        });
+        let ran = check(
+            &format!("convT {name}"),
+            op,
+            &[&x, &w, &b],
+            &[false, true, true],
+            dot_tol(taps),
+        );
+        if gpu().is_some() {
+            assert!(
+                ran.iter().all(|k| k.starts_with("gather-4x")),
+                "{name}: {ran:?}"
+            );
+        }
+        // Weights that are activations too (no constant packing is involved).
+        check(
+            &format!("convT {name} activation weights"),
+            Op::ConvTranspose2d(c),
+            &[&x, &w],
+            &[false, false],
+            dot_tol(taps),
+        );
+    }
+}
+
+#[test]
+fn conv_transpose_matches_onnx_semantics() {
+    // A single input pixel through a 2x2 stride-2 kernel gives the kernel itself.
+    let op = Op::ConvTranspose2d(ct([2, 2], [0; 4], [0, 0], [1, 1], 1));
+    let x = Tensor::new(&[1, 1, 1, 1], vec![2.0]).unwrap();
+    let w = Tensor::new(&[1, 1, 2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+    let y = op.cpu(&[&x, &w]).unwrap();
+    assert_eq!(y.shape(), &[1, 1, 2, 2]);
+    assert_eq!(y.f32s("y").unwrap(), &[2.0, 4.0, 6.0, 8.0]);
+    // Overlapping taps add: [1, 1] through [1, 1, 1] (stride 1) gives [1, 2, 2, 1].
+    let op = Op::ConvTranspose2d(ConvTranspose2d::default());
+    let x = Tensor::new(&[1, 1, 1, 2], vec![1.0, 1.0]).unwrap();
+    let w = Tensor::new(&[1, 1, 1, 3], vec![1.0, 1.0, 1.0]).unwrap();
+    assert_eq!(
+        op.cpu(&[&x, &w]).unwrap().f32s("y").unwrap(),
+        &[1.0, 2.0, 2.0, 1.0]
+    );
+    // Output extent: stride * (in - 1) + output_padding + dilation * (k - 1) + 1 - pads,
+    // e.g. PyTorch's ConvTranspose2d(k=3, s=2, p=1, output_padding=1) doubles 5 -> 10.
+    let op = Op::ConvTranspose2d(ct([2, 2], [1; 4], [1, 1], [1, 1], 1));
+    assert_eq!(
+        op.infer_shape(&[vec![1, 4, 5, 7], vec![4, 3, 3, 3]])
+            .unwrap(),
+        vec![1, 3, 10, 14]
+    );
+    let op = Op::ConvTranspose2d(ct([3, 2], [0, 1, 2, 0], [2, 1], [2, 1], 2));
+    assert_eq!(
+        op.infer_shape(&[vec![2, 4, 4, 3], vec![4, 5, 3, 2]])
+            .unwrap(),
+        // h: 3*3 + 2 + 2*2 + 1 - 2 = 14; w: 2*2 + 1 + 1 + 1 - 1 = 6; cout = 5 * 2.
+        vec![2, 10, 14, 6]
+    );
+}
+
+#[test]
+fn conv_transpose_bad_attributes() {
+    let shapes = |op: ConvTranspose2d, x: Vec<usize>, w: Vec<usize>| {
+        Op::ConvTranspose2d(op)
+            .infer_shape(&[x, w])
+            .unwrap_err()
+            .to_string()
+    };
+    let x = vec![1, 4, 5, 5];
+    let w = vec![4, 2, 3, 3];
+    let e = shapes(ct([2, 2], [0; 4], [2, 0], [1, 1], 1), x.clone(), w.clone());
+    assert!(
+        e.contains("output_padding[0] = 2") && e.contains("stride"),
+        "{e}"
+    );
+    let e = shapes(ct([1, 1], [0; 4], [0, 1], [1, 1], 1), x.clone(), w.clone());
+    assert!(e.contains("output_padding[1]"), "{e}");
+    // Output padding below the dilation is allowed (PyTorch's rule).
+    assert!(Op::ConvTranspose2d(ct([1, 1], [0; 4], [0, 1], [1, 2], 1))
+        .infer_shape(&[x.clone(), w.clone()])
+        .is_ok());
+    let e = shapes(ct([0, 1], [0; 4], [0, 0], [1, 1], 1), x.clone(), w.clone());
+    assert!(e.contains("stride"), "{e}");
+    let e = shapes(ct([1, 1], [0; 4], [0, 0], [1, 1], 3), x.clone(), w.clone());
+    assert!(e.contains("groups = 3"), "{e}");
+    let e = shapes(ConvTranspose2d::default(), x.clone(), vec![2, 4, 3, 3]);
+    assert!(e.contains("weight"), "{e}");
+    // Pads that crop the whole output.
+    let e = shapes(
+        ct([1, 1], [4, 0, 4, 0], [0, 0], [1, 1], 1),
+        x.clone(),
+        w.clone(),
+    );
+    assert!(e.contains("pads"), "{e}");
+    let e = shapes(ConvTranspose2d::default(), vec![1, 4, 5], w.clone());
+    assert!(e.contains("rank 4"), "{e}");
+    // A bias of the wrong length.
+    let op = Op::ConvTranspose2d(ConvTranspose2d {
+        bias: true,
+        ..Default::default()
+    });
+    let e = op
+        .infer_shape(&[x.clone(), w.clone(), vec![4]])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bias"), "{e}");
+}
+
+#[test]
+fn conv_transpose_model_file_round_trip() {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[1, 4, 6, 6]);
+    let w = b.weight("up.w", Tensor::random(&[4, 3, 3, 3], 1));
+    let bias = b.weight("up.b", Tensor::random(&[3], 2));
+    let attrs = ConvTranspose2d {
+        stride: [2, 2],
+        pad: [1, 1, 1, 1],
+        output_padding: [1, 1],
+        act: Activation::Hardsigmoid,
+        ..Default::default()
+    };
+    let y = b.conv_transpose2d(&x, &w, Some(&bias), attrs);
+    b.output(&y);
+    let model = Model::from_builder(b).unwrap();
+    let loaded = Model::from_bytes(&model.to_bytes().unwrap()).unwrap();
+    assert_eq!(loaded.graph.nodes[0].op, model.graph.nodes[0].op);
+    let Op::ConvTranspose2d(c) = &loaded.graph.nodes[0].op else {
+        panic!("not a transposed conv: {:?}", loaded.graph.nodes[0].op)
+    };
+    assert_eq!(c.output_padding, [1, 1]);
+    let input = Tensor::random(&[1, 4, 6, 6], 3);
+    let run = |m: &Model| {
+        Session::cpu(m, SessionOptions::default())
+            .unwrap()
+            .run(&[("x", &input)])
+            .unwrap()
+    };
+    assert_eq!(run(&model), run(&loaded));
+    assert_eq!(run(&model)[0].shape(), &[1, 3, 12, 12]);
+}
+
+#[test]
+fn mbv2_block_fused_matches_unfused() {
+    let w = wgedge::bench::mbv2_block(8, 6, 12, "fused").unwrap();
+    let feeds = [("x", &w.input)];
+    let cpu = |optimize| {
+        Session::cpu(
+            &w.model,
+            SessionOptions {
+                optimize,
+                autotune: false,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let (fused, plain) = (cpu(true), cpu(false));
+    // Folding BN and fusing every epilogue leaves three kernels (expand, depthwise, project).
+    assert_eq!(
+        fused.plan().nodes.len(),
+        3,
+        "{:?}",
+        fused.plan().nodes.len()
+    );
+    assert!(plain.plan().nodes.len() > 3);
+    let want = plain.run(&feeds).unwrap();
+    // BN folded into weights rounds differently: 144 + 9 + 144 terms, relative error 1e-5.
+    assert_close(
+        "fused cpu",
+        &fused.run(&feeds).unwrap()[0],
+        &want[0],
+        1e-4,
+        1e-4,
+    );
+    if let Some(ctx) = gpu() {
+        for optimize in [true, false] {
+            let mut o = SessionOptions {
+                optimize,
+                autotune: false,
+                ..Default::default()
+            };
+            o.plan.cpu_fallback = false;
+            let got = run_gpu(&ctx, &w.model, &[("x".to_string(), w.input.clone())], o);
+            assert_close(
+                &format!("gpu optimize={optimize}"),
+                &got[0],
+                &want[0],
+                1e-4,
+                1e-4,
+            );
+        }
+    }
+}
