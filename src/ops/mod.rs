@@ -369,7 +369,7 @@ pub struct TuneSlot {
     /// there. The best candidate (timed at the first point) is then timed at every point
     /// against the dense kernels on the same weight decoded, and the choice's
     /// [`CROSSOVER_FIELD`] becomes the largest density (percent) up to which the sparse kernel
-    /// won at every point (0: it never won). Empty for ordinary slots.
+    /// won by 10% at every point (0: it never did). Empty for ordinary slots.
     pub crossover: Vec<(f32, WeightFormat)>,
 }
 
