@@ -443,7 +443,7 @@ fn prepare(
 )> {
     // Before anything is computed (folding runs ops, decoding allocates): no single value may
     // exceed the budget.
-    let checked = model.graph.check_types()?;
+    let checked = model.graph.check_types_with(&model.weights)?;
     for (name, ty) in &checked.types {
         let bytes = ty.bytes().unwrap_or(u64::MAX);
         if bytes > budget {
@@ -455,6 +455,7 @@ fn prepare(
     let mut rewrites = 0;
     if optimize {
         rewrites += passes::fold_constants(&mut graph, &mut weights)?;
+        rewrites += passes::absorb_consts(&mut graph, &mut weights)?;
         rewrites += passes::fold_batchnorm(&mut graph, &mut weights)?;
         let checked = graph.check(&weights)?;
         rewrites += passes::fuse_epilogues(&mut graph, &mut weights, &checked.shapes)?;

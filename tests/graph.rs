@@ -366,3 +366,66 @@ fn node_times_cover_every_node_or_say_why_not() {
         ),
     }
 }
+
+/// A reshape whose target is an input (ONNX's form): a weight, or computed from another
+/// input's shape. Checking infers the output from the known value; the session build moves
+/// it into the attribute (the node loses the input) and GPU and CPU give the reshaped data;
+/// an unknown target is an error naming it.
+#[test]
+fn shape_like_inputs_are_known_at_plan_time() {
+    use wgedge::tensor::{DType, TensorData};
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[2, 3, 4]);
+    let y = b.input("y", &[6, 4]);
+    let target = b.weight(
+        "target",
+        Tensor::from_data(&[2], TensorData::I64(vec![-1, 2])).unwrap(),
+    );
+    let by_weight = b.node(Reshape { shape: vec![] }.into(), &[&x, &target]);
+    let sy = b.shape(&y);
+    let by_shape = b.node(Reshape { shape: vec![] }.into(), &[&x, &sy]);
+    let sum = b.add(&by_shape, &y);
+    b.output(&by_weight);
+    b.output(&sum);
+    let (graph, weights) = b.build().unwrap();
+    let checked = graph.check(&weights).unwrap();
+    assert_eq!(checked.shapes[&by_weight], vec![12, 2]);
+    assert_eq!(checked.shapes[&by_shape], vec![6, 4]);
+
+    let (mut g2, mut w2) = (graph.clone(), weights.clone());
+    passes::fold_constants(&mut g2, &mut w2).unwrap();
+    assert_eq!(passes::absorb_consts(&mut g2, &mut w2).unwrap(), 2);
+    assert!(g2.nodes.iter().all(|n| n.inputs.len() <= 2));
+    assert!(
+        !w2.contains_key("target"),
+        "the absorbed target weight is dropped"
+    );
+
+    let model = Model::new(graph.clone(), weights.clone()).unwrap();
+    let xv = Tensor::random(&[2, 3, 4], 1);
+    let yv = Tensor::random(&[6, 4], 2);
+    let feeds = [("x", &xv), ("y", &yv)];
+    let want = unoptimized(&model).run(&feeds).unwrap();
+    assert_eq!(want[0].shape(), &[12, 2]);
+    assert_eq!(want[0].f32s("t").unwrap(), xv.f32s("t").unwrap());
+    let cpu = Session::cpu(&model, SessionOptions::default()).unwrap();
+    assert_eq!(cpu.run(&feeds).unwrap(), want);
+    match gpu() {
+        Some(ctx) => {
+            let s = Session::with_context(&model, ctx, SessionOptions::default()).unwrap();
+            let got = s.run(&feeds).unwrap();
+            assert_close("reshape by input", &got[1], &want[1], 0.0, 0.0);
+            assert_eq!(got[0], want[0]);
+        }
+        None => skip_gpu_check("reshape by input"),
+    }
+
+    // A target computed from a runtime value is refused at planning, by name.
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[2, 3]);
+    let t = b.input_typed("t", DType::I64, &[2]);
+    let r = b.node(Reshape { shape: vec![] }.into(), &[&x, &t]);
+    b.output(&r);
+    let err = b.build().unwrap_err().to_string();
+    assert!(err.contains("target shape (input 1)"), "{err}");
+}

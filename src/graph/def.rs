@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::format::WeightFormat;
 use crate::ops::Op;
-use crate::tensor::{fmt_shape, DType, Tensor, ValueType};
+use crate::tensor::{fmt_shape, numel, DType, Tensor, ValueType};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
@@ -203,12 +203,22 @@ impl Graph {
                 ));
             }
         }
-        self.check_types()
+        self.check_types_with(weights)
     }
 
     /// Validates references, orders the nodes and infers every value's dtype and shape from
-    /// the declarations (no weight data needed).
+    /// the declarations (no weight data needed). An op whose output shape depends on the
+    /// value of an input (a reshape target given as an input) fails here unless that value is
+    /// computed from shapes alone; [`Graph::check`] also knows the weights.
     pub fn check_types(&self) -> Result<Checked> {
+        self.check_types_with(&BTreeMap::new())
+    }
+
+    /// [`Graph::check_types`], with the values of the dense weights in `weights` known: small
+    /// values computed from weights and shapes only (shape subgraphs: `Shape` -> `Gather` ->
+    /// `Concat` -> a reshape's target) are evaluated on the CPU reference as the walk reaches
+    /// them, so ops with shape-like inputs infer their output ([`crate::ops::OpFamily::infer_consts`]).
+    pub fn check_types_with(&self, weights: &BTreeMap<String, Tensor>) -> Result<Checked> {
         if self.outputs.is_empty() {
             return Err(Error::graph("the graph has no outputs"));
         }
@@ -255,10 +265,24 @@ impl Graph {
         for v in self.inputs.iter().chain(&self.weights) {
             types.insert(v.name.clone(), ValueType::new(v.dtype, &v.shape));
         }
+        // Values known without running the model, by name: dense weights (borrowed) and small
+        // values computed from them and from shapes (owned).
+        let mut computed: HashMap<String, Tensor> = HashMap::new();
         for &i in &order {
             let node = &self.nodes[i];
             let ins: Vec<ValueType> = node.inputs.iter().map(|n| types[n].clone()).collect();
-            let out = node.op.infer(&ins).map_err(|e| match e {
+            let consts: Vec<Option<&Tensor>> = node
+                .inputs
+                .iter()
+                .map(|n| {
+                    computed.get(n).or_else(|| {
+                        weights
+                            .get(n)
+                            .filter(|t| self.format_of(n).is_dense() && types[n] == t.value_type())
+                    })
+                })
+                .collect();
+            let out = node.op.infer_with(&ins, &consts).map_err(|e| match e {
                 Error::ShapeMismatch { op, expected, got } => Error::ShapeMismatch {
                     op: format!("{op} (node '{}')", node.name),
                     expected,
@@ -277,6 +301,9 @@ impl Graph {
             }
             if let Some(e) = wide_dim("output of node", &node.name, &out.shape) {
                 return Err(e);
+            }
+            if let Some(v) = known_value(node, &ins, &consts, &out) {
+                computed.insert(node.output.clone(), v);
             }
             types.insert(node.output.clone(), out);
         }
@@ -316,4 +343,32 @@ impl Graph {
             .map(|w| crate::tensor::numel(&w.shape))
             .fold(0usize, usize::saturating_add)
     }
+}
+
+/// Values the checker computes on the way, so shape-like inputs are known: a `Shape`'s
+/// output, and any node whose inputs are all known when inputs and output are small (shape
+/// arithmetic, not layers: at most [`KNOWN_MAX`] elements each, so checking stays cheap).
+const KNOWN_MAX: usize = 4096;
+
+fn known_value(
+    node: &Node,
+    ins: &[ValueType],
+    consts: &[Option<&Tensor>],
+    out: &ValueType,
+) -> Option<Tensor> {
+    if let Op::Shape(_) = node.op {
+        let dims: Vec<i64> = ins[0].shape.iter().map(|&d| d as i64).collect();
+        return Tensor::from_data(&[dims.len()], crate::tensor::TensorData::I64(dims)).ok();
+    }
+    if node.inputs.is_empty() || numel(&out.shape) > KNOWN_MAX {
+        return None;
+    }
+    let vals: Option<Vec<&Tensor>> = consts.iter().copied().collect();
+    let vals = vals?;
+    if vals.iter().any(|t| numel(t.shape()) > KNOWN_MAX) {
+        return None;
+    }
+    // An op that fails here fails again where it runs, with its own error; the checker
+    // only loses a known value.
+    node.op.cpu(&vals).ok()
 }

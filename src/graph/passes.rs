@@ -194,7 +194,7 @@ impl Consumers {
 /// Cast -> Concat ...) vanish and their integer values never reach a device. Graph outputs are
 /// kept as nodes.
 pub fn fold_constants(g: &mut Graph, w: &mut BTreeMap<String, Tensor>) -> Result<usize> {
-    let checked = g.check_types()?;
+    let checked = g.check_types_with(w)?;
     let outputs: HashSet<String> = g.outputs.iter().cloned().collect();
     let mut declared = declared(g);
     let mut names = Names::of(g, w);
@@ -247,6 +247,39 @@ pub fn fold_constants(g: &mut Graph, w: &mut BTreeMap<String, Tensor>) -> Result
         prune_weights(g, w);
     }
     Ok(folded)
+}
+
+/// Moves shape-like inputs whose values are now known (weights, folded shape subgraphs) into
+/// their ops' attributes ([`crate::ops::OpFamily::absorb_consts`]) and drops those inputs
+/// from the nodes, so kernels see plain attributes. Runs at session build after
+/// [`fold_constants`]; returns the number of nodes changed.
+pub fn absorb_consts(g: &mut Graph, w: &mut BTreeMap<String, Tensor>) -> Result<usize> {
+    let declared = declared(g);
+    let mut changed = 0;
+    for i in 0..g.nodes.len() {
+        let consts: Vec<Option<&Tensor>> = g.nodes[i]
+            .inputs
+            .iter()
+            .map(|v| weight(g, &declared, w, v))
+            .collect();
+        let mut op = g.nodes[i].op.clone();
+        let absorbed = op.absorb_consts(&consts)?;
+        if absorbed.is_empty() {
+            continue;
+        }
+        let node = &mut g.nodes[i];
+        node.op = op;
+        let mut k = 0;
+        node.inputs.retain(|_| {
+            k += 1;
+            !absorbed.contains(&(k - 1))
+        });
+        changed += 1;
+    }
+    if changed > 0 {
+        prune_weights(g, w);
+    }
+    Ok(changed)
 }
 
 /// Folds `conv -> batch_norm` into the conv: w' = w * s, b' = (b - mean) * s + beta with

@@ -71,8 +71,15 @@ macro_rules! ops {
                 match self { $(Op::$variant(o) => o.arity()),+ }
             }
 
-            fn infer_dyn(&self, ins: &[ValueType]) -> Result<ValueType> {
-                match self { $(Op::$variant(o) => o.infer(ins)),+ }
+            fn infer_dyn(&self, ins: &[ValueType], consts: &[Option<&Tensor>]) -> Result<ValueType> {
+                match self { $(Op::$variant(o) => o.infer_consts(ins, consts)),+ }
+            }
+
+            /// Takes the values of shape-like inputs known at plan time into the op's
+            /// attributes ([`OpFamily::absorb_consts`]); returns the indices of the inputs
+            /// absorbed (the caller drops them from the node).
+            pub fn absorb_consts(&mut self, consts: &[Option<&Tensor>]) -> Result<Vec<usize>> {
+                match self { $(Op::$variant(o) => o.absorb_consts(consts)),+ }
             }
 
             fn cpu_dyn(&self, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
@@ -256,6 +263,31 @@ pub trait OpFamily: Clone + PartialEq + Debug + Serialize + DeserializeOwned + I
     fn aliases_input(&self) -> bool {
         false
     }
+    /// Output dtype and shape when the values of some inputs are known when the graph is
+    /// planned: `consts[i]` is input `i`'s value if it is a weight or computed from weights
+    /// and shapes only (a `Shape` -> `Gather` -> `Concat` chain), else `None`; `consts` may be
+    /// shorter than the inputs (read it with [`const_input`]). Ops with shape-like inputs (a
+    /// reshape target, slice bounds, pads, axes, resize scales) override this and return an
+    /// error naming the input when its value is unknown; the default ignores `consts`.
+    fn infer_consts(&self, ins: &[ValueType], consts: &[Option<&Tensor>]) -> Result<ValueType> {
+        let _ = consts;
+        self.infer(ins)
+    }
+    /// Moves the values of shape-like inputs known at plan time into the op's attributes, so
+    /// that the GPU lowering and fast CPU kernels see plain attributes; returns the indices of
+    /// the inputs it absorbed (the session drops them from the node, in its build after
+    /// constant folding). The default absorbs nothing. After absorbing, `infer` on the
+    /// remaining inputs must give the same output as `infer_consts` did before.
+    fn absorb_consts(&mut self, consts: &[Option<&Tensor>]) -> Result<Vec<usize>> {
+        let _ = consts;
+        Ok(Vec::new())
+    }
+}
+
+/// Input `i`'s value from a `consts` slice of [`OpFamily::infer_consts`] (`None` when unknown
+/// or beyond the slice).
+pub fn const_input<'a>(consts: &[Option<&'a Tensor>], i: usize) -> Option<&'a Tensor> {
+    consts.get(i).copied().flatten()
 }
 
 fn plan_family<F: OpFamily>(
@@ -436,6 +468,12 @@ pub struct LowerCtx<'a> {
 impl Op {
     /// Output dtype and shape from the inputs', checking the arity first.
     pub fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
+        self.infer_with(ins, &[])
+    }
+
+    /// Output dtype and shape from the inputs' and the values of those inputs known when the
+    /// graph is planned ([`OpFamily::infer_consts`]), checking the arity first.
+    pub fn infer_with(&self, ins: &[ValueType], consts: &[Option<&Tensor>]) -> Result<ValueType> {
         let (lo, hi) = self.arity();
         if ins.len() < lo || ins.len() > hi {
             return Err(Error::graph(format!(
@@ -449,7 +487,7 @@ impl Op {
                 ins.len()
             )));
         }
-        let out = self.infer_dyn(ins)?;
+        let out = self.infer_dyn(ins, consts)?;
         if out.shape.contains(&0) {
             return Err(Error::Unsupported {
                 op: self.name().into(),
@@ -468,9 +506,15 @@ impl Op {
 
     /// CPU reference: the ground truth every GPU kernel is tested against.
     pub fn cpu(&self, ins: &[&Tensor]) -> Result<Tensor> {
-        let tys: Vec<ValueType> = ins.iter().map(|t| t.value_type()).collect();
-        let out = self.infer(&tys)?;
+        let out = self.infer_values(ins)?;
         self.cpu_dyn(ins, &out)
+    }
+
+    /// The output type on these input values (all of them known, as when the CPU runs it).
+    fn infer_values(&self, ins: &[&Tensor]) -> Result<ValueType> {
+        let tys: Vec<ValueType> = ins.iter().map(|t| t.value_type()).collect();
+        let consts: Vec<Option<&Tensor>> = ins.iter().map(|&t| Some(t)).collect();
+        self.infer_with(&tys, &consts)
     }
 
     /// Runs fast CPU kernel `kernel` on operands the kernel defines (a sparse weight as its
@@ -482,8 +526,7 @@ impl Op {
     /// Runs the node on the CPU with `kernel`: the reference for [`CPU_REFERENCE`],
     /// else the fast kernel of that name ([`Op::cpu_kernel`]).
     pub fn run_cpu(&self, kernel: &str, ins: &[&Tensor]) -> Result<Tensor> {
-        let tys: Vec<ValueType> = ins.iter().map(|t| t.value_type()).collect();
-        let out = self.infer(&tys)?;
+        let out = self.infer_values(ins)?;
         if kernel == CPU_REFERENCE {
             self.cpu_dyn(ins, &out)
         } else {

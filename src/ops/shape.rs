@@ -15,6 +15,33 @@ pub struct Reshape {
 }
 
 impl Reshape {
+    /// Input 0 is the data; ONNX's form gives the target shape as input 1 (an i64 vector,
+    /// often computed from shapes), absorbed into `shape` once the graph is planned.
+    const MAX_INPUTS: usize = 2;
+
+    /// The op with the target of input 1, when there is one (its value must be known).
+    fn input_target(&self, n_inputs: usize, consts: &[Option<&Tensor>]) -> Result<Option<Self>> {
+        if n_inputs < 2 {
+            return Ok(None);
+        }
+        let t = super::const_input(consts, 1).ok_or_else(|| {
+            Error::graph(
+                "reshape: its target shape (input 1) must be known when the graph is planned \
+                 (a weight, or computed from shapes only)",
+            )
+        })?;
+        if t.shape().len() != 1 {
+            return Err(Error::shape(
+                "reshape target (input 1)",
+                "a 1-D tensor",
+                fmt_shape(t.shape()),
+            ));
+        }
+        Ok(Some(Reshape {
+            shape: int_values("reshape target (input 1)", t)?,
+        }))
+    }
+
     pub(crate) fn shape_of(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
         let x = &ins[0];
         let mut out = Vec::with_capacity(self.shape.len());
@@ -88,6 +115,12 @@ fn one() -> usize {
 }
 
 impl Flatten {
+    const MAX_INPUTS: usize = 1;
+
+    fn input_target(&self, _n: usize, _consts: &[Option<&Tensor>]) -> Result<Option<Self>> {
+        Ok(None)
+    }
+
     pub(crate) fn shape_of(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
         let x = &ins[0];
         if self.axis > x.len() {
@@ -252,6 +285,19 @@ fn same_dtype(op: &str, ins: &[ValueType]) -> Result<crate::tensor::DType> {
     Ok(d)
 }
 
+/// The values of an integer tensor (i64 or i32), as shape-like inputs hold them.
+pub(crate) fn int_values(what: &str, t: &Tensor) -> Result<Vec<i64>> {
+    match t.data() {
+        crate::tensor::TensorData::I64(v) => Ok(v.clone()),
+        crate::tensor::TensorData::I32(v) => Ok(v.iter().map(|&x| x as i64).collect()),
+        _ => Err(Error::DTypeMismatch {
+            op: what.into(),
+            expected: "i64 or i32".into(),
+            got: t.dtype().to_string(),
+        }),
+    }
+}
+
 /// Reshape and flatten: any dtype; the output aliases the input's memory (no kernel runs).
 macro_rules! alias_family {
     ($ty:ty, $fam:literal) => {
@@ -259,9 +305,36 @@ macro_rules! alias_family {
             const FAMILY: &'static str = $fam;
             type Kernel = Standard;
 
+            fn arity(&self) -> (usize, usize) {
+                (1, Self::MAX_INPUTS)
+            }
+
             fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
+                self.infer_consts(ins, &[])
+            }
+
+            fn infer_consts(
+                &self,
+                ins: &[ValueType],
+                consts: &[Option<&Tensor>],
+            ) -> Result<ValueType> {
+                let op = self.input_target(ins.len(), consts)?;
                 let shapes = [ins[0].shape.clone()];
-                Ok(ValueType::new(ins[0].dtype, &self.shape_of(&shapes)?))
+                let shape = op.as_ref().unwrap_or(self).shape_of(&shapes)?;
+                Ok(ValueType::new(ins[0].dtype, &shape))
+            }
+
+            fn absorb_consts(&mut self, consts: &[Option<&Tensor>]) -> Result<Vec<usize>> {
+                if consts.len() < 2 || super::const_input(consts, 1).is_none() {
+                    return Ok(Vec::new());
+                }
+                match self.input_target(consts.len(), consts)? {
+                    Some(op) => {
+                        *self = op;
+                        Ok(vec![1])
+                    }
+                    None => Ok(Vec::new()),
+                }
             }
 
             fn cpu(&self, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
