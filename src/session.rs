@@ -38,6 +38,12 @@ pub struct SessionOptions {
     /// GPU, checked at plan time (and any single value of the graph, before constants are
     /// folded). `None`: [`default_memory_budget`].
     pub max_memory: Option<u64>,
+    /// Plans kept for other input sizes of a model with symbolic dims ([`Graph::dims`]):
+    /// the least recently used one goes when a new shape needs room (each holds its own
+    /// buffers, weights included). 0 refuses runs at other sizes.
+    ///
+    /// [`Graph::dims`]: crate::graph::Graph::dims
+    pub max_shapes: usize,
 }
 
 /// The memory budget of sessions that set none: half the machine's physical memory where it
@@ -74,6 +80,7 @@ impl Default for SessionOptions {
             cpu_reference: false,
             threads: None,
             max_memory: None,
+            max_shapes: 4,
         }
     }
 }
@@ -125,8 +132,21 @@ enum Exec {
     Gpu(Arc<GpuContext>, GpuExecutor),
 }
 
+/// What a session of a model with symbolic dims needs to plan other input sizes, and the
+/// sessions it planned (most recently used last).
+struct Reshapes {
+    model: Model,
+    opts: SessionOptions,
+    ctx: Option<Arc<GpuContext>>,
+    cache: std::sync::Mutex<Vec<Planned>>,
+}
+
+/// A session planned for other input sizes, keyed by its inputs' shapes in graph order.
+type Planned = (Vec<Vec<usize>>, Arc<Session>);
+
 /// A model planned for one device, ready to run.
 pub struct Session {
+    reshapes: Option<Box<Reshapes>>,
     plan: Plan,
     exec: Exec,
     input_specs: Vec<(String, Vec<usize>)>,
@@ -166,13 +186,15 @@ impl Session {
         decode_planned(&plan, &mut weights)?;
         check_budget(&plan, &weights, budget)?;
         let pool = crate::cpu::Pool::new(opts.threads);
+        let reshapes = Reshapes::of(model, &opts, None);
         Ok(Self::finish(
             model,
             plan,
             Exec::Cpu(CpuExecutor::new(Arc::new(weights), pool)),
             rewrites,
             Vec::new(),
-        ))
+        )
+        .with_reshapes(reshapes))
     }
 
     /// A session on a GPU context the caller made (or adopted from its app's own device).
@@ -183,6 +205,7 @@ impl Session {
     ) -> Result<Session> {
         let mut profile: DeviceProfile = ctx.profile.clone();
         let mut notices = Vec::new();
+        let reshapes = Reshapes::of(model, &opts, Some(ctx.clone()));
         if let Some(k) = opts.kernels {
             crate::exec::autotune::validate_choices(&k)
                 .map_err(|e| Error::Input(format!("SessionOptions::kernels: {e}")))?;
@@ -221,13 +244,15 @@ impl Session {
             ));
         }
         let exec = GpuExecutor::new(ctx.clone(), &plan, &weights).await?;
-        Ok(Self::finish(
-            model,
-            plan,
-            Exec::Gpu(ctx, exec),
-            rewrites,
-            notices,
-        ))
+        Ok(
+            Self::finish(model, plan, Exec::Gpu(ctx, exec), rewrites, notices)
+                .with_reshapes(reshapes),
+        )
+    }
+
+    fn with_reshapes(mut self, r: Option<Box<Reshapes>>) -> Session {
+        self.reshapes = r;
+        self
     }
 
     fn finish(
@@ -238,6 +263,7 @@ impl Session {
         notices: Vec<String>,
     ) -> Session {
         Session {
+            reshapes: None,
             input_specs: model
                 .graph
                 .inputs
@@ -263,6 +289,23 @@ impl Session {
     /// autotune candidates that failed. The library prints nothing; callers decide.
     pub fn notices(&self) -> &[String] {
         &self.notices
+    }
+
+    /// Whether some input is given at another shape than this session planned.
+    fn other_sizes(&self, inputs: &[(&str, &Tensor)]) -> bool {
+        inputs.iter().any(|(n, t)| {
+            self.input_specs
+                .iter()
+                .any(|(name, shape)| name == n && t.shape() != shape.as_slice())
+        })
+    }
+
+    /// Input shapes of the plans kept for other sizes, most recently used last.
+    pub fn planned_shapes(&self) -> Vec<Vec<Vec<usize>>> {
+        match &self.reshapes {
+            Some(r) => r.lock().iter().map(|(s, _)| s.clone()).collect(),
+            None => Vec::new(),
+        }
     }
 
     /// Checks named inputs against the graph and returns them in graph order.
@@ -312,8 +355,18 @@ impl Session {
             .collect()
     }
 
-    /// Runs the model: inputs by name, outputs in the graph's output order.
+    /// Runs the model: inputs by name, outputs in the graph's output order. A model with
+    /// symbolic dims ([`crate::graph::Graph::dims`]) runs at any sizes those allow: the first
+    /// run at new sizes plans the model for them (pipelines, buffers, bind groups) and the
+    /// plan is kept for the next runs at those sizes ([`SessionOptions::max_shapes`], least
+    /// recently used out).
     pub async fn run_async(&self, inputs: &[(&str, &Tensor)]) -> Result<Vec<Tensor>> {
+        if let Some(r) = &self.reshapes {
+            if self.other_sizes(inputs) {
+                let session = r.session_for(inputs).await?;
+                return Box::pin(session.run_async(inputs)).await;
+            }
+        }
         let ins = self.order_inputs(inputs)?;
         match &self.exec {
             Exec::Cpu(c) => c.run(&self.plan, &ins),
@@ -426,6 +479,73 @@ impl Session {
     /// Blocking [`Session::run_async`].
     pub fn run(&self, inputs: &[(&str, &Tensor)]) -> Result<Vec<Tensor>> {
         pollster::block_on(self.run_async(inputs))
+    }
+}
+
+impl Reshapes {
+    /// Kept only for models with symbolic dims.
+    fn of(
+        model: &Model,
+        opts: &SessionOptions,
+        ctx: Option<Arc<GpuContext>>,
+    ) -> Option<Box<Reshapes>> {
+        (!model.graph.dims.is_empty()).then(|| {
+            Box::new(Reshapes {
+                model: model.clone(),
+                opts: opts.clone(),
+                ctx,
+                cache: std::sync::Mutex::new(Vec::new()),
+            })
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Planned>> {
+        // A panic while holding the lock cannot leave the list inconsistent (each change is
+        // one push or remove), so a poisoned lock is still usable.
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The session planned for these inputs' sizes: from the cache, or planned now.
+    async fn session_for(&self, inputs: &[(&str, &Tensor)]) -> Result<Arc<Session>> {
+        let graph = &self.model.graph;
+        let shapes: Vec<(&str, &[usize])> = inputs.iter().map(|(n, t)| (*n, t.shape())).collect();
+        let specialised = graph.with_input_shapes(&shapes)?;
+        let key: Vec<Vec<usize>> = specialised.inputs.iter().map(|v| v.shape.clone()).collect();
+        {
+            let mut cache = self.lock();
+            if let Some(i) = cache.iter().position(|(k, _)| *k == key) {
+                let hit = cache.remove(i);
+                let s = hit.1.clone();
+                cache.push(hit);
+                return Ok(s);
+            }
+        }
+        if self.opts.max_shapes == 0 {
+            return Err(Error::Input(format!(
+                "inputs at sizes {key:?} differ from the planned ones and \
+                 SessionOptions::max_shapes is 0"
+            )));
+        }
+        let model = Model {
+            graph: specialised,
+            weights: self.model.weights.clone(),
+        };
+        let session = Arc::new(match &self.ctx {
+            Some(ctx) => {
+                Session::with_context_async(&model, ctx.clone(), self.opts.clone()).await?
+            }
+            None => Session::cpu(&model, self.opts.clone())?,
+        });
+        let mut cache = self.lock();
+        if let Some(i) = cache.iter().position(|(k, _)| *k == key) {
+            // Planned meanwhile by a concurrent run: keep one.
+            cache.remove(i);
+        }
+        while cache.len() >= self.opts.max_shapes {
+            cache.remove(0);
+        }
+        cache.push((key, session.clone()));
+        Ok(session)
     }
 }
 

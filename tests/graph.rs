@@ -429,3 +429,98 @@ fn shape_like_inputs_are_known_at_plan_time() {
     let err = b.build().unwrap_err().to_string();
     assert!(err.contains("target shape (input 1)"), "{err}");
 }
+
+/// A model with symbolic dims runs at any sizes they allow: each new shape is planned on its
+/// first run and kept (bounded, least recently used out), and the result equals a model
+/// built for that shape. Fixed dims and symbols that disagree are refused by name.
+#[test]
+fn inputs_whose_shape_changes_between_runs() {
+    let build = |shape: &[usize], symbolic: bool| {
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", shape);
+        if symbolic {
+            b.dims("x", &[Some("batch"), None, Some("h"), Some("w")]);
+        }
+        let w = b.weight("w", Tensor::random(&[4, 3, 3, 3], 9));
+        let bias = b.weight("bias", Tensor::random(&[4], 10));
+        let c = b.conv2d(
+            &x,
+            &w,
+            Some(&bias),
+            Conv2d {
+                pad: [1; 4],
+                act: Activation::Relu,
+                ..Default::default()
+            },
+        );
+        let flat = b.reshape(&c, &[0, -1]);
+        let s = b.softmax(&flat, -1);
+        let g = b.global_avg_pool(&c);
+        b.output(&s);
+        b.output(&g);
+        let (graph, weights) = b.build().unwrap();
+        Model::new(graph, weights).unwrap()
+    };
+    let model = build(&[1, 3, 8, 8], true);
+    let json = serde_json::to_string(&model.graph).unwrap();
+    assert!(
+        json.contains("\"dims\""),
+        "symbolic dims are saved with the graph"
+    );
+    let shapes: [&[usize]; 4] = [&[1, 3, 8, 8], &[2, 3, 5, 7], &[1, 3, 1, 1], &[2, 3, 5, 7]];
+    let opts = SessionOptions {
+        max_shapes: 1,
+        cpu_reference: true,
+        ..Default::default()
+    };
+    let mut sessions = vec![("cpu", Session::cpu(&model, opts.clone()).unwrap())];
+    match gpu() {
+        Some(ctx) => sessions.push((
+            "gpu",
+            Session::with_context(&model, ctx, opts.clone()).unwrap(),
+        )),
+        None => skip_gpu_check("inputs whose shape changes"),
+    }
+    for (what, s) in &sessions {
+        for (i, shape) in shapes.iter().enumerate() {
+            let xv = Tensor::random(shape, 20 + i as u64);
+            let got = s.run(&[("x", &xv)]).unwrap();
+            let fixed = unoptimized(&build(shape, false))
+                .run(&[("x", &xv)])
+                .unwrap();
+            for (g, f) in got.iter().zip(&fixed) {
+                assert_eq!(g.shape(), f.shape(), "{what} {shape:?}");
+                assert_close(&format!("{what} {shape:?}"), g, f, 1e-5, 1e-4);
+            }
+        }
+        // The planned shape runs on the session itself; one other shape is kept.
+        assert_eq!(s.planned_shapes(), vec![vec![vec![2, 3, 5, 7]]], "{what}");
+        let bad = Tensor::random(&[1, 4, 8, 8], 1);
+        let err = s.run(&[("x", &bad)]).unwrap_err().to_string();
+        assert!(err.contains("axis 1 (a fixed dim)"), "{what}: {err}");
+    }
+
+    // Axes sharing a symbol must agree within a run.
+    let mut b = GraphBuilder::new();
+    let a = b.input("a", &[2, 3]);
+    let c = b.input("c", &[2, 3]);
+    b.dims("a", &[Some("n"), None]);
+    b.dims("c", &[Some("n"), None]);
+    let y = b.add(&a, &c);
+    b.output(&y);
+    let (graph, weights) = b.build().unwrap();
+    let m = Model::new(graph, weights).unwrap();
+    let s = Session::cpu(&m, SessionOptions::default()).unwrap();
+    let (a5, c4) = (Tensor::random(&[5, 3], 1), Tensor::random(&[4, 3], 2));
+    let err = s.run(&[("a", &a5), ("c", &c4)]).unwrap_err().to_string();
+    assert!(err.contains("dim 'n'"), "{err}");
+    let c5 = Tensor::random(&[5, 3], 3);
+    assert_eq!(
+        s.run(&[("a", &a5), ("c", &c5)]).unwrap()[0].shape(),
+        &[5, 3]
+    );
+    // Symbolic dims must name inputs and match their rank.
+    let mut g = m.graph.clone();
+    g.dims.insert("nope".into(), vec![None]);
+    assert!(g.check_types().unwrap_err().to_string().contains("'nope'"));
+}

@@ -819,6 +819,7 @@ mod tests {
             nodes: vec![node("empty"), node("scalar")],
             outputs: vec!["y_empty".into()],
             formats: BTreeMap::new(),
+            dims: BTreeMap::new(),
         };
         let weights = BTreeMap::from([
             ("empty".to_string(), Tensor::zeros(&[4, 0])),

@@ -52,6 +52,15 @@ impl GraphBuilder {
         name.into()
     }
 
+    /// Marks dims of input `name` that may change from run to run: one entry per axis, a
+    /// symbol (`Some("batch")`) or `None` for a fixed dim (see [`Graph::dims`]).
+    pub fn dims(&mut self, name: &str, dims: &[Option<&str>]) {
+        self.graph.dims.insert(
+            name.into(),
+            dims.iter().map(|d| d.map(str::to_string)).collect(),
+        );
+    }
+
     /// Adds a constant stored in a packed `format` (quantized, sparse): encodes `dense` into
     /// the format's parts; the graph sees an f32 value of `dense`'s shape.
     pub fn weight_packed(

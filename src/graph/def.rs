@@ -37,6 +37,14 @@ pub struct Graph {
     /// not listed is dense. Its parts are the file's tensors `{name}.{part}`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub formats: BTreeMap<String, WeightFormat>,
+    /// Input dims that may change from run to run, by input name: one entry per axis, a
+    /// symbol (`"batch"`, `"width"`) for a dim that takes any size, `None` for a fixed one.
+    /// The input's `shape` is the size a session plans when it is built; a run with other
+    /// sizes plans again for them ([`Graph::with_input_shapes`]; sessions keep a bounded
+    /// cache of plans by shape). Axes that share a symbol take one size in a run. An input
+    /// not listed has a fixed shape.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dims: BTreeMap<String, Vec<Option<String>>>,
 }
 
 /// What checking a graph proves and computes.
@@ -222,6 +230,7 @@ impl Graph {
         if self.outputs.is_empty() {
             return Err(Error::graph("the graph has no outputs"));
         }
+        self.check_dims()?;
         let order = self.toposort()?;
         let origins = self.origins()?;
         let mut types: HashMap<String, ValueType> = HashMap::new();
@@ -325,6 +334,80 @@ impl Graph {
         })
     }
 
+    /// Checks the symbolic dims: each names an input and gives one entry per axis; every
+    /// symbol is non-empty and its axes agree on the planned size.
+    fn check_dims(&self) -> Result<()> {
+        let mut sizes: HashMap<&str, (usize, &str)> = HashMap::new();
+        for (name, dims) in &self.dims {
+            let Some(v) = self.inputs.iter().find(|v| &v.name == name) else {
+                return Err(Error::graph(format!(
+                    "symbolic dims are given for '{name}', which is not a graph input"
+                )));
+            };
+            if dims.len() != v.shape.len() {
+                return Err(Error::graph(format!(
+                    "input '{name}' has rank {} but {} symbolic dim entries",
+                    v.shape.len(),
+                    dims.len()
+                )));
+            }
+            for (axis, sym) in dims.iter().enumerate() {
+                let Some(sym) = sym else { continue };
+                if sym.is_empty() {
+                    return Err(Error::graph(format!(
+                        "input '{name}' axis {axis}: an empty dim symbol"
+                    )));
+                }
+                let size = v.shape[axis];
+                if let Some(&(other, at)) = sizes.get(sym.as_str()) {
+                    if other != size {
+                        return Err(Error::graph(format!(
+                            "dim '{sym}' is {other} in input '{at}' but {size} in input '{name}' \
+                             (axes that share a symbol take one size)"
+                        )));
+                    }
+                }
+                sizes.insert(sym, (size, name));
+            }
+        }
+        Ok(())
+    }
+
+    /// The graph planned for other input sizes: `shapes` gives each input's shape by name
+    /// (inputs not given keep theirs). Only dims with a symbol may change, and axes sharing a
+    /// symbol must agree; the error names the input and axis otherwise. The result has fixed
+    /// shapes (no symbolic dims), ready to plan.
+    pub fn with_input_shapes(&self, shapes: &[(&str, &[usize])]) -> Result<Graph> {
+        let mut g = self.clone();
+        for (name, shape) in shapes {
+            let Some(v) = g.inputs.iter_mut().find(|v| v.name == *name) else {
+                return Err(Error::Input(format!("unknown input '{name}'")));
+            };
+            let dims = self.dims.get(*name);
+            if shape.len() != v.shape.len() {
+                return Err(Error::shape(
+                    format!("input '{name}'"),
+                    format!("rank {} ({})", v.shape.len(), fmt_shape(&v.shape)),
+                    fmt_shape(shape),
+                ));
+            }
+            for (axis, (&want, &got)) in v.shape.iter().zip(shape.iter()).enumerate() {
+                let symbolic = dims.and_then(|d| d[axis].as_ref()).is_some();
+                if want != got && !symbolic {
+                    return Err(Error::shape(
+                        format!("input '{name}' axis {axis} (a fixed dim)"),
+                        format!("{want} (shape {})", fmt_shape(&v.shape)),
+                        fmt_shape(shape),
+                    ));
+                }
+            }
+            v.shape = shape.to_vec();
+        }
+        g.check_dims()?;
+        g.dims.clear();
+        Ok(g)
+    }
+
     /// Indices of the nodes that read each value.
     pub fn consumers(&self) -> HashMap<&str, Vec<usize>> {
         let mut m: HashMap<&str, Vec<usize>> = HashMap::new();
@@ -360,7 +443,12 @@ fn known_value(
         let dims: Vec<i64> = ins[0].shape.iter().map(|&d| d as i64).collect();
         return Tensor::from_data(&[dims.len()], crate::tensor::TensorData::I64(dims)).ok();
     }
-    if node.inputs.is_empty() || numel(&out.shape) > KNOWN_MAX {
+    // A bound on work too: a small output may still come from a huge window (a hostile
+    // pooling over padded extents).
+    if node.inputs.is_empty()
+        || numel(&out.shape) > KNOWN_MAX
+        || node.op.flops(ins, out) > 64 * KNOWN_MAX as u64
+    {
         return None;
     }
     let vals: Option<Vec<&Tensor>> = consts.iter().copied().collect();
