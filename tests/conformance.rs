@@ -566,3 +566,92 @@ fn shape_ops() {
         0.0,
     );
 }
+
+/// The workgroup-tiled GEMM (the variant real GPUs favour) on shapes that cross its tiles in
+/// every direction: M, N not multiples of the 32/64 blocks, K over several 16-deep steps and
+/// not a multiple of 16, batches, both transposes, runtime and constant B, the full epilogue.
+/// The kernel is forced through the `gemm` and `gemm_tiled` slots and asserted to have run.
+#[test]
+fn matmul_workgroup_tiled_crosses_tiles() {
+    let Some(ctx) = gpu() else {
+        skip_gpu_check("workgroup-tiled GEMM");
+        return;
+    };
+    let cases: Vec<(&str, MatMul, Vec<usize>, Vec<usize>, bool)> = vec![
+        (
+            "const B",
+            MatMul::default(),
+            vec![70, 37],
+            vec![37, 67],
+            true,
+        ),
+        (
+            "runtime B batched",
+            MatMul::default(),
+            vec![2, 33, 50],
+            vec![2, 50, 65],
+            false,
+        ),
+        (
+            "trans_a trans_b",
+            MatMul {
+                trans_a: true,
+                trans_b: true,
+                ..Default::default()
+            },
+            vec![41, 9],
+            vec![130, 41],
+            false,
+        ),
+        (
+            "one row",
+            MatMul::default(),
+            vec![1, 100],
+            vec![100, 3],
+            true,
+        ),
+    ];
+    for (tm, tn, wg) in [(4, 4, 16), (4, 4, 8), (2, 1, 8)] {
+        let k = serde_json::json!({"kernel": "wg_tile", "tm": tm, "tn": tn, "wg": wg});
+        let mut choices = wgedge::profile::TunedChoices::new();
+        let slots = choices.entry("matmul".into()).or_default();
+        for slot in ["gemm", "gemm_tiled", "gemv"] {
+            slots.insert(slot.into(), k.clone());
+        }
+        for (i, (name, op, sa, sb, b_const)) in cases.iter().enumerate() {
+            let a = Tensor::random(sa, 10 + i as u64);
+            let b = Tensor::random(sb, 20 + i as u64);
+            let mut op = op.clone();
+            op.bias = true;
+            op.residual = true;
+            op.act = Activation::Relu6;
+            let out = Op::MatMul(MatMul {
+                bias: false,
+                residual: false,
+                ..op.clone()
+            })
+            .infer_shape(&[sa.clone(), sb.clone()])
+            .unwrap();
+            let n = out[out.len() - 1];
+            let bias = Tensor::random(&[n], 30);
+            let res = Tensor::random(&out, 31);
+            let ins = [&a, &b, &bias, &res];
+            let want = Op::MatMul(op.clone()).cpu(&ins).unwrap();
+            let (model, feeds) = single_op(Op::MatMul(op), &ins, &[false, *b_const, true, false]);
+            let s = Session::with_context(&model, ctx.clone(), opts_with(choices.clone(), false))
+                .unwrap();
+            let kernel = s.plan().nodes[0].kernel.clone();
+            let what = format!("wg{wg}-{tm}x{tn} {name}");
+            // Runtime B here is never in vec4's NT layout with an untransposed A, so every
+            // case reaches a slot that holds the forced kernel.
+            assert_eq!(kernel, format!("wg{wg}-{tm}x{tn}"), "{what}");
+            let got = s.run(&feeds_ref(&feeds)).unwrap();
+            let kdim = if sa.len() == 2 && name.contains("trans_a") {
+                sa[0]
+            } else {
+                sa[sa.len() - 1]
+            };
+            assert_close(&what, &got[0], &want, dot_tol(kdim) + 1e-5, 1e-5);
+        }
+    }
+}

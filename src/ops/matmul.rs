@@ -42,6 +42,10 @@ pub enum MatMulKernel {
     Naive,
     /// Register-blocked GEMM, scalar loads, any layout.
     Tiled { tm: u32, tn: u32 },
+    /// Workgroup-tiled GEMM for real GPUs: a `wg` x `wg` workgroup stages tiles of A and B
+    /// in workgroup memory (16 along K) and each invocation accumulates `tm` x `tn` outputs in
+    /// registers. Any layout; needs `wg`^2 invocations and the tiles' workgroup storage.
+    WgTile { tm: u32, tn: u32, wg: u32 },
     /// Register-blocked GEMM on the NT layout with vec4 loads (K % 4 == 0); tm = 1 is GEMV.
     Vec4 { tm: u32, tn: u32 },
     /// GEMM with constant B packed `[K][N]` (vec4 along N); a workgroup shares `tm` rows of A,
@@ -305,6 +309,7 @@ impl KernelVariant for MatMulKernel {
         match *self {
             MatMulKernel::Naive => "naive".into(),
             MatMulKernel::Tiled { tm, tn } => format!("tiled-{tm}x{tn}"),
+            MatMulKernel::WgTile { tm, tn, wg } => format!("wg{wg}-{tm}x{tn}"),
             MatMulKernel::Vec4 { tm, tn } => format!("vec4-{tm}x{tn}"),
             MatMulKernel::Bcast { tm, tn4 } => format!("bcast-{tm}x{}", tn4 * 4),
             MatMulKernel::Tex { tm, tn4 } => format!("tex-{tm}x{}", tn4 * 4),
@@ -369,6 +374,9 @@ impl KernelVariant for MatMulKernel {
             MatMulKernel::Tiled { tm, tn } | MatMulKernel::Vec4 { tm, tn } => {
                 (1..=8).contains(&tm) && (1..=8).contains(&tn)
             }
+            MatMulKernel::WgTile { tm, tn, wg } => {
+                matches!(tm, 1 | 2 | 4 | 8) && matches!(tn, 1 | 2 | 4 | 8) && matches!(wg, 8 | 16)
+            }
             // The block kernels write out their accumulators by name for these shapes only.
             MatMulKernel::Bcast { tm, tn4 } | MatMulKernel::Tex { tm, tn4 } => {
                 matches!((tm, tn4), (1, 1 | 2 | 4) | (4 | 8, 1 | 2))
@@ -412,6 +420,12 @@ impl KernelVariant for MatMulKernel {
 }
 
 static GEMM_NAIVE: ShaderSource = crate::wgsl!("matmul/gemm_naive.wgsl");
+/// Depth along K of the workgroup-tiled GEMM's tiles.
+const WG_TILE_K: u32 = 16;
+static GEMM_WG: ShaderSource = crate::wgsl!("matmul/gemm_wg.wgsl"; [
+    [("TM", 4), ("TN", 4), ("WG", 16), ("BK", 16)],
+    [("TM", 2), ("TN", 4), ("WG", 8), ("BK", 16)]
+]);
 static GEMM_TILED: ShaderSource =
     crate::wgsl!("matmul/gemm_tiled.wgsl"; [[("TM", 4), ("TN", 4)], [("TM", 1), ("TN", 8)]]);
 static GEMM_VEC4: ShaderSource = crate::wgsl!("matmul/gemm_vec4.wgsl"; [
@@ -805,6 +819,25 @@ impl OpFamily for MatMul {
                 Ok(())
             }
             MatMulKernel::Naive | MatMulKernel::Tiled { .. } => Ok(()),
+            MatMulKernel::WgTile { tm, tn, wg } => {
+                let l = &cx.device.limits;
+                let words = WG_TILE_K * wg * (tm + tn);
+                if wg * wg > l.max_compute_invocations_per_workgroup {
+                    Err(format!(
+                        "{} invocations per workgroup exceed the device's {}",
+                        wg * wg,
+                        l.max_compute_invocations_per_workgroup
+                    ))
+                } else if words * 4 > l.max_compute_workgroup_storage_size {
+                    Err(format!(
+                        "{} bytes of workgroup storage exceed the device's {}",
+                        words * 4,
+                        l.max_compute_workgroup_storage_size
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
             MatMulKernel::Vec4 { .. } => {
                 if self.vec4_ok(&cx.ins[0].shape, cx.is_const[1]) {
                     Ok(())
@@ -846,11 +879,15 @@ impl OpFamily for MatMul {
         let bcast = [(4, 2), (8, 1), (8, 2)].map(|(tm, tn4)| MatMulKernel::Bcast { tm, tn4 });
         let tex = [(4, 2), (8, 1), (8, 2)].map(|(tm, tn4)| MatMulKernel::Tex { tm, tn4 });
         let tex2 = [(4, 2), (8, 1), (8, 2)].map(|(tm, tn4)| MatMulKernel::Tex2 { tm, tn4 });
+        // Workgroup-tiled variants for real GPUs (64 x 64 blocks of 256 invocations, 32 x 32
+        // blocks of 64), in the GEMM slots so each adapter measures them against the rest.
+        let wg = [(4, 4, 16), (4, 4, 8)].map(|(tm, tn, wg)| MatMulKernel::WgTile { tm, tn, wg });
         let gemm = vec4
             .into_iter()
             .chain(bcast)
             .chain(tex)
             .chain(tex2)
+            .chain(wg)
             .collect();
         let vec4 = [1, 2, 4, 8].map(|tn| MatMulKernel::Vec4 { tm: 1, tn });
         let bcast = [1, 2, 4].map(|tn4| MatMulKernel::Bcast { tm: 1, tn4 });
@@ -859,6 +896,7 @@ impl OpFamily for MatMul {
         let tiled = [(4, 4), (2, 4), (4, 2)]
             .iter()
             .map(|&(tm, tn)| MatMulKernel::Tiled { tm, tn })
+            .chain(wg)
             .collect();
         let trans_a = MatMul {
             trans_a: true,
@@ -958,6 +996,7 @@ impl OpFamily for MatMul {
         vec![
             &GEMM_NAIVE,
             &GEMM_TILED,
+            &GEMM_WG,
             &GEMM_VEC4,
             &GEMM_BCAST,
             &GEMM_TEX,
@@ -1219,6 +1258,19 @@ impl MatMul {
                 [
                     div_ceil(n, 8 * tn as usize),
                     div_ceil(m, 8 * tm as usize),
+                    batch,
+                ],
+            ),
+            MatMulKernel::WgTile { tm, tn, wg } => (
+                ShaderKey::new(
+                    &GEMM_WG,
+                    &[("TM", tm), ("TN", tn), ("WG", wg), ("BK", WG_TILE_K)],
+                ),
+                bytemuck::cast_slice(&[p]).to_vec(),
+                Bind::Input(1),
+                [
+                    div_ceil(n, (wg * tn) as usize),
+                    div_ceil(m, (wg * tm) as usize),
                     batch,
                 ],
             ),
