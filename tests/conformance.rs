@@ -577,7 +577,9 @@ fn matmul_workgroup_tiled_crosses_tiles() {
         skip_gpu_check("workgroup-tiled GEMM");
         return;
     };
-    let cases: Vec<(&str, MatMul, Vec<usize>, Vec<usize>, bool)> = vec![
+    // (name, op, A's shape, B's shape, B constant)
+    type Case = (&'static str, MatMul, Vec<usize>, Vec<usize>, bool);
+    let cases: Vec<Case> = vec![
         (
             "const B",
             MatMul::default(),
@@ -621,14 +623,14 @@ fn matmul_workgroup_tiled_crosses_tiles() {
         for (i, (name, op, sa, sb, b_const)) in cases.iter().enumerate() {
             let a = Tensor::random(sa, 10 + i as u64);
             let b = Tensor::random(sb, 20 + i as u64);
-            let mut op = op.clone();
+            let mut op = *op;
             op.bias = true;
             op.residual = true;
             op.act = Activation::Relu6;
             let out = Op::MatMul(MatMul {
                 bias: false,
                 residual: false,
-                ..op.clone()
+                ..op
             })
             .infer_shape(&[sa.clone(), sb.clone()])
             .unwrap();
@@ -636,7 +638,7 @@ fn matmul_workgroup_tiled_crosses_tiles() {
             let bias = Tensor::random(&[n], 30);
             let res = Tensor::random(&out, 31);
             let ins = [&a, &b, &bias, &res];
-            let want = Op::MatMul(op.clone()).cpu(&ins).unwrap();
+            let want = Op::MatMul(op).cpu(&ins).unwrap();
             let (model, feeds) = single_op(Op::MatMul(op), &ins, &[false, *b_const, true, false]);
             let s = Session::with_context(&model, ctx.clone(), opts_with(choices.clone(), false))
                 .unwrap();
