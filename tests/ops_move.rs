@@ -652,3 +652,232 @@ fn shape_subgraph_feeds_expand() {
         None => skip_gpu_check("expand by shape subgraph"),
     }
 }
+
+fn resize(mode: ResizeMode, coord: CoordMode, nearest: NearestMode) -> Resize {
+    Resize {
+        mode,
+        coordinate_transformation_mode: coord,
+        nearest_mode: nearest,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn resize_by_hand() {
+    let x = Tensor::new(&[1, 1, 2, 2], vec![1., 2., 3., 4.]).unwrap();
+    let scales = vec![1., 1., 2., 2.];
+    // Nearest x2 (asymmetric, floor): each pixel repeated 2x2.
+    let op = Resize {
+        scales: scales.clone(),
+        ..resize(
+            ResizeMode::Nearest,
+            CoordMode::Asymmetric,
+            NearestMode::Floor,
+        )
+    };
+    let y = check("resize nearest x2", op.into(), &[&x], &[]);
+    assert_eq!(
+        f32s(&y),
+        [1., 1., 2., 2., 1., 1., 2., 2., 3., 3., 4., 4., 3., 3., 4., 4.]
+    );
+    // Bilinear x2, half_pixel (PyTorch's align_corners=False).
+    let op = Resize {
+        scales: scales.clone(),
+        ..resize(
+            ResizeMode::Linear,
+            CoordMode::HalfPixel,
+            NearestMode::default(),
+        )
+    };
+    let y = check_tol("resize linear x2", op.into(), &[&x], &[], 1e-6);
+    #[rustfmt::skip]
+    let want = [
+        1.0, 1.25, 1.75, 2.0,
+        1.5, 1.75, 2.25, 2.5,
+        2.5, 2.75, 3.25, 3.5,
+        3.0, 3.25, 3.75, 4.0,
+    ];
+    assert_eq!(f32s(&y), want);
+    // align_corners: corners kept, thirds in between.
+    let op = Resize {
+        sizes: vec![1, 1, 2, 4],
+        ..resize(
+            ResizeMode::Linear,
+            CoordMode::AlignCorners,
+            NearestMode::default(),
+        )
+    };
+    let y = check_tol("resize linear align", op.into(), &[&x], &[], 1e-6);
+    let want = [
+        1.0,
+        4.0 / 3.0,
+        5.0 / 3.0,
+        2.0,
+        3.0,
+        10.0 / 3.0,
+        11.0 / 3.0,
+        4.0,
+    ];
+    for (g, w) in f32s(&y).iter().zip(want) {
+        assert!((g - w).abs() < 1e-6, "{g} vs {w}");
+    }
+}
+
+#[test]
+fn resize_modes_gpu_vs_cpu() {
+    let coords = [
+        CoordMode::HalfPixel,
+        CoordMode::PytorchHalfPixel,
+        CoordMode::AlignCorners,
+        CoordMode::Asymmetric,
+        CoordMode::TfHalfPixelForNearest,
+    ];
+    let nearests = [
+        NearestMode::RoundPreferFloor,
+        NearestMode::RoundPreferCeil,
+        NearestMode::Floor,
+        NearestMode::Ceil,
+    ];
+    let x = Tensor::random(&[2, 3, 5, 7], 13);
+    // Up, down, non-integer factors, a length-1 output.
+    let shapes: [(Vec<f32>, Vec<i64>); 4] = [
+        (vec![1., 1., 2., 2.], vec![]),
+        (vec![1., 1., 0.6, 1.5], vec![]),
+        (vec![], vec![2, 3, 9, 4]),
+        (vec![], vec![2, 3, 1, 13]),
+    ];
+    for (scales, sizes) in &shapes {
+        for &c in &coords {
+            for &nm in &nearests {
+                let op = Resize {
+                    scales: scales.clone(),
+                    sizes: sizes.clone(),
+                    ..resize(ResizeMode::Nearest, c, nm)
+                };
+                check(
+                    &format!("nearest {c:?} {nm:?} {scales:?}{sizes:?}"),
+                    op.into(),
+                    &[&x],
+                    &[],
+                );
+            }
+            if c == CoordMode::TfHalfPixelForNearest {
+                continue;
+            }
+            let op = Resize {
+                scales: scales.clone(),
+                sizes: sizes.clone(),
+                ..resize(ResizeMode::Linear, c, NearestMode::default())
+            };
+            check_tol(
+                &format!("linear {c:?} {scales:?}{sizes:?}"),
+                op.into(),
+                &[&x],
+                &[],
+                1e-6,
+            );
+        }
+    }
+    // Rank 3 and 1, opset-18 axes.
+    let x3 = Tensor::random(&[3, 4, 5], 14);
+    let op = Resize {
+        scales: vec![2.0, 3.0],
+        axes: vec![-2, -1],
+        ..resize(
+            ResizeMode::Linear,
+            CoordMode::HalfPixel,
+            NearestMode::default(),
+        )
+    };
+    let y = check_tol("linear rank 3 axes", op.into(), &[&x3], &[], 1e-6);
+    assert_eq!(y.shape(), &[3, 8, 15]);
+    let x1 = Tensor::random(&[5], 15);
+    let op = Resize {
+        sizes: vec![11],
+        ..resize(
+            ResizeMode::Nearest,
+            CoordMode::HalfPixel,
+            NearestMode::RoundPreferCeil,
+        )
+    };
+    check("nearest rank 1", op.into(), &[&x1], &[]);
+}
+
+#[test]
+fn resize_input_forms_and_errors() {
+    let x = Tensor::random(&[1, 2, 3, 4], 16);
+    let scales = Tensor::new(&[4], vec![1., 1., 2., 2.]).unwrap();
+    let op: Op = resize(
+        ResizeMode::Nearest,
+        CoordMode::Asymmetric,
+        NearestMode::Floor,
+    )
+    .into();
+    // Opset 10: (x, scales).
+    let a = check(
+        "resize opset 10",
+        op.clone(),
+        &[&x, &scales],
+        &[false, true],
+    );
+    // Opset 11+: (x, roi, scales); (x, roi, empty scales, sizes).
+    let roi = Tensor::new(&[0], vec![]).unwrap();
+    let b = check(
+        "resize opset 11",
+        op.clone(),
+        &[&x, &roi, &scales],
+        &[false, true, true],
+    );
+    let sizes = i64s(&[4], &[1, 2, 6, 8]);
+    let c = check(
+        "resize opset 13 sizes",
+        op.clone(),
+        &[&x, &roi, &roi, &sizes],
+        &[false, true, true, true],
+    );
+    assert_eq!(a, b);
+    assert_eq!(a, c);
+
+    let bad = |r: Resize, want: &str| {
+        let e = err_of(r.into(), &[&x]);
+        assert!(e.contains(want), "{e}");
+    };
+    let cubic = Resize {
+        scales: vec![1., 1., 2., 2.],
+        ..resize(
+            ResizeMode::Cubic,
+            CoordMode::HalfPixel,
+            NearestMode::default(),
+        )
+    };
+    bad(cubic, "cubic");
+    bad(
+        Resize {
+            scales: vec![2., 1., 2., 2.],
+            ..Default::default()
+        },
+        "only the last two dims",
+    );
+    bad(
+        Resize {
+            scales: vec![1., 2.],
+            ..Default::default()
+        },
+        "resize scales",
+    );
+    bad(
+        Resize {
+            scales: vec![1., 1., 2., 2.],
+            sizes: vec![1, 2, 6, 8],
+            ..Default::default()
+        },
+        "exactly one of scales and sizes",
+    );
+    bad(
+        Resize {
+            scales: vec![1., 1., -2., 2.],
+            ..Default::default()
+        },
+        "not a positive number",
+    );
+}

@@ -320,6 +320,11 @@ impl GraphBuilder {
         self.node(crate::ops::SpaceToDepth { blocksize }.into(), &[x])
     }
 
+    /// ONNX `Resize` with its scales or sizes as attributes.
+    pub fn resize(&mut self, x: &str, r: crate::ops::Resize) -> String {
+        self.node(r.into(), &[x])
+    }
+
     /// The graph and its weights (checked when a `Model` is made from them).
     pub fn build(self) -> Result<(Graph, BTreeMap<String, Tensor>)> {
         self.graph.check(&self.weights)?;

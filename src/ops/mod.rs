@@ -27,6 +27,7 @@ pub mod movement;
 pub mod norm;
 pub mod pool;
 pub mod quant;
+pub mod resize;
 pub mod shape;
 pub mod sparse;
 
@@ -40,6 +41,7 @@ pub use movement::{DepthToSpace, Expand, Pad, PadMode, Slice, SpaceToDepth, Tile
 pub use norm::{BatchNorm, LayerNorm, Softmax};
 pub use pool::{GlobalAvgPool, Pool2d, PoolKind};
 pub use quant::Dequantize;
+pub use resize::{CoordMode, NearestMode, Resize, ResizeMode};
 pub use shape::{Concat, Flatten, Reshape, Squeeze, Transpose, Unsqueeze};
 
 /// The registry: one line per op family. The variant name fixes the serde tag (`MatMul` ->
@@ -181,6 +183,7 @@ ops! {
     Pad(Pad),
     DepthToSpace(DepthToSpace),
     SpaceToDepth(SpaceToDepth),
+    Resize(Resize),
 }
 
 /// A kernel variant of one family: plain data with a serde form (stored in tuned choices) and a
