@@ -881,3 +881,157 @@ fn resize_input_forms_and_errors() {
         "not a positive number",
     );
 }
+
+fn pool(kind: PoolKind, kernel: [usize; 2]) -> Pool {
+    Pool {
+        kind,
+        kernel,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn pooling_options() {
+    // 1-D by hand over [1, 1, 1, 6] = 0..6: max k3 s2 ceil_mode -> windows [0,3), [2,5), and
+    // a third starting at 4 inside the input (kept); floor mode keeps two.
+    let x = iota(&[1, 1, 1, 6]);
+    let p = Pool {
+        stride: [1, 2],
+        ceil_mode: true,
+        ..pool(PoolKind::Max, [1, 3])
+    };
+    let y = check("max ceil", p.into(), &[&x], &[]);
+    assert_eq!(f32s(&y), [2., 4., 5.]);
+    // With pads 1/1 and k2 s2 over 0..5 (padded 7): ceil gives 4 windows, but the 4th would
+    // start at 5 = in the end padding only: dropped, as ONNX and PyTorch do.
+    let x = iota(&[1, 1, 1, 5]);
+    let p = Pool {
+        stride: [1, 2],
+        pad: [0, 1, 0, 1],
+        ceil_mode: true,
+        ..pool(PoolKind::Max, [1, 2])
+    };
+    assert_eq!(
+        f32s(&check("max ceil drop", p.into(), &[&x], &[])),
+        [0., 2., 4.]
+    );
+    // Dilation 2: taps 0, 2, 4 -> max 4; avg with pads counting the padding: window at -1
+    // (k 2, pads 1/1): taps -1, 0 -> 0 / 2.
+    let p = Pool {
+        dilation: [1, 2],
+        ..pool(PoolKind::Max, [1, 3])
+    };
+    assert_eq!(f32s(&check("max dilated", p.into(), &[&x], &[])), [4.]);
+    let p = Pool {
+        stride: [1, 2],
+        pad: [0, 1, 0, 1],
+        count_include_pad: true,
+        ..pool(PoolKind::Avg, [1, 2])
+    };
+    assert_eq!(
+        f32s(&check("avg include pad", p.into(), &[&x], &[])),
+        [0., 1.5, 3.5]
+    );
+    // Lp p=2 over [3, 4] = 5; GlobalLpPool and GlobalMaxPool.
+    let x2 = Tensor::new(&[1, 1, 1, 2], vec![3., -4.]).unwrap();
+    let y = check_tol("lp2", pool(PoolKind::Lp, [1, 2]).into(), &[&x2], &[], 1e-5);
+    assert_eq!(f32s(&y), [5.]);
+    let g = Pool {
+        global: true,
+        ..pool(PoolKind::Max, [0, 0])
+    };
+    assert_eq!(f32s(&check("global max", g.into(), &[&x2], &[])), [3.]);
+
+    // GPU vs CPU over options on odd shapes (tolerance in the file header).
+    let x = Tensor::random(&[2, 3, 11, 8], 21);
+    let kinds = [
+        (PoolKind::Max, false),
+        (PoolKind::Avg, false),
+        (PoolKind::Avg, true),
+        (PoolKind::Lp, false),
+    ];
+    let geoms: Vec<Pool> = vec![
+        Pool {
+            stride: [2, 2],
+            pad: [1, 0, 2, 1],
+            ceil_mode: true,
+            ..pool(PoolKind::Max, [3, 3])
+        },
+        Pool {
+            stride: [2, 1],
+            dilation: [2, 3],
+            pad: [2, 1, 1, 2],
+            ..pool(PoolKind::Max, [3, 2])
+        },
+        Pool {
+            stride: [3, 3],
+            auto_pad: AutoPad::SameUpper,
+            ceil_mode: true,
+            ..pool(PoolKind::Max, [3, 2])
+        },
+        Pool {
+            stride: [2, 3],
+            auto_pad: AutoPad::SameLower,
+            ..pool(PoolKind::Max, [4, 3])
+        },
+        Pool {
+            stride: [2, 2],
+            auto_pad: AutoPad::Valid,
+            ..pool(PoolKind::Max, [2, 3])
+        },
+        Pool {
+            global: true,
+            ..pool(PoolKind::Max, [0, 0])
+        },
+    ];
+    for g in &geoms {
+        for &(kind, include) in &kinds {
+            for lp in [2, 3] {
+                if lp == 3 && kind != PoolKind::Lp {
+                    continue;
+                }
+                let p = Pool {
+                    kind,
+                    count_include_pad: include,
+                    p: lp,
+                    ..*g
+                };
+                check_tol(&format!("{p:?}"), p.into(), &[&x], &[], 1e-5);
+            }
+        }
+    }
+    // SAME_UPPER keeps ceil(in / stride) whatever the input (resolved at shape inference).
+    let p = Pool {
+        stride: [2, 3],
+        auto_pad: AutoPad::SameUpper,
+        ..pool(PoolKind::Avg, [3, 3])
+    };
+    let y = Op::from(p).infer_shape(&[vec![1, 2, 11, 8]]).unwrap();
+    assert_eq!(y, [1, 2, 6, 3]);
+    let y = Op::from(p).infer_shape(&[vec![1, 2, 7, 30]]).unwrap();
+    assert_eq!(y, [1, 2, 4, 10]);
+
+    let e = err_of(
+        Pool {
+            dilation: [0, 1],
+            ..pool(PoolKind::Max, [2, 2])
+        }
+        .into(),
+        &[&x],
+    );
+    assert!(e.contains("dilation"), "{e}");
+    let e = err_of(
+        Pool {
+            p: 0,
+            ..pool(PoolKind::Lp, [2, 2])
+        }
+        .into(),
+        &[&x],
+    );
+    assert!(e.contains("attribute p"), "{e}");
+    let e = err_of(
+        pool(PoolKind::Max, [2, 2]).into(),
+        &[&Tensor::random(&[3, 4], 1)],
+    );
+    assert!(e.contains("NCHW"), "{e}");
+}

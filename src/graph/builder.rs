@@ -325,6 +325,11 @@ impl GraphBuilder {
         self.node(r.into(), &[x])
     }
 
+    /// ONNX pooling with every option ([`Pool`]: dilation, ceil mode, auto pad, Lp, global).
+    pub fn pool_onnx(&mut self, x: &str, p: crate::ops::Pool) -> String {
+        self.node(p.into(), &[x])
+    }
+
     /// The graph and its weights (checked when a `Model` is made from them).
     pub fn build(self) -> Result<(Graph, BTreeMap<String, Tensor>)> {
         self.graph.check(&self.weights)?;

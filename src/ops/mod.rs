@@ -39,7 +39,7 @@ pub use gather::{Gather, GatherKernel};
 pub use matmul::{MatMul, MatMulKernel};
 pub use movement::{DepthToSpace, Expand, Pad, PadMode, Slice, SpaceToDepth, Tile};
 pub use norm::{BatchNorm, LayerNorm, Softmax};
-pub use pool::{GlobalAvgPool, Pool2d, PoolKind};
+pub use pool::{AutoPad, GlobalAvgPool, Pool, Pool2d, PoolKind, PoolParams};
 pub use quant::Dequantize;
 pub use resize::{CoordMode, NearestMode, Resize, ResizeMode};
 pub use shape::{Concat, Flatten, Reshape, Squeeze, Transpose, Unsqueeze};
@@ -184,6 +184,7 @@ ops! {
     DepthToSpace(DepthToSpace),
     SpaceToDepth(SpaceToDepth),
     Resize(Resize),
+    Pool(Pool),
 }
 
 /// A kernel variant of one family: plain data with a serde form (stored in tuned choices) and a
