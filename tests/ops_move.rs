@@ -1035,3 +1035,106 @@ fn pooling_options() {
     );
     assert!(e.contains("NCHW"), "{e}");
 }
+
+/// numpy `matmul` written out: batch dims broadcast, 1-D operands as vectors (the oracle).
+fn np_matmul(a: &Tensor, b: &Tensor) -> (Vec<usize>, Vec<f32>) {
+    let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
+    let a2 = if sa.len() == 1 {
+        vec![1, sa[0]]
+    } else {
+        sa.clone()
+    };
+    let b2 = if sb.len() == 1 {
+        vec![sb[0], 1]
+    } else {
+        sb.clone()
+    };
+    let (m, k, n) = (a2[a2.len() - 2], a2[a2.len() - 1], b2[b2.len() - 1]);
+    let (ba, bb) = (&a2[..a2.len() - 2], &b2[..b2.len() - 2]);
+    let r = ba.len().max(bb.len());
+    let pad = |s: &[usize]| [vec![1; r - s.len()], s.to_vec()].concat();
+    let (pa, pb) = (pad(ba), pad(bb));
+    let ob: Vec<usize> = pa.iter().zip(&pb).map(|(&x, &y)| x.max(y)).collect();
+    let (xa, xb) = (a.f32s("a").unwrap(), b.f32s("b").unwrap());
+    let mut y = Vec::new();
+    for bat in 0..ob.iter().product::<usize>() {
+        // Row-major index into each operand's own batch dims (size-1 dims read index 0).
+        let (mut rem, mut ia, mut ib, mut st_a, mut st_b) = (bat, 0, 0, 1, 1);
+        for d in (0..r).rev() {
+            let i = rem % ob[d];
+            rem /= ob[d];
+            ia += if pa[d] == 1 { 0 } else { i * st_a };
+            ib += if pb[d] == 1 { 0 } else { i * st_b };
+            st_a *= pa[d];
+            st_b *= pb[d];
+        }
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0.0f32;
+                for kk in 0..k {
+                    s += xa[ia * m * k + i * k + kk] * xb[ib * k * n + kk * n + j];
+                }
+                y.push(s);
+            }
+        }
+    }
+    let mut shape = ob;
+    if sa.len() > 1 {
+        shape.push(m);
+    }
+    if sb.len() > 1 {
+        shape.push(n);
+    }
+    (shape, y)
+}
+
+#[test]
+fn matmul_batch_broadcasting() {
+    // (A, B, whether the GPU kernels take it): same batches, B shared by size-1 dims, and the
+    // broadcasts the kernels' one batch stride cannot express (placed on the CPU).
+    let cases: Vec<(Vec<usize>, Vec<usize>, bool)> = vec![
+        (vec![2, 3, 4, 5], vec![2, 3, 5, 6], true),
+        (vec![2, 3, 4, 5], vec![1, 1, 5, 6], true),
+        (vec![2, 3, 4, 5], vec![5, 6], true),
+        (vec![1, 3, 4, 5], vec![2, 3, 5, 6], false),
+        (vec![2, 3, 4, 5], vec![1, 3, 5, 6], false),
+        (vec![4, 5], vec![2, 5, 3], false),
+        (vec![3, 1, 4, 5], vec![1, 2, 5, 3], false),
+        (vec![4, 5], vec![5], false),
+        (vec![5], vec![2, 5, 3], false),
+        (vec![5], vec![5], false),
+    ];
+    for (i, (sa, sb, gpu_ok)) in cases.into_iter().enumerate() {
+        let a = Tensor::random(&sa, 30 + i as u64);
+        let b = Tensor::random(&sb, 60 + i as u64);
+        let what = format!("matmul {sa:?} x {sb:?}");
+        let op: Op = MatMul::default().into();
+        let (shape, want) = np_matmul(&a, &b);
+        // The oracle adds in the same k order: equal up to FMA contraction on the GPU
+        // (K = 5 terms in [-1, 1]: 2e-6 * K).
+        let got = if gpu_ok {
+            // Every kernel variant, with B a runtime value and a weight.
+            let want = op.cpu(&[&a, &b]).unwrap();
+            for consts in [[false, false], [false, true]] {
+                let (model, feeds) = single_op(op.clone(), &[&a, &b], &consts);
+                let ran = check_gpu_kernels(&what, &model, &feeds, &want, 1e-5, 1e-5);
+                assert!(gpu().is_none() || !ran.is_empty(), "{what}");
+            }
+            check_tol(&what, op, &[&a, &b], &[], 1e-5)
+        } else {
+            check_cpu_placed(&what, op, &[&a, &b], &[])
+        };
+        assert_eq!(got.shape(), shape.as_slice(), "{what}");
+        for (g, w) in f32s(&got).iter().zip(&want) {
+            assert!((g - w).abs() <= 1e-5, "{what}: {g} vs {w}");
+        }
+    }
+    let e = err_of(
+        MatMul::default().into(),
+        &[
+            &Tensor::random(&[2, 4, 5], 1),
+            &Tensor::random(&[3, 5, 6], 2),
+        ],
+    );
+    assert!(e.contains("broadcastable"), "{e}");
+}
