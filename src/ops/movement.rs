@@ -476,9 +476,9 @@ impl MovementOp for Expand {
         let mut view = vec![1; r - x.len()];
         view.extend_from_slice(x);
         let mut m = Movement::unit(&view, &out, Resolve::Direct);
-        for d in 0..r {
-            if view[d] == 1 {
-                m.step[d] = 0;
+        for (step, &v) in m.step.iter_mut().zip(&view) {
+            if v == 1 {
+                *step = 0;
             }
         }
         Ok(m)

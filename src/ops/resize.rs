@@ -216,8 +216,8 @@ impl Resize {
                 backend: "any".into(),
             });
         }
-        for a in 0..r {
-            super::check_i32_extent("resize", "input length", out[a].len_in)?;
+        for a in &out {
+            super::check_i32_extent("resize", "input length", a.len_in)?;
         }
         Ok(out)
     }
