@@ -1138,3 +1138,52 @@ fn matmul_batch_broadcasting() {
     );
     assert!(e.contains("broadcastable"), "{e}");
 }
+
+/// Shape-like inputs computed from runtime values are refused when the graph is checked, with
+/// the op and the input named; a constant_value of another dtype is refused too.
+#[test]
+fn runtime_shape_inputs_are_named() {
+    let refuse = |op: Op, extra: &[(&str, DType, &[usize])], want: &str| {
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", &[1, 2, 3, 4]);
+        let mut names = vec![x];
+        for (name, dt, shape) in extra {
+            names.push(b.input_typed(name, *dt, shape));
+        }
+        let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+        let y = b.node(op, &refs);
+        b.output(&y);
+        let err = b.build().unwrap_err().to_string();
+        assert!(err.contains(want), "{err}");
+    };
+    refuse(
+        Expand::default().into(),
+        &[("s", DType::I64, &[4])],
+        "expand shape (input 1)",
+    );
+    refuse(
+        Tile::default().into(),
+        &[("r", DType::I64, &[4])],
+        "tile repeats (input 1)",
+    );
+    refuse(
+        Pad::default().into(),
+        &[("p", DType::I64, &[8])],
+        "pad pads (input 1)",
+    );
+    refuse(
+        Unsqueeze::default().into(),
+        &[("a", DType::I64, &[1])],
+        "unsqueeze: its axes (input 1)",
+    );
+    refuse(
+        Resize::default().into(),
+        &[("roi", DType::F32, &[8]), ("scales", DType::F32, &[4])],
+        "resize scales (input 2)",
+    );
+    let x = iota(&[2, 2]);
+    let pads = i64s(&[4], &[0, 1, 0, 1]);
+    let cv = i32s(&[], &[1]);
+    let e = err_of(Pad::default().into(), &[&x, &pads, &cv]);
+    assert!(e.contains("pad constant_value (input 2)"), "{e}");
+}
