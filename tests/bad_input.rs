@@ -248,7 +248,8 @@ fn op_attribute_errors() {
             vec![x.clone(), vec![3, 1]],
         ),
         (Op::MatMul(MatMul::default()), vec![vec![2, 3], vec![4, 5]]),
-        (Op::MatMul(MatMul::default()), vec![vec![4], vec![4, 5]]),
+        // A 1-D A is a vector (ONNX MatMul): [4] x [4, 5] is valid, a K mismatch is not.
+        (Op::MatMul(MatMul::default()), vec![vec![3], vec![4, 5]]),
         (
             Op::LayerNorm(LayerNorm {
                 axis: -1,

@@ -252,6 +252,93 @@ impl GraphBuilder {
         self.node(Op::Concat(Concat { axis }), xs)
     }
 
+    /// ONNX `Slice` with its bounds as attributes (`axes`/`steps` may be empty: all, 1).
+    pub fn slice(
+        &mut self,
+        x: &str,
+        starts: &[i64],
+        ends: &[i64],
+        axes: &[i64],
+        steps: &[i64],
+    ) -> String {
+        let op = crate::ops::Slice {
+            starts: starts.to_vec(),
+            ends: ends.to_vec(),
+            axes: axes.to_vec(),
+            steps: steps.to_vec(),
+        };
+        self.node(op.into(), &[x])
+    }
+
+    /// ONNX `Squeeze` (`None`: every size-1 dim).
+    pub fn squeeze(&mut self, x: &str, axes: Option<&[i64]>) -> String {
+        let op = crate::ops::Squeeze {
+            axes: axes.map(|a| a.to_vec()),
+        };
+        self.node(op.into(), &[x])
+    }
+
+    /// ONNX `Unsqueeze`.
+    pub fn unsqueeze(&mut self, x: &str, axes: &[i64]) -> String {
+        let op = crate::ops::Unsqueeze {
+            axes: axes.to_vec(),
+        };
+        self.node(op.into(), &[x])
+    }
+
+    /// ONNX `Gather` of `indices` (i64 or i32) along `axis`.
+    pub fn gather(&mut self, x: &str, indices: &str, axis: i64) -> String {
+        self.node(crate::ops::Gather { axis }.into(), &[x, indices])
+    }
+
+    /// ONNX `Expand` to `shape` (numpy broadcasting).
+    pub fn expand(&mut self, x: &str, shape: &[i64]) -> String {
+        let op = crate::ops::Expand {
+            shape: shape.to_vec(),
+        };
+        self.node(op.into(), &[x])
+    }
+
+    /// ONNX `Tile`.
+    pub fn tile(&mut self, x: &str, repeats: &[i64]) -> String {
+        let op = crate::ops::Tile {
+            repeats: repeats.to_vec(),
+        };
+        self.node(op.into(), &[x])
+    }
+
+    /// ONNX `Pad` of every axis (`pads`: begins, then ends; negative crops).
+    pub fn pad(&mut self, x: &str, mode: crate::ops::PadMode, pads: &[i64], value: f32) -> String {
+        let op = crate::ops::Pad {
+            mode,
+            pads: pads.to_vec(),
+            value,
+            axes: Vec::new(),
+        };
+        self.node(op.into(), &[x])
+    }
+
+    /// ONNX `DepthToSpace` (`crd`: CRD order, else DCR).
+    pub fn depth_to_space(&mut self, x: &str, blocksize: usize, crd: bool) -> String {
+        let op = crate::ops::DepthToSpace { blocksize, crd };
+        self.node(op.into(), &[x])
+    }
+
+    /// ONNX `SpaceToDepth`.
+    pub fn space_to_depth(&mut self, x: &str, blocksize: usize) -> String {
+        self.node(crate::ops::SpaceToDepth { blocksize }.into(), &[x])
+    }
+
+    /// ONNX `Resize` with its scales or sizes as attributes.
+    pub fn resize(&mut self, x: &str, r: crate::ops::Resize) -> String {
+        self.node(r.into(), &[x])
+    }
+
+    /// ONNX pooling with every option ([`Pool`]: dilation, ceil mode, auto pad, Lp, global).
+    pub fn pool_onnx(&mut self, x: &str, p: crate::ops::Pool) -> String {
+        self.node(p.into(), &[x])
+    }
+
     /// The graph and its weights (checked when a `Model` is made from them).
     pub fn build(self) -> Result<(Graph, BTreeMap<String, Tensor>)> {
         self.graph.check(&self.weights)?;

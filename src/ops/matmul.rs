@@ -1,7 +1,9 @@
 //! MatMul / GEMM / Linear: `C = act(op(A) @ op(B) + bias + residual)`, batched.
 //!
 //! A is `[..batch, M, K]` (`[.., K, M]` with `trans_a`), B is `[K, N]` or `[..batch, K, N]`
-//! (`[N, K]` with `trans_b`, the PyTorch `Linear` weight layout). A B without batch dims is
+//! (`[N, K]` with `trans_b`, the PyTorch `Linear` weight layout). Batch dims broadcast as in
+//! numpy (ONNX MatMul) and a 1-D operand is a vector; the kernels take A batched as the
+//! output with B batched alike or shared (others run on the CPU). A B without batch dims is
 //! shared by every batch. `bias` is `[N]`; `residual` has the output's shape.
 
 use super::quant::{QLayout, QPart};
@@ -12,7 +14,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::gpu::shader::{ShaderKey, ShaderSource};
-use crate::tensor::{fmt_shape, Tensor, ValueType};
+use crate::tensor::{fmt_shape, numel, Tensor, ValueType};
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
@@ -603,7 +605,12 @@ impl OpFamily for MatMul {
         })
     }
 
+    /// The fast kernels take the batch forms the GPU kernels do; other broadcasts run the
+    /// reference.
     fn cpu_kernel(&self, cx: &super::CpuCtx) -> Option<&'static str> {
+        if !self.kernels_take(&cx.ins[0].shape, &cx.ins[1].shape) {
+            return None;
+        }
         super::cpu_fast::matmul_kernel(self, cx)
     }
 
@@ -614,6 +621,11 @@ impl OpFamily for MatMul {
     /// The tuned choice for the case's slot (GEMV when M = 1, GEMM otherwise, with a constant
     /// B; the scalar slot otherwise) when it fits, else the variant that always does.
     fn select(&self, cx: &SelectCtx) -> Option<MatMulKernel> {
+        // 1-D operands and broadcasts the kernels' single batch stride cannot express run on
+        // the CPU inside the plan.
+        if !self.kernels_take(cx.shape(0), cx.shape(1)) {
+            return None;
+        }
         if self.packed_b(cx) {
             return self.select_packed(cx);
         }
@@ -1099,22 +1111,60 @@ struct Vec4Params {
 impl MatMul {
     /// The inner dimension K given A's shape.
     pub fn k(&self, a: &[usize]) -> usize {
-        if self.trans_a {
+        if a.len() < 2 {
+            // A vector (1-D A): its length.
+            a.first().copied().unwrap_or(1)
+        } else if self.trans_a {
             a[a.len() - 2]
         } else {
             a[a.len() - 1]
         }
     }
 
-    pub(crate) fn shape_of(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
-        let (a, b) = (&ins[0], &ins[1]);
+    /// A and B as matrices: a 1-D operand is a vector (ONNX/numpy: A `[K]` is a row `[1, K]`,
+    /// B `[K]` a column `[K, 1]`; the added dim is removed from the output).
+    fn as_matrices(&self, a: &[usize], b: &[usize]) -> (Vec<usize>, Vec<usize>) {
+        let a2 = match (a.len(), self.trans_a) {
+            (1, false) => vec![1, a[0]],
+            (1, true) => vec![a[0], 1],
+            _ => a.to_vec(),
+        };
+        let b2 = match (b.len(), self.trans_b) {
+            (1, false) => vec![b[0], 1],
+            (1, true) => vec![1, b[0]],
+            _ => b.to_vec(),
+        };
+        (a2, b2)
+    }
+
+    /// Whether the GPU kernels (and the fast CPU kernels), which take one batch count with A
+    /// batched as the output and B either batched alike or shared, run these operands. Other
+    /// cases (1-D operands, A broadcast over B's batch, partial broadcasts) run the reference.
+    pub fn kernels_take(&self, a: &[usize], b: &[usize]) -> bool {
         if a.len() < 2 || b.len() < 2 {
+            return false;
+        }
+        let (ab, bb) = (numel(&a[..a.len() - 2]), numel(&b[..b.len() - 2]));
+        let out =
+            super::elementwise::broadcast_shape("matmul", &a[..a.len() - 2], &b[..b.len() - 2]);
+        match out {
+            // Equal counts: nothing of A is broadcast; B is shared (1) or batched alike.
+            Ok(o) => numel(&o) == ab && (bb == 1 || bb == ab),
+            Err(_) => false,
+        }
+    }
+
+    pub(crate) fn shape_of(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
+        let (a0, b0) = (&ins[0], &ins[1]);
+        if a0.is_empty() || b0.is_empty() {
             return Err(Error::shape(
                 "matmul",
-                "operands of rank >= 2",
-                format!("{} and {}", fmt_shape(a), fmt_shape(b)),
+                "operands of rank >= 1",
+                format!("{} and {}", fmt_shape(a0), fmt_shape(b0)),
             ));
         }
+        let (a, b) = self.as_matrices(a0, b0);
+        let (a, b) = (&a, &b);
         let (m, k) = if self.trans_a {
             (a[a.len() - 1], a[a.len() - 2])
         } else {
@@ -1128,23 +1178,90 @@ impl MatMul {
         if k != kb {
             return Err(Error::shape(
                 "matmul",
-                format!("B with K = {k} (A is {})", fmt_shape(a)),
-                format!("B of shape {} (K = {kb})", fmt_shape(b)),
+                format!("B with K = {k} (A is {})", fmt_shape(a0)),
+                format!("B of shape {} (K = {kb})", fmt_shape(b0)),
             ));
         }
         let a_batch = &a[..a.len() - 2];
         let b_batch = &b[..b.len() - 2];
-        if !b_batch.is_empty() && b_batch != a_batch {
-            return Err(Error::shape(
-                "matmul",
-                format!("B batch dims {a_batch:?} or none"),
-                format!("{b_batch:?}"),
-            ));
+        let mut out =
+            super::elementwise::broadcast_shape("matmul", a_batch, b_batch).map_err(|_| {
+                Error::shape(
+                    "matmul",
+                    format!("B batch dims broadcastable with A's {a_batch:?}"),
+                    format!("{b_batch:?}"),
+                )
+            })?;
+        if a0.len() > 1 {
+            out.push(m);
         }
-        let mut out = a_batch.to_vec();
-        out.extend([m, n]);
+        if b0.len() > 1 {
+            out.push(n);
+        }
+        if crate::tensor::checked_numel(&out).is_none_or(|v| v > u32::MAX as usize) {
+            return Err(Error::graph(format!(
+                "matmul: output {} has more than {} elements",
+                fmt_shape(&out),
+                u32::MAX
+            )));
+        }
         super::check_epilogue("matmul", ins, self.bias, self.residual, n, &out)?;
         Ok(out)
+    }
+
+    /// The reference for operands the kernels do not take ([`MatMul::kernels_take`]): numpy
+    /// batch broadcasting, each output batch reading its A and B matrices by broadcast
+    /// strides; the same i-k-j loop and epilogue order as the batched reference.
+    fn cpu_broadcast(&self, xs: &[&[f32]], shapes: &[Vec<usize>], out_len: usize) -> Vec<f32> {
+        let (a, b) = self.as_matrices(&shapes[0], &shapes[1]);
+        let (ab, bb) = (&a[..a.len() - 2], &b[..b.len() - 2]);
+        let ob = super::elementwise::broadcast_shape("matmul", ab, bb).unwrap_or_default();
+        let (sa, sb) = (
+            super::elementwise::broadcast_strides(ab, &ob),
+            super::elementwise::broadcast_strides(bb, &ob),
+        );
+        let mut p = self.params(&a, &b);
+        p.batch = 1;
+        let (m, n, k) = (p.m as usize, p.n as usize, p.k as usize);
+        let (a_mat, b_mat) = (m * k, k * n);
+        let bias = if self.bias { Some(xs[2]) } else { None };
+        let res = if self.residual {
+            Some(xs[xs.len() - 1])
+        } else {
+            None
+        };
+        let mut c = vec![0.0f32; out_len];
+        for bat in 0..numel(&ob) {
+            // The batch's index in A's and B's (broadcast) batch dims.
+            let (mut rem, mut ia, mut ib) = (bat, 0, 0);
+            for d in (0..ob.len()).rev() {
+                let i = rem % ob[d];
+                rem /= ob[d];
+                ia += i * sa[d];
+                ib += i * sb[d];
+            }
+            let (xa, xb) = (&xs[0][ia * a_mat..][..a_mat], &xs[1][ib * b_mat..][..b_mat]);
+            let cb = &mut c[bat * m * n..(bat + 1) * m * n];
+            for i in 0..m {
+                let crow = &mut cb[i * n..(i + 1) * n];
+                for kk in 0..k {
+                    let av = xa[i * p.a_rs as usize + kk * p.a_ks as usize];
+                    for (j, cv) in crow.iter_mut().enumerate() {
+                        *cv += av * xb[kk * p.b_ks as usize + j * p.b_ns as usize];
+                    }
+                }
+            }
+        }
+        for (o, v) in c.iter_mut().enumerate() {
+            if let Some(bias) = bias {
+                *v += bias[o % n];
+            }
+            if let Some(r) = res {
+                *v += r[o];
+            }
+            *v = self.act.apply(*v);
+        }
+        c
     }
 
     /// Parameters (sizes and strides) for given input shapes.
@@ -1159,7 +1276,8 @@ impl MatMul {
         let batch: usize = a[..ra - 2].iter().product();
         let (a_rs, a_ks) = if self.trans_a { (1, m) } else { (k, 1) };
         let (b_ks, b_ns) = if self.trans_b { (1, k) } else { (n, 1) };
-        let b_bs = if rb > 2 { k * n } else { 0 };
+        // B shared by every batch (no batch dims, or all of size 1): batch stride 0.
+        let b_bs = if numel(&b[..rb - 2]) > 1 { k * n } else { 0 };
         GemmParams {
             m: m as u32,
             n: n as u32,
@@ -1182,6 +1300,9 @@ impl MatMul {
         shapes: &[Vec<usize>],
         out_shape: &[usize],
     ) -> Vec<f32> {
+        if !self.kernels_take(&shapes[0], &shapes[1]) {
+            return self.cpu_broadcast(xs, shapes, crate::tensor::numel(out_shape));
+        }
         let p = self.params(&shapes[0], &shapes[1]);
         let (a, b) = (xs[0], xs[1]);
         let bias = if self.bias { Some(xs[2]) } else { None };

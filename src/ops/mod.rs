@@ -21,10 +21,13 @@ pub mod conv_transpose;
 pub mod cpu_fast;
 pub mod dtype;
 pub mod elementwise;
+pub mod gather;
 pub mod matmul;
+pub mod movement;
 pub mod norm;
 pub mod pool;
 pub mod quant;
+pub mod resize;
 pub mod shape;
 pub mod sparse;
 
@@ -32,11 +35,14 @@ pub use conv::{Conv2d, ConvKernel};
 pub use conv_transpose::{ConvTranspose2d, ConvTransposeKernel};
 pub use dtype::{Cast, Shape};
 pub use elementwise::{Binary, BinaryKind, Unary};
+pub use gather::{Gather, GatherKernel};
 pub use matmul::{MatMul, MatMulKernel};
+pub use movement::{DepthToSpace, Expand, Pad, PadMode, Slice, SpaceToDepth, Tile};
 pub use norm::{BatchNorm, LayerNorm, Softmax};
-pub use pool::{GlobalAvgPool, Pool2d, PoolKind};
+pub use pool::{AutoPad, GlobalAvgPool, Pool, Pool2d, PoolKind, PoolParams};
 pub use quant::Dequantize;
-pub use shape::{Concat, Flatten, Reshape, Transpose};
+pub use resize::{CoordMode, NearestMode, Resize, ResizeMode};
+pub use shape::{Concat, Flatten, Reshape, Squeeze, Transpose, Unsqueeze};
 
 /// The registry: one line per op family. The variant name fixes the serde tag (`MatMul` ->
 /// `"op": "mat_mul"`), so renaming one breaks model files.
@@ -168,6 +174,17 @@ ops! {
     Shape(Shape),
     Cast(Cast),
     Dequantize(Dequantize),
+    Squeeze(Squeeze),
+    Unsqueeze(Unsqueeze),
+    Slice(Slice),
+    Gather(Gather),
+    Expand(Expand),
+    Tile(Tile),
+    Pad(Pad),
+    DepthToSpace(DepthToSpace),
+    SpaceToDepth(SpaceToDepth),
+    Resize(Resize),
+    Pool(Pool),
 }
 
 /// A kernel variant of one family: plain data with a serde form (stored in tuned choices) and a

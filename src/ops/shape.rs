@@ -134,20 +134,127 @@ impl Flatten {
     }
 }
 
-/// Permute dims: output dim i is input dim `perm[i]`.
+/// ONNX `Squeeze`: removes the size-1 dims `axes` (negative from the end), or every size-1 dim
+/// when `axes` is absent. Axes are an attribute before opset 13 and input 1 from it (absorbed
+/// when the graph is planned). The output aliases the input (no kernel).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Squeeze {
+    #[serde(default)]
+    pub axes: Option<Vec<i64>>,
+}
+
+impl Squeeze {
+    const MAX_INPUTS: usize = 2;
+
+    fn input_target(&self, n_inputs: usize, consts: &[Option<&Tensor>]) -> Result<Option<Self>> {
+        Ok(axes_input("squeeze", n_inputs, consts)?.map(|a| Squeeze { axes: Some(a) }))
+    }
+
+    pub(crate) fn shape_of(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
+        let x = &ins[0];
+        let Some(axes) = &self.axes else {
+            return Ok(x.iter().copied().filter(|&d| d != 1).collect());
+        };
+        let mut drop = vec![false; x.len()];
+        for &a in axes {
+            let i = norm_axis("squeeze axes", a, x.len())?;
+            if x[i] != 1 {
+                return Err(Error::shape(
+                    "squeeze",
+                    format!("size 1 along axis {a}"),
+                    fmt_shape(x),
+                ));
+            }
+            drop[i] = true;
+        }
+        Ok((x.iter().zip(&drop))
+            .filter(|(_, &d)| !d)
+            .map(|(&v, _)| v)
+            .collect())
+    }
+}
+
+/// ONNX `Unsqueeze`: inserts size-1 dims at `axes` (positions in the output, negative from
+/// its end). Attribute before opset 13, input 1 from it. The output aliases the input.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Unsqueeze {
+    #[serde(default)]
+    pub axes: Vec<i64>,
+}
+
+impl Unsqueeze {
+    const MAX_INPUTS: usize = 2;
+
+    fn input_target(&self, n_inputs: usize, consts: &[Option<&Tensor>]) -> Result<Option<Self>> {
+        Ok(axes_input("unsqueeze", n_inputs, consts)?.map(|axes| Unsqueeze { axes }))
+    }
+
+    pub(crate) fn shape_of(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
+        let x = &ins[0];
+        let r = x.len() + self.axes.len();
+        let mut ones = vec![false; r];
+        for &a in &self.axes {
+            let i = norm_axis("unsqueeze axes", a, r)?;
+            if std::mem::replace(&mut ones[i], true) {
+                return Err(Error::graph(format!(
+                    "unsqueeze: axis {a} is given twice (axes {:?})",
+                    self.axes
+                )));
+            }
+        }
+        let mut it = x.iter();
+        Ok(ones
+            .iter()
+            .map(|&one| if one { 1 } else { *it.next().unwrap_or(&1) })
+            .collect())
+    }
+}
+
+/// The axes of input 1 of squeeze/unsqueeze (opset 13), when there is one.
+fn axes_input(op: &str, n_inputs: usize, consts: &[Option<&Tensor>]) -> Result<Option<Vec<i64>>> {
+    if n_inputs < 2 {
+        return Ok(None);
+    }
+    let t = super::const_input(consts, 1).ok_or_else(|| {
+        Error::graph(format!(
+            "{op}: its axes (input 1) must be known when the graph is planned (a weight, or \
+             computed from shapes only)"
+        ))
+    })?;
+    if t.shape().len() > 1 {
+        return Err(Error::shape(
+            format!("{op} axes (input 1)"),
+            "a 1-D tensor",
+            fmt_shape(t.shape()),
+        ));
+    }
+    int_values(&format!("{op} axes (input 1)"), t).map(Some)
+}
+
+/// Permute dims: output dim i is input dim `perm[i]`; an empty `perm` reverses the dims
+/// (ONNX's default).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Transpose {
     pub perm: Vec<usize>,
 }
 
 impl Transpose {
+    /// The permutation for an input of rank `r` (the default: reversed).
+    fn perm(&self, r: usize) -> Vec<usize> {
+        if self.perm.is_empty() {
+            (0..r).rev().collect()
+        } else {
+            self.perm.clone()
+        }
+    }
+
     pub(crate) fn shape_of(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
         let x = &ins[0];
+        let perm = self.perm(x.len());
         let mut seen = vec![false; x.len()];
-        if self.perm.len() != x.len()
+        if perm.len() != x.len()
             || x.len() > MAX_RANK
-            || self
-                .perm
+            || perm
                 .iter()
                 .any(|&p| p >= x.len() || std::mem::replace(&mut seen[p], true))
         {
@@ -157,7 +264,7 @@ impl Transpose {
                 format!("{:?}", self.perm),
             ));
         }
-        Ok(self.perm.iter().map(|&p| x[p]).collect())
+        Ok(perm.iter().map(|&p| x[p]).collect())
     }
 
     /// Input strides reordered to output dims.
@@ -166,7 +273,7 @@ impl Transpose {
         for i in (0..x.len().saturating_sub(1)).rev() {
             st[i] = st[i + 1] * x[i + 1];
         }
-        self.perm.iter().map(|&p| st[p]).collect()
+        self.perm(x.len()).iter().map(|&p| st[p]).collect()
     }
 
     pub(crate) fn cpu_f32(&self, xs: &[&[f32]], shapes: &[Vec<usize>], out: &[usize]) -> Vec<f32> {
@@ -362,16 +469,25 @@ macro_rules! alias_family {
 }
 alias_family!(Reshape, "reshape");
 alias_family!(Flatten, "flatten");
+alias_family!(Squeeze, "squeeze");
+alias_family!(Unsqueeze, "unsqueeze");
 
 impl OpFamily for Transpose {
     const FAMILY: &'static str = "transpose";
     type Kernel = Standard;
 
+    /// Any dtype (shape subgraphs transpose i64); the GPU kernel takes f32.
     fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
-        super::float_op("transpose", ins, |s| self.shape_of(s))
+        let shape = self.shape_of(&[ins[0].shape.clone()])?;
+        Ok(ValueType::new(ins[0].dtype, &shape))
     }
 
     fn cpu(&self, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        if ins[0].dtype() != crate::tensor::DType::F32 {
+            let x = ins[0].shape();
+            let m = super::movement::Movement::permute(x, &self.perm(x.len()));
+            return m.run_cpu(ins[0], &[]);
+        }
         super::cpu_f32("transpose", ins, out, |xs, shapes| {
             self.cpu_f32(xs, shapes, &out.shape)
         })
