@@ -21,6 +21,7 @@ pub mod conv_transpose;
 pub mod cpu_fast;
 pub mod dtype;
 pub mod elementwise;
+pub mod logic;
 pub mod matmul;
 pub mod norm;
 pub mod pool;
@@ -33,8 +34,11 @@ pub use conv::{Conv2d, ConvKernel};
 pub use conv_transpose::{ConvTranspose2d, ConvTransposeKernel};
 pub use dtype::{Cast, Shape};
 pub use elementwise::{Binary, BinaryKind, Clip, Math, MathKind, Unary};
+pub use logic::{Compare, CompareKind, Logic, LogicKind, Where};
 pub use matmul::{MatMul, MatMulKernel};
-pub use norm::{BatchNorm, LayerNorm, Softmax};
+pub use norm::{
+    BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LogSoftmax, LpNorm, RmsNorm, Softmax,
+};
 pub use pool::{GlobalAvgPool, Pool2d, PoolKind};
 pub use quant::Dequantize;
 pub use reduce::{ArgReduce, Reduce, ReduceKind};
@@ -163,8 +167,13 @@ ops! {
     Math(Math),
     Clip(Clip),
     Softmax(Softmax),
+    LogSoftmax(LogSoftmax),
     LayerNorm(LayerNorm),
     BatchNorm(BatchNorm),
+    GroupNorm(GroupNorm),
+    InstanceNorm(InstanceNorm),
+    RmsNorm(RmsNorm),
+    LpNorm(LpNorm),
     Reshape(Reshape),
     Flatten(Flatten),
     Transpose(Transpose),
@@ -174,6 +183,9 @@ ops! {
     Dequantize(Dequantize),
     Reduce(Reduce),
     ArgReduce(ArgReduce),
+    Compare(Compare),
+    Logic(Logic),
+    Where(Where),
 }
 
 /// A kernel variant of one family: plain data with a serde form (stored in tuned choices) and a
