@@ -45,9 +45,13 @@ fn cpu_session(model: &Model) -> Session {
 
 /// Output 0 of `model` on the GPU with no CPU fallback (the node must run its GPU kernel), or
 /// `None` without an adapter (a counted skip; a failure under CI=true).
+/// Graph rewrites stay on: the session moves constant shape-like inputs (clip bounds, reduce
+/// axes) into attributes only in its optimising build.
 fn gpu_run(model: &Model, feeds: &[(String, Tensor)]) -> Option<Tensor> {
     let ctx = gpu()?;
-    Some(run_gpu(&ctx, model, feeds, opts_with(TunedChoices::new(), false)).remove(0))
+    let mut o = opts_with(TunedChoices::new(), false);
+    o.optimize = true;
+    Some(run_gpu(&ctx, model, feeds, o).remove(0))
 }
 
 /// `op` on `inputs`: the CPU session equals the reference, and the GPU kernel is within
@@ -291,6 +295,35 @@ fn math_ops() {
             1e-5,
         );
     }
+    // exp over [-8, 8] (a few ULP: 1e-5 relative); the exact ones on values that include
+    // zeros, halves (round to even) and integers.
+    check(
+        "exp",
+        Op::Math(Math {
+            kind: MathKind::Exp,
+        }),
+        &[&spread(&[1031], -8.0, 8.0)],
+        &[false],
+        1e-6,
+        1e-5,
+    );
+    let mut v = spread(&[1031], -8.0, 8.0).into_f32s("x").unwrap();
+    v.extend([0.0, -0.0, 0.5, 1.5, 2.5, -0.5, -2.5, 1.0, -3.0]);
+    let x = Tensor::new(&[v.len()], v).unwrap();
+    for kind in [
+        MathKind::Floor,
+        MathKind::Ceil,
+        MathKind::Round,
+        MathKind::Sign,
+    ] {
+        check(&format!("{kind:?}"), Op::Math(Math { kind }), &[&x], &[false], 0.0, 0.0);
+    }
+    let r = Op::Math(Math {
+        kind: MathKind::Round,
+    })
+    .cpu(&[&Tensor::new(&[4], vec![0.5, 1.5, 2.5, -2.5]).unwrap()])
+    .unwrap();
+    assert_eq!(r.f32s("").unwrap(), &[0.0, 2.0, 2.0, -2.0]);
     let ang = spread(&[257], -std::f32::consts::PI, std::f32::consts::PI);
     for kind in [MathKind::Sin, MathKind::Cos] {
         check(

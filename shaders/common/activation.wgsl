@@ -6,9 +6,8 @@
 // 0 none, 1 relu, 2 relu6, 3 leaky-relu(ALPHA), 4 sigmoid, 5 tanh, 6 gelu (tanh form),
 // 7 silu, 8 hardswish, 9 hardsigmoid (PyTorch's x / 6 + 1/2, clamped to [0, 1]), 10 erf,
 // 11 gelu (erf form), 12 elu(ALPHA), 13 celu(ALPHA), 14 softplus, 15 softsign, 16 mish,
-// 17 thresholded relu(ALPHA), 18 neg, 19 abs, 20 exp, 21 floor, 22 ceil, 23 round (half to
-// even), 24 sign, 25 selu(ALPHA, gamma = BETA), 26 hard sigmoid(ALPHA x + BETA),
-// 27 clip(ALPHA, BETA). The codes and CPU formulas are the `activations!` table in
+// 17 thresholded relu(ALPHA), 18 neg, 19 abs, 20 selu(ALPHA, gamma = BETA), 21 hard
+// sigmoid(ALPHA x + BETA), 22 clip(ALPHA, BETA). The codes and CPU formulas are the `activations!` table in
 // src/ops/mod.rs.
 override ACT: u32 = 0u;
 override ALPHA: f32 = 0.01;
@@ -38,14 +37,9 @@ fn activate(x: f32) -> f32 {
         case 17u: { return select(0.0, x, x > ALPHA); }
         case 18u: { return -x; }
         case 19u: { return abs(x); }
-        case 20u: { return exp(x); }
-        case 21u: { return floor(x); }
-        case 22u: { return ceil(x); }
-        case 23u: { return round(x); }
-        case 24u: { return sign(x); }
-        case 25u: { return select(BETA * ALPHA * (exp(x) - 1.0), BETA * x, x > 0.0); }
-        case 26u: { return clamp(ALPHA * x + BETA, 0.0, 1.0); }
-        case 27u: { return min(max(x, ALPHA), BETA); }
+        case 20u: { return select(BETA * ALPHA * (exp(x) - 1.0), BETA * x, x > 0.0); }
+        case 21u: { return clamp(ALPHA * x + BETA, 0.0, 1.0); }
+        case 22u: { return min(max(x, ALPHA), BETA); }
         default: { return x; }
     }
 }

@@ -387,10 +387,12 @@ impl OpFamily for Binary {
     }
 }
 
-/// Elementwise math functions kept out of the activation table: their domain is limited
-/// (`log`, `sqrt` of a negative number is NaN; `reciprocal` of 0 is infinite) or GPUs
+/// Elementwise math functions kept out of the (fusable) activation table: their domain is
+/// limited (`log`, `sqrt` of a negative number is NaN; `reciprocal` of 0 is infinite), GPUs
 /// compute them with an absolute rather than relative error bound (`sin`, `cos`: Vulkan allows
-/// 2^-11 on [-pi, pi]), so they are not epilogues checked on the activations' common inputs.
+/// 2^-11 on [-pi, pi]), they amplify an epilogue's accumulated rounding (`exp`) or jump
+/// (`floor`, `ceil`, `round`, `sign`: a last-bit difference in a fused sum can change the result
+/// by 1), so they are not epilogues checked against every kernel on the activations' inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MathKind {
@@ -399,6 +401,13 @@ pub enum MathKind {
     Reciprocal,
     Sin,
     Cos,
+    Exp,
+    Floor,
+    Ceil,
+    /// Half to even (ONNX `Round`, WGSL `round`).
+    Round,
+    /// -1, 0 or 1 (0 at zero, unlike `f32::signum`).
+    Sign,
 }
 
 impl MathKind {
@@ -409,6 +418,11 @@ impl MathKind {
             MathKind::Reciprocal => "reciprocal",
             MathKind::Sin => "sin",
             MathKind::Cos => "cos",
+            MathKind::Exp => "exp",
+            MathKind::Floor => "floor",
+            MathKind::Ceil => "ceil",
+            MathKind::Round => "round",
+            MathKind::Sign => "sign",
         }
     }
 
@@ -420,18 +434,33 @@ impl MathKind {
             MathKind::Reciprocal => 1.0 / x,
             MathKind::Sin => x.sin(),
             MathKind::Cos => x.cos(),
+            MathKind::Exp => x.exp(),
+            MathKind::Floor => x.floor(),
+            MathKind::Ceil => x.ceil(),
+            MathKind::Round => x.round_ties_even(),
+            MathKind::Sign => {
+                if x > 0.0 {
+                    1.0
+                } else if x < 0.0 {
+                    -1.0
+                } else {
+                    x
+                }
+            }
         }
     }
 }
 
-/// `y = f(x)` for a [`MathKind`] `f` (ONNX `Log`, `Sqrt`, `Reciprocal`, `Sin`, `Cos`).
+/// `y = f(x)` for a [`MathKind`] `f` (ONNX `Log`, `Sqrt`, `Reciprocal`, `Sin`, `Cos`, `Exp`,
+/// `Floor`, `Ceil`, `Round`, `Sign`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Math {
     pub kind: MathKind,
 }
 
 static MATH: ShaderSource = crate::wgsl!("elementwise/math.wgsl"; [
-    [("OP", 0)], [("OP", 1)], [("OP", 2)], [("OP", 3)], [("OP", 4)]
+    [("OP", 0)], [("OP", 1)], [("OP", 2)], [("OP", 3)], [("OP", 4)], [("OP", 5)], [("OP", 6)],
+    [("OP", 7)], [("OP", 8)], [("OP", 9)]
 ]);
 
 impl OpFamily for Math {

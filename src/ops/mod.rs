@@ -594,7 +594,8 @@ pub(crate) fn unsupported(op: &str, what: impl Into<String>) -> Error {
     }
 }
 
-/// The activation table: one line per activation — its serde name (the enum variant), its
+/// The activation table: one line per activation (continuous functions whose error a fused
+/// epilogue does not amplify much: `exp`, `floor`, `sign`, ... are [`elementwise::Math`] ops) — its serde name (the enum variant), its
 /// parameters with the sample value tests use (`{ alpha = 0.1 }`, at most two: they travel to
 /// the shaders as the `ALPHA` and `BETA` pipeline constants, in the order written), the code the
 /// shaders' `ACT` override takes, and its CPU formula (`x`, `a` the first parameter, `b` the
@@ -683,22 +684,15 @@ activations! {
     ThresholdedRelu { alpha = 0.7 } = 17 => |x, a, _b| if x > a { x } else { 0.0 };
     Neg = 18 => |x, _a, _b| -x;
     Abs = 19 => |x, _a, _b| x.abs();
-    Exp = 20 => |x, _a, _b| x.exp();
-    Floor = 21 => |x, _a, _b| x.floor();
-    Ceil = 22 => |x, _a, _b| x.ceil();
-    /// Rounds half to even (ONNX `Round`, WGSL `round`).
-    Round = 23 => |x, _a, _b| x.round_ties_even();
-    /// -1, 0 or 1 (0 at zero, unlike `f32::signum`).
-    Sign = 24 => |x, _a, _b| if x > 0.0 { 1.0 } else if x < 0.0 { -1.0 } else { x };
     /// `gamma x` for `x > 0`, else `gamma alpha (e^x - 1)` (ONNX defaults: alpha 1.67326,
     /// gamma 1.0507).
-    Selu { alpha = 1.673_263_2, gamma = 1.050_701 } = 25
+    Selu { alpha = 1.673_263_2, gamma = 1.050_701 } = 20
         => |x, a, b| if x > 0.0 { b * x } else { b * a * x.exp_m1() };
     /// ONNX `HardSigmoid`: `clamp(alpha x + beta, 0, 1)` (defaults alpha 0.2, beta 0.5).
-    HardSigmoidAb { alpha = 0.2, beta = 0.5 } = 26 => |x, a, b| (a * x + b).clamp(0.0, 1.0);
+    HardSigmoidAb { alpha = 0.2, beta = 0.5 } = 21 => |x, a, b| (a * x + b).clamp(0.0, 1.0);
     /// `min(max(x, min), max)` (ONNX `Clip`; a missing bound is the float's extreme, so
     /// build it with [`Activation::clip`], which also picks `Relu`/`Relu6` where exact).
-    Clip { min = -1.5, max = 2.5 } = 27 => |x, a, b| x.max(a).min(b);
+    Clip { min = -1.5, max = 2.5 } = 22 => |x, a, b| x.max(a).min(b);
 }
 
 /// `ln(1 + e^x)` without overflow for large `x`.
@@ -1175,7 +1169,7 @@ mod tests {
     #[test]
     fn activation_codes_are_distinct() {
         let acts = Activation::all();
-        assert_eq!(acts.len(), 28);
+        assert_eq!(acts.len(), 23);
         let mut codes: Vec<u32> = acts.iter().map(|a| a.code().0).collect();
         codes.sort_unstable();
         codes.dedup();
