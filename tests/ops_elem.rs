@@ -153,6 +153,9 @@ fn new_activations_gpu_vs_cpu() {
             max: -1.0,
         },
         Activation::clip(Some(-0.5), None),
+        // Extreme bounds (no pipeline-constant expression may overflow on them).
+        Activation::clip(Some(-3.0), None),
+        Activation::clip(None, None),
     ] {
         check(&format!("{act:?}"), unary(act), &[&x], &[false], 1e-5, 1e-5);
     }

@@ -7,8 +7,8 @@
 // 7 silu, 8 hardswish, 9 hardsigmoid (PyTorch's x / 6 + 1/2, clamped to [0, 1]), 10 erf,
 // 11 gelu (erf form), 12 elu(ALPHA), 13 celu(ALPHA), 14 softplus, 15 softsign, 16 mish,
 // 17 thresholded relu(ALPHA), 18 neg, 19 abs, 20 selu(ALPHA, gamma = BETA), 21 hard
-// sigmoid(ALPHA x + BETA), 22 clip(ALPHA, BETA). The codes and CPU formulas are the `activations!` table in
-// src/ops/mod.rs.
+// sigmoid(ALPHA x + BETA), 22 clip(ALPHA, BETA). The codes and CPU formulas are the
+// `activations!` table in src/ops/mod.rs.
 override ACT: u32 = 0u;
 override ALPHA: f32 = 0.01;
 override BETA: f32 = 0.0;
@@ -37,7 +37,9 @@ fn activate(x: f32) -> f32 {
         case 17u: { return select(0.0, x, x > ALPHA); }
         case 18u: { return -x; }
         case 19u: { return abs(x); }
-        case 20u: { return select(BETA * ALPHA * (exp(x) - 1.0), BETA * x, x > 0.0); }
+        // No expression of the constants alone: it would be evaluated when the pipeline is
+        // made, and BETA * ALPHA overflows for clip's extreme bounds (a creation error).
+        case 20u: { return select(BETA * (ALPHA * (exp(x) - 1.0)), BETA * x, x > 0.0); }
         case 21u: { return clamp(ALPHA * x + BETA, 0.0, 1.0); }
         case 22u: { return min(max(x, ALPHA), BETA); }
         default: { return x; }

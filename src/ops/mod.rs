@@ -687,7 +687,7 @@ activations! {
     /// `gamma x` for `x > 0`, else `gamma alpha (e^x - 1)` (ONNX defaults: alpha 1.67326,
     /// gamma 1.0507).
     Selu { alpha = 1.673_263_2, gamma = 1.050_701 } = 20
-        => |x, a, b| if x > 0.0 { b * x } else { b * a * x.exp_m1() };
+        => |x, a, b| if x > 0.0 { b * x } else { b * (a * x.exp_m1()) };
     /// ONNX `HardSigmoid`: `clamp(alpha x + beta, 0, 1)` (defaults alpha 0.2, beta 0.5).
     HardSigmoidAb { alpha = 0.2, beta = 0.5 } = 21 => |x, a, b| (a * x + b).clamp(0.0, 1.0);
     /// `min(max(x, min), max)` (ONNX `Clip`; a missing bound is the float's extreme, so
