@@ -319,7 +319,14 @@ fn math_ops() {
         MathKind::Round,
         MathKind::Sign,
     ] {
-        check(&format!("{kind:?}"), Op::Math(Math { kind }), &[&x], &[false], 0.0, 0.0);
+        check(
+            &format!("{kind:?}"),
+            Op::Math(Math { kind }),
+            &[&x],
+            &[false],
+            0.0,
+            0.0,
+        );
     }
     let r = Op::Math(Math {
         kind: MathKind::Round,
@@ -491,7 +498,11 @@ fn bools(shape: &[usize], seed: usize) -> Tensor {
     let n: usize = shape.iter().product();
     Tensor::from_data(
         shape,
-        TensorData::Bool((0..n).map(|i| ((i * 7 + seed) % 3 == 0) as u8).collect()),
+        TensorData::Bool(
+            (0..n)
+                .map(|i| (i * 7 + seed).is_multiple_of(3) as u8)
+                .collect(),
+        ),
     )
     .unwrap()
 }
@@ -505,11 +516,18 @@ fn where_gpu_reads_packed_bool_condition() {
         (vec![1], vec![2, 3], vec![2, 1]),
         (vec![2, 1, 1, 301], vec![2, 4, 1, 301], vec![1, 4, 3, 1]),
     ] {
-        let (ct, xt, yt) = (bools(&c, x.len()), Tensor::random(&x, 1), Tensor::random(&y, 2));
+        let (ct, xt, yt) = (
+            bools(&c, x.len()),
+            Tensor::random(&x, 1),
+            Tensor::random(&y, 2),
+        );
         let op = Op::Where(Where {});
         let want = op.cpu(&[&ct, &xt, &yt]).unwrap();
         let (model, feeds) = typed_model(op, &[&ct, &xt, &yt]);
-        assert_eq!(cpu_session(&model).run(&feeds_ref(&feeds)).unwrap()[0], want);
+        assert_eq!(
+            cpu_session(&model).run(&feeds_ref(&feeds)).unwrap()[0],
+            want
+        );
         if let Some(got) = gpu_run(&model, &feeds) {
             assert_close(&format!("where {c:?} {x:?} {y:?}"), &got, &want, 0.0, 0.0);
         }
@@ -544,7 +562,10 @@ fn where_gpu_reads_packed_bool_condition() {
     let idv = Tensor::from_data(&[1, 9], TensorData::I64(vec![5, 0, 3, 0, 0, 8, 1, 0, 2])).unwrap();
     let sv = Tensor::random(&[2, 3, 9], 5);
     let feeds = vec![("ids".to_string(), idv.clone()), ("scores".to_string(), sv)];
-    let want = cpu_session(&model).run(&feeds_ref(&feeds)).unwrap().remove(0);
+    let want = cpu_session(&model)
+        .run(&feeds_ref(&feeds))
+        .unwrap()
+        .remove(0);
     let w = want.f32s("w").unwrap();
     for (k, &v) in w.iter().enumerate() {
         let masked = matches!(idv.data(), TensorData::I64(d) if d[k % 9] == 0);
@@ -572,13 +593,7 @@ fn comparisons_and_logic() {
     let a = i(vec![1, 5, -3, 7, 0, 2], &[2, 3]);
     let b = i(vec![1, 0, 7], &[3]);
     let flags = |t: Tensor| t.bytes().to_vec();
-    let run = |k| {
-        flags(
-            Op::Compare(Compare { kind: k })
-                .cpu(&[&a, &b])
-                .unwrap(),
-        )
-    };
+    let run = |k| flags(Op::Compare(Compare { kind: k }).cpu(&[&a, &b]).unwrap());
     assert_eq!(run(CompareKind::Equal), vec![1, 0, 0, 0, 1, 0]);
     assert_eq!(run(CompareKind::Less), vec![0, 0, 1, 0, 0, 1]);
     assert_eq!(run(CompareKind::Greater), vec![0, 1, 0, 1, 0, 0]);
@@ -594,9 +609,9 @@ fn comparisons_and_logic() {
     .unwrap();
     assert_eq!(lt.shape(), &[4, 5]);
     let (av, bv) = (fa.f32s("").unwrap(), fb.f32s("").unwrap());
-    for r in 0..4 {
-        for c in 0..5 {
-            assert_eq!(lt.bytes()[r * 5 + c] != 0, av[r] < bv[c]);
+    for (r, a) in av.iter().enumerate() {
+        for (c, b) in bv.iter().enumerate() {
+            assert_eq!(lt.bytes()[r * 5 + c] != 0, a < b);
         }
     }
     let p = bools(&[2, 3], 0);
@@ -667,13 +682,15 @@ fn reductions_gpu_vs_cpu() {
         let x = spread(shape, -1.0, 1.0);
         let len: usize = {
             let out = reduce_op(ReduceKind::Sum, axes, *keep)
-                .infer_shape(&[shape.clone()])
+                .infer_shape(std::slice::from_ref(shape))
                 .unwrap();
             shape.iter().product::<usize>() / out.iter().product::<usize>().max(1)
         };
         let l1 = reduce_op(ReduceKind::L1, axes, *keep).cpu(&[&x]).unwrap();
         let l1_max = l1.f32s("").unwrap().iter().cloned().fold(0.0, f32::max);
-        let sq = reduce_op(ReduceKind::SumSquare, axes, *keep).cpu(&[&x]).unwrap();
+        let sq = reduce_op(ReduceKind::SumSquare, axes, *keep)
+            .cpu(&[&x])
+            .unwrap();
         let sq_max = sq.f32s("").unwrap().iter().cloned().fold(0.0, f32::max);
         let st = sum_tol(len, l1_max);
         for (kind, atol, rtol) in [
@@ -762,10 +779,16 @@ fn reduction_axes_rules() {
     );
     // ...a graph input is not known at plan time: an error naming it.
     let e = build_err(reduce_op(ReduceKind::Sum, &[], true), &[&x, &axes]);
-    assert!(e.contains("reduce_sum") && e.contains("axes (input 1)"), "{e}");
+    assert!(
+        e.contains("reduce_sum") && e.contains("axes (input 1)"),
+        "{e}"
+    );
     // Bad axes, repeated axes, a non-f32 input.
     let f = ValueType::f32(&[2, 3, 4]);
-    let e = err_of(&reduce_op(ReduceKind::Mean, &[3], true), &[f.clone()]);
+    let e = err_of(
+        &reduce_op(ReduceKind::Mean, &[3], true),
+        std::slice::from_ref(&f),
+    );
     assert!(e.contains("reduce_mean"), "{e}");
     let e = err_of(&reduce_op(ReduceKind::Mean, &[1, -2], true), &[f]);
     assert!(e.contains("twice"), "{e}");
@@ -864,7 +887,10 @@ fn softmax_family_and_norms() {
     let g = spread(&[5, 7], 0.5, 1.5);
     check(
         "layer_norm no bias",
-        Op::LayerNorm(LayerNorm { axis: -2, eps: 1e-5 }),
+        Op::LayerNorm(LayerNorm {
+            axis: -2,
+            eps: 1e-5,
+        }),
         &[&x, &g],
         &[false, true],
         2e-5,

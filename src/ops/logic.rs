@@ -309,7 +309,10 @@ impl OpFamily for Where {
         let c = bools("where", ins[0])?;
         let size = out.dtype.size();
         let (x, y) = (ins[1].bytes(), ins[2].bytes());
-        let idx = gather_indices(&[ins[0].shape(), ins[1].shape(), ins[2].shape()], &out.shape);
+        let idx = gather_indices(
+            &[ins[0].shape(), ins[1].shape(), ins[2].shape()],
+            &out.shape,
+        );
         let mut bytes = Vec::with_capacity(numel(&out.shape) * size);
         for k in 0..idx[0].len() {
             let (src, i) = if c[idx[0][k]] {

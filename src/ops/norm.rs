@@ -399,12 +399,21 @@ pub struct InstanceNorm {
 
 /// Shape rule, CPU reference and dispatch of group norm with `groups` groups (`None`: one
 /// channel per group).
-fn group_norm_infer(op: &str, groups: Option<usize>, eps: f32, ins: &[ValueType]) -> Result<ValueType> {
+fn group_norm_infer(
+    op: &str,
+    groups: Option<usize>,
+    eps: f32,
+    ins: &[ValueType],
+) -> Result<ValueType> {
     super::finite_attr(op, "eps", eps)?;
     super::float_op(op, ins, |s| {
         let x = &s[0];
         if x.len() < 2 {
-            return Err(Error::shape(op, "input of rank >= 2 (N, C, ...)", fmt_shape(x)));
+            return Err(Error::shape(
+                op,
+                "input of rank >= 2 (N, C, ...)",
+                fmt_shape(x),
+            ));
         }
         let c = x[1];
         let g = groups.unwrap_or(c);

@@ -186,9 +186,8 @@ impl Reduce {
 
     /// Kept and reduced dims as (extent, stride) lists, adjacent dims of one kind merged and
     /// extents of 1 dropped.
-    fn dims(shape: &[usize], red: &[bool]) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
-        let (mut kept, mut reduced): (Vec<(usize, usize)>, Vec<(usize, usize)>) =
-            (Vec::new(), Vec::new());
+    fn dims(shape: &[usize], red: &[bool]) -> (Vec<Dim>, Vec<Dim>) {
+        let (mut kept, mut reduced): (Vec<Dim>, Vec<Dim>) = (Vec::new(), Vec::new());
         let mut stride = 1;
         let mut last: Option<bool> = None;
         for d in (0..shape.len()).rev() {
@@ -210,6 +209,9 @@ impl Reduce {
         (kept, reduced)
     }
 }
+
+/// A merged dim of the kernel's view: (extent, input stride).
+type Dim = (usize, usize);
 
 /// Reductions at most this long run one invocation per output; longer ones a workgroup.
 const ROW_MIN: usize = 128;
@@ -282,7 +284,10 @@ impl OpFamily for Reduce {
         let (red, _) = self.plan(shape, &self.axes)?;
         let (kept, reduced) = Reduce::dims(shape, &red);
         if kept.len() > MAX_RANK || reduced.len() > MAX_RANK {
-            return Err(super::unsupported(op, format!("rank {} > {MAX_RANK}", shape.len())));
+            return Err(super::unsupported(
+                op,
+                format!("rank {} > {MAX_RANK}", shape.len()),
+            ));
         }
         let n_out = numel(cx.out_shape);
         let len = numel(shape) / n_out.max(1);
@@ -408,7 +413,10 @@ impl OpFamily for ArgReduce {
     }
 
     fn lower(&self, _k: &Standard, _cx: &LowerCtx) -> Result<Vec<Dispatch>> {
-        Err(super::unsupported(self.op(), "no GPU kernel (runs on the CPU)"))
+        Err(super::unsupported(
+            self.op(),
+            "no GPU kernel (runs on the CPU)",
+        ))
     }
 
     fn shaders() -> Vec<&'static ShaderSource> {
