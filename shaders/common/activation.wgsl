@@ -4,9 +4,14 @@
 // writable in a dispatch. The kernels never write their inputs.
 // ACT selects the activation at pipeline-creation time (no per-element branch cost):
 // 0 none, 1 relu, 2 relu6, 3 leaky-relu(ALPHA), 4 sigmoid, 5 tanh, 6 gelu (tanh form),
-// 7 silu, 8 hardswish, 9 hardsigmoid (PyTorch's x / 6 + 1/2, clamped to [0, 1]).
+// 7 silu, 8 hardswish, 9 hardsigmoid (PyTorch's x / 6 + 1/2, clamped to [0, 1]), 10 erf,
+// 11 gelu (erf form), 12 elu(ALPHA), 13 celu(ALPHA), 14 softplus, 15 softsign, 16 mish,
+// 17 thresholded relu(ALPHA), 18 neg, 19 abs, 20 selu(ALPHA, gamma = BETA), 21 hard
+// sigmoid(ALPHA x + BETA), 22 clip(ALPHA, BETA). The codes and CPU formulas are the
+// `activations!` table in src/ops/mod.rs.
 override ACT: u32 = 0u;
 override ALPHA: f32 = 0.01;
+override BETA: f32 = 0.0;
 
 fn activate(x: f32) -> f32 {
     switch ACT {
@@ -22,6 +27,21 @@ fn activate(x: f32) -> f32 {
         case 7u: { return x / (1.0 + exp(-x)); }
         case 8u: { return x * clamp(x + 3.0, 0.0, 6.0) / 6.0; }
         case 9u: { return clamp(x / 6.0 + 0.5, 0.0, 1.0); }
+        case 10u: { return erf_approx(x); }
+        case 11u: { return 0.5 * x * (1.0 + erf_approx(x * 0.70710678)); }
+        case 12u: { return select(ALPHA * (exp(x) - 1.0), x, x >= 0.0); }
+        case 13u: { return max(x, 0.0) + min(ALPHA * (exp(x / ALPHA) - 1.0), 0.0); }
+        case 14u: { return softplus(x); }
+        case 15u: { return x / (1.0 + abs(x)); }
+        case 16u: { return x * tanh_stable(softplus(x)); }
+        case 17u: { return select(0.0, x, x > ALPHA); }
+        case 18u: { return -x; }
+        case 19u: { return abs(x); }
+        // No expression of the constants alone: it would be evaluated when the pipeline is
+        // made, and BETA * ALPHA overflows for clip's extreme bounds (a creation error).
+        case 20u: { return select(BETA * (ALPHA * (exp(x) - 1.0)), BETA * x, x > 0.0); }
+        case 21u: { return clamp(ALPHA * x + BETA, 0.0, 1.0); }
+        case 22u: { return min(max(x, ALPHA), BETA); }
         default: { return x; }
     }
 }
@@ -30,6 +50,22 @@ fn activate(x: f32) -> f32 {
 fn tanh_stable(x: f32) -> f32 {
     let e = exp(-2.0 * abs(x));
     return sign(x) * (1.0 - e) / (1.0 + e);
+}
+
+// ln(1 + e^x) without overflow: max(x, 0) + ln(1 + e^-|x|).
+fn softplus(x: f32) -> f32 {
+    return max(x, 0.0) + log(1.0 + exp(-abs(x)));
+}
+
+// erf by Abramowitz & Stegun 7.1.26: 1 - t (a1 + t (a2 + ...)) e^(-x^2), t = 1 / (1 + p|x|);
+// its absolute error is at most 1.5e-7, plus a few f32 roundings (about 1e-7 more): tests allow
+// 1e-5. The CPU reference is the exact erf.
+fn erf_approx(x: f32) -> f32 {
+    let z = abs(x);
+    let t = 1.0 / (1.0 + 0.3275911 * z);
+    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741
+        + t * (-1.453152027 + t * 1.061405429))));
+    return sign(x) * (1.0 - poly * exp(-z * z));
 }
 
 // Flattened invocation index for 1-D work split over a 2-D grid (65535 workgroups per dimension).

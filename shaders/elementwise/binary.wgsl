@@ -1,5 +1,7 @@
 // a (op) b with numpy broadcasting over up to 8 dims (strides are 0 along broadcast dims).
-// OP: 0 add, 1 sub, 2 mul, 3 div (prepended const). The activation epilogue applies after.
+// OP: 0 add, 1 sub, 2 mul, 3 div, 4 pow, 5 max, 6 min, 7 fmod (sign of a), 8 mod (sign of b),
+// 9 prelu (a >= 0 ? a : b * a) — prepended const, `BinaryKind` order. The activation epilogue
+// applies after.
 struct Params {
     n: u32, rank: u32, same: u32, _p0: u32,
     shape: array<vec4<u32>, 2>,
@@ -16,8 +18,32 @@ fn apply(u: f32, v: f32) -> f32 {
         case 1u: { return u - v; }
         case 2u: { return u * v; }
         case 3u: { return u / v; }
+        case 4u: { return pow_any(u, v); }
+        // NaN propagates, as on the CPU (WGSL's max/min may drop it).
+        case 5u: { return select(max(u, v), u + v, u != u || v != v); }
+        case 6u: { return select(min(u, v), u + v, u != u || v != v); }
+        case 7u: { return u - v * trunc(u / v); }
+        case 8u: {
+            let r = u - v * trunc(u / v);
+            return select(r, r + v, r != 0.0 && (r < 0.0) != (v < 0.0));
+        }
+        case 9u: { return select(v * u, u, u >= 0.0); }
         default: { return u + v; }
     }
+}
+
+// a^b for any sign of a: WGSL's pow is undefined for a < 0 (and for a = 0, b = 0), so it
+// takes |a| and restores the sign for odd integer exponents; a negative base with a
+// non-integer exponent is NaN, as in C. Squares (x^2 in decomposed norms) are exact products.
+fn pow_any(a: f32, b: f32) -> f32 {
+    if (b == 2.0) { return a * a; }
+    if (b == 1.0) { return a; }
+    if (b == 0.0) { return 1.0; }
+    let m = pow(abs(a), b);
+    if (a >= 0.0) { return select(m, 0.0, a == 0.0 && b > 0.0); }
+    if (b != trunc(b)) { let nan = bitcast<f32>(0x7fc00000u); return nan; }
+    let odd = abs(b) < 16777216.0 && (i32(b) & 1) != 0;
+    return select(m, -m, odd);
 }
 
 @compute @workgroup_size(256, 1, 1)

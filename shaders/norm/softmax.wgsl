@@ -1,5 +1,6 @@
 // Softmax along one axis of x viewed as [outer][len][inner]: one workgroup per (outer, inner) row,
 // a strided pass for the max, one for the sum of exp, one to write; reductions in workgroup memory.
+// LOG (prepended const) 1 writes log-softmax, x - max - log(sum), instead.
 struct Params { rows: u32, len: u32, inner: u32, _p0: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
@@ -23,8 +24,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
     s = reduce_sum(lid);
     let inv = 1.0 / s;
+    let ls = log(s);
     for (var j = lid; j < p.len; j += WG) {
         let k = base + j * p.inner;
-        y[k] = exp(x[k] - m) * inv;
+        if (LOG == 1u) {
+            y[k] = (x[k] - m) - ls;
+        } else {
+            y[k] = exp(x[k] - m) * inv;
+        }
     }
 }

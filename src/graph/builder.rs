@@ -339,6 +339,69 @@ impl GraphBuilder {
         self.node(p.into(), &[x])
     }
 
+    /// `min(max(x, min), max)` with constant bounds (a missing one is unbounded): a fusable
+    /// activation (`relu`/`relu6` where exact).
+    pub fn clip(&mut self, x: &str, min: Option<f32>, max: Option<f32>) -> String {
+        self.act(x, Activation::clip(min, max))
+    }
+
+    /// A math function outside the activation table (`log`, `sqrt`, `reciprocal`, ...).
+    pub fn math(&mut self, x: &str, kind: MathKind) -> String {
+        self.node(Op::Math(Math { kind }), &[x])
+    }
+
+    /// A reduction of `kind` over `axes` (all axes when empty).
+    pub fn reduce(&mut self, x: &str, kind: ReduceKind, axes: &[i64], keepdims: bool) -> String {
+        self.node(Op::Reduce(Reduce::new(kind, axes, keepdims)), &[x])
+    }
+
+    /// The index of the largest (`max`) or smallest element along `axis`, as i64.
+    pub fn arg_reduce(&mut self, x: &str, max: bool, axis: i64, keepdims: bool) -> String {
+        self.node(
+            Op::ArgReduce(ArgReduce {
+                max,
+                axis,
+                keepdims,
+                select_last_index: false,
+            }),
+            &[x],
+        )
+    }
+
+    /// `a (cmp) b` as a bool value.
+    pub fn compare(&mut self, kind: CompareKind, a: &str, b: &str) -> String {
+        self.node(Op::Compare(Compare { kind }), &[a, b])
+    }
+
+    /// `cond ? x : y` elementwise (cond bool).
+    pub fn where_(&mut self, cond: &str, x: &str, y: &str) -> String {
+        self.node(Op::Where(Where {}), &[cond, x, y])
+    }
+
+    pub fn log_softmax(&mut self, x: &str, axis: i64) -> String {
+        self.node(Op::LogSoftmax(LogSoftmax { axis }), &[x])
+    }
+
+    /// Group normalisation of `[N, C, ...]` with per-channel `scale` and `bias`.
+    pub fn group_norm(
+        &mut self,
+        x: &str,
+        scale: &str,
+        bias: &str,
+        num_groups: usize,
+        eps: f32,
+    ) -> String {
+        self.node(
+            Op::GroupNorm(GroupNorm { num_groups, eps }),
+            &[x, scale, bias],
+        )
+    }
+
+    /// RMS normalisation over the last axis.
+    pub fn rms_norm(&mut self, x: &str, scale: &str, eps: f32) -> String {
+        self.node(Op::RmsNorm(RmsNorm { axis: -1, eps }), &[x, scale])
+    }
+
     /// The graph and its weights (checked when a `Model` is made from them).
     pub fn build(self) -> Result<(Graph, BTreeMap<String, Tensor>)> {
         self.graph.check(&self.weights)?;

@@ -22,11 +22,13 @@ pub mod cpu_fast;
 pub mod dtype;
 pub mod elementwise;
 pub mod gather;
+pub mod logic;
 pub mod matmul;
 pub mod movement;
 pub mod norm;
 pub mod pool;
 pub mod quant;
+pub mod reduce;
 pub mod resize;
 pub mod shape;
 pub mod sparse;
@@ -34,13 +36,17 @@ pub mod sparse;
 pub use conv::{Conv2d, ConvKernel};
 pub use conv_transpose::{ConvTranspose2d, ConvTransposeKernel};
 pub use dtype::{Cast, Shape};
-pub use elementwise::{Binary, BinaryKind, Unary};
+pub use elementwise::{Binary, BinaryKind, Clip, Math, MathKind, Unary};
 pub use gather::{Gather, GatherKernel};
+pub use logic::{Compare, CompareKind, Logic, LogicKind, Where};
 pub use matmul::{MatMul, MatMulKernel};
 pub use movement::{DepthToSpace, Expand, Pad, PadMode, Slice, SpaceToDepth, Tile};
-pub use norm::{BatchNorm, LayerNorm, Softmax};
+pub use norm::{
+    BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LogSoftmax, LpNorm, RmsNorm, Softmax,
+};
 pub use pool::{AutoPad, GlobalAvgPool, Pool, Pool2d, PoolKind, PoolParams};
 pub use quant::Dequantize;
+pub use reduce::{ArgReduce, Reduce, ReduceKind};
 pub use resize::{CoordMode, NearestMode, Resize, ResizeMode};
 pub use shape::{Concat, Flatten, Reshape, Squeeze, Transpose, Unsqueeze};
 
@@ -164,9 +170,16 @@ ops! {
     GlobalAvgPool(GlobalAvgPool),
     Binary(Binary),
     Unary(Unary),
+    Math(Math),
+    Clip(Clip),
     Softmax(Softmax),
+    LogSoftmax(LogSoftmax),
     LayerNorm(LayerNorm),
     BatchNorm(BatchNorm),
+    GroupNorm(GroupNorm),
+    InstanceNorm(InstanceNorm),
+    RmsNorm(RmsNorm),
+    LpNorm(LpNorm),
     Reshape(Reshape),
     Flatten(Flatten),
     Transpose(Transpose),
@@ -185,6 +198,11 @@ ops! {
     SpaceToDepth(SpaceToDepth),
     Resize(Resize),
     Pool(Pool),
+    Reduce(Reduce),
+    ArgReduce(ArgReduce),
+    Compare(Compare),
+    Logic(Logic),
+    Where(Where),
 }
 
 /// A kernel variant of one family: plain data with a serde form (stored in tuned choices) and a
@@ -593,42 +611,56 @@ pub(crate) fn unsupported(op: &str, what: impl Into<String>) -> Error {
     }
 }
 
-/// The activation table: one line per activation — its serde name (the enum variant), the code
-/// the shaders' `ACT` override takes, and its CPU formula (`x`, and `alpha` for the one
-/// parameterised activation). The WGSL formula is the `case` of that code in
-/// `shaders/common/activation.wgsl`; a test checks the two agree on every activation.
+/// The activation table: one line per activation (continuous functions whose error a fused
+/// epilogue does not amplify much: `exp`, `floor`, `sign`, ... are [`elementwise::Math`] ops) — its serde name (the enum variant), its
+/// parameters with the sample value tests use (`{ alpha = 0.1 }`, at most two: they travel to
+/// the shaders as the `ALPHA` and `BETA` pipeline constants, in the order written), the code the
+/// shaders' `ACT` override takes, and its CPU formula (`x`, `a` the first parameter, `b` the
+/// second). The WGSL formula is the `case` of that code in `shaders/common/activation.wgsl`; a
+/// test checks the two agree on every activation.
 macro_rules! activations {
-    ($($(#[$doc:meta])* $variant:ident $({ $field:ident })? = $code:literal => |$x:ident, $a:ident| $f:expr;)+) => {
+    ($($(#[$doc:meta])* $variant:ident $({ $($field:ident = $sample:literal),+ })? = $code:literal
+        => |$x:ident, $a:ident, $b:ident| $f:expr;)+) => {
         /// An activation applied elementwise, standalone or fused into a producer's epilogue.
         #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
         #[serde(tag = "kind", rename_all = "snake_case")]
         pub enum Activation {
             #[default]
             None,
-            $($(#[$doc])* $variant $({ $field: f32 })?,)+
+            $($(#[$doc])* $variant $({ $($field: f32),+ })?,)+
         }
 
         impl Activation {
-            /// Every activation (with a sample parameter), for tests.
+            /// Every activation (with sample parameters), for tests.
             pub fn all() -> Vec<Activation> {
-                vec![Activation::None, $(Activation::$variant $({ $field: 0.1 })?,)+]
+                vec![Activation::None, $(Activation::$variant $({ $($field: $sample),+ })?,)+]
             }
 
-            /// The code the shaders' `ACT` override takes, and the `ALPHA` it needs.
-            pub fn code(self) -> (u32, f32) {
+            /// The code the shaders' `ACT` override takes, and the `ALPHA` and `BETA` it needs
+            /// (0 for absent parameters).
+            pub fn code(self) -> (u32, f32, f32) {
                 match self {
-                    Activation::None => (0, 0.0),
-                    $(Activation::$variant $({ $field })? => ($code, 0.0 $(+ $field)?),)+
+                    Activation::None => (0, 0.0, 0.0),
+                    $(Activation::$variant $({ $($field),+ })? => {
+                        let p: &[f32] = &[$($($field),+)?];
+                        (
+                            $code,
+                            p.first().copied().unwrap_or(0.0),
+                            p.get(1).copied().unwrap_or(0.0),
+                        )
+                    })+
                 }
             }
 
-            /// CPU reference of the activation (same formulas as the WGSL).
+            /// CPU reference of the activation (same formulas as the WGSL, except `erf`,
+            /// which is exact here and a rational approximation there).
             pub fn apply(self, x: f32) -> f32 {
-                let (_, alpha) = self.code();
+                let (_, alpha, beta) = self.code();
                 match self {
                     Activation::None => x,
                     $(Activation::$variant { .. } => {
-                        let ($x, $a) = (x, alpha);
+                        #[allow(unused_variables)]
+                        let ($x, $a, $b) = (x, alpha, beta);
                         $f
                     })+
                 }
@@ -638,31 +670,123 @@ macro_rules! activations {
 }
 
 activations! {
-    Relu = 1 => |x, _a| x.max(0.0);
-    Relu6 = 2 => |x, _a| x.clamp(0.0, 6.0);
-    LeakyRelu { alpha } = 3 => |x, a| if x >= 0.0 { x } else { a * x };
-    Sigmoid = 4 => |x, _a| 1.0 / (1.0 + (-x).exp());
-    Tanh = 5 => |x, _a| x.tanh();
-    /// tanh approximation (as in GPT-2 / BERT implementations).
-    Gelu = 6 => |x, _a| 0.5 * x * (1.0 + (0.797_884_6 * (x + 0.044715 * x * x * x)).tanh());
-    Silu = 7 => |x, _a| x / (1.0 + (-x).exp());
-    Hardswish = 8 => |x, _a| x * (x + 3.0).clamp(0.0, 6.0) / 6.0;
-    /// PyTorch's form, `clamp(x / 6 + 1/2, 0, 1)` (ONNX's default alpha 0.2 differs).
-    Hardsigmoid = 9 => |x, _a| (x / 6.0 + 0.5).clamp(0.0, 1.0);
+    Relu = 1 => |x, _a, _b| x.max(0.0);
+    Relu6 = 2 => |x, _a, _b| x.clamp(0.0, 6.0);
+    LeakyRelu { alpha = 0.1 } = 3 => |x, a, _b| if x >= 0.0 { x } else { a * x };
+    Sigmoid = 4 => |x, _a, _b| 1.0 / (1.0 + (-x).exp());
+    Tanh = 5 => |x, _a, _b| x.tanh();
+    /// tanh approximation (as in GPT-2 / BERT implementations); ONNX's exact `Gelu` is
+    /// [`Activation::GeluErf`].
+    Gelu = 6 => |x, _a, _b| 0.5 * x * (1.0 + (0.797_884_6 * (x + 0.044715 * x * x * x)).tanh());
+    Silu = 7 => |x, _a, _b| x / (1.0 + (-x).exp());
+    Hardswish = 8 => |x, _a, _b| x * (x + 3.0).clamp(0.0, 6.0) / 6.0;
+    /// PyTorch's form, `clamp(x / 6 + 1/2, 0, 1)`; ONNX's `HardSigmoid` (alpha 0.2 by
+    /// default) is [`Activation::HardSigmoidAb`].
+    Hardsigmoid = 9 => |x, _a, _b| (x / 6.0 + 0.5).clamp(0.0, 1.0);
+    /// The error function (ONNX `Erf`).
+    Erf = 10 => |x, _a, _b| erf(x);
+    /// Exact GELU, `x/2 (1 + erf(x / sqrt 2))` (ONNX `Gelu`, PyTorch's default).
+    GeluErf = 11 => |x, _a, _b| 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+    /// `x` for `x >= 0`, else `alpha (e^x - 1)` (ONNX default alpha 1).
+    Elu { alpha = 0.7 } = 12 => |x, a, _b| if x >= 0.0 { x } else { a * x.exp_m1() };
+    /// `max(0, x) + min(0, alpha (e^(x / alpha) - 1))` (ONNX default alpha 1; alpha != 0).
+    Celu { alpha = 0.7 } = 13 => |x, a, _b| x.max(0.0) + (a * (x / a).exp_m1()).min(0.0);
+    /// `ln(1 + e^x)`, computed as `max(x, 0) + ln(1 + e^-|x|)` (no overflow).
+    Softplus = 14 => |x, _a, _b| softplus(x);
+    /// `x / (1 + |x|)`.
+    Softsign = 15 => |x, _a, _b| x / (1.0 + x.abs());
+    /// `x tanh(softplus(x))`.
+    Mish = 16 => |x, _a, _b| x * softplus(x).tanh();
+    /// `x` where `x > alpha`, else 0 (ONNX default alpha 1).
+    ThresholdedRelu { alpha = 0.7 } = 17 => |x, a, _b| if x > a { x } else { 0.0 };
+    Neg = 18 => |x, _a, _b| -x;
+    Abs = 19 => |x, _a, _b| x.abs();
+    /// `gamma x` for `x > 0`, else `gamma alpha (e^x - 1)` (ONNX defaults: alpha 1.67326,
+    /// gamma 1.0507).
+    Selu { alpha = 1.673_263_2, gamma = 1.050_701 } = 20
+        => |x, a, b| if x > 0.0 { b * x } else { b * (a * x.exp_m1()) };
+    /// ONNX `HardSigmoid`: `clamp(alpha x + beta, 0, 1)` (defaults alpha 0.2, beta 0.5).
+    HardSigmoidAb { alpha = 0.2, beta = 0.5 } = 21 => |x, a, b| (a * x + b).clamp(0.0, 1.0);
+    /// `min(max(x, min), max)` (ONNX `Clip`; a missing bound is the float's extreme, so
+    /// build it with [`Activation::clip`], which also picks `Relu`/`Relu6` where exact).
+    Clip { min = -1.5, max = 2.5 } = 22 => |x, a, b| x.max(a).min(b);
+}
+
+/// `ln(1 + e^x)` without overflow for large `x`.
+fn softplus(x: f32) -> f32 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+/// The error function, accurate to f32 rounding: its Maclaurin series summed in f64 for
+/// `|x| < 4` (terms peak near 1e6 at `|x| = 4`, so f64 keeps about 1e-10 absolute), and
+/// `±1` beyond, where `1 - erf(4) = 1.5e-8` is below half an f32 ulp of 1. The GPU uses a
+/// rational approximation (`erf_approx` in `shaders/common/activation.wgsl`).
+pub fn erf(x: f32) -> f32 {
+    let x = x as f64;
+    if x.is_nan() {
+        return f32::NAN;
+    }
+    if x.abs() >= 4.0 {
+        return x.signum() as f32;
+    }
+    // erf(x) = 2/sqrt(pi) * sum_n (-1)^n x^(2n+1) / (n! (2n+1))
+    let x2 = x * x;
+    let (mut term, mut sum) = (x, x);
+    for n in 1..200 {
+        term *= -x2 / n as f64;
+        let t = term / (2 * n + 1) as f64;
+        sum += t;
+        if t.abs() < 1e-17 * sum.abs().max(1e-300) {
+            break;
+        }
+    }
+    (sum * std::f64::consts::FRAC_2_SQRT_PI) as f32
 }
 
 impl Activation {
+    /// ONNX `Clip` with optional bounds: `Relu` for `[0, inf)`, `Relu6` for `[0, 6]`, else
+    /// `Clip` with a missing or infinite bound at the float's extreme (ONNX's own default for
+    /// a missing bound is that extreme, so only an infinite input at an infinite bound differs:
+    /// it comes out as `±f32::MAX`).
+    pub fn clip(min: Option<f32>, max: Option<f32>) -> Activation {
+        let lo = min.unwrap_or(f32::NEG_INFINITY);
+        let hi = max.unwrap_or(f32::INFINITY);
+        if lo == 0.0 && hi == f32::INFINITY {
+            Activation::Relu
+        } else if lo == 0.0 && hi == 6.0 {
+            Activation::Relu6
+        } else {
+            Activation::Clip {
+                min: lo.clamp(f32::MIN, f32::MAX),
+                max: hi.clamp(f32::MIN, f32::MAX),
+            }
+        }
+    }
+
     /// Refuses a non-finite parameter (`leaky_relu` alpha): JSON cannot store it, so a model
-    /// holding one would save but never load again.
+    /// holding one would save but never load again; and `celu` with alpha 0 (it divides).
     pub(crate) fn check(self, op: &str) -> Result<()> {
-        let (_, alpha) = self.code();
-        finite_attr(op, "act.alpha", alpha)
+        let (_, alpha, beta) = self.code();
+        finite_attr(op, "act.alpha", alpha)?;
+        finite_attr(op, "act.beta", beta)?;
+        if let Activation::Celu { alpha } = self {
+            if alpha == 0.0 {
+                return Err(Error::graph(format!(
+                    "{op}: celu's alpha must not be 0 (it divides by alpha)"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The pipeline constants that select this activation in `shaders/common/activation.wgsl`.
     pub fn overrides(self) -> Overrides {
-        let (code, alpha) = self.code();
-        Overrides(vec![("ACT", code as f64), ("ALPHA", alpha as f64)])
+        let (code, alpha, beta) = self.code();
+        Overrides(vec![
+            ("ACT", code as f64),
+            ("ALPHA", alpha as f64),
+            ("BETA", beta as f64),
+        ])
     }
 }
 
@@ -1062,7 +1186,7 @@ mod tests {
     #[test]
     fn activation_codes_are_distinct() {
         let acts = Activation::all();
-        assert_eq!(acts.len(), 10);
+        assert_eq!(acts.len(), 23);
         let mut codes: Vec<u32> = acts.iter().map(|a| a.code().0).collect();
         codes.sort_unstable();
         codes.dedup();

@@ -1,4 +1,5 @@
-//! Softmax, layer norm and (inference) batch norm.
+//! Softmax and log-softmax, layer / RMS / group / instance / Lp normalisation and (inference)
+//! batch norm.
 
 use super::{f32_word, grid_1d, Activation, Bind, Dispatch, LowerCtx, OpFamily, Standard};
 use crate::error::{Error, Result};
@@ -46,27 +47,43 @@ impl Softmax {
     }
 
     pub(crate) fn cpu_f32(&self, xs: &[&[f32]], shapes: &[Vec<usize>]) -> Vec<f32> {
-        let (outer, len, inner) = self.split(&shapes[0]);
-        let x = xs[0];
-        let mut y = vec![0.0; x.len()];
-        for o in 0..outer {
-            for i in 0..inner {
-                let at = |j: usize| o * len * inner + j * inner + i;
-                let m = (0..len).map(|j| x[at(j)]).fold(f32::NEG_INFINITY, f32::max);
-                let s: f32 = (0..len).map(|j| (x[at(j)] - m).exp()).sum();
-                for j in 0..len {
-                    y[at(j)] = (x[at(j)] - m).exp() / s;
-                }
-            }
-        }
-        y
+        softmax_cpu(self.split(&shapes[0]), xs[0], false)
     }
 
     pub(crate) fn dispatches(&self, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
-        let (outer, len, inner) = self.split(&cx.in_shapes[0]);
+        softmax_dispatch(self.split(&cx.in_shapes[0]), false, cx)
+    }
+}
+
+/// Softmax (or its log) on x viewed as `(outer, len, inner)`.
+fn softmax_cpu((outer, len, inner): (usize, usize, usize), x: &[f32], log: bool) -> Vec<f32> {
+    let mut y = vec![0.0; x.len()];
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |j: usize| o * len * inner + j * inner + i;
+            let m = (0..len).map(|j| x[at(j)]).fold(f32::NEG_INFINITY, f32::max);
+            let s: f32 = (0..len).map(|j| (x[at(j)] - m).exp()).sum();
+            for j in 0..len {
+                y[at(j)] = if log {
+                    x[at(j)] - m - s.ln()
+                } else {
+                    (x[at(j)] - m).exp() / s
+                };
+            }
+        }
+    }
+    y
+}
+
+fn softmax_dispatch(
+    (outer, len, inner): (usize, usize, usize),
+    log: bool,
+    cx: &LowerCtx,
+) -> Result<Vec<Dispatch>> {
+    {
         let rows = outer * inner;
         Ok(vec![Dispatch {
-            shader: ShaderKey::new(&SOFTMAX, &[]),
+            shader: ShaderKey::new(&SOFTMAX, &[("LOG", log as u32)]),
             overrides: Activation::None.overrides(),
             params: vec![rows as u32, len as u32, inner as u32, 0],
             bindings: vec![Bind::Input(0), Bind::Output],
@@ -75,8 +92,44 @@ impl Softmax {
     }
 }
 
-/// Layer norm over the dims from `axis` to the end; inputs `x, gamma, beta` where gamma and
-/// beta have the normalised dims' shape.
+/// `log(softmax(x))` along `axis` (ONNX `LogSoftmax`, opset 13 form; older opsets' 2-D
+/// coercion is a reshape around it), computed as `x - max - log(sum(exp(x - max)))`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LogSoftmax {
+    #[serde(default = "minus_one")]
+    pub axis: i64,
+}
+
+impl OpFamily for LogSoftmax {
+    const FAMILY: &'static str = "log_softmax";
+    type Kernel = Standard;
+
+    fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
+        super::float_op("log_softmax", ins, |s| {
+            norm_axis("log_softmax", self.axis, s[0].len())?;
+            Ok(s[0].clone())
+        })
+    }
+
+    fn cpu(&self, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        let sm = Softmax { axis: self.axis };
+        super::cpu_f32("log_softmax", ins, out, |xs, shapes| {
+            softmax_cpu(sm.split(&shapes[0]), xs[0], true)
+        })
+    }
+
+    fn lower(&self, _k: &Standard, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        let sm = Softmax { axis: self.axis };
+        softmax_dispatch(sm.split(&cx.in_shapes[0]), true, cx)
+    }
+
+    fn shaders() -> Vec<&'static ShaderSource> {
+        vec![&SOFTMAX]
+    }
+}
+
+/// Layer norm over the dims from `axis` to the end; inputs `x, gamma[, beta]` where gamma and
+/// beta have the normalised dims' shape (ONNX `LayerNormalization`; a missing beta is 0).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LayerNorm {
     #[serde(default = "minus_one")]
@@ -89,7 +142,7 @@ impl LayerNorm {
     pub(crate) fn shape_of(&self, ins: &[Vec<usize>]) -> Result<Vec<usize>> {
         let a = norm_axis("layer_norm", self.axis, ins[0].len())?;
         let norm = &ins[0][a..];
-        for (what, s) in [("gamma", &ins[1]), ("beta", &ins[2])] {
+        for (what, s) in [("gamma", &ins[1]), ("beta", ins.get(2).unwrap_or(&ins[1]))] {
             if s.as_slice() != norm {
                 return Err(Error::shape(
                     format!("layer_norm {what}"),
@@ -108,14 +161,15 @@ impl LayerNorm {
 
     pub(crate) fn cpu_f32(&self, xs: &[&[f32]], shapes: &[Vec<usize>]) -> Vec<f32> {
         let len = self.len(&shapes[0]);
-        let (x, g, b) = (xs[0], xs[1], xs[2]);
+        let (x, g) = (xs[0], xs[1]);
+        let b = xs.get(2).copied();
         let mut y = vec![0.0; x.len()];
         for (row, out) in x.chunks(len).zip(y.chunks_mut(len)) {
             let mean = row.iter().sum::<f32>() / len as f32;
             let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / len as f32;
             let rstd = 1.0 / (var + self.eps).sqrt();
             for j in 0..len {
-                out[j] = (row[j] - mean) * rstd * g[j] + b[j];
+                out[j] = (row[j] - mean) * rstd * g[j] + b.map_or(0.0, |b| b[j]);
             }
         }
         y
@@ -124,11 +178,17 @@ impl LayerNorm {
     pub(crate) fn dispatches(&self, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
         let len = self.len(&cx.in_shapes[0]);
         let rows = numel(&cx.in_shapes[0]) / len;
+        let beta = cx.in_shapes.len() > 2;
         Ok(vec![Dispatch {
-            shader: ShaderKey::new(&LAYERNORM, &[]),
+            shader: ShaderKey::new(&LAYERNORM, &[("RMS", 0)]),
             overrides: Activation::None.overrides(),
-            params: vec![rows as u32, len as u32, f32_word(self.eps), 0],
-            bindings: vec![Bind::Input(0), Bind::Input(1), Bind::Input(2), Bind::Output],
+            params: vec![rows as u32, len as u32, f32_word(self.eps), beta as u32],
+            bindings: vec![
+                Bind::Input(0),
+                Bind::Input(1),
+                if beta { Bind::Input(2) } else { Bind::Dummy },
+                Bind::Output,
+            ],
             workgroups: grid_1d(rows as u64, cx.max_workgroups),
         }])
     }
@@ -222,8 +282,10 @@ impl BatchNorm {
     }
 }
 
-static SOFTMAX: ShaderSource = crate::wgsl!("norm/reduce.wgsl", "norm/softmax.wgsl");
-static LAYERNORM: ShaderSource = crate::wgsl!("norm/reduce.wgsl", "norm/layernorm.wgsl");
+static SOFTMAX: ShaderSource =
+    crate::wgsl!("norm/reduce.wgsl", "norm/softmax.wgsl"; [[("LOG", 0)], [("LOG", 1)]]);
+static LAYERNORM: ShaderSource =
+    crate::wgsl!("norm/reduce.wgsl", "norm/layernorm.wgsl"; [[("RMS", 0)], [("RMS", 1)]]);
 static BATCHNORM: ShaderSource = crate::wgsl!("norm/batchnorm.wgsl");
 
 impl OpFamily for Softmax {
@@ -252,7 +314,7 @@ impl OpFamily for LayerNorm {
     type Kernel = Standard;
 
     fn arity(&self) -> (usize, usize) {
-        (3, 3)
+        (2, 3)
     }
 
     fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
@@ -302,3 +364,300 @@ impl OpFamily for BatchNorm {
         vec![&BATCHNORM]
     }
 }
+
+/// Checks that input `i` (`what`) of `op` is `[c]`.
+fn per_channel(op: &str, what: &str, got: &[usize], c: usize) -> Result<()> {
+    if got != [c] {
+        return Err(Error::shape(
+            format!("{op} {what}"),
+            fmt_shape(&[c]),
+            fmt_shape(got),
+        ));
+    }
+    Ok(())
+}
+
+/// Group normalisation (ONNX `GroupNormalization`, opset 21 form): x `[N, C, ...]` with its
+/// channels in `num_groups` groups, each group of each image normalised over its channels and
+/// spatial positions, then `* scale[c] + bias[c]` per channel (inputs `x, scale, bias`; the
+/// opset 18 per-group scale is the importer's to expand). Instance normalisation is the case
+/// of one channel per group ([`InstanceNorm`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GroupNorm {
+    pub num_groups: usize,
+    #[serde(default = "default_eps")]
+    pub eps: f32,
+}
+
+/// Instance normalisation (ONNX `InstanceNormalization`): each channel of each image
+/// normalised over its spatial positions, then `* scale[c] + bias[c]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct InstanceNorm {
+    #[serde(default = "default_eps")]
+    pub eps: f32,
+}
+
+/// Shape rule, CPU reference and dispatch of group norm with `groups` groups (`None`: one
+/// channel per group).
+fn group_norm_infer(
+    op: &str,
+    groups: Option<usize>,
+    eps: f32,
+    ins: &[ValueType],
+) -> Result<ValueType> {
+    super::finite_attr(op, "eps", eps)?;
+    super::float_op(op, ins, |s| {
+        let x = &s[0];
+        if x.len() < 2 {
+            return Err(Error::shape(
+                op,
+                "input of rank >= 2 (N, C, ...)",
+                fmt_shape(x),
+            ));
+        }
+        let c = x[1];
+        let g = groups.unwrap_or(c);
+        if g == 0 || c % g != 0 {
+            return Err(Error::graph(format!(
+                "{op}: num_groups {g} must be positive and divide the {c} channels"
+            )));
+        }
+        super::attr_u32(op, "num_groups", g)?;
+        per_channel(op, "scale", &s[1], c)?;
+        per_channel(op, "bias", &s[2], c)?;
+        Ok(x.clone())
+    })
+}
+
+/// (rows, len, inner, channels per group, groups) of group norm on x.
+fn group_split(x: &[usize], groups: Option<usize>) -> (usize, usize, usize, usize, usize) {
+    let c = x[1];
+    let g = groups.unwrap_or(c).max(1);
+    let inner = numel(&x[2..]);
+    let cpg = c / g;
+    (x[0] * g, cpg * inner, inner, cpg, g)
+}
+
+fn group_norm_cpu(xs: &[&[f32]], x_shape: &[usize], groups: Option<usize>, eps: f32) -> Vec<f32> {
+    let (_, len, inner, cpg, g) = group_split(x_shape, groups);
+    let (x, scale, bias) = (xs[0], xs[1], xs[2]);
+    let mut y = vec![0.0; x.len()];
+    for (r, (row, out)) in x.chunks(len).zip(y.chunks_mut(len)).enumerate() {
+        let mean = row.iter().sum::<f32>() / len as f32;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / len as f32;
+        let rstd = 1.0 / (var + eps).sqrt();
+        for j in 0..len {
+            let c = (r % g) * cpg + j / inner;
+            out[j] = (row[j] - mean) * rstd * scale[c] + bias[c];
+        }
+    }
+    y
+}
+
+fn group_norm_dispatch(groups: Option<usize>, eps: f32, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+    let (rows, len, inner, cpg, g) = group_split(&cx.in_shapes[0], groups);
+    Ok(vec![Dispatch {
+        shader: ShaderKey::new(&GROUPNORM, &[]),
+        overrides: Activation::None.overrides(),
+        params: vec![
+            super::word(rows),
+            super::word(len),
+            super::word(inner),
+            super::word(cpg),
+            super::word(g),
+            f32_word(eps),
+            0,
+            0,
+        ],
+        bindings: vec![Bind::Input(0), Bind::Input(1), Bind::Input(2), Bind::Output],
+        workgroups: grid_1d(rows as u64, cx.max_workgroups),
+    }])
+}
+
+static GROUPNORM: ShaderSource = crate::wgsl!("norm/reduce.wgsl", "norm/groupnorm.wgsl");
+
+macro_rules! group_norm_family {
+    ($ty:ty, $fam:literal, |$s:ident| $groups:expr) => {
+        impl OpFamily for $ty {
+            const FAMILY: &'static str = $fam;
+            type Kernel = Standard;
+
+            fn arity(&self) -> (usize, usize) {
+                (3, 3)
+            }
+
+            fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
+                let $s = self;
+                group_norm_infer($fam, $groups, self.eps, ins)
+            }
+
+            fn cpu(&self, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+                let $s = self;
+                let groups = $groups;
+                super::cpu_f32($fam, ins, out, |xs, shapes| {
+                    group_norm_cpu(xs, &shapes[0], groups, self.eps)
+                })
+            }
+
+            fn lower(&self, _k: &Standard, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+                let $s = self;
+                group_norm_dispatch($groups, self.eps, cx)
+            }
+
+            fn shaders() -> Vec<&'static ShaderSource> {
+                vec![&GROUPNORM]
+            }
+        }
+    };
+}
+group_norm_family!(GroupNorm, "group_norm", |s| Some(s.num_groups));
+group_norm_family!(InstanceNorm, "instance_norm", |_s| None);
+
+/// RMS normalisation (ONNX `RMSNormalization`): over the dims from `axis` to the end,
+/// `x / sqrt(mean(x^2) + eps) * scale`, scale of the normalised dims' shape.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RmsNorm {
+    #[serde(default = "minus_one")]
+    pub axis: i64,
+    #[serde(default = "default_eps")]
+    pub eps: f32,
+}
+
+impl RmsNorm {
+    fn len(&self, shape: &[usize]) -> usize {
+        let a = norm_axis("rms_norm", self.axis, shape.len()).unwrap_or(shape.len() - 1);
+        numel(&shape[a..])
+    }
+}
+
+impl OpFamily for RmsNorm {
+    const FAMILY: &'static str = "rms_norm";
+    type Kernel = Standard;
+
+    fn arity(&self) -> (usize, usize) {
+        (2, 2)
+    }
+
+    fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
+        super::finite_attr("rms_norm", "eps", self.eps)?;
+        super::float_op("rms_norm", ins, |s| {
+            let a = norm_axis("rms_norm", self.axis, s[0].len())?;
+            // The scale may carry leading 1s (ONNX broadcasts it to the normalised dims).
+            let norm = &s[0][a..];
+            let scale = &s[1][s[1].iter().position(|&d| d != 1).unwrap_or(s[1].len())..];
+            let trimmed = &norm[norm.iter().position(|&d| d != 1).unwrap_or(norm.len())..];
+            if scale != trimmed {
+                return Err(Error::shape(
+                    "rms_norm scale",
+                    fmt_shape(norm),
+                    fmt_shape(&s[1]),
+                ));
+            }
+            Ok(s[0].clone())
+        })
+    }
+
+    fn cpu(&self, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        super::cpu_f32("rms_norm", ins, out, |xs, shapes| {
+            let len = self.len(&shapes[0]);
+            let (x, g) = (xs[0], xs[1]);
+            let mut y = vec![0.0; x.len()];
+            for (row, out) in x.chunks(len).zip(y.chunks_mut(len)) {
+                let ms = row.iter().map(|v| v * v).sum::<f32>() / len as f32;
+                let r = 1.0 / (ms + self.eps).sqrt();
+                for j in 0..len {
+                    out[j] = row[j] * r * g[j];
+                }
+            }
+            y
+        })
+    }
+
+    fn lower(&self, _k: &Standard, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        let len = self.len(&cx.in_shapes[0]);
+        let rows = numel(&cx.in_shapes[0]) / len;
+        Ok(vec![Dispatch {
+            shader: ShaderKey::new(&LAYERNORM, &[("RMS", 1)]),
+            overrides: Activation::None.overrides(),
+            params: vec![rows as u32, len as u32, f32_word(self.eps), 0],
+            bindings: vec![Bind::Input(0), Bind::Input(1), Bind::Dummy, Bind::Output],
+            workgroups: grid_1d(rows as u64, cx.max_workgroups),
+        }])
+    }
+
+    fn shaders() -> Vec<&'static ShaderSource> {
+        vec![&LAYERNORM]
+    }
+}
+
+/// Lp normalisation (ONNX `LpNormalization`): along `axis`, `x / ||x||_p` with `p` 1 or 2; a
+/// zero vector stays zero (its norm is 0).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LpNorm {
+    #[serde(default = "minus_one")]
+    pub axis: i64,
+    #[serde(default = "two")]
+    pub p: u32,
+}
+fn two() -> u32 {
+    2
+}
+
+impl OpFamily for LpNorm {
+    const FAMILY: &'static str = "lp_norm";
+    type Kernel = Standard;
+
+    fn infer(&self, ins: &[ValueType]) -> Result<ValueType> {
+        if self.p != 1 && self.p != 2 {
+            return Err(Error::graph(format!(
+                "lp_norm: p must be 1 or 2, got {}",
+                self.p
+            )));
+        }
+        super::float_op("lp_norm", ins, |s| {
+            norm_axis("lp_norm", self.axis, s[0].len())?;
+            Ok(s[0].clone())
+        })
+    }
+
+    fn cpu(&self, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        let (outer, len, inner) = Softmax { axis: self.axis }.split(&out.shape);
+        super::cpu_f32("lp_norm", ins, out, |xs, _| {
+            let x = xs[0];
+            let mut y = vec![0.0; x.len()];
+            for o in 0..outer {
+                for i in 0..inner {
+                    let at = |j: usize| o * len * inner + j * inner + i;
+                    let n = if self.p == 1 {
+                        (0..len).map(|j| x[at(j)].abs()).sum::<f32>()
+                    } else {
+                        (0..len).map(|j| x[at(j)] * x[at(j)]).sum::<f32>().sqrt()
+                    };
+                    for j in 0..len {
+                        y[at(j)] = if n == 0.0 { 0.0 } else { x[at(j)] / n };
+                    }
+                }
+            }
+            y
+        })
+    }
+
+    fn lower(&self, _k: &Standard, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        let (outer, len, inner) = Softmax { axis: self.axis }.split(&cx.in_shapes[0]);
+        let rows = outer * inner;
+        Ok(vec![Dispatch {
+            shader: ShaderKey::new(&LPNORM, &[("P", self.p)]),
+            overrides: Activation::None.overrides(),
+            params: vec![rows as u32, len as u32, inner as u32, 0],
+            bindings: vec![Bind::Input(0), Bind::Output],
+            workgroups: grid_1d(rows as u64, cx.max_workgroups),
+        }])
+    }
+
+    fn shaders() -> Vec<&'static ShaderSource> {
+        vec![&LPNORM]
+    }
+}
+
+static LPNORM: ShaderSource =
+    crate::wgsl!("norm/reduce.wgsl", "norm/lpnorm.wgsl"; [[("P", 1)], [("P", 2)]]);
