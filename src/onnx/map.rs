@@ -102,15 +102,35 @@ fn unary(cx: &mut Ctx, n: &NodeIn, act: Activation) -> R {
     Ok(vec![cx.emit(Op::Unary(Unary { act }), &[x], n.out())?])
 }
 
+/// `clamp(alpha x + beta, 0, 1)`. wgedge's hardsigmoid is PyTorch's `clamp(y / 6 + 1/2, 0, 1)`,
+/// so other parameters run it on `y = 6 alpha x + 6 (beta - 1/2)`: a scale (and shift) with
+/// the activation fused into the last binary op.
 fn hard_sigmoid(cx: &mut Ctx, n: &NodeIn) -> R {
     let alpha = n.attrs.float("alpha", 0.2);
     let beta = n.attrs.float("beta", 0.5);
-    if (alpha - 1.0 / 6.0).abs() > 1e-6 || (beta - 0.5).abs() > 1e-6 {
-        return Err(format!(
-            "alpha = {alpha}, beta = {beta} (wgedge's hardsigmoid is alpha 1/6, beta 0.5)"
-        ));
+    if (alpha - 1.0 / 6.0).abs() <= 1e-7 && beta == 0.5 {
+        return unary(cx, n, Activation::Hardsigmoid);
     }
-    unary(cx, n, Activation::Hardsigmoid)
+    let x = n.input(0)?;
+    f32_only(n, x, "input")?;
+    let shift = 6.0 * (beta - 0.5);
+    let scale = cx.konst(n.out(), scalar_f32(6.0 * alpha));
+    let act = |last: bool| if last { Activation::Hardsigmoid } else { Activation::None };
+    let out = if shift == 0.0 { n.out().to_string() } else { cx.fresh(n.out()) };
+    let op = Op::Binary(Binary {
+        kind: BinaryKind::Mul,
+        act: act(shift == 0.0),
+    });
+    let y = cx.emit(op, &[x, &scale], &out)?;
+    if shift == 0.0 {
+        return Ok(vec![y]);
+    }
+    let b = cx.konst(n.out(), scalar_f32(shift));
+    let op = Op::Binary(Binary {
+        kind: BinaryKind::Add,
+        act: act(true),
+    });
+    Ok(vec![cx.emit(op, &[&y, &b], n.out())?])
 }
 
 fn gelu(cx: &mut Ctx, n: &NodeIn) -> R {
