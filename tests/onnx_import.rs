@@ -63,7 +63,11 @@ fn vi(name: &str, elem: DataType, dims: &[D]) -> ValueInfoProto {
 }
 
 fn f32_in(name: &str, dims: &[i64]) -> ValueInfoProto {
-    vi(name, DataType::Float, &dims.iter().map(|&d| D::V(d)).collect::<Vec<_>>())
+    vi(
+        name,
+        DataType::Float,
+        &dims.iter().map(|&d| D::V(d)).collect::<Vec<_>>(),
+    )
 }
 
 fn out(name: &str) -> ValueInfoProto {
@@ -170,10 +174,7 @@ fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
     let (a, b) = (a.f32s("a").unwrap(), b.f32s("b").unwrap());
     assert_eq!(a.len(), b.len());
     let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    a.iter()
-        .zip(b)
-        .fold(0f32, |m, (x, y)| m.max((x - y).abs()))
-        / scale
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
 }
 
 #[test]
@@ -189,7 +190,12 @@ fn every_unsupported_node_is_named_in_one_error() {
     let m = model(
         13,
         vec![
-            node("Conv", &["x", "w"], &["c"], vec![string("auto_pad", "SIDEWAYS")]),
+            node(
+                "Conv",
+                &["x", "w"],
+                &["c"],
+                vec![string("auto_pad", "SIDEWAYS")],
+            ),
             node("NonMaxSuppression", &["x", "x"], &["n"], vec![]),
             node("Relu", &["x"], &["r"], vec![]),
             node("Add", &["r", "d"], &["a"], vec![]),
@@ -206,7 +212,10 @@ fn every_unsupported_node_is_named_in_one_error() {
     };
     assert!(what.starts_with("3 problem(s)"), "{what}");
     assert!(what.contains("tensor 'd' has dtype double"), "{what}");
-    assert!(what.contains("node 'Conv:c' (Conv, opset 13): auto_pad = 'SIDEWAYS'"), "{what}");
+    assert!(
+        what.contains("node 'Conv:c' (Conv, opset 13): auto_pad = 'SIDEWAYS'"),
+        "{what}"
+    );
     assert!(
         what.contains("node 'NonMaxSuppression:n' (NonMaxSuppression, opset 13): op type NonMaxSuppression is not supported"),
         "{what}"
@@ -224,7 +233,11 @@ fn corrupt_and_truncated_files_are_errors() {
         vec![],
     );
     assert!(Model::from_onnx(&m).is_ok());
-    for bad in [&m[..m.len() / 2], &b"not a model at all"[..], &[0xff; 64][..]] {
+    for bad in [
+        &m[..m.len() / 2],
+        &b"not a model at all"[..],
+        &[0xff; 64][..],
+    ] {
         match Model::from_onnx(bad) {
             Err(Error::ModelFile(_)) | Err(Error::Unsupported { .. }) | Err(Error::Graph(_)) => {}
             other => panic!("{other:?}"),
@@ -251,7 +264,12 @@ fn initializers_of_every_dtype_and_layout() {
             name: Some("raw".into()),
             dims: vec![2],
             data_type: Some(DataType::Float as i32),
-            raw_data: Some([0.25f32, 4.0].iter().flat_map(|v| v.to_le_bytes()).collect()),
+            raw_data: Some(
+                [0.25f32, 4.0]
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
+            ),
             ..Default::default()
         },
         TensorProto {
@@ -282,7 +300,10 @@ fn initializers_of_every_dtype_and_layout() {
     let imported = Model::from_onnx(&m).unwrap();
     let x = Tensor::new(&[2], vec![2.0, 3.0]).unwrap();
     let out = cpu(&imported, &[("x", &x)]);
-    assert_eq!(out[0].f32s("y").unwrap(), &[2.0 * 1.5 + 0.25, 3.0 * -2.0 + 4.0]);
+    assert_eq!(
+        out[0].f32s("y").unwrap(),
+        &[2.0 * 1.5 + 0.25, 3.0 * -2.0 + 4.0]
+    );
     assert_eq!(out[1].f32s("z").unwrap(), &[2.0 - 1.5, 3.0 + 2.5]);
 
     // External data is refused with a clear message.
@@ -314,7 +335,12 @@ fn shape_subgraphs_fold_for_the_given_shape() {
             node("Shape", &["x"], &["s"], vec![]),
             node("Gather", &["s", "zero"], &["b"], vec![]),
             node("Unsqueeze", &["b", "axes0"], &["b1"], vec![]),
-            node("Concat", &["b1", "minus1"], &["target"], vec![int("axis", 0)]),
+            node(
+                "Concat",
+                &["b1", "minus1"],
+                &["target"],
+                vec![int("axis", 0)],
+            ),
             node("Reshape", &["x", "target"], &["flat"], vec![]),
             node("Relu", &["flat"], &["y"], vec![]),
         ],
@@ -331,14 +357,20 @@ fn shape_subgraphs_fold_for_the_given_shape() {
         ],
     );
     // 'h' is not a batch dim: the error asks for --shape.
-    let e = import(&m, &ImportOptions::default()).unwrap_err().to_string();
+    let e = import(&m, &ImportOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("dim 2 'h'") && e.contains("--shape x="), "{e}");
     let mut opts = ImportOptions::default();
     opts.shapes.insert("x".into(), vec![2, 3, 5, 2]);
     let (model, report) = import(&m, &opts).unwrap();
     assert_eq!(report.folded, 4, "Shape, Gather, Unsqueeze and Concat fold");
     assert!(
-        model.graph.nodes.iter().all(|n| !matches!(n.op, Op::Shape(_) | Op::Concat(_))),
+        model
+            .graph
+            .nodes
+            .iter()
+            .all(|n| !matches!(n.op, Op::Shape(_) | Op::Concat(_))),
         "{:?}",
         model.graph.nodes
     );
@@ -397,7 +429,12 @@ fn names_are_kept_and_identity_outputs_are_named() {
 fn same_with_and_without_rewrites(m: &[u8], x: &Tensor, pattern: &str) -> Model {
     let (plain, _) = import(m, &no_rewrite()).unwrap();
     let (fused, report) = import(m, &ImportOptions::default()).unwrap();
-    assert_eq!(report.rewrites.get(pattern), Some(&1), "{:?}", report.rewrites);
+    assert_eq!(
+        report.rewrites.get(pattern),
+        Some(&1),
+        "{:?}",
+        report.rewrites
+    );
     assert!(fused.graph.nodes.len() < plain.graph.nodes.len());
     let a = cpu(&plain, &[("x", x)]);
     let b = cpu(&fused, &[("x", x)]);
@@ -449,11 +486,18 @@ fn rewrite_hardswish() {
 /// bias (the conv reads new weights, the Mul and Add are gone).
 #[test]
 fn rewrite_conv_per_channel_affine() {
-    let w: Vec<f32> = (0..4 * 3 * 9).map(|i| ((i * 7) % 11) as f32 * 0.1 - 0.5).collect();
+    let w: Vec<f32> = (0..4 * 3 * 9)
+        .map(|i| ((i * 7) % 11) as f32 * 0.1 - 0.5)
+        .collect();
     let m = model(
         13,
         vec![
-            node("Conv", &["x", "w", "b"], &["c"], vec![ints("pads", &[1, 1, 1, 1])]),
+            node(
+                "Conv",
+                &["x", "w", "b"],
+                &["c"],
+                vec![ints("pads", &[1, 1, 1, 1])],
+            ),
             node("Mul", &["c", "scale"], &["m"], vec![]),
             node("Add", &["m", "shift"], &["y"], vec![]),
         ],
@@ -549,7 +593,9 @@ fn rewrite_erf_gelu_matches() {
             tf32("half", &[], &[0.5]),
         ],
     );
-    let e = import(&m, &ImportOptions::default()).unwrap_err().to_string();
+    let e = import(&m, &ImportOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("(Gelu, opset 13)") && !e.contains("(Erf"), "{e}");
     let e = import(&m, &no_rewrite()).unwrap_err().to_string();
     assert!(e.contains("(Erf, opset 13)"), "{e}");
@@ -579,9 +625,7 @@ fn gemm_attributes_and_softmax_before_opset_13() {
     let mut want = vec![0f32; 8];
     for r in 0..2 {
         let logits: Vec<f32> = (0..4)
-            .map(|n| {
-                0.5 * (0..6).map(|k| xv[r * 6 + k] * w[n * 6 + k]).sum::<f32>() + 2.0 * c[n]
-            })
+            .map(|n| 0.5 * (0..6).map(|k| xv[r * 6 + k] * w[n * 6 + k]).sum::<f32>() + 2.0 * c[n])
             .collect();
         let mx = logits.iter().cloned().fold(f32::MIN, f32::max);
         let s: f32 = logits.iter().map(|l| (l - mx).exp()).sum();
@@ -635,9 +679,19 @@ fn cli_import_then_run_by_onnx_names() {
         "input.1=4,2",
     ]);
     assert!(ok, "{err}");
-    assert!(out.contains("input  input.1 f32[4, 2] (declared [N, 2])"), "{out}");
+    assert!(
+        out.contains("input  input.1 f32[4, 2] (declared [N, 2])"),
+        "{out}"
+    );
     assert!(out.contains("output logits f32[4, 3]"), "{out}");
-    let (ok, _, err) = wgedge_cli(&["import", &p("m.onnx"), "-o", &p("x.safetensors"), "--shape", "input.1=4,x"]);
+    let (ok, _, err) = wgedge_cli(&[
+        "import",
+        &p("m.onnx"),
+        "-o",
+        &p("x.safetensors"),
+        "--shape",
+        "input.1=4,x",
+    ]);
     assert!(!ok && err.contains("--shape"), "{err}");
 
     let x = Tensor::random(&[4, 2], 2);

@@ -60,7 +60,11 @@ fn compare(got: &Tensor, want: &Tensor) -> Result<(), String> {
     if got.shape() != want.shape() {
         // ONNX scalars are rank 0; wgedge may give them as [1].
         if !(got.numel() == want.numel() && (got.shape().len() <= 1 && want.shape().len() <= 1)) {
-            return Err(format!("shape {:?}, expected {:?}", got.shape(), want.shape()));
+            return Err(format!(
+                "shape {:?}, expected {:?}",
+                got.shape(),
+                want.shape()
+            ));
         }
     }
     if got.dtype() != want.dtype() {
@@ -95,7 +99,11 @@ fn run_on(session: &Session, names: &[String], case: &Case) -> Result<(), String
         .collect();
     let outs = session.run(&feeds).map_err(|e| format!("run: {e}"))?;
     if outs.len() != case.expected.len() {
-        return Err(format!("{} outputs, expected {}", outs.len(), case.expected.len()));
+        return Err(format!(
+            "{} outputs, expected {}",
+            outs.len(),
+            case.expected.len()
+        ));
     }
     for (k, (g, w)) in outs.iter().zip(&case.expected).enumerate() {
         compare(g, w).map_err(|e| format!("output {k}: {e}"))?;
@@ -130,7 +138,11 @@ fn input_names(model: &[u8]) -> Vec<String> {
 fn import(case: &Case) -> Result<(Model, Vec<String>, bool), String> {
     let all = input_names(&case.model);
     if all.len() != case.inputs.len() {
-        return Err(format!("{} graph inputs, case has {}", all.len(), case.inputs.len()));
+        return Err(format!(
+            "{} graph inputs, case has {}",
+            all.len(),
+            case.inputs.len()
+        ));
     }
     match wgedge::onnx::import(&case.model, &Default::default()) {
         Ok((m, _)) => return Ok((m, all, false)),
@@ -140,7 +152,11 @@ fn import(case: &Case) -> Result<(Model, Vec<String>, bool), String> {
         Err(_) => {}
     }
     let options = wgedge::onnx::ImportOptions {
-        constants: all[1..].iter().cloned().zip(case.inputs[1..].iter().cloned()).collect(),
+        constants: all[1..]
+            .iter()
+            .cloned()
+            .zip(case.inputs[1..].iter().cloned())
+            .collect(),
         ..Default::default()
     };
     let (m, _) = wgedge::onnx::import(&case.model, &options).map_err(|e| format!("import: {e}"))?;
@@ -172,7 +188,10 @@ fn onnx_node_tests() {
         .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
         .collect();
     paths.sort();
-    assert!(paths.len() > 100, "node test cases missing: run tools/onnx_node_tests.py");
+    assert!(
+        paths.len() > 100,
+        "node test cases missing: run tools/onnx_node_tests.py"
+    );
     let mut passed = BTreeSet::new();
     let mut failures = BTreeMap::new();
     let mut per_op: BTreeMap<String, (usize, usize)> = BTreeMap::new();
@@ -229,7 +248,12 @@ fn onnx_node_tests() {
     let regressed: Vec<String> = expected
         .iter()
         .filter(|c| !passed.contains(*c))
-        .map(|c| format!("{c}: {}", failures.get(c).map_or("case file missing", |s| s.as_str())))
+        .map(|c| {
+            format!(
+                "{c}: {}",
+                failures.get(c).map_or("case file missing", |s| s.as_str())
+            )
+        })
         .collect();
     assert!(
         regressed.is_empty(),
@@ -241,7 +265,11 @@ fn onnx_node_tests() {
         "{} of {} ONNX node tests pass on the CPU reference{}",
         passed.len(),
         paths.len(),
-        if gpu.is_some() { " and the GPU" } else { " (GPU skipped: no adapter)" }
+        if gpu.is_some() {
+            " and the GPU"
+        } else {
+            " (GPU skipped: no adapter)"
+        }
     );
 }
 
@@ -262,7 +290,11 @@ fn results_table(
     if !frozen.is_empty() {
         s.push_str(&format!(
             "\nPassed with the argument inputs (shape, axes, bounds) fixed at import: {}.\n",
-            frozen.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+            frozen
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();

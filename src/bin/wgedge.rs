@@ -660,7 +660,11 @@ fn rewrite_model<R>(
 fn parse_shapes(args: &[String]) -> wgedge::Result<BTreeMap<String, Vec<usize>>> {
     let mut m = BTreeMap::new();
     for a in args {
-        let bad = || Error::Input(format!("--shape '{a}': expected NAME=d0,d1,... with dims >= 1"));
+        let bad = || {
+            Error::Input(format!(
+                "--shape '{a}': expected NAME=d0,d1,... with dims >= 1"
+            ))
+        };
         let (name, dims) = a.rsplit_once('=').ok_or_else(bad)?;
         let dims: Vec<usize> = dims
             .split(',')
@@ -668,7 +672,9 @@ fn parse_shapes(args: &[String]) -> wgedge::Result<BTreeMap<String, Vec<usize>>>
             .collect::<Option<_>>()
             .ok_or_else(bad)?;
         if name.is_empty() || m.insert(name.to_string(), dims).is_some() {
-            return Err(Error::Input(format!("--shape '{a}': empty or repeated input name")));
+            return Err(Error::Input(format!(
+                "--shape '{a}': empty or repeated input name"
+            )));
         }
     }
     Ok(m)
@@ -718,7 +724,11 @@ fn import_cmd(input: &Path, output: &Path, shapes: &[String]) -> wgedge::Result<
             i.dtype,
             i.shape,
             declared.join(", "),
-            if i.defaulted.is_empty() { "" } else { "; symbolic batch set to 1" }
+            if i.defaulted.is_empty() {
+                ""
+            } else {
+                "; symbolic batch set to 1"
+            }
         );
     }
     let types = model.graph.check_types()?.types;
@@ -728,7 +738,11 @@ fn import_cmd(input: &Path, output: &Path, shapes: &[String]) -> wgedge::Result<
             None => println!("  output {o}"),
         }
     }
-    let rewrites: Vec<String> = report.rewrites.iter().map(|(k, v)| format!("{k} x{v}")).collect();
+    let rewrites: Vec<String> = report
+        .rewrites
+        .iter()
+        .map(|(k, v)| format!("{k} x{v}"))
+        .collect();
     println!(
         "  {} wgedge nodes, {} weights ({} parameters); {} ONNX nodes folded at import, {} dropped{}",
         model.graph.nodes.len(),

@@ -27,10 +27,7 @@ pub(super) fn eval(cx: &mut Ctx, n: &NodeIn) -> Option<std::result::Result<Vec<V
                 .iter()
                 .map(|v| v.as_ref().and_then(|v| v.konst.clone()))
                 .collect();
-            match eval_const(n, op, &ts) {
-                Some(r) => r,
-                None => return None,
-            }
+            eval_const(n, op, &ts)?
         }
     };
     Some(r.map(|ts| {
@@ -73,7 +70,13 @@ fn eval_const(n: &NodeIn, op: &str, ts: &[Option<Tensor>]) -> Option<R> {
         }
         "Expand" => t(0).and_then(|x| {
             let target: Vec<i64> = i64s(t(1)?);
-            let s = broadcast(x.shape(), &target.iter().map(|&d| d.max(0) as usize).collect::<Vec<_>>())?;
+            let s = broadcast(
+                x.shape(),
+                &target
+                    .iter()
+                    .map(|&d| d.max(0) as usize)
+                    .collect::<Vec<_>>(),
+            )?;
             broadcast_to(x, &s).map(|y| vec![y])
         }),
         "Add" | "Sub" | "Mul" | "Div" | "Mod" | "Pow" | "Equal" | "Less" | "Greater"
@@ -110,7 +113,11 @@ fn constant(n: &NodeIn) -> R {
     } else if let Some(f) = a.get("value_float").and_then(|a| a.f) {
         from_f64s(DType::F32, &[], vec![f as f64])?
     } else if let Some(v) = a.floats("value_floats") {
-        from_f64s(DType::F32, &[v.len()], v.iter().map(|&x| x as f64).collect())?
+        from_f64s(
+            DType::F32,
+            &[v.len()],
+            v.iter().map(|&x| x as f64).collect(),
+        )?
     } else if let Some(i) = a.get("value_int").and_then(|a| a.i) {
         from_i64s(DType::I64, &[], vec![i])?
     } else if let Some(v) = a.ints("value_ints") {
@@ -129,7 +136,10 @@ fn shape(n: &NodeIn) -> R {
     let clamp = |v: i64| if v < 0 { (v + r).max(0) } else { v.min(r) } as usize;
     let start = clamp(n.attrs.int("start", 0));
     let end = clamp(n.attrs.int("end", r));
-    let dims: Vec<i64> = x.shape()[start..end.max(start)].iter().map(|&d| d as i64).collect();
+    let dims: Vec<i64> = x.shape()[start..end.max(start)]
+        .iter()
+        .map(|&d| d as i64)
+        .collect();
     Ok(vec![from_i64s(DType::I64, &[dims.len()], dims)?])
 }
 
@@ -168,8 +178,16 @@ pub(super) fn broadcast(a: &[usize], b: &[usize]) -> std::result::Result<Vec<usi
     let r = a.len().max(b.len());
     (0..r)
         .map(|i| {
-            let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
-            let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+            let da = if i + a.len() >= r {
+                a[i + a.len() - r]
+            } else {
+                1
+            };
+            let db = if i + b.len() >= r {
+                b[i + b.len() - r]
+            } else {
+                1
+            };
             match (da, db) {
                 (x, y) if x == y => Ok(x),
                 (1, y) => Ok(y),
@@ -213,7 +231,9 @@ pub(super) fn broadcast_to(t: &Tensor, shape: &[usize]) -> std::result::Result<T
         return Err(format!("{:?} does not broadcast to {shape:?}", t.shape()));
     }
     if numel(shape) > 1 << 26 {
-        return Err(format!("constant of shape {shape:?} is too large to expand at import"));
+        return Err(format!(
+            "constant of shape {shape:?} is too large to expand at import"
+        ));
     }
     gather_flat(t, shape, &bcast_index(t.shape(), shape))
 }
@@ -232,7 +252,10 @@ fn gather_flat(t: &Tensor, shape: &[usize], idx: &[usize]) -> std::result::Resul
 fn binary(_n: &NodeIn, op: &str, a: &Tensor, b: &Tensor) -> R {
     let out = broadcast(a.shape(), b.shape())?;
     let (ia, ib) = (bcast_index(a.shape(), &out), bcast_index(b.shape(), &out));
-    let cmp = matches!(op, "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual");
+    let cmp = matches!(
+        op,
+        "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual"
+    );
     let float = a.dtype().is_float() || b.dtype().is_float();
     let res_dtype = if cmp { DType::Bool } else { a.dtype() };
     if float {
@@ -317,9 +340,17 @@ fn unary(op: &str, x: &Tensor) -> R {
             "Relu" => x.max(0),
             _ => x,
         };
-        return Ok(vec![from_i64s(x.dtype(), x.shape(), v.into_iter().map(g).collect())?]);
+        return Ok(vec![from_i64s(
+            x.dtype(),
+            x.shape(),
+            v.into_iter().map(g).collect(),
+        )?]);
     }
-    Ok(vec![from_f64s(x.dtype(), x.shape(), v.into_iter().map(f).collect())?])
+    Ok(vec![from_f64s(
+        x.dtype(),
+        x.shape(),
+        v.into_iter().map(f).collect(),
+    )?])
 }
 
 fn where_(c: &Tensor, a: &Tensor, b: &Tensor) -> R {
@@ -337,11 +368,17 @@ fn where_(c: &Tensor, a: &Tensor, b: &Tensor) -> R {
         .collect();
     if a.dtype().is_float() {
         let (va, vb) = (f64s(a), f64s(b));
-        let v = pick.iter().map(|&(s, i)| if s { va[i] } else { vb[i] }).collect();
+        let v = pick
+            .iter()
+            .map(|&(s, i)| if s { va[i] } else { vb[i] })
+            .collect();
         Ok(vec![from_f64s(a.dtype(), &out, v)?])
     } else {
         let (va, vb) = (i64s(a), i64s(b));
-        let v = pick.iter().map(|&(s, i)| if s { va[i] } else { vb[i] }).collect();
+        let v = pick
+            .iter()
+            .map(|&(s, i)| if s { va[i] } else { vb[i] })
+            .collect();
         Ok(vec![from_i64s(a.dtype(), &out, v)?])
     }
 }
@@ -459,7 +496,11 @@ fn concat(n: &NodeIn, xs: &[&Tensor]) -> R {
             || x.shape()[..a] != xs[0].shape()[..a]
             || x.shape()[a + 1..] != xs[0].shape()[a + 1..]
         {
-            return Err(format!("concat of shapes {:?} and {:?}", xs[0].shape(), x.shape()));
+            return Err(format!(
+                "concat of shapes {:?} and {:?}",
+                xs[0].shape(),
+                x.shape()
+            ));
         }
         shape[a] += x.shape()[a];
     }
@@ -478,7 +519,11 @@ fn concat(n: &NodeIn, xs: &[&Tensor]) -> R {
         }
     }
     let d = xs[0].dtype();
-    Ok(vec![if float { from_f64s(d, &shape, fv)? } else { from_i64s(d, &shape, iv)? }])
+    Ok(vec![if float {
+        from_f64s(d, &shape, fv)?
+    } else {
+        from_i64s(d, &shape, iv)?
+    }])
 }
 
 fn reduce(n: &NodeIn, op: &str, ts: &[Option<Tensor>]) -> R {
@@ -496,7 +541,9 @@ fn reduce(n: &NodeIn, op: &str, ts: &[Option<Tensor>]) -> R {
     };
     let keep = n.attrs.int("keepdims", 1) != 0;
     let s = x.shape();
-    let kept: Vec<usize> = (0..r).map(|d| if axes.contains(&d) { 1 } else { s[d] }).collect();
+    let kept: Vec<usize> = (0..r)
+        .map(|d| if axes.contains(&d) { 1 } else { s[d] })
+        .collect();
     let idx = bcast_index(&kept, s);
     let v = f64s(x);
     let init = match op {
@@ -525,7 +572,10 @@ fn reduce(n: &NodeIn, op: &str, ts: &[Option<Tensor>]) -> R {
 /// DequantizeLinear of a constant (per tensor or per axis): the weight is imported as f32.
 fn dequantize(n: &NodeIn, ts: &[Option<Tensor>]) -> R {
     let x = ts[0].as_ref().ok_or("input 0 is missing")?;
-    let scale = ts.get(1).and_then(|t| t.as_ref()).ok_or("x_scale is missing")?;
+    let scale = ts
+        .get(1)
+        .and_then(|t| t.as_ref())
+        .ok_or("x_scale is missing")?;
     if n.attrs.int("block_size", 0) != 0 {
         return Err("block_size (blocked quantization) is not supported".into());
     }
@@ -564,7 +614,10 @@ pub(super) fn reshape_dims(
                 out.push(1);
             }
             0 if !allow_zero => out.push(*x.get(i).ok_or_else(|| {
-                format!("shape {target:?} copies dim {i} of a rank-{} input", x.len())
+                format!(
+                    "shape {target:?} copies dim {i} of a rank-{} input",
+                    x.len()
+                )
             })?),
             d if d > 0 => out.push(d as usize),
             _ => return Err(format!("shape {target:?}")),
@@ -572,7 +625,7 @@ pub(super) fn reshape_dims(
     }
     let known = numel(&out);
     if let Some(i) = infer {
-        if known == 0 || numel(x) % known != 0 {
+        if known == 0 || !numel(x).is_multiple_of(known) {
             return Err(format!("shape {target:?} for input {x:?}"));
         }
         out[i] = numel(x) / known;
@@ -613,7 +666,10 @@ pub(super) fn squeeze_dims(
 
 pub(super) fn unsqueeze_dims(x: &[usize], axes: &[i64]) -> std::result::Result<Vec<usize>, String> {
     let r = x.len() + axes.len();
-    let mut at: Vec<usize> = axes.iter().map(|&a| axis_of(a, r)).collect::<Result<_, _>>()?;
+    let mut at: Vec<usize> = axes
+        .iter()
+        .map(|&a| axis_of(a, r))
+        .collect::<Result<_, _>>()?;
     at.sort_unstable();
     at.dedup();
     if at.len() != axes.len() {
@@ -621,6 +677,12 @@ pub(super) fn unsqueeze_dims(x: &[usize], axes: &[i64]) -> std::result::Result<V
     }
     let mut it = x.iter();
     Ok((0..r)
-        .map(|d| if at.contains(&d) { 1 } else { *it.next().unwrap_or(&1) })
+        .map(|d| {
+            if at.contains(&d) {
+                1
+            } else {
+                *it.next().unwrap_or(&1)
+            }
+        })
         .collect())
 }

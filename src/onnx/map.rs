@@ -5,7 +5,7 @@
 
 use super::{Ctx, NodeIn, Val};
 use crate::ops::{
-    Activation, Binary, BinaryKind, BatchNorm, Cast, Concat, Conv2d, ConvTranspose2d,
+    Activation, BatchNorm, Binary, BinaryKind, Cast, Concat, Conv2d, ConvTranspose2d,
     GlobalAvgPool, LayerNorm, MatMul, Op, Pool2d, PoolKind, Softmax, Transpose, Unary,
 };
 use crate::tensor::{numel, DType, Tensor};
@@ -115,8 +115,18 @@ fn hard_sigmoid(cx: &mut Ctx, n: &NodeIn) -> R {
     f32_only(n, x, "input")?;
     let shift = 6.0 * (beta - 0.5);
     let scale = cx.konst(n.out(), scalar_f32(6.0 * alpha));
-    let act = |last: bool| if last { Activation::Hardsigmoid } else { Activation::None };
-    let out = if shift == 0.0 { n.out().to_string() } else { cx.fresh(n.out()) };
+    let act = |last: bool| {
+        if last {
+            Activation::Hardsigmoid
+        } else {
+            Activation::None
+        }
+    };
+    let out = if shift == 0.0 {
+        n.out().to_string()
+    } else {
+        cx.fresh(n.out())
+    };
     let op = Op::Binary(Binary {
         kind: BinaryKind::Mul,
         act: act(shift == 0.0),
@@ -228,7 +238,10 @@ fn spatial_pads(
     dilation: &[usize],
 ) -> std::result::Result<Vec<usize>, String> {
     let r = input.len();
-    let auto = n.attrs.string("auto_pad").unwrap_or_else(|| "NOTSET".into());
+    let auto = n
+        .attrs
+        .string("auto_pad")
+        .unwrap_or_else(|| "NOTSET".into());
     match auto.as_str() {
         "NOTSET" => {
             let p = n.attrs.ints("pads").unwrap_or_else(|| vec![0; 2 * r]);
@@ -322,7 +335,11 @@ fn conv(cx: &mut Ctx, n: &NodeIn) -> R {
     f32_only(n, w, "weight W")?;
     let (x2, one_d) = as_2d(cx, n, x)?;
     if w.rank() != x.rank() {
-        return Err(format!("weight of rank {} for input of rank {}", w.rank(), x.rank()));
+        return Err(format!(
+            "weight of rank {} for input of rank {}",
+            w.rank(),
+            x.rank()
+        ));
     }
     let sp = x.rank() - 2;
     let kernel = w.shape()[2..].to_vec();
@@ -355,7 +372,11 @@ fn conv(cx: &mut Ctx, n: &NodeIn) -> R {
         f32_only(n, b, "bias B")?;
         ins.push(b);
     }
-    let out = if one_d { cx.fresh(n.out()) } else { n.out().to_string() };
+    let out = if one_d {
+        cx.fresh(n.out())
+    } else {
+        n.out().to_string()
+    };
     let y = cx.emit(Op::Conv2d(c), &ins, &out)?;
     finish_1d(cx, n, y, one_d)
 }
@@ -384,7 +405,10 @@ fn conv_transpose(cx: &mut Ctx, n: &NodeIn) -> R {
     if group < 1 {
         return Err(format!("group = {group}"));
     }
-    let auto = n.attrs.string("auto_pad").unwrap_or_else(|| "NOTSET".into());
+    let auto = n
+        .attrs
+        .string("auto_pad")
+        .unwrap_or_else(|| "NOTSET".into());
     let in_hw = &x.shape()[2..];
     let target: Option<Vec<usize>> = match n.attrs.ints("output_shape") {
         Some(s) => {
@@ -399,10 +423,8 @@ fn conv_transpose(cx: &mut Ctx, n: &NodeIn) -> R {
         Some(t) => {
             let mut p = vec![0; 4];
             for i in 0..2 {
-                let full = stride[i] * (in_hw[i] - 1)
-                    + out_pad[i]
-                    + (kernel[i] - 1) * dilation[i]
-                    + 1;
+                let full =
+                    stride[i] * (in_hw[i] - 1) + out_pad[i] + (kernel[i] - 1) * dilation[i] + 1;
                 // A target beyond the full output grows it at the end (as output_padding).
                 if t[i] > full {
                     out_pad[i] += t[i] - full;
@@ -457,7 +479,9 @@ fn pool(cx: &mut Ctx, n: &NodeIn, kind: PoolKind) -> R {
     let stride = usizes(n, "strides", sp, 1)?;
     let dilation = usizes(n, "dilations", sp, 1)?;
     if dilation.iter().any(|&d| d != 1) {
-        return Err(format!("dilations = {dilation:?} (pool dilations are not supported yet)"));
+        return Err(format!(
+            "dilations = {dilation:?} (pool dilations are not supported yet)"
+        ));
     }
     let mut pads = spatial_pads(n, &x.shape()[2..], &kernel, &stride, &dilation)?;
     let include_pad = n.attrs.int("count_include_pad", 0) != 0;
@@ -496,7 +520,11 @@ fn pool(cx: &mut Ctx, n: &NodeIn, kind: PoolKind) -> R {
         pad: pads_1d(pads, one_d),
         count_include_pad: include_pad,
     };
-    let out = if one_d { cx.fresh(n.out()) } else { n.out().to_string() };
+    let out = if one_d {
+        cx.fresh(n.out())
+    } else {
+        n.out().to_string()
+    };
     let y = cx.emit(Op::Pool2d(p), &[&x2], &out)?;
     finish_1d(cx, n, y, one_d)
 }
@@ -505,7 +533,11 @@ fn global_avg_pool(cx: &mut Ctx, n: &NodeIn) -> R {
     let x = n.input(0)?;
     f32_only(n, x, "input X")?;
     let (x2, one_d) = as_2d(cx, n, x)?;
-    let out = if one_d { cx.fresh(n.out()) } else { n.out().to_string() };
+    let out = if one_d {
+        cx.fresh(n.out())
+    } else {
+        n.out().to_string()
+    };
     let y = cx.emit(Op::GlobalAvgPool(GlobalAvgPool {}), &[&x2], &out)?;
     finish_1d(cx, n, y, one_d)
 }
@@ -533,7 +565,11 @@ fn gemm(cx: &mut Ctx, n: &NodeIn) -> R {
     f32_only(n, a, "input A")?;
     f32_only(n, b, "input B")?;
     if a.rank() != 2 || b.rank() != 2 {
-        return Err(format!("operands of rank {} and {} (Gemm takes 2-D)", a.rank(), b.rank()));
+        return Err(format!(
+            "operands of rank {} and {} (Gemm takes 2-D)",
+            a.rank(),
+            b.rank()
+        ));
     }
     let alpha = n.attrs.float("alpha", 1.0);
     let beta = n.attrs.float("beta", 1.0);
@@ -571,11 +607,19 @@ fn gemm(cx: &mut Ctx, n: &NodeIn) -> R {
         ins.push(bv);
     }
     let last = post_alpha == 1.0 && late_c.is_none();
-    let out = if last { n.out().to_string() } else { cx.fresh(n.out()) };
+    let out = if last {
+        n.out().to_string()
+    } else {
+        cx.fresh(n.out())
+    };
     let mut y = cx.emit(Op::MatMul(mm), &ins, &out)?;
     if post_alpha != 1.0 {
         let s = cx.konst(n.out(), scalar_f32(post_alpha));
-        let out = if late_c.is_none() { n.out().to_string() } else { cx.fresh(n.out()) };
+        let out = if late_c.is_none() {
+            n.out().to_string()
+        } else {
+            cx.fresh(n.out())
+        };
         y = cx.emit(
             Op::Binary(Binary {
                 kind: BinaryKind::Mul,
@@ -635,7 +679,11 @@ fn matmul(cx: &mut Ctx, n: &NodeIn) -> R {
         ));
     }
     let squeeze = ra == 1 || rb == 1;
-    let out = if squeeze { cx.fresh(n.out()) } else { n.out().to_string() };
+    let out = if squeeze {
+        cx.fresh(n.out())
+    } else {
+        n.out().to_string()
+    };
     let y = cx.emit(Op::MatMul(MatMul::default()), &[&a2, &b2], &out)?;
     if squeeze {
         let mut s = y.shape().to_vec();
@@ -659,7 +707,11 @@ fn softmax(cx: &mut Ctx, n: &NodeIn) -> R {
     if n.opset >= 13 {
         let axis = n.attrs.int("axis", -1);
         norm_axis(axis, r)?;
-        return Ok(vec![cx.emit(Op::Softmax(Softmax { axis }), &[x], n.out())?]);
+        return Ok(vec![cx.emit(
+            Op::Softmax(Softmax { axis }),
+            &[x],
+            n.out(),
+        )?]);
     }
     let axis = n.attrs.int("axis", 1);
     let a = if axis < 0 { axis + r as i64 } else { axis };
@@ -677,14 +729,22 @@ fn softmax(cx: &mut Ctx, n: &NodeIn) -> R {
 }
 
 /// Broadcasts a constant to `shape` (scale/bias given with fewer dims).
-fn const_to(cx: &mut Ctx, base: &str, v: &Val, shape: &[usize]) -> std::result::Result<Val, String> {
+fn const_to(
+    cx: &mut Ctx,
+    base: &str,
+    v: &Val,
+    shape: &[usize],
+) -> std::result::Result<Val, String> {
     if v.shape() == shape {
         return Ok(v.clone());
     }
-    let t = v
-        .konst
-        .as_ref()
-        .ok_or_else(|| format!("'{}' of shape {:?} is not a constant of shape {shape:?}", v.name, v.shape()))?;
+    let t = v.konst.as_ref().ok_or_else(|| {
+        format!(
+            "'{}' of shape {:?} is not a constant of shape {shape:?}",
+            v.name,
+            v.shape()
+        )
+    })?;
     let t = super::fold::broadcast_to(t, shape)?;
     Ok(cx.konst(base, t))
 }
@@ -698,11 +758,21 @@ fn layer_norm(cx: &mut Ctx, n: &NodeIn) -> R {
     let norm = x.shape()[a..].to_vec();
     let gamma = match n.opt(1) {
         Some(g) => const_to(cx, n.out(), g, &norm)?,
-        None => cx.konst(n.out(), Tensor::from_data(&norm, crate::tensor::TensorData::F32(vec![1.0; numel(&norm)])).map_err(|e| e.to_string())?),
+        None => cx.konst(
+            n.out(),
+            Tensor::from_data(
+                &norm,
+                crate::tensor::TensorData::F32(vec![1.0; numel(&norm)]),
+            )
+            .map_err(|e| e.to_string())?,
+        ),
     };
     let beta = match n.opt(2) {
         Some(b) => const_to(cx, n.out(), b, &norm)?,
-        None => cx.konst(n.out(), Tensor::try_zeros(&norm).map_err(|e| e.to_string())?),
+        None => cx.konst(
+            n.out(),
+            Tensor::try_zeros(&norm).map_err(|e| e.to_string())?,
+        ),
     };
     let op = Op::LayerNorm(LayerNorm {
         axis: a as i64,
@@ -723,7 +793,11 @@ fn batch_norm(cx: &mut Ctx, n: &NodeIn) -> R {
         f32_only(n, v, "input")?;
     }
     let eps = n.attrs.float("epsilon", 1e-5);
-    Ok(vec![cx.emit(Op::BatchNorm(BatchNorm { eps }), &ins, n.out())?])
+    Ok(vec![cx.emit(
+        Op::BatchNorm(BatchNorm { eps }),
+        &ins,
+        n.out(),
+    )?])
 }
 
 /// Reshape with a constant target (after folding); the ONNX 0 and -1 rules are resolved
@@ -788,7 +862,11 @@ fn transpose(cx: &mut Ctx, n: &NodeIn) -> R {
         }
         None => (0..r).rev().collect(),
     };
-    Ok(vec![cx.emit(Op::Transpose(Transpose { perm }), &[x], n.out())?])
+    Ok(vec![cx.emit(
+        Op::Transpose(Transpose { perm }),
+        &[x],
+        n.out(),
+    )?])
 }
 
 fn concat(cx: &mut Ctx, n: &NodeIn) -> R {
@@ -801,7 +879,11 @@ fn concat(cx: &mut Ctx, n: &NodeIn) -> R {
         return Err("axis is missing".into());
     }
     let a = norm_axis(axis, ins[0].rank())?;
-    Ok(vec![cx.emit(Op::Concat(Concat { axis: a as i64 }), &ins, n.out())?])
+    Ok(vec![cx.emit(
+        Op::Concat(Concat { axis: a as i64 }),
+        &ins,
+        n.out(),
+    )?])
 }
 
 fn cast(cx: &mut Ctx, n: &NodeIn) -> R {
@@ -812,7 +894,11 @@ fn cast(cx: &mut Ctx, n: &NodeIn) -> R {
     if x.ty.dtype == dtype {
         return Ok(vec![x.clone()]);
     }
-    Ok(vec![cx.emit(Op::Cast(Cast { to: dtype }), &[x], n.out())?])
+    Ok(vec![cx.emit(
+        Op::Cast(Cast { to: dtype }),
+        &[x],
+        n.out(),
+    )?])
 }
 
 /// DequantizeLinear of a value (constants fold at import): `(f32(x) - zero) * scale`, the
@@ -821,7 +907,10 @@ fn dequantize_linear(cx: &mut Ctx, n: &NodeIn) -> R {
     let x = n.input(0)?;
     let scale = n.input(1)?;
     if scale.ty.dtype != DType::F32 {
-        return Err(format!("x_scale of dtype {} (f32 scales only)", scale.ty.dtype));
+        return Err(format!(
+            "x_scale of dtype {} (f32 scales only)",
+            scale.ty.dtype
+        ));
     }
     if n.attrs.int("block_size", 0) != 0 {
         return Err("block_size (blocked quantization) is not supported".into());

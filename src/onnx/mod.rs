@@ -440,7 +440,10 @@ fn graph_input(
 }
 
 fn join(s: &[usize]) -> String {
-    s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",")
+    s.iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A value during import: its wgedge name, type, and data when it is a constant.
@@ -494,7 +497,10 @@ impl NodeIn<'_> {
     pub fn konst(&self, i: usize, what: &str) -> std::result::Result<&Tensor, String> {
         let v = self.input(i)?;
         v.konst.as_ref().ok_or_else(|| {
-            format!("input {i} ({what}, '{}') is not a constant at import", v.name)
+            format!(
+                "input {i} ({what}, '{}') is not a constant at import",
+                v.name
+            )
         })
     }
     /// The ONNX name of output 0.
@@ -627,7 +633,12 @@ impl Ctx {
     }
 
     /// A reshape of `x` to the concrete `shape` (a no-op alias in plans).
-    pub fn reshape(&mut self, x: &Val, shape: &[usize], out: &str) -> std::result::Result<Val, String> {
+    pub fn reshape(
+        &mut self,
+        x: &Val,
+        shape: &[usize],
+        out: &str,
+    ) -> std::result::Result<Val, String> {
         if x.shape() == shape && x.name == out {
             return Ok(x.clone());
         }

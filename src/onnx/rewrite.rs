@@ -69,8 +69,10 @@ impl<'a> View<'a> {
     /// The live node defining `v` with op type `op`.
     fn def(&self, v: &str, op: &str) -> Option<usize> {
         let &i = self.producer.get(v)?;
-        (self.alive[i] && self.nodes[i].op_type() == op && matches!(self.nodes[i].domain(), "" | "ai.onnx"))
-            .then_some(i)
+        (self.alive[i]
+            && self.nodes[i].op_type() == op
+            && matches!(self.nodes[i].domain(), "" | "ai.onnx"))
+        .then_some(i)
     }
 
     /// `v` is read by exactly one node and is no graph output.
@@ -169,6 +171,7 @@ pub(super) fn onnx_patterns(
     let mut replace: Vec<(usize, NodeProto)> = Vec::new();
     let alive = {
         let mut v = View::new(nodes, cx);
+        #[allow(clippy::needless_range_loop)] // `v` borrows `nodes` and marks nodes dead by index
         for i in 0..nodes.len() {
             if !v.alive[i] {
                 continue;
@@ -223,7 +226,8 @@ fn silu(v: &mut View, s: usize) -> Option<(usize, NodeProto)> {
 
 fn hardswish_hs(v: &mut View, h: usize) -> Option<(usize, NodeProto)> {
     let a = super::attr::Attrs(&v.nodes[h].attribute);
-    if (a.float("alpha", 0.2) - 1.0 / 6.0).abs() > 1e-6 || (a.float("beta", 0.5) - 0.5).abs() > 1e-6 {
+    if (a.float("alpha", 0.2) - 1.0 / 6.0).abs() > 1e-6 || (a.float("beta", 0.5) - 0.5).abs() > 1e-6
+    {
         return None;
     }
     let x = v.nodes[h].input.first()?.clone();
@@ -246,7 +250,10 @@ fn hardswish(v: &mut View, cx: &Ctx, add: usize) -> Option<(usize, NodeProto)> {
     let cn = &v.nodes[c];
     let (lo, hi) = if cx.opset < 11 {
         let a = super::attr::Attrs(&cn.attribute);
-        (a.float("min", f32::MIN) as f64, a.float("max", f32::MAX) as f64)
+        (
+            a.float("min", f32::MIN) as f64,
+            a.float("max", f32::MAX) as f64,
+        )
     } else {
         (
             v.scalar(cx, cn.input.get(1)?)?,
@@ -271,7 +278,12 @@ fn hardswish(v: &mut View, cx: &Ctx, add: usize) -> Option<(usize, NodeProto)> {
         })?;
     let out = v.nodes[last].output[0].clone();
     let name = format!("{}+hardswish", v.nodes[last].name());
-    fuse(v, &[add, c, m, last], last, node("HardSwish", "", &[&x], &out, &name))
+    fuse(
+        v,
+        &[add, c, m, last],
+        last,
+        node("HardSwish", "", &[&x], &out, &name),
+    )
 }
 
 /// From the Sqrt of a variance chain back and forward (see the module docs).
@@ -281,14 +293,21 @@ fn layer_norm(v: &mut View, cx: &Ctx, sq: usize) -> Option<(usize, NodeProto)> {
         let a = super::attr::Attrs(&n.attribute);
         if n.input.len() > 1 {
             let name = &n.input[1];
-            let t = v.consts.get(name.as_str()).or_else(|| cx.vals.get(name).and_then(|x| x.konst.as_ref()))?;
+            let t = v
+                .consts
+                .get(name.as_str())
+                .or_else(|| cx.vals.get(name).and_then(|x| x.konst.as_ref()))?;
             Some(super::tensor::i64s(t))
         } else {
             a.ints("axes")
         }
     };
     let add = v.def(&v.nodes[sq].input[0], "Add")?;
-    let var_in = v.nodes[add].input.iter().find(|s| v.def(s, "ReduceMean").is_some())?.clone();
+    let var_in = v.nodes[add]
+        .input
+        .iter()
+        .find(|s| v.def(s, "ReduceMean").is_some())?
+        .clone();
     let eps_name = v.nodes[add].input.iter().find(|s| **s != var_in)?.clone();
     let eps = v.scalar(cx, &eps_name)?;
     let rm2 = v.def(&var_in, "ReduceMean")?;
@@ -318,7 +337,11 @@ fn layer_norm(v: &mut View, cx: &Ctx, sq: usize) -> Option<(usize, NodeProto)> {
     }
     let mut sorted = ax.clone();
     sorted.sort_unstable();
-    if sorted.iter().enumerate().any(|(k, &a)| a != -(sorted.len() as i64) + k as i64) {
+    if sorted
+        .iter()
+        .enumerate()
+        .any(|(k, &a)| a != -(sorted.len() as i64) + k as i64)
+    {
         return None;
     }
     for i in [rm1, rm2] {
@@ -377,7 +400,11 @@ fn gelu(v: &mut View, cx: &Ctx, erf: usize) -> Option<(usize, NodeProto)> {
     let d = v
         .def(&e_in, "Div")
         .filter(|&d| {
-            v.nodes[d].input.get(1).and_then(|s| v.scalar(cx, s)).is_some_and(|s| (s - sqrt2).abs() < 1e-4)
+            v.nodes[d]
+                .input
+                .get(1)
+                .and_then(|s| v.scalar(cx, s))
+                .is_some_and(|s| (s - sqrt2).abs() < 1e-4)
         })
         .or_else(|| {
             v.def(&e_in, "Mul")
@@ -526,7 +553,11 @@ pub(super) fn fold_conv_affine(
                 loop {
                     i += 1;
                     let n = format!("{base}/folded{i}");
-                    if !w.contains_key(&n) && g.origins().map(|o| !o.contains_key(n.as_str())).unwrap_or(false) {
+                    if !w.contains_key(&n)
+                        && g.origins()
+                            .map(|o| !o.contains_key(n.as_str()))
+                            .unwrap_or(false)
+                    {
                         return n;
                     }
                 }

@@ -75,7 +75,11 @@ pub(crate) fn from_proto(t: &TensorProto) -> Result<Tensor, String> {
         // f16 values travel as their bit patterns in int32_data.
         DType::F16 => {
             count(i32s.len())?;
-            TensorData::F16(i32s.iter().map(|&b| half::f16::from_bits(b as u16)).collect())
+            TensorData::F16(
+                i32s.iter()
+                    .map(|&b| half::f16::from_bits(b as u16))
+                    .collect(),
+            )
         }
         DType::I32 => {
             count(i32s.len())?;
