@@ -36,6 +36,7 @@ pub mod format;
 pub mod gpu;
 pub mod graph;
 pub mod model;
+pub mod onnx;
 pub mod ops;
 pub mod profile;
 pub mod sched;

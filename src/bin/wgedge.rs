@@ -58,6 +58,19 @@ enum Cmd {
         #[arg(long, default_value = "auto")]
         backend: String,
     },
+    /// Import an ONNX model into a wgedge model file (inputs and outputs keep their ONNX
+    /// names; shape subgraphs fold for the given input shapes).
+    Import {
+        /// The .onnx file.
+        input: PathBuf,
+        /// Where to write the wgedge model (written atomically, never over the input).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Concrete shape of an input, NAME=d0,d1,... (repeat per input); needed for symbolic
+        /// dims other than a leading batch dim (which defaults to 1).
+        #[arg(long = "shape", value_name = "NAME=DIMS")]
+        shapes: Vec<String>,
+    },
     /// Quantize a model's matmul and conv weights (int8, int4, f16, pow2) and write the
     /// compressed model; prints what each layer cost. `--accuracy-table` instead measures the
     /// shipped MNIST CNN in every format (the README's table).
@@ -198,6 +211,11 @@ fn run(cli: Cli) -> wgedge::Result<()> {
             output,
             backend,
         } => run_model(&model, &input, &output, backend_arg(&backend)?),
+        Cmd::Import {
+            input,
+            output,
+            shapes,
+        } => import_cmd(&input, &output, &shapes),
         Cmd::Quantize {
             accuracy_table: true,
             backend,
@@ -636,6 +654,106 @@ fn rewrite_model<R>(
     let bytes = rewritten.to_bytes()?;
     write_atomically(&target, &bytes)?;
     Ok((model, rewritten, report, bytes))
+}
+
+/// Parses `--shape NAME=d0,d1,...` arguments.
+fn parse_shapes(args: &[String]) -> wgedge::Result<BTreeMap<String, Vec<usize>>> {
+    let mut m = BTreeMap::new();
+    for a in args {
+        let bad = || {
+            Error::Input(format!(
+                "--shape '{a}': expected NAME=d0,d1,... with dims >= 1"
+            ))
+        };
+        let (name, dims) = a.rsplit_once('=').ok_or_else(bad)?;
+        let dims: Vec<usize> = dims
+            .split(',')
+            .map(|d| d.trim().parse::<usize>().ok().filter(|&d| d > 0))
+            .collect::<Option<_>>()
+            .ok_or_else(bad)?;
+        if name.is_empty() || m.insert(name.to_string(), dims).is_some() {
+            return Err(Error::Input(format!(
+                "--shape '{a}': empty or repeated input name"
+            )));
+        }
+    }
+    Ok(m)
+}
+
+/// `wgedge import`: ONNX -> wgedge model file, with a summary of what import did.
+fn import_cmd(input: &Path, output: &Path, shapes: &[String]) -> wgedge::Result<()> {
+    let target = output_target(output, &[("input model", input)])?;
+    let options = wgedge::onnx::ImportOptions {
+        shapes: parse_shapes(shapes)?,
+        ..Default::default()
+    };
+    let bytes = std::fs::read(input).map_err(|e| io_error(input, e))?;
+    let bar = labelled_progress_bar("importing");
+    let result = wgedge::onnx::import_with_progress(&bytes, &options, &mut |done, total| {
+        if let Some(bar) = &bar {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }
+    });
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let (model, report) = result?;
+    let out = model.to_bytes()?;
+    write_atomically(&target, &out)?;
+    println!(
+        "imported {} (ONNX opset {}, {} nodes) -> {}",
+        input.display(),
+        report.opset,
+        report.onnx_nodes,
+        output.display()
+    );
+    for i in &report.inputs {
+        let declared: Vec<String> = i
+            .declared
+            .iter()
+            .map(|d| match d {
+                wgedge::onnx::OnnxDim::Fixed(v) => v.to_string(),
+                wgedge::onnx::OnnxDim::Symbolic(s) => s.clone(),
+                wgedge::onnx::OnnxDim::Unknown => "?".into(),
+            })
+            .collect();
+        println!(
+            "  input  {} {}{:?} (declared [{}]{})",
+            i.name,
+            i.dtype,
+            i.shape,
+            declared.join(", "),
+            if i.defaulted.is_empty() {
+                ""
+            } else {
+                "; symbolic batch set to 1"
+            }
+        );
+    }
+    let types = model.graph.check_types()?.types;
+    for o in &report.outputs {
+        match types.get(o) {
+            Some(t) => println!("  output {o} {t}"),
+            None => println!("  output {o}"),
+        }
+    }
+    let rewrites: Vec<String> = report
+        .rewrites
+        .iter()
+        .map(|(k, v)| format!("{k} x{v}"))
+        .collect();
+    println!(
+        "  {} wgedge nodes, {} weights ({} parameters); {} ONNX nodes folded at import, {} dropped{}",
+        model.graph.nodes.len(),
+        model.graph.weights.len(),
+        model.graph.param_count(),
+        report.folded,
+        report.dropped,
+        if rewrites.is_empty() { String::new() } else { format!("; rewrites: {}", rewrites.join(", ")) }
+    );
+    println!("wrote {} ({} bytes)", output.display(), out.len());
+    Ok(())
 }
 
 /// `wgedge quantize`: quantizes `input` as `cfg` says, writes it to `output` atomically (never

@@ -1,0 +1,722 @@
+//! ONNX import: errors (all problems in one), initializer dtypes, shape folding, symbolic dims,
+//! names kept, the import-time rewrites (each compared with the unrewritten graph on the CPU
+//! reference) and the `wgedge import` command. Models are built here with the prost types.
+
+use prost::Message;
+use std::collections::BTreeMap;
+use wgedge::onnx::proto::{
+    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto,
+};
+use wgedge::onnx::{import, ImportOptions};
+use wgedge::ops::Op;
+use wgedge::{Backend, Error, Model, Session, SessionOptions, Tensor};
+
+fn tf32(name: &str, dims: &[i64], v: &[f32]) -> TensorProto {
+    TensorProto {
+        name: Some(name.into()),
+        dims: dims.to_vec(),
+        data_type: Some(DataType::Float as i32),
+        float_data: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn ti64(name: &str, dims: &[i64], v: &[i64]) -> TensorProto {
+    TensorProto {
+        name: Some(name.into()),
+        dims: dims.to_vec(),
+        data_type: Some(DataType::Int64 as i32),
+        int64_data: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+enum D {
+    V(i64),
+    P(&'static str),
+}
+
+fn vi(name: &str, elem: DataType, dims: &[D]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| tensor_shape_proto::Dimension {
+            value: Some(match d {
+                D::V(v) => tensor_shape_proto::dimension::Value::DimValue(*v),
+                D::P(p) => tensor_shape_proto::dimension::Value::DimParam(p.to_string()),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(elem as i32),
+                shape: Some(TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn f32_in(name: &str, dims: &[i64]) -> ValueInfoProto {
+    vi(
+        name,
+        DataType::Float,
+        &dims.iter().map(|&d| D::V(d)).collect::<Vec<_>>(),
+    )
+}
+
+fn out(name: &str) -> ValueInfoProto {
+    ValueInfoProto {
+        name: Some(name.into()),
+        ..Default::default()
+    }
+}
+
+fn node(op: &str, ins: &[&str], outs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
+    NodeProto {
+        name: Some(format!("{op}:{}", outs[0])),
+        op_type: Some(op.into()),
+        input: ins.iter().map(|s| s.to_string()).collect(),
+        output: outs.iter().map(|s| s.to_string()).collect(),
+        attribute: attrs,
+        ..Default::default()
+    }
+}
+
+fn ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        ints: v.to_vec(),
+        r#type: Some(AttributeType::Ints as i32),
+        ..Default::default()
+    }
+}
+
+fn int(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        i: Some(v),
+        r#type: Some(AttributeType::Int as i32),
+        ..Default::default()
+    }
+}
+
+fn float(name: &str, v: f32) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        f: Some(v),
+        r#type: Some(AttributeType::Float as i32),
+        ..Default::default()
+    }
+}
+
+fn string(name: &str, v: &str) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        s: Some(v.as_bytes().to_vec()),
+        r#type: Some(AttributeType::String as i32),
+        ..Default::default()
+    }
+}
+
+fn model(
+    opset: i64,
+    nodes: Vec<NodeProto>,
+    inputs: Vec<ValueInfoProto>,
+    outputs: &[&str],
+    inits: Vec<TensorProto>,
+) -> Vec<u8> {
+    ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(opset),
+        }],
+        graph: Some(GraphProto {
+            name: Some("g".into()),
+            node: nodes,
+            input: inputs,
+            output: outputs.iter().map(|o| out(o)).collect(),
+            initializer: inits,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn cpu(model: &Model, feeds: &[(&str, &Tensor)]) -> Vec<Tensor> {
+    let opts = SessionOptions {
+        autotune: false,
+        cpu_reference: true,
+        ..Default::default()
+    };
+    Session::with_options(model, Backend::Cpu, opts)
+        .unwrap()
+        .run(feeds)
+        .unwrap()
+}
+
+fn no_rewrite() -> ImportOptions {
+    ImportOptions {
+        rewrite: false,
+        ..Default::default()
+    }
+}
+
+/// Max |a - b| relative to max |b|.
+fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
+    let (a, b) = (a.f32s("a").unwrap(), b.f32s("b").unwrap());
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+#[test]
+fn every_unsupported_node_is_named_in_one_error() {
+    let w = tf32("w", &[4, 3, 1, 1], &[0.5; 12]);
+    let bad_init = TensorProto {
+        name: Some("d".into()),
+        dims: vec![1],
+        data_type: Some(DataType::Double as i32),
+        double_data: vec![1.0],
+        ..Default::default()
+    };
+    let m = model(
+        13,
+        vec![
+            node(
+                "Conv",
+                &["x", "w"],
+                &["c"],
+                vec![string("auto_pad", "SIDEWAYS")],
+            ),
+            node("NonMaxSuppression", &["x", "x"], &["n"], vec![]),
+            node("Relu", &["x"], &["r"], vec![]),
+            node("Add", &["r", "d"], &["a"], vec![]),
+            // Reads a value of a failed node: blocked, counted, not reported again.
+            node("Relu", &["n"], &["nn"], vec![]),
+        ],
+        vec![f32_in("x", &[1, 3, 4, 4])],
+        &["c", "a", "nn"],
+        vec![w, bad_init],
+    );
+    let e = import(&m, &ImportOptions::default()).unwrap_err();
+    let Error::Unsupported { what, .. } = &e else {
+        panic!("{e}")
+    };
+    assert!(what.starts_with("3 problem(s)"), "{what}");
+    assert!(what.contains("tensor 'd' has dtype double"), "{what}");
+    assert!(
+        what.contains("node 'Conv:c' (Conv, opset 13): auto_pad = 'SIDEWAYS'"),
+        "{what}"
+    );
+    assert!(
+        what.contains("node 'NonMaxSuppression:n' (NonMaxSuppression, opset 13): op type NonMaxSuppression is not supported"),
+        "{what}"
+    );
+    assert!(what.contains("2 more node(s)"), "{what}");
+}
+
+#[test]
+fn corrupt_and_truncated_files_are_errors() {
+    let m = model(
+        13,
+        vec![node("Relu", &["x"], &["y"], vec![])],
+        vec![f32_in("x", &[2])],
+        &["y"],
+        vec![],
+    );
+    assert!(Model::from_onnx(&m).is_ok());
+    for bad in [
+        &m[..m.len() / 2],
+        &b"not a model at all"[..],
+        &[0xff; 64][..],
+    ] {
+        match Model::from_onnx(bad) {
+            Err(Error::ModelFile(_)) | Err(Error::Unsupported { .. }) | Err(Error::Graph(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn initializers_of_every_dtype_and_layout() {
+    // f16 in int32_data (bit patterns), i8/u8/bool in int32_data, f32 in raw_data.
+    let h: Vec<i32> = [1.5f32, -2.0]
+        .iter()
+        .map(|&v| half::f16::from_f32(v).to_bits() as i32)
+        .collect();
+    let inits = vec![
+        TensorProto {
+            name: Some("h".into()),
+            dims: vec![2],
+            data_type: Some(DataType::Float16 as i32),
+            int32_data: h,
+            ..Default::default()
+        },
+        TensorProto {
+            name: Some("raw".into()),
+            dims: vec![2],
+            data_type: Some(DataType::Float as i32),
+            raw_data: Some(
+                [0.25f32, 4.0]
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
+            ),
+            ..Default::default()
+        },
+        TensorProto {
+            name: Some("q".into()),
+            dims: vec![2],
+            data_type: Some(DataType::Int8 as i32),
+            int32_data: vec![-3, 5],
+            ..Default::default()
+        },
+    ];
+    // y = x * f32(h) + raw; z = DequantizeLinear(q, 0.5) (folded at import).
+    let half_scale = tf32("s", &[], &[0.5]);
+    let mut all = inits;
+    all.push(half_scale);
+    let m = model(
+        13,
+        vec![
+            node("Cast", &["h"], &["hf"], vec![int("to", 1)]),
+            node("Mul", &["x", "hf"], &["m"], vec![]),
+            node("Add", &["m", "raw"], &["y"], vec![]),
+            node("DequantizeLinear", &["q", "s"], &["dq"], vec![]),
+            node("Add", &["x", "dq"], &["z"], vec![]),
+        ],
+        vec![f32_in("x", &[2])],
+        &["y", "z"],
+        all,
+    );
+    let imported = Model::from_onnx(&m).unwrap();
+    let x = Tensor::new(&[2], vec![2.0, 3.0]).unwrap();
+    let out = cpu(&imported, &[("x", &x)]);
+    assert_eq!(
+        out[0].f32s("y").unwrap(),
+        &[2.0 * 1.5 + 0.25, 3.0 * -2.0 + 4.0]
+    );
+    assert_eq!(out[1].f32s("z").unwrap(), &[2.0 - 1.5, 3.0 + 2.5]);
+
+    // External data is refused with a clear message.
+    let ext = TensorProto {
+        name: Some("e".into()),
+        dims: vec![2],
+        data_type: Some(DataType::Float as i32),
+        data_location: Some(1),
+        ..Default::default()
+    };
+    let m = model(
+        13,
+        vec![node("Add", &["x", "e"], &["y"], vec![])],
+        vec![f32_in("x", &[2])],
+        &["y"],
+        vec![ext],
+    );
+    let e = Model::from_onnx(&m).unwrap_err().to_string();
+    assert!(e.contains("external file"), "{e}");
+}
+
+/// Shape -> Gather -> Unsqueeze -> Concat -> Reshape (a flatten as PyTorch exports it) folds:
+/// the model is one reshape, and it runs at the symbolic batch the options give.
+#[test]
+fn shape_subgraphs_fold_for_the_given_shape() {
+    let m = model(
+        13,
+        vec![
+            node("Shape", &["x"], &["s"], vec![]),
+            node("Gather", &["s", "zero"], &["b"], vec![]),
+            node("Unsqueeze", &["b", "axes0"], &["b1"], vec![]),
+            node(
+                "Concat",
+                &["b1", "minus1"],
+                &["target"],
+                vec![int("axis", 0)],
+            ),
+            node("Reshape", &["x", "target"], &["flat"], vec![]),
+            node("Relu", &["flat"], &["y"], vec![]),
+        ],
+        vec![vi(
+            "x",
+            DataType::Float,
+            &[D::P("batch"), D::V(3), D::P("h"), D::V(2)],
+        )],
+        &["y"],
+        vec![
+            ti64("zero", &[], &[0]),
+            ti64("axes0", &[1], &[0]),
+            ti64("minus1", &[1], &[-1]),
+        ],
+    );
+    // 'h' is not a batch dim: the error asks for --shape.
+    let e = import(&m, &ImportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dim 2 'h'") && e.contains("--shape x="), "{e}");
+    let mut opts = ImportOptions::default();
+    opts.shapes.insert("x".into(), vec![2, 3, 5, 2]);
+    let (model, report) = import(&m, &opts).unwrap();
+    assert_eq!(report.folded, 4, "Shape, Gather, Unsqueeze and Concat fold");
+    assert!(
+        model
+            .graph
+            .nodes
+            .iter()
+            .all(|n| !matches!(n.op, Op::Shape(_) | Op::Concat(_))),
+        "{:?}",
+        model.graph.nodes
+    );
+    let Op::Reshape(r) = &model.graph.nodes[0].op else {
+        panic!("{:?}", model.graph.nodes[0].op)
+    };
+    assert_eq!(r.shape, vec![2, 30]);
+    assert_eq!(model.graph.inputs[0].shape, vec![2, 3, 5, 2]);
+    assert_eq!(
+        report.inputs[0].declared[0],
+        wgedge::onnx::OnnxDim::Symbolic("batch".into())
+    );
+    let x = Tensor::random(&[2, 3, 5, 2], 1);
+    let y = cpu(&model, &[("x", &x)]);
+    assert_eq!(y[0].shape(), &[2, 30]);
+    let want: Vec<f32> = x.f32s("x").unwrap().iter().map(|v| v.max(0.0)).collect();
+    assert_eq!(y[0].f32s("y").unwrap(), &want[..]);
+
+    // A symbolic leading batch alone defaults to 1; a rank mismatch in --shape is refused.
+    let mut opts = ImportOptions::default();
+    opts.shapes.insert("x".into(), vec![2, 3]);
+    let e = import(&m, &opts).unwrap_err().to_string();
+    assert!(e.contains("rank 2"), "{e}");
+    let mut opts = ImportOptions::default();
+    opts.shapes.insert("nope".into(), vec![1]);
+    assert!(import(&m, &opts).is_err());
+}
+
+#[test]
+fn names_are_kept_and_identity_outputs_are_named() {
+    // y = Identity(x) is a graph output; the shape of x is another (a constant).
+    let m = model(
+        13,
+        vec![
+            node("Identity", &["x"], &["id"], vec![]),
+            node("Relu", &["id"], &["y"], vec![]),
+            node("Identity", &["y"], &["y2"], vec![]),
+            node("Shape", &["x"], &["shape"], vec![]),
+        ],
+        vec![f32_in("x", &[1, 3])],
+        &["y2", "shape", "y"],
+        vec![],
+    );
+    let (model, report) = import(&m, &ImportOptions::default()).unwrap();
+    assert_eq!(report.dropped, 2);
+    assert_eq!(model.graph.outputs, vec!["y2", "shape", "y"]);
+    assert_eq!(model.graph.inputs[0].name, "x");
+    let x = Tensor::new(&[1, 3], vec![-1.0, 0.5, 2.0]).unwrap();
+    let out = cpu(&model, &[("x", &x)]);
+    assert_eq!(out[0].f32s("y2").unwrap(), &[0.0, 0.5, 2.0]);
+    assert_eq!(out[1].shape(), &[2]);
+    assert_eq!(out[2].f32s("y").unwrap(), &[0.0, 0.5, 2.0]);
+}
+
+/// Imports `m` with and without rewrites and compares both on the CPU reference.
+fn same_with_and_without_rewrites(m: &[u8], x: &Tensor, pattern: &str) -> Model {
+    let (plain, _) = import(m, &no_rewrite()).unwrap();
+    let (fused, report) = import(m, &ImportOptions::default()).unwrap();
+    assert_eq!(
+        report.rewrites.get(pattern),
+        Some(&1),
+        "{:?}",
+        report.rewrites
+    );
+    assert!(fused.graph.nodes.len() < plain.graph.nodes.len());
+    let a = cpu(&plain, &[("x", x)]);
+    let b = cpu(&fused, &[("x", x)]);
+    // Same math in another order (one fused formula against separate ops): f32 rounding.
+    assert!(rel_err(&b[0], &a[0]) < 1e-6, "{}", rel_err(&b[0], &a[0]));
+    fused
+}
+
+#[test]
+fn rewrite_silu() {
+    let m = model(
+        13,
+        vec![
+            node("Sigmoid", &["x"], &["s"], vec![]),
+            node("Mul", &["s", "x"], &["y"], vec![]),
+        ],
+        vec![f32_in("x", &[2, 37])],
+        &["y"],
+        vec![],
+    );
+    let f = same_with_and_without_rewrites(&m, &Tensor::random(&[2, 37], 3), "silu");
+    assert_eq!(f.graph.nodes.len(), 1);
+}
+
+#[test]
+fn rewrite_hardswish() {
+    let m = model(
+        13,
+        vec![
+            node("Add", &["x", "three"], &["a"], vec![]),
+            node("Clip", &["a", "zero", "six"], &["c"], vec![]),
+            node("Mul", &["x", "c"], &["m"], vec![]),
+            node("Div", &["m", "six"], &["y"], vec![]),
+        ],
+        vec![f32_in("x", &[1, 50])],
+        &["y"],
+        vec![
+            tf32("three", &[], &[3.0]),
+            tf32("zero", &[], &[0.0]),
+            tf32("six", &[], &[6.0]),
+        ],
+    );
+    let x = Tensor::new(&[1, 50], (0..50).map(|i| i as f32 * 0.2 - 5.0).collect()).unwrap();
+    let f = same_with_and_without_rewrites(&m, &x, "hardswish");
+    assert_eq!(f.graph.nodes.len(), 1);
+}
+
+/// Mul then Add by per-channel constants after a conv: folded into the conv's weight and
+/// bias (the conv reads new weights, the Mul and Add are gone).
+#[test]
+fn rewrite_conv_per_channel_affine() {
+    let w: Vec<f32> = (0..4 * 3 * 9)
+        .map(|i| ((i * 7) % 11) as f32 * 0.1 - 0.5)
+        .collect();
+    let m = model(
+        13,
+        vec![
+            node(
+                "Conv",
+                &["x", "w", "b"],
+                &["c"],
+                vec![ints("pads", &[1, 1, 1, 1])],
+            ),
+            node("Mul", &["c", "scale"], &["m"], vec![]),
+            node("Add", &["m", "shift"], &["y"], vec![]),
+        ],
+        vec![f32_in("x", &[1, 3, 6, 5])],
+        &["y"],
+        vec![
+            tf32("w", &[4, 3, 3, 3], &w),
+            tf32("b", &[4], &[0.1, -0.2, 0.3, 0.0]),
+            tf32("scale", &[4, 1, 1], &[2.0, -1.0, 0.5, 3.0]),
+            tf32("shift", &[1, 4, 1, 1], &[1.0, 2.0, -3.0, 0.25]),
+        ],
+    );
+    let (plain, _) = import(&m, &no_rewrite()).unwrap();
+    let (fused, report) = import(&m, &ImportOptions::default()).unwrap();
+    assert_eq!(report.rewrites.get("conv_mul"), Some(&1));
+    assert_eq!(report.rewrites.get("conv_add"), Some(&1));
+    assert_eq!(fused.graph.nodes.len(), 1);
+    let x = Tensor::random(&[1, 3, 6, 5], 4);
+    let a = cpu(&plain, &[("x", &x)]);
+    let b = cpu(&fused, &[("x", &x)]);
+    // Scaling the weights instead of the sums reorders f32 rounding.
+    assert!(rel_err(&b[0], &a[0]) < 1e-5);
+}
+
+/// The exported layer-norm chain becomes one LayerNorm; compared with the chain computed here
+/// (wgedge has no ReduceMean op to run the unrewritten graph yet).
+#[test]
+fn rewrite_layer_norm_chain() {
+    let axes = vec![ints("axes", &[-1])];
+    let m = model(
+        13,
+        vec![
+            node("ReduceMean", &["x"], &["mean"], axes.clone()),
+            node("Sub", &["x", "mean"], &["d"], vec![]),
+            node("Pow", &["d", "two"], &["p"], vec![]),
+            node("ReduceMean", &["p"], &["var"], axes),
+            node("Add", &["var", "eps"], &["ve"], vec![]),
+            node("Sqrt", &["ve"], &["sd"], vec![]),
+            node("Div", &["d", "sd"], &["n"], vec![]),
+            node("Mul", &["n", "gamma"], &["g"], vec![]),
+            node("Add", &["g", "beta"], &["y"], vec![]),
+        ],
+        vec![f32_in("x", &[3, 8])],
+        &["y"],
+        vec![
+            tf32("two", &[], &[2.0]),
+            tf32("eps", &[], &[1e-5]),
+            tf32("gamma", &[8], &[1.0, 2.0, 0.5, 1.0, -1.0, 1.5, 1.0, 0.25]),
+            tf32("beta", &[8], &[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]),
+        ],
+    );
+    let (model, report) = import(&m, &ImportOptions::default()).unwrap();
+    assert_eq!(report.rewrites.get("layer_norm"), Some(&1));
+    assert!(matches!(model.graph.nodes[0].op, Op::LayerNorm(_)));
+    let x = Tensor::random(&[3, 8], 5);
+    let y = cpu(&model, &[("x", &x)]);
+    let xv = x.f32s("x").unwrap();
+    let gamma = [1.0, 2.0, 0.5, 1.0, -1.0, 1.5, 1.0, 0.25];
+    let mut want = vec![0f32; 24];
+    for r in 0..3 {
+        let row = &xv[r * 8..r * 8 + 8];
+        let mean = row.iter().sum::<f32>() / 8.0;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / 8.0;
+        for c in 0..8 {
+            want[r * 8 + c] = (row[c] - mean) / (var + 1e-5).sqrt() * gamma[c] + 0.1 * c as f32;
+        }
+    }
+    let want = Tensor::new(&[3, 8], want).unwrap();
+    assert!(rel_err(&y[0], &want) < 1e-5, "{}", rel_err(&y[0], &want));
+    // Without rewrites, the chain's ReduceMean is reported (no op for it yet).
+    let e = import(&m, &no_rewrite()).unwrap_err().to_string();
+    assert!(e.contains("ReduceMean"), "{e}");
+}
+
+/// The erf GELU chain is matched (it becomes an exact Gelu node); until the erf activation
+/// exists, that node is what import reports, not the Erf of the chain.
+#[test]
+fn rewrite_erf_gelu_matches() {
+    let m = model(
+        13,
+        vec![
+            node("Div", &["x", "sqrt2"], &["a"], vec![]),
+            node("Erf", &["a"], &["e"], vec![]),
+            node("Add", &["e", "one"], &["f"], vec![]),
+            node("Mul", &["x", "f"], &["g"], vec![]),
+            node("Mul", &["g", "half"], &["y"], vec![]),
+        ],
+        vec![f32_in("x", &[4])],
+        &["y"],
+        vec![
+            tf32("sqrt2", &[], &[std::f32::consts::SQRT_2]),
+            tf32("one", &[], &[1.0]),
+            tf32("half", &[], &[0.5]),
+        ],
+    );
+    let e = import(&m, &ImportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("(Gelu, opset 13)") && !e.contains("(Erf"), "{e}");
+    let e = import(&m, &no_rewrite()).unwrap_err().to_string();
+    assert!(e.contains("(Erf, opset 13)"), "{e}");
+}
+
+#[test]
+fn gemm_attributes_and_softmax_before_opset_13() {
+    // y = softmax_axis1(0.5 * x @ w^T + 2 * c) with x [2, 3, 2] flattened by Flatten.
+    let w: Vec<f32> = (0..4 * 6).map(|i| (i as f32 * 0.37).sin()).collect();
+    let c = [0.1, 0.2, 0.3, 0.4];
+    let (alpha, beta, trans_b) = (float("alpha", 0.5), float("beta", 2.0), int("transB", 1));
+    let m = model(
+        11,
+        vec![
+            node("Flatten", &["x"], &["f"], vec![]),
+            node("Gemm", &["f", "w", "c"], &["g"], vec![alpha, beta, trans_b]),
+            node("Softmax", &["g"], &["y"], vec![]),
+        ],
+        vec![f32_in("x", &[2, 3, 2])],
+        &["y"],
+        vec![tf32("w", &[4, 6], &w), tf32("c", &[4], &c)],
+    );
+    let model = Model::from_onnx(&m).unwrap();
+    let x = Tensor::random(&[2, 3, 2], 8);
+    let y = cpu(&model, &[("x", &x)]);
+    let xv = x.f32s("x").unwrap();
+    let mut want = vec![0f32; 8];
+    for r in 0..2 {
+        let logits: Vec<f32> = (0..4)
+            .map(|n| 0.5 * (0..6).map(|k| xv[r * 6 + k] * w[n * 6 + k]).sum::<f32>() + 2.0 * c[n])
+            .collect();
+        let mx = logits.iter().cloned().fold(f32::MIN, f32::max);
+        let s: f32 = logits.iter().map(|l| (l - mx).exp()).sum();
+        for n in 0..4 {
+            want[r * 4 + n] = (logits[n] - mx).exp() / s;
+        }
+    }
+    let want = Tensor::new(&[2, 4], want).unwrap();
+    assert!(rel_err(&y[0], &want) < 1e-5);
+}
+
+fn wgedge_cli(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgedge"))
+        .args(args)
+        .env("WGEDGE_AUTOTUNE", "0")
+        .env_remove("WGEDGE_BACKEND")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// `wgedge import` then `wgedge run` with tensors keyed by the ONNX input and output names.
+#[test]
+fn cli_import_then_run_by_onnx_names() {
+    let dir = std::env::temp_dir().join(format!("wgedge-onnx-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let w: Vec<f32> = (0..2 * 3).map(|i| i as f32 * 0.5 - 1.0).collect();
+    let m = model(
+        13,
+        vec![node("Gemm", &["input.1", "w"], &["logits"], vec![])],
+        vec![vi("input.1", DataType::Float, &[D::P("N"), D::V(2)])],
+        &["logits"],
+        vec![tf32("w", &[2, 3], &w)],
+    );
+    let onnx = dir.join("m.onnx");
+    std::fs::write(&onnx, &m).unwrap();
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    // Refuses to write over its input.
+    let (ok, _, err) = wgedge_cli(&["import", &p("m.onnx"), "-o", &p("m.onnx")]);
+    assert!(!ok && err.contains("refusing"), "{err}");
+    let (ok, out, err) = wgedge_cli(&[
+        "import",
+        &p("m.onnx"),
+        "-o",
+        &p("m.safetensors"),
+        "--shape",
+        "input.1=4,2",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("input  input.1 f32[4, 2] (declared [N, 2])"),
+        "{out}"
+    );
+    assert!(out.contains("output logits f32[4, 3]"), "{out}");
+    let (ok, _, err) = wgedge_cli(&[
+        "import",
+        &p("m.onnx"),
+        "-o",
+        &p("x.safetensors"),
+        "--shape",
+        "input.1=4,x",
+    ]);
+    assert!(!ok && err.contains("--shape"), "{err}");
+
+    let x = Tensor::random(&[4, 2], 2);
+    let mut t = BTreeMap::new();
+    t.insert("input.1".to_string(), x.clone());
+    wgedge::model::save_tensors(dir.join("in.safetensors"), &t).unwrap();
+    let (ok, _, err) = wgedge_cli(&[
+        "run",
+        &p("m.safetensors"),
+        "--input",
+        &p("in.safetensors"),
+        "--output",
+        &p("out.safetensors"),
+        "--backend",
+        "cpu",
+    ]);
+    assert!(ok, "{err}");
+    let got = wgedge::model::load_tensors(dir.join("out.safetensors")).unwrap();
+    let y = &got["logits"];
+    let xv = x.f32s("x").unwrap();
+    for r in 0..4 {
+        for n in 0..3 {
+            let want: f32 = (0..2).map(|k| xv[r * 2 + k] * w[k * 3 + n]).sum();
+            assert!((y.f32s("y").unwrap()[r * 3 + n] - want).abs() < 1e-5);
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
