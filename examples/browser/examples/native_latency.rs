@@ -22,9 +22,10 @@ fn main() -> Result<(), wgedge::Error> {
     let tuned = args.iter().any(|a| a == "--tuned");
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models");
     let model = Model::load(format!("{root}/mnist-cnn.safetensors"))?;
-    let (px, _) = test_digits(&std::fs::read(format!("{root}/mnist-test.safetensors")).map_err(
-        |e| wgedge::Error::Input(format!("reading the test digits: {e}")),
-    )?)?;
+    let (px, _) = test_digits(
+        &std::fs::read(format!("{root}/mnist-test.safetensors"))
+            .map_err(|e| wgedge::Error::Input(format!("reading the test digits: {e}")))?,
+    )?;
     let ctx = pollster::block_on(GpuContext::open(backend))?.map(std::sync::Arc::new);
     for kind in ["f32", "int8", "int4"] {
         let m = variant(&model, kind)?;

@@ -9,6 +9,9 @@
 //! K * 2^-24 * sum|a b|; with inputs in [-1, 1] the tests allow 2e-6 * K absolute plus 1e-5
 //! relative, as the native conformance tests do. Softmax adds exp's few ULP (1e-5).
 
+// wasm is single-threaded: wgpu handles there are neither Send nor Sync, and that is fine.
+#![allow(clippy::arc_with_non_send_sync)]
+
 use std::cell::RefCell;
 use std::sync::Arc;
 use wasm_bindgen_test::*;
@@ -159,7 +162,8 @@ async fn every_kernel_compiles_on_webgpu() {
             }
             let r = ctx
                 .scoped(&label, || {
-                    ctx.device
+                    let _module = ctx
+                        .device
                         .create_shader_module(wgpu::ShaderModuleDescriptor {
                             label: Some(&label),
                             source: wgpu::ShaderSource::Wgsl(src.into()),
