@@ -29,7 +29,10 @@ fn session_creation_refuses_kernels_over_the_adapter_limits() {
     // The unchanged limits build (so the refusals below come from the smaller limits).
     Session::with_context(&model, small(&|_| {}), opts()).expect("session on the real limits");
     for (what, c) in [
-        ("storage buffers", small(&|l| l.max_storage_buffers_per_stage = 2)),
+        (
+            "storage buffers",
+            small(&|l| l.max_storage_buffers_per_stage = 2),
+        ),
         (
             "invocations per workgroup",
             small(&|l| l.max_compute_invocations_per_workgroup = 16),
