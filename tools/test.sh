@@ -5,7 +5,12 @@
 #     print `SKIPPED n GPU checks` and only compare the CPU reference with itself). When this
 #     script installs lavapipe itself it sets CI=true for its test run, so a machine that had no
 #     Vulkan driver before still runs the GPU tests strictly;
-#   - formatting, clippy with warnings as errors, the wasm32 library build, all tests.
+#   - formatting, clippy with warnings as errors, the wasm32 library build, all tests;
+#   - the browser tests (tools/web.sh test): the library compiled to wasm32 in headless Chromium
+#     with WebGPU (SwiftShader without a GPU), and the demo page driven by playwright-core. It
+#     installs chromium/chromium-driver (apt), wasm-bindgen-cli at the pinned version and
+#     playwright-core (npm) when missing. Under CI=true a missing browser or WebGPU fails; elsewhere
+#     a machine that cannot get Chromium skips them with a warning.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,3 +49,13 @@ fi
 # Tuned kernel choices go to a throwaway cache so a run never depends on an earlier one.
 WGEDGE_CACHE_DIR="${WGEDGE_CACHE_DIR:-$(mktemp -d)}" cargo test --all-targets
 cargo test --doc
+echo "== browser tests"
+set +e
+bash tools/web.sh test
+rc=$?
+set -e
+if [ "$rc" -eq 3 ] && [ "${CI:-}" != "true" ]; then
+  echo "WARNING: no Chromium or npm here: the browser tests were NOT run (CI=true makes this a failure)"
+elif [ "$rc" -ne 0 ]; then
+  exit "$rc"
+fi

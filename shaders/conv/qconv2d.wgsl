@@ -43,8 +43,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var gi = 0u; gi < p.ngroups; gi++) {
         let t0 = gi * p.group_t;
         let t1 = min(t0 + p.group_t, p.row_t);
-        var part: array<f32, PX * R>;
-        var xs: array<f32, PX>;
+        // Zeroed explicitly for each group (a declaration without initializer should be too,
+        // but Chromium's WebGPU on SwiftShader kept the previous group's sums).
+        var part = array<f32, PX * R>();
+        var xs = array<f32, PX>();
         for (var t = t0; t < t1; t++) {
             var wv: array<vec4<u32>, R>;
             for (var r = 0u; r < R; r++) { wv[r] = qw(rows[r], t); }

@@ -13,7 +13,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // Uniform exit: every invocation of the workgroup takes the same branch.
     if (row >= p.rows) { return; }
     let base = (row / p.inner) * p.len * p.inner + row % p.inner;
-    var m = -3.4028235e38;
+    // -FLT_MAX by its bits: the decimal -3.4028235e38 lies past f32's range before rounding,
+    // which browsers (Tint) reject as a shader-creation error and naga accepts.
+    var m = bitcast<f32>(0xff7fffffu);
     for (var j = lid; j < p.len; j += WG) { m = max(m, x[base + j * p.inner]); }
     red[lid] = m;
     workgroupBarrier();

@@ -37,8 +37,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let ox = i % p.ow;
     let oy = (i / p.ow) % p.oh;
     let nc = i / (p.ow * p.oh);
-    // -inf (as ONNX MaxPool): a window of -inf inputs gives -inf, not -FLT_MAX.
-    var m = bitcast<f32>(0xff800000u);
+    // -inf (as ONNX MaxPool): a window of -inf inputs gives -inf, not -FLT_MAX. Made at run
+    // time (`min(p.n, 0u)` is 0): WGSL makes a constant expression that evaluates to an
+    // infinity a shader-creation error, which browsers (Tint) enforce and naga does not.
+    var m = bitcast<f32>(0xff800000u + min(p.n, 0u));
     var s = 0.0;
     var cnt = 0u;
     // Only the taps inside the input are visited (a hostile window of 40000 taps over a 2x2

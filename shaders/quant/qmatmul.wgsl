@@ -28,8 +28,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     for (var g = 0u; g < p.ngroups; g++) {
         let t0 = g * p.group_t;
         let t1 = min(t0 + p.group_t, p.row_t);
-        var part: array<f32, 16>;
-        var xs: array<f32, 4>;
+        // Zeroed explicitly per group (see conv/qconv2d.wgsl: SwiftShader in Chromium kept the
+        // previous group's sums in a loop-scoped array declared without an initializer).
+        var part = array<f32, 16>();
+        var xs = array<f32, 4>();
         for (var t = t0; t < t1; t++) {
             var wv: array<vec4<u32>, 4>;
             for (var r = 0u; r < R; r++) { wv[r] = wq(n0 + r, t); }

@@ -46,8 +46,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     for (var g = 0u; g < p.ngroups; g++) {
         let kt0 = g * p.group_kt;
         let kt1 = min(kt0 + p.group_kt, p.kts);
-        var part: array<vec4<f32>, 8>;
-        var xs: array<f32, 8>;
+        // Zeroed explicitly per group (see conv/qconv2d.wgsl: SwiftShader in Chromium kept the
+        // previous group's sums in a loop-scoped array declared without an initializer).
+        var part = array<vec4<f32>, 8>();
+        var xs = array<f32, 8>();
         for (var kt = kt0; kt < kt1; kt++) {
             var wv: array<vec4<u32>, 4>;
             for (var cc = 0u; cc < TN4; cc++) { wv[cc] = wk(c0 + cc, kt); }

@@ -113,7 +113,17 @@ impl GpuExecutor {
         let mut device_bytes = 0u64;
         let arena = ctx.storage("activations", plan.memory.peak_bytes);
         device_bytes += plan.memory.peak_bytes;
-        let dummy = ctx.storage("dummy", 16);
+        // Unused operand bindings (no bias, no residual) get their own 16-byte slot each, at
+        // the storage offset alignment: WebGPU rejects a dispatch that binds overlapping ranges
+        // of one buffer to two writable bindings, and every storage binding is read_write.
+        let dummy_stride = (ctx.profile.limits.min_storage_buffer_offset_alignment as u64).max(16);
+        let dummy_slots = (plan.nodes.iter().flat_map(|n| &n.dispatches))
+            .map(|d| d.bindings.len() as u64)
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let dummy = ctx.storage("dummy", dummy_stride * dummy_slots);
+        device_bytes += dummy_stride * dummy_slots;
 
         // The value whose memory `v` is (reshape/flatten outputs alias their input's).
         let root = |v: usize| plan.values[v].alias_of.unwrap_or(v);
@@ -332,6 +342,7 @@ impl GpuExecutor {
                         size: wgpu::BufferSize::new(usize_),
                     }),
                 }];
+                let mut dummies = 0u64;
                 for (i, b) in d.bindings.iter().enumerate() {
                     let view = match *b {
                         Bind::Texture(k, p, _) => {
@@ -421,7 +432,10 @@ impl GpuExecutor {
                             })?;
                             (b, 0, b.size())
                         }
-                        _ => (&dummy, 0, 16),
+                        _ => {
+                            dummies += 1;
+                            (&dummy, (dummies - 1) * dummy_stride, 16)
+                        }
                     };
                     entries.push(wgpu::BindGroupEntry {
                         binding: i as u32 + 1,

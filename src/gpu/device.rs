@@ -180,6 +180,11 @@ impl GpuContext {
         if backend == Backend::Cpu {
             return Ok((None, None));
         }
+        #[cfg(target_arch = "wasm32")]
+        if !browser_webgpu(backend).await? {
+            log::warn!("{NO_WEBGPU}");
+            return Ok((None, Some(AutoChoice::NoAdapter)));
+        }
         let mut sorted: Vec<(wgpu::Adapter, wgpu::AdapterInfo)> =
             enumerate(backend.wgpu_backends())
                 .await
@@ -211,10 +216,12 @@ impl GpuContext {
             log::info!("{c}");
             choice = Some(c);
         }
-        let (adapter, _) = sorted
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::Device(format!("no {backend} adapter found")))?;
+        let (adapter, _) = sorted.into_iter().next().ok_or_else(|| {
+            #[cfg(target_arch = "wasm32")]
+            return Error::Device(NO_WEBGPU.into());
+            #[cfg(not(target_arch = "wasm32"))]
+            Error::Device(format!("no {backend} adapter found"))
+        })?;
         Ok((Some(Self::from_adapter(&adapter).await?), choice))
     }
 
@@ -384,6 +391,34 @@ fn headless_vulkan() -> Option<wgpu::Instance> {
             None
         }
     }
+}
+
+/// Why a page gets no GPU session: shown by apps as it is.
+#[cfg(target_arch = "wasm32")]
+const NO_WEBGPU: &str = "this browser exposes no WebGPU (navigator.gpu is missing or it grants \
+     no adapter: an older browser, WebGPU disabled or blocked, or a page that is not a secure \
+     context such as https:// or http://127.0.0.1); use the CPU backend (Backend::Cpu)";
+
+/// In the browser: whether WebGPU can be used for `backend`. `Ok(false)` only for `Auto`
+/// (which then falls back to the CPU backend); a WebGPU request without WebGPU, and native
+/// backends (which a page does not have), are errors that say so.
+#[cfg(target_arch = "wasm32")]
+async fn browser_webgpu(backend: Backend) -> Result<bool> {
+    match backend {
+        Backend::Vulkan | Backend::Metal | Backend::Dx12 | Backend::Gl => {
+            return Err(Error::Device(format!(
+                "backend '{backend}' does not exist in the browser: use webgpu, cpu or auto"
+            )))
+        }
+        _ => {}
+    }
+    if wgpu::util::is_browser_webgpu_supported().await {
+        return Ok(true);
+    }
+    if backend == Backend::Auto {
+        return Ok(false);
+    }
+    Err(Error::Device(NO_WEBGPU.into()))
 }
 
 #[cfg(target_arch = "wasm32")]

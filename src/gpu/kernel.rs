@@ -32,7 +32,12 @@ impl GpuContext {
             match mods.get(shader) {
                 Some(m) => m.clone(),
                 None => {
-                    super::shader::validate(shader)?;
+                    let parsed = super::shader::validate(shader)?;
+                    super::shader::check_workgroup_limits(
+                        &parsed,
+                        &shader.label(),
+                        &self.profile.limits,
+                    )?;
                     let m = self
                         .device
                         .create_shader_module(wgpu::ShaderModuleDescriptor {

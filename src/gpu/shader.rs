@@ -132,6 +132,49 @@ pub fn validate(key: &ShaderKey) -> crate::Result<naga::Module> {
     Ok(module)
 }
 
+/// Checks a validated kernel's workgroup against the device: invocations per workgroup
+/// (`@workgroup_size` x*y*z; WebGPU guarantees 256) and the bytes of its `var<workgroup>`
+/// arrays (WebGPU guarantees 16 KiB; adapters report up to 32 KiB or more). Run when a
+/// session builds its pipelines, so a kernel that does not fit is a `DeviceLimit` error naming
+/// the kernel at session creation rather than a pipeline validation error in the middle of a
+/// run. A workgroup size that depends on a pipeline `override` is left to wgpu (no kernel
+/// declares one).
+pub fn check_workgroup_limits(
+    module: &naga::Module,
+    label: &str,
+    limits: &crate::profile::DeviceLimits,
+) -> crate::Result<()> {
+    let mut layouter = naga::proc::Layouter::default();
+    layouter
+        .update(module.to_ctx())
+        .map_err(|e| crate::Error::ShaderCompile {
+            shader: label.to_string(),
+            message: format!("type layout: {e}"),
+        })?;
+    let shared: u64 = (module.global_variables.iter())
+        .filter(|(_, g)| g.space == naga::AddressSpace::WorkGroup)
+        .map(|(_, g)| layouter[g.ty].size as u64)
+        .sum();
+    if shared > limits.max_compute_workgroup_storage_size as u64 {
+        return Err(crate::Error::DeviceLimit {
+            what: format!("workgroup storage bytes of kernel '{label}'"),
+            needed: shared,
+            max: limits.max_compute_workgroup_storage_size as u64,
+        });
+    }
+    for ep in &module.entry_points {
+        let n: u64 = ep.workgroup_size.iter().map(|&d| d as u64).product();
+        if n > limits.max_compute_invocations_per_workgroup as u64 {
+            return Err(crate::Error::DeviceLimit {
+                what: format!("invocations per workgroup of kernel '{label}'"),
+                needed: n,
+                max: limits.max_compute_invocations_per_workgroup as u64,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Pipeline-overridable constants of a dispatch (`override` declarations in the WGSL), as
 /// (name, value) pairs; part of the pipeline cache key.
 #[derive(Debug, Clone, PartialEq, Default)]
