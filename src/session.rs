@@ -575,7 +575,11 @@ fn prepare(
     let mut rewrites = 0;
     if optimize {
         rewrites += passes::fold_constants(&mut graph, &mut weights)?;
-        rewrites += passes::absorb_consts(&mut graph, &mut weights)?;
+    }
+    // Not an optimisation: kernels read shape-like inputs (clip bounds, axes, slice bounds)
+    // as attributes, so known values move into them in every build.
+    rewrites += passes::absorb_consts(&mut graph, &mut weights)?;
+    if optimize {
         rewrites += passes::fold_batchnorm(&mut graph, &mut weights)?;
         let checked = graph.check(&weights)?;
         rewrites += passes::fuse_epilogues(&mut graph, &mut weights, &checked.shapes)?;

@@ -41,7 +41,7 @@ fn pow_any(a: f32, b: f32) -> f32 {
     if (b == 0.0) { return 1.0; }
     let m = pow(abs(a), b);
     if (a >= 0.0) { return select(m, 0.0, a == 0.0 && b > 0.0); }
-    if (b != trunc(b)) { let nan = bitcast<f32>(0x7fc00000u); return nan; }
+    if (b != trunc(b)) { let nan = bitcast<f32>(0x7fc00000u + min(p.n, 0u)); return nan; }
     let odd = abs(b) < 16777216.0 && (i32(b) & 1) != 0;
     return select(m, -m, odd);
 }

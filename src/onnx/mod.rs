@@ -316,6 +316,7 @@ pub fn import_with_progress(
         nodes: std::mem::take(&mut cx.nodes),
         outputs,
         formats: BTreeMap::new(),
+        dims: BTreeMap::new(),
     };
     let mut weights = std::mem::take(&mut cx.weights);
     if options.rewrite {
