@@ -52,7 +52,10 @@ pub(super) fn map(cx: &mut Ctx, n: &NodeIn) -> R {
         "Concat" => concat(cx, n),
         "Cast" => cast(cx, n),
         "DequantizeLinear" => dequantize_linear(cx, n),
-        other => Err(format!("op type {other} is not supported")),
+        other => super::map_elem::map(cx, n)
+            .or_else(|| super::map_move::map(cx, n))
+            .or_else(|| super::map_quant::map(cx, n))
+            .unwrap_or_else(|| Err(format!("op type {other} is not supported"))),
     }
 }
 

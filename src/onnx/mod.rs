@@ -31,6 +31,9 @@ pub mod proto {
 mod attr;
 mod fold;
 mod map;
+mod map_elem;
+mod map_move;
+mod map_quant;
 mod rewrite;
 mod tensor;
 
