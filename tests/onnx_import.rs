@@ -374,11 +374,38 @@ fn shape_subgraphs_fold_for_the_given_shape() {
         "{:?}",
         model.graph.nodes
     );
+    // The symbolic dims are kept: the folded target [2, 30] (and [4, 60] when imported at
+    // doubled sizes) becomes "copy the batch, infer the rest".
     let Op::Reshape(r) = &model.graph.nodes[0].op else {
         panic!("{:?}", model.graph.nodes[0].op)
     };
-    assert_eq!(r.shape, vec![2, 30]);
+    assert_eq!(r.shape, vec![0, -1]);
+    assert_eq!(report.fixed, None);
+    let sym = vec![Some("batch".to_string()), None, Some("h".to_string()), None];
+    assert_eq!(model.graph.dims.get("x"), Some(&sym));
+    assert_eq!(report.dims.get("x"), Some(&sym));
     assert_eq!(model.graph.inputs[0].shape, vec![2, 3, 5, 2]);
+    // ... so one session runs it at other sizes.
+    let opts_cpu = SessionOptions {
+        autotune: false,
+        cpu_reference: true,
+        ..Default::default()
+    };
+    let s = Session::with_options(&model, Backend::Cpu, opts_cpu).unwrap();
+    for shape in [[2, 3, 5, 2], [3, 3, 7, 2], [1, 3, 1, 2]] {
+        let x = Tensor::random(&shape, 3);
+        let y = s.run(&[("x", &x)]).unwrap();
+        assert_eq!(y[0].shape(), &[shape[0], 3 * shape[2] * 2]);
+    }
+    // Fixed on request: the folded target stays.
+    let mut fixed = opts.clone();
+    fixed.symbolic = false;
+    let (m2, r2) = import(&m, &fixed).unwrap();
+    let Op::Reshape(r) = &m2.graph.nodes[0].op else {
+        panic!("{:?}", m2.graph.nodes[0].op)
+    };
+    assert_eq!(r.shape, vec![2, 30]);
+    assert!(m2.graph.dims.is_empty() && r2.dims.is_empty());
     assert_eq!(
         report.inputs[0].declared[0],
         wgedge::onnx::OnnxDim::Symbolic("batch".into())
@@ -680,7 +707,7 @@ fn cli_import_then_run_by_onnx_names() {
     ]);
     assert!(ok, "{err}");
     assert!(
-        out.contains("input  input.1 f32[4, 2] (declared [N, 2])"),
+        out.contains("input  input.1 f32[4, 2] (declared [N, 2]; runs at any [N, -])"),
         "{out}"
     );
     assert!(out.contains("output logits f32[4, 3]"), "{out}");
@@ -719,4 +746,43 @@ fn cli_import_then_run_by_onnx_names() {
         }
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A size that folds into a value the graph computes with (here `x * H`, H read from the
+/// input's shape) cannot stay symbolic: the model is fixed to the imported shape, the report
+/// names the weight, and the fixed model refuses another size rather than answering wrongly.
+#[test]
+fn size_dependent_values_fix_the_shape() {
+    let m = model(
+        13,
+        vec![
+            node("Shape", &["x"], &["s"], vec![]),
+            node("Gather", &["s", "one"], &["h"], vec![]),
+            node("Cast", &["h"], &["hf"], vec![int("to", 1)]),
+            node("Mul", &["x", "hf"], &["y"], vec![]),
+        ],
+        vec![vi("x", DataType::Float, &[D::V(1), D::P("h")])],
+        &["y"],
+        vec![ti64("one", &[], &[1])],
+    );
+    let mut opts = ImportOptions::default();
+    opts.shapes.insert("x".into(), vec![1, 3]);
+    let (model, report) = import(&m, &opts).unwrap();
+    let why = report.fixed.expect("fixed");
+    assert!(
+        why.contains("weight") && why.contains("input size"),
+        "{why}"
+    );
+    assert!(model.graph.dims.is_empty() && report.dims.is_empty());
+    let x = Tensor::new(&[1, 3], vec![1.0, 2.0, 3.0]).unwrap();
+    assert_eq!(
+        cpu(&model, &[("x", &x)])[0].f32s("y").unwrap(),
+        &[3.0, 6.0, 9.0]
+    );
+    let s = Session::with_options(&model, Backend::Cpu, SessionOptions::default()).unwrap();
+    let e = s
+        .run(&[("x", &Tensor::zeros(&[1, 4]))])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("[1, 3]") && e.contains("[1, 4]"), "{e}");
 }

@@ -67,9 +67,13 @@ enum Cmd {
         #[arg(short, long)]
         output: PathBuf,
         /// Concrete shape of an input, NAME=d0,d1,... (repeat per input); needed for symbolic
-        /// dims other than a leading batch dim (which defaults to 1).
+        /// dims other than a leading batch dim (which defaults to 1). Symbolic dims stay
+        /// symbolic (the model runs at other sizes) unless `--fixed` is given.
         #[arg(long = "shape", value_name = "NAME=DIMS")]
         shapes: Vec<String>,
+        /// Fix the model to the imported shape even where the ONNX file declares symbolic dims.
+        #[arg(long)]
+        fixed: bool,
     },
     /// Quantize a model's matmul and conv weights (int8, int4, f16, pow2) and write the
     /// compressed model; prints what each layer cost. `--accuracy-table` instead measures the
@@ -215,7 +219,8 @@ fn run(cli: Cli) -> wgedge::Result<()> {
             input,
             output,
             shapes,
-        } => import_cmd(&input, &output, &shapes),
+            fixed,
+        } => import_cmd(&input, &output, &shapes, fixed),
         Cmd::Quantize {
             accuracy_table: true,
             backend,
@@ -681,10 +686,11 @@ fn parse_shapes(args: &[String]) -> wgedge::Result<BTreeMap<String, Vec<usize>>>
 }
 
 /// `wgedge import`: ONNX -> wgedge model file, with a summary of what import did.
-fn import_cmd(input: &Path, output: &Path, shapes: &[String]) -> wgedge::Result<()> {
+fn import_cmd(input: &Path, output: &Path, shapes: &[String], fixed: bool) -> wgedge::Result<()> {
     let target = output_target(output, &[("input model", input)])?;
     let options = wgedge::onnx::ImportOptions {
         shapes: parse_shapes(shapes)?,
+        symbolic: !fixed,
         ..Default::default()
     };
     let bytes = std::fs::read(input).map_err(|e| io_error(input, e))?;
@@ -718,8 +724,15 @@ fn import_cmd(input: &Path, output: &Path, shapes: &[String]) -> wgedge::Result<
                 wgedge::onnx::OnnxDim::Unknown => "?".into(),
             })
             .collect();
+        let kept = match report.dims.get(&i.name) {
+            Some(d) => {
+                let d: Vec<&str> = d.iter().map(|s| s.as_deref().unwrap_or("-")).collect();
+                format!("; runs at any [{}]", d.join(", "))
+            }
+            None => String::new(),
+        };
         println!(
-            "  input  {} {}{:?} (declared [{}]{})",
+            "  input  {} {}{:?} (declared [{}]{}{kept})",
             i.name,
             i.dtype,
             i.shape,
@@ -730,6 +743,9 @@ fn import_cmd(input: &Path, output: &Path, shapes: &[String]) -> wgedge::Result<
                 "; symbolic batch set to 1"
             }
         );
+    }
+    if let Some(why) = &report.fixed {
+        println!("  fixed to the imported shape: {why}");
     }
     let types = model.graph.check_types()?.types;
     for o in &report.outputs {

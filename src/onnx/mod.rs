@@ -29,6 +29,7 @@ pub mod proto {
 }
 
 mod attr;
+mod dims;
 mod fold;
 mod map;
 mod map_elem;
@@ -59,6 +60,11 @@ pub struct ImportOptions {
     /// Graph inputs whose values are fixed at import: they become constants (so shape
     /// arguments given as inputs fold), and the imported model no longer takes them.
     pub constants: BTreeMap<String, Tensor>,
+    /// Keep the model's symbolic input dims (`dim_param`, unnamed dims, the batch) symbolic,
+    /// so a session plans again for each new input size, when the imported graph is shown
+    /// not to depend on them (see [`ImportReport::fixed`]). Off: the model is fixed to the
+    /// imported shape.
+    pub symbolic: bool,
 }
 
 impl Default for ImportOptions {
@@ -67,6 +73,7 @@ impl Default for ImportOptions {
             shapes: BTreeMap::new(),
             rewrite: true,
             constants: BTreeMap::new(),
+            symbolic: true,
         }
     }
 }
@@ -102,9 +109,13 @@ pub struct ImportReport {
     pub opset: i64,
     /// Graph inputs (initializers excluded) with their declared and concrete shapes.
     ///
-    /// SYMBOLIC-DIMS: this is the one place that knows each input's `dim_param` names; when
-    /// `ValueSpec` gains symbolic dims, `import` copies `declared` into it here.
     pub inputs: Vec<ImportedInput>,
+    /// The symbolic input dims the imported graph keeps ([`Graph::dims`]): by input, a
+    /// symbol per axis that takes any size, `None` for a fixed axis.
+    pub dims: BTreeMap<String, Vec<Option<String>>>,
+    /// Why the model was fixed to the imported shape although it declares symbolic dims
+    /// (the node or weight that depends on the size), when it was.
+    pub fixed: Option<String>,
     /// Graph output names.
     pub outputs: Vec<String>,
     /// ONNX nodes in the file.
@@ -136,7 +147,47 @@ pub fn import(bytes: &[u8], options: &ImportOptions) -> Result<(Model, ImportRep
 }
 
 /// [`import`], calling `progress(done, total)` as nodes are imported.
+///
+/// With [`ImportOptions::symbolic`] and inputs with symbolic dims, the model is imported a
+/// second time with those dims doubled, and the dims are kept only when the two imports agree
+/// (`dims.rs` says how); [`ImportReport::dims`] and [`ImportReport::fixed`] say the outcome.
 pub fn import_with_progress(
+    bytes: &[u8],
+    options: &ImportOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Model, ImportReport)> {
+    let (model, mut report) = import_once(bytes, options, progress)?;
+    let dims = dims::symbolic_axes(&report.inputs);
+    if !options.symbolic || dims.is_empty() {
+        return Ok((model, report));
+    }
+    let Some(probe) = dims::probe_shapes(&report.inputs, &dims) else {
+        report.fixed = Some("axes that share a symbol were given different sizes".into());
+        return Ok((model, report));
+    };
+    let mut at_probe = options.clone();
+    at_probe.shapes.extend(probe.clone());
+    let other = match import_once(bytes, &at_probe, &mut |_, _| {}) {
+        Ok((m, _)) => dims::unify(&model, &m, &dims, &probe),
+        Err(e) => Err(format!(
+            "importing with the symbolic dims doubled failed: {}",
+            e.to_string().lines().next().unwrap_or_default()
+        )),
+    };
+    match other {
+        Ok(graph) => {
+            report.dims = graph.dims.clone();
+            let model = Model::new(graph, (*model.weights).clone())?;
+            Ok((model, report))
+        }
+        Err(why) => {
+            report.fixed = Some(why);
+            Ok((model, report))
+        }
+    }
+}
+
+fn import_once(
     bytes: &[u8],
     options: &ImportOptions,
     progress: &mut dyn FnMut(usize, usize),
