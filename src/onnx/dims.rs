@@ -47,6 +47,35 @@ pub(super) fn symbolic_axes(inputs: &[ImportedInput]) -> BTreeMap<String, Vec<Op
     m
 }
 
+/// The distinct symbols of `dims`, in input and axis order.
+pub(super) fn symbols(dims: &BTreeMap<String, Vec<Option<String>>>) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for s in dims.values().flatten().flatten() {
+        if !v.contains(s) {
+            v.push(s.clone());
+        }
+    }
+    v
+}
+
+/// `dims` with only the symbols in `keep` (other axes fixed; inputs left with no symbol
+/// dropped).
+pub(super) fn only(
+    dims: &BTreeMap<String, Vec<Option<String>>>,
+    keep: &[String],
+) -> BTreeMap<String, Vec<Option<String>>> {
+    dims.iter()
+        .map(|(k, axes)| {
+            let a: Vec<Option<String>> = axes
+                .iter()
+                .map(|s| s.clone().filter(|s| keep.contains(s)))
+                .collect();
+            (k.clone(), a)
+        })
+        .filter(|(_, a)| a.iter().any(|s| s.is_some()))
+        .collect()
+}
+
 /// The probe shapes: every symbolic dim of `inputs` doubled. `None` when two axes that share
 /// a symbol were imported with different sizes (the model cannot keep that symbol).
 pub(super) fn probe_shapes(

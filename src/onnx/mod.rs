@@ -113,8 +113,8 @@ pub struct ImportReport {
     /// The symbolic input dims the imported graph keeps ([`Graph::dims`]): by input, a
     /// symbol per axis that takes any size, `None` for a fixed axis.
     pub dims: BTreeMap<String, Vec<Option<String>>>,
-    /// Why the model was fixed to the imported shape although it declares symbolic dims
-    /// (the node or weight that depends on the size), when it was.
+    /// Which declared symbolic dims were fixed to the imported size, and why (the node or
+    /// weight that depends on the size), when any were.
     pub fixed: Option<String>,
     /// Graph output names.
     pub outputs: Vec<String>,
@@ -157,33 +157,51 @@ pub fn import_with_progress(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Model, ImportReport)> {
     let (model, mut report) = import_once(bytes, options, progress)?;
-    let dims = dims::symbolic_axes(&report.inputs);
-    if !options.symbolic || dims.is_empty() {
+    let all = dims::symbolic_axes(&report.inputs);
+    if !options.symbolic || all.is_empty() {
         return Ok((model, report));
     }
-    let Some(probe) = dims::probe_shapes(&report.inputs, &dims) else {
-        report.fixed = Some("axes that share a symbol were given different sizes".into());
-        return Ok((model, report));
-    };
-    let mut at_probe = options.clone();
-    at_probe.shapes.extend(probe.clone());
-    let other = match import_once(bytes, &at_probe, &mut |_, _| {}) {
-        Ok((m, _)) => dims::unify(&model, &m, &dims, &probe),
-        Err(e) => Err(format!(
-            "importing with the symbolic dims doubled failed: {}",
-            e.to_string().lines().next().unwrap_or_default()
-        )),
-    };
-    match other {
-        Ok(graph) => {
-            report.dims = graph.dims.clone();
-            let model = Model::new(graph, (*model.weights).clone())?;
+    // Each symbol is tried alone (a text recogniser's width may stay free while its height,
+    // also declared symbolic, cannot), then the symbols that passed are tried together.
+    let probe =
+        |dims: &BTreeMap<String, Vec<Option<String>>>| -> std::result::Result<Graph, String> {
+            let shapes = dims::probe_shapes(&report.inputs, dims)
+                .ok_or("axes that share a symbol were given different sizes")?;
+            let mut at_probe = options.clone();
+            at_probe.shapes.extend(shapes.clone());
+            match import_once(bytes, &at_probe, &mut |_, _| {}) {
+                Ok((m, _)) => dims::unify(&model, &m, dims, &shapes),
+                Err(e) => Err(format!(
+                    "importing at other sizes failed: {}",
+                    e.to_string().lines().next().unwrap_or_default()
+                )),
+            }
+        };
+    let mut kept = Vec::new();
+    let mut why = Vec::new();
+    for sym in dims::symbols(&all) {
+        match probe(&dims::only(&all, &[sym.clone()])) {
+            Ok(_) => kept.push(sym),
+            Err(e) => why.push(format!("'{sym}': {e}")),
+        }
+    }
+    let mut graph = None;
+    if !kept.is_empty() {
+        match probe(&dims::only(&all, &kept)) {
+            Ok(g) => graph = Some(g),
+            Err(e) => why.push(format!("{kept:?} together: {e}")),
+        }
+    }
+    if !why.is_empty() {
+        report.fixed = Some(why.join("; "));
+    }
+    match graph {
+        Some(g) => {
+            report.dims = g.dims.clone();
+            let model = Model::new(g, (*model.weights).clone())?;
             Ok((model, report))
         }
-        Err(why) => {
-            report.fixed = Some(why);
-            Ok((model, report))
-        }
+        None => Ok((model, report)),
     }
 }
 
