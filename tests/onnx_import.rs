@@ -786,3 +786,27 @@ fn size_dependent_values_fix_the_shape() {
         .to_string();
     assert!(e.contains("[1, 3]") && e.contains("[1, 4]"), "{e}");
 }
+
+/// The model's metadata_props come back in the report (a recogniser's character list lives
+/// there).
+#[test]
+fn metadata_props_are_reported() {
+    let bytes = model(
+        13,
+        vec![node("Relu", &["x"], &["y"], vec![])],
+        vec![f32_in("x", &[1, 2])],
+        &["y"],
+        vec![],
+    );
+    let mut m = ModelProto::decode(bytes.as_slice()).unwrap();
+    m.metadata_props
+        .push(wgedge::onnx::proto::StringStringEntryProto {
+            key: Some("character".into()),
+            value: Some("a\nb".into()),
+        });
+    let (_, report) = import(&m.encode_to_vec(), &ImportOptions::default()).unwrap();
+    assert_eq!(
+        report.metadata.get("character").map(String::as_str),
+        Some("a\nb")
+    );
+}

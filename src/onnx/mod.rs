@@ -126,6 +126,9 @@ pub struct ImportReport {
     pub dropped: usize,
     /// Rewrites applied, by pattern name.
     pub rewrites: BTreeMap<&'static str, usize>,
+    /// The model's `metadata_props` (key -> value): exporters put what running the model needs
+    /// beside it there, e.g. a text recogniser's character list.
+    pub metadata: BTreeMap<String, String>,
 }
 
 impl Model {
@@ -226,6 +229,11 @@ fn import_once(
     let mut report = ImportReport {
         opset,
         onnx_nodes: graph.node.len(),
+        metadata: model
+            .metadata_props
+            .iter()
+            .map(|p| (p.key().to_string(), p.value().to_string()))
+            .collect(),
         ..Default::default()
     };
     let mut cx = Ctx::new(opset);
