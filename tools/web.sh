@@ -105,6 +105,14 @@ build() {
     "target/wasm32-unknown-unknown/$dir/wgedge_browser.wasm"
   cp "$CRATE"/www/* "$OUT/"
   cp models/mnist-cnn.safetensors models/mnist-test.safetensors "$OUT/models/"
+  # The imported-model section reads the PP-OCRv4 recogniser's ONNX file (tools/models.sh
+  # fetches it; the page says so when it is absent).
+  local rec="${WGEDGE_MODELS_DIR:-$HOME/.cache/wgedge-models}/ppocrv4_rec.onnx"
+  if [ -s "$rec" ]; then
+    cp "$rec" "$OUT/models/"
+  else
+    echo "NOTE: $rec is missing (bash tools/models.sh fetches it): the page's text-recognition section will say so"
+  fi
   log "demo in $OUT ($(du -k "$OUT/pkg/wgedge_browser_bg.wasm" | cut -f1) KiB of wasm)"
 }
 

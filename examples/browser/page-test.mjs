@@ -45,6 +45,37 @@ async function results(page) {
   })), VARIANTS);
 }
 
+// Types a line into the imported recogniser's box and checks that each variant reads it back
+// (spaces aside: the model may merge or drop a space). A page without the model file is a
+// note, and a failure under CI.
+async function recogniseLine(page, text, where) {
+  await page.fill('#ocr-text', text);
+  await page.click('#ocr-run');
+  await page.waitForFunction(
+    () => ['done', 'missing', 'error'].includes(document.getElementById('ocr').dataset.state),
+    null,
+    { timeout: 900000 },
+  );
+  const st = await page.evaluate(() => document.getElementById('ocr').dataset.state);
+  const status = await page.locator('#ocr-status').textContent();
+  if (st === 'missing') {
+    check(!strict, `the recogniser's model file is not served: ${status}`);
+    console.log(`NOTE: ${status}`);
+    return;
+  }
+  check(st === 'done', `recognition failed on ${where}: ${await page.locator('#error').textContent()}`);
+  const got = await page.evaluate((vs) => Object.fromEntries(vs.map((v) => {
+    const r = document.getElementById(`ocr-${v}`);
+    return [v, { text: r.dataset.text, ms: Number(r.dataset.ms) }];
+  })), ['f32', 'int8']);
+  const norm = (t) => t.replace(/\s+/g, '');
+  for (const v of ['f32', 'int8']) {
+    check(norm(got[v].text) === norm(text), `${v} on ${where} read "${text}" as "${got[v].text}"`);
+  }
+  console.log(`recogniser on ${where}: ${status}; ` +
+    `${['f32', 'int8'].map((v) => `${v} "${got[v].text}" ${got[v].ms.toFixed(1)} ms`).join(', ')}`);
+}
+
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
   headless: true,
@@ -88,6 +119,9 @@ try {
   console.log(`${label}: predictions ${VARIANTS.map((v) => `${v} ${sample[v].pred}`).join(', ')}`);
   for (const v of VARIANTS) check(sample[v].pred >= 0 && sample[v].pred <= 9, `${v}: no prediction for the test digit`);
 
+  // 2b. The imported ONNX text recogniser reads a typed line back.
+  await recogniseLine(page, 'wgedge 2026', backend);
+
   // 3. Switch to the CPU backend: the same drawing, the same answers.
   await page.click('#clear');
   await drawOne(page);
@@ -99,6 +133,7 @@ try {
   const cpu = await results(page);
   for (const v of VARIANTS) check(cpu[v].pred === 1, `${v} on the CPU backend read the drawn 1 as ${cpu[v].pred}`);
   console.log(`drawn 1 on the CPU backend: ${VARIANTS.map((v) => `${v} ${cpu[v].ms.toFixed(2)} ms`).join(', ')}`);
+  await recogniseLine(page, 'Edge 42', 'the CPU backend');
   check(errors.length === 0, `page errors: ${errors.join('; ')}`);
 
   // 4. A browser without WebGPU: the page says so and runs on the CPU backend.

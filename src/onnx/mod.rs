@@ -406,6 +406,50 @@ fn import_once(
     Ok((model, report))
 }
 
+/// The dims a tensor type declares (empty when it declares no shape).
+fn declared_dims(tt: &type_proto::Tensor) -> Vec<OnnxDim> {
+    tt.shape
+        .as_ref()
+        .map(|s| {
+            s.dim
+                .iter()
+                .map(|d| match &d.value {
+                    Some(proto::tensor_shape_proto::dimension::Value::DimValue(v)) if *v >= 0 => {
+                        OnnxDim::Fixed(*v as usize)
+                    }
+                    Some(proto::tensor_shape_proto::dimension::Value::DimParam(p)) => {
+                        OnnxDim::Symbolic(p.clone())
+                    }
+                    _ => OnnxDim::Unknown,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The inputs an ONNX model declares (initializers excluded), with their declared dims,
+/// without importing it: what to pass as [`ImportOptions::shapes`].
+pub fn declared_inputs(bytes: &[u8]) -> Result<Vec<(String, Vec<OnnxDim>)>> {
+    let model = ModelProto::decode(bytes)
+        .map_err(|e| Error::ModelFile(format!("not an ONNX model (protobuf: {e})")))?;
+    let graph = model
+        .graph
+        .ok_or_else(|| Error::ModelFile("ONNX model has no graph".into()))?;
+    let inits: HashSet<&str> = graph.initializer.iter().map(|t| t.name()).collect();
+    Ok(graph
+        .input
+        .iter()
+        .filter(|v| !inits.contains(v.name()))
+        .map(|v| {
+            let dims = match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+                Some(type_proto::Value::TensorType(t)) => declared_dims(t),
+                _ => vec![],
+            };
+            (v.name().to_string(), dims)
+        })
+        .collect())
+}
+
 /// Dtype and concrete shape of a graph input.
 fn graph_input(
     v: &proto::ValueInfoProto,
@@ -434,24 +478,7 @@ fn graph_input(
             tensor::dtype_name(code)
         )
     })?;
-    let declared: Vec<OnnxDim> = tt
-        .shape
-        .as_ref()
-        .map(|s| {
-            s.dim
-                .iter()
-                .map(|d| match &d.value {
-                    Some(proto::tensor_shape_proto::dimension::Value::DimValue(v)) if *v >= 0 => {
-                        OnnxDim::Fixed(*v as usize)
-                    }
-                    Some(proto::tensor_shape_proto::dimension::Value::DimParam(p)) => {
-                        OnnxDim::Symbolic(p.clone())
-                    }
-                    _ => OnnxDim::Unknown,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let declared = declared_dims(tt);
     if let Some(s) = options.shapes.get(&name) {
         if tt.shape.is_some() && s.len() != declared.len() {
             return Err(format!(

@@ -87,11 +87,113 @@ pub fn test_digits(bytes: &[u8]) -> wgedge::Result<(Vec<f32>, Vec<u8>)> {
     Ok((px, lb))
 }
 
+/// Height of the text-line images the PP-OCRv4 recogniser takes.
+pub const TEXT_HEIGHT: usize = 48;
+
+/// An imported ONNX text recogniser (PP-OCRv4 rec as `rapidocr-onnxruntime` ships it): the
+/// model imported for text lines `TEXT_HEIGHT` high and `width` wide (its width stays symbolic,
+/// so a session runs any width), its input name, and its character list (the model's
+/// `character` metadata; CTC class 0 is the blank, the last class a space).
+pub struct Recognizer {
+    pub model: Model,
+    pub input: String,
+    pub chars: Vec<String>,
+    /// Whether the import kept the width symbolic (other widths re-plan instead of failing).
+    pub any_width: bool,
+}
+
+/// Imports a PP-OCR recogniser from its ONNX bytes.
+pub fn import_recognizer(onnx: &[u8], width: usize) -> wgedge::Result<Recognizer> {
+    // The shape is given by input name: read the name from the file first.
+    let input = wgedge::onnx::declared_inputs(onnx)?
+        .into_iter()
+        .next()
+        .map(|(name, _)| name)
+        .ok_or_else(|| wgedge::Error::ModelFile("the recogniser declares no input".into()))?;
+    let mut opts = wgedge::onnx::ImportOptions::default();
+    opts.shapes
+        .insert(input.clone(), vec![1, 3, TEXT_HEIGHT, width]);
+    let (model, report) = wgedge::onnx::import(onnx, &opts)?;
+    let chars: Vec<String> = report
+        .metadata
+        .get("character")
+        .ok_or_else(|| {
+            wgedge::Error::ModelFile(
+                "the recogniser has no 'character' metadata (its character list)".into(),
+            )
+        })?
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let any_width = report
+        .dims
+        .get(&input)
+        .is_some_and(|d| d.get(3).is_some_and(|s| s.is_some()));
+    Ok(Recognizer {
+        model,
+        input,
+        chars,
+        any_width,
+    })
+}
+
+/// Greedy CTC decoding of `[1, T, C]` class probabilities: the best class per step, repeats
+/// merged, blanks (class 0) dropped; class `i` is `chars[i - 1]`, class `chars.len() + 1` a
+/// space. Returns the text and the mean probability of the kept characters.
+pub fn ctc_decode(probs: &Tensor, chars: &[String]) -> wgedge::Result<(String, f32)> {
+    let s = probs.shape();
+    if s.len() != 3 || s[0] != 1 {
+        return Err(wgedge::Error::Input(format!(
+            "recogniser output has shape {s:?}, expected [1, T, classes]"
+        )));
+    }
+    let (t, c) = (s[1], s[2]);
+    let p = probs.to_f32();
+    let p = p.f32s("probs")?;
+    let (mut text, mut conf, mut n, mut last) = (String::new(), 0.0f32, 0usize, 0usize);
+    for step in 0..t {
+        let row = &p[step * c..(step + 1) * c];
+        let (best, &pb) = row
+            .iter()
+            .enumerate()
+            .fold((0, &f32::MIN), |a, b| if b.1 > a.1 { b } else { a });
+        if best != 0 && best != last {
+            match best {
+                i if i <= chars.len() => text.push_str(&chars[i - 1]),
+                _ => text.push(' '),
+            }
+            conf += pb;
+            n += 1;
+        }
+        last = best;
+    }
+    Ok((text, if n > 0 { conf / n as f32 } else { 0.0 }))
+}
+
+/// Recognises one text line: `pixels` is `[3, TEXT_HEIGHT, width]` normalised as PaddleOCR
+/// does (`(v / 255 - 0.5) / 0.5`).
+pub async fn recognize(
+    session: &Session,
+    input: &str,
+    chars: &[String],
+    pixels: &[f32],
+    width: usize,
+) -> wgedge::Result<(String, f32)> {
+    let img = Tensor::new(&[1, 3, TEXT_HEIGHT, width], pixels.to_vec())?;
+    let out = session.run_async(&[(input, &img)]).await?;
+    let first = out
+        .first()
+        .ok_or_else(|| wgedge::Error::Graph("the model has no output".into()))?;
+    ctc_decode(first, chars)
+}
+
 /// A model in the page.
 #[wasm_bindgen]
 pub struct WebModel {
     model: Model,
     file_bytes: usize,
+    /// For an imported recogniser: its input name and character list.
+    text: Option<Rc<(String, Vec<String>)>>,
 }
 
 #[wasm_bindgen]
@@ -103,14 +205,38 @@ impl WebModel {
         Ok(WebModel {
             model,
             file_bytes: bytes.len(),
+            text: None,
         })
+    }
+
+    /// Imports an ONNX text recogniser (PP-OCRv4 rec) in the page, for text lines `width`
+    /// pixels wide (other widths run too when the import keeps the width symbolic).
+    #[wasm_bindgen(js_name = fromOnnxRecognizer)]
+    pub fn from_onnx_recognizer(bytes: &[u8], width: usize) -> Result<WebModel, JsError> {
+        let r = import_recognizer(bytes, width).map_err(js)?;
+        let file_bytes = r.model.to_bytes().map_err(js)?.len();
+        Ok(WebModel {
+            model: r.model,
+            file_bytes,
+            text: Some(Rc::new((r.input, r.chars))),
+        })
+    }
+
+    /// Whether the model runs inputs of other sizes (symbolic dims kept at import).
+    #[wasm_bindgen(getter, js_name = anySize)]
+    pub fn any_size(&self) -> bool {
+        !self.model.graph.dims.is_empty()
     }
 
     /// This model with its weights quantized: "int8" or "int4" ("f32" returns a copy).
     pub fn variant(&self, kind: &str) -> Result<WebModel, JsError> {
         let model = variant(&self.model, kind).map_err(js)?;
         let file_bytes = model.to_bytes().map_err(js)?.len();
-        Ok(WebModel { model, file_bytes })
+        Ok(WebModel {
+            model,
+            file_bytes,
+            text: self.text.clone(),
+        })
     }
 
     /// Bytes of the model file (graph and weights as stored).
@@ -193,12 +319,17 @@ impl WebDevice {
     /// Builds a session for `model` on this device; resolves to a [`WebSession`].
     pub fn session(&self, model: &WebModel) -> js_sys::Promise {
         let ctx = self.ctx.clone();
+        let text = model.text.clone();
         let model = model.model.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let s = open_session(&model, ctx)
                 .await
                 .map_err(|e| JsValue::from(js(e)))?;
-            Ok(WebSession { s: Rc::new(s) }.into())
+            Ok(WebSession {
+                s: Rc::new(s),
+                text,
+            }
+            .into())
         })
     }
 }
@@ -207,6 +338,7 @@ impl WebDevice {
 #[wasm_bindgen]
 pub struct WebSession {
     s: Rc<Session>,
+    text: Option<Rc<(String, Vec<String>)>>,
 }
 
 #[wasm_bindgen]
@@ -220,6 +352,25 @@ impl WebSession {
                 .await
                 .map_err(|e| JsValue::from(js(e)))?;
             Ok(js_sys::Float32Array::from(p.as_slice()).into())
+        })
+    }
+
+    /// Recognises a text line (a recogniser's session): `pixels` `[3, 48, width]` normalised
+    /// to -1..1; resolves to `{text, confidence}`.
+    pub fn recognize(&self, pixels: Vec<f32>, width: usize) -> js_sys::Promise {
+        let s = self.s.clone();
+        let text = self.text.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let t = text.ok_or_else(|| {
+                JsValue::from(JsError::new("this session's model is not a text recogniser"))
+            })?;
+            let (txt, conf) = recognize(&s, &t.0, &t.1, &pixels, width)
+                .await
+                .map_err(|e| JsValue::from(js(e)))?;
+            let o = js_sys::Object::new();
+            js_sys::Reflect::set(&o, &"text".into(), &txt.into())?;
+            js_sys::Reflect::set(&o, &"confidence".into(), &(conf as f64).into())?;
+            Ok(o.into())
         })
     }
 

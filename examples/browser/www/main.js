@@ -15,6 +15,15 @@ let sessions = {};   // variant -> WebSession
 let pixels = null;   // Float32Array(784) in 0..1, the current input
 let digits = null;   // held-out test digits, fetched on first use
 let busy = Promise.resolve();
+let device = null;   // the open WebDevice (shared by the digit and text sessions)
+
+// The imported text recogniser: fetched and imported on first use.
+const OCR_URL = 'models/ppocrv4_rec.onnx';
+const OCR_VARIANTS = ['f32', 'int8'];
+const OCR_RUNS = 5;
+const OCR_HEIGHT = 48;
+let ocrModels = null;    // variant -> WebModel
+let ocrSessions = null;  // variant -> WebSession on `device`
 
 function showError(msg) {
   const e = $('error');
@@ -85,6 +94,8 @@ async function openBackend(name) {
   $('adapter').textContent = dev.adapter;
   $('limits').textContent = dev.limits || 'none (CPU)';
   document.body.dataset.backend = dev.backend;
+  device = dev;
+  ocrSessions = null;
   sessions = {};
   for (const v of VARIANTS) sessions[v] = await dev.session(models[v]);
   document.body.dataset.state = 'ready';
@@ -181,6 +192,91 @@ $('sample').onclick = () => queue(async () => {
   await runAll();
 });
 $('backend').onchange = (e) => queue(() => openBackend(e.target.value));
+
+// Draws the text black on white, 48 pixels high, in a width rounded up to 32 pixels (so a few
+// widths cover most lines and each is planned once); returns [3, 48, width] values in -1..1,
+// as PaddleOCR normalises them.
+function renderLine(text) {
+  const line = $('ocr-line');
+  const c = line.getContext('2d', { willReadFrequently: true });
+  c.font = '32px sans-serif';
+  const w = Math.min(960, Math.max(64, Math.ceil((c.measureText(text).width + 16) / 32) * 32));
+  line.width = w;
+  c.fillStyle = '#fff';
+  c.fillRect(0, 0, w, OCR_HEIGHT);
+  c.fillStyle = '#000';
+  c.font = '32px sans-serif';
+  c.textBaseline = 'middle';
+  c.fillText(text, 8, OCR_HEIGHT / 2 + 1);
+  const d = c.getImageData(0, 0, w, OCR_HEIGHT).data;
+  const plane = w * OCR_HEIGHT;
+  const px = new Float32Array(3 * plane);
+  for (let i = 0; i < plane; i++) {
+    for (let ch = 0; ch < 3; ch++) px[ch * plane + i] = (d[i * 4 + ch] / 255 - 0.5) / 0.5;
+  }
+  return { px, w };
+}
+
+async function recognise() {
+  const ocr = $('ocr');
+  ocr.dataset.state = 'running';
+  const text = $('ocr-text').value;
+  const { px, w } = renderLine(text);
+  if (!ocrModels) {
+    $('ocr-status').textContent = 'fetching the ONNX model…';
+    const r = await fetch(OCR_URL);
+    if (!r.ok) {
+      ocr.dataset.state = 'missing';
+      $('ocr-status').textContent = `the model file is not served here (${OCR_URL}: HTTP ${r.status}); ` +
+        'tools/models.sh fetches it and tools/web.sh copies it';
+      return;
+    }
+    const bytes = new Uint8Array(await r.arrayBuffer());
+    $('ocr-status').textContent = 'importing the ONNX model…';
+    let t = performance.now();
+    const f32 = WebModel.fromOnnxRecognizer(bytes, w);
+    const importMs = performance.now() - t;
+    t = performance.now();
+    const int8 = f32.variant('int8');
+    const quantMs = performance.now() - t;
+    ocrModels = { f32, int8 };
+    $('ocr-status').textContent = `ONNX file ${bytes.length.toLocaleString('en')} bytes; imported in ` +
+      `${importMs.toFixed(0)} ms${f32.anySize ? ' (width symbolic)' : ' (fixed width)'}, int8 quantized in ${quantMs.toFixed(0)} ms`;
+    ocr.dataset.importMs = importMs;
+    for (const v of OCR_VARIANTS) {
+      const row = $(`ocr-${v}`);
+      row.querySelector('.bytes').textContent = ocrModels[v].fileBytes.toLocaleString('en');
+      row.querySelector('.wbytes').textContent = ocrModels[v].weightBytes.toLocaleString('en');
+    }
+  }
+  if (!ocrSessions) {
+    ocrSessions = {};
+    for (const v of OCR_VARIANTS) ocrSessions[v] = await device.session(ocrModels[v]);
+  }
+  for (const v of OCR_VARIANTS) {
+    const s = ocrSessions[v];
+    const row = $(`ocr-${v}`);
+    const got = await s.recognize(px, w); // warm-up (plans this width once), and the answer shown
+    const times = [];
+    for (let i = 0; i < OCR_RUNS; i++) {
+      const t = performance.now();
+      await s.recognize(px, w);
+      times.push(performance.now() - t);
+    }
+    times.sort((a, b) => a - b);
+    row.querySelector('.text').textContent = got.text;
+    row.querySelector('.p').textContent = got.confidence.toFixed(3);
+    row.querySelector('.ms').textContent = `${times[OCR_RUNS >> 1].toFixed(1)} ms`;
+    row.dataset.text = got.text;
+    row.dataset.ms = times[OCR_RUNS >> 1];
+  }
+  ocr.dataset.state = 'done';
+}
+$('ocr-nruns').textContent = OCR_RUNS;
+$('ocr-run').onclick = () => queue(() => recognise().catch((e) => {
+  $('ocr').dataset.state = 'error';
+  throw e;
+}));
 
 main().catch((e) => {
   showError(`The demo could not start: ${e.message || e}`);
