@@ -525,12 +525,62 @@ pub fn storage_only() -> crate::profile::TunedChoices {
         },
         "conv2d": {
             "conv": {"kernel": "tiled", "px": 8},
+            "pwconv": {"kernel": "tiled", "px": 8},
             "dwconv": {"kernel": "depthwise", "px": 4},
             "qconv": {"kernel": "packed", "px": 4, "r": 4},
             "qdwconv": {"kernel": "packed_depthwise", "px": 4},
         },
     }))
     .expect("static JSON")
+}
+
+/// GPU kernels the kernels suite times by name on f32 workloads besides the tuned choice:
+/// (family, slot, kernel). GEMM: the two-texture kernel lavapipe favours and the
+/// workgroup-tiled one real GPUs favour; conv3x3 and pwconv: the GEMM-shaped conv kernels.
+fn pinned_kernels(w: &Workload) -> Vec<(&'static str, &'static str, serde_json::Value)> {
+    use serde_json::json;
+    if w.format != "f32" {
+        return Vec::new();
+    }
+    match w.name {
+        "gemm" => vec![
+            (
+                "matmul",
+                "gemm",
+                json!({"kernel": "tex2", "tm": 8, "tn4": 2}),
+            ),
+            (
+                "matmul",
+                "gemm",
+                json!({"kernel": "wg_tile", "tm": 4, "tn": 4, "wg": 16}),
+            ),
+        ],
+        "conv3x3" => vec![
+            ("conv2d", "conv", json!({"kernel": "tex2", "px": 8})),
+            ("conv2d", "conv", json!({"kernel": "implicit_tex", "px": 8})),
+            ("conv2d", "conv", json!({"kernel": "implicit_tex", "px": 4})),
+            ("conv2d", "conv", json!({"kernel": "implicit_wg", "wg": 16})),
+        ],
+        "pwconv" => vec![
+            ("conv2d", "pwconv", json!({"kernel": "tiled", "px": 4})),
+            (
+                "conv2d",
+                "pwconv",
+                json!({"kernel": "pointwise", "tm": 8, "tn4": 2, "xtex": true}),
+            ),
+            (
+                "conv2d",
+                "pwconv",
+                json!({"kernel": "pointwise", "tm": 8, "tn4": 2, "xtex": false}),
+            ),
+            (
+                "conv2d",
+                "pwconv",
+                json!({"kernel": "implicit_wg", "wg": 16}),
+            ),
+        ],
+        _ => Vec::new(),
+    }
 }
 
 /// Names the distinct matmul/conv kernels a plan uses, e.g. `tex2-8x8+tex-1x16` (`standard` kernels of the other ops are left out).
@@ -589,6 +639,21 @@ pub fn bench_workload(
             ..Default::default()
         };
         variants.push(("storage", storage));
+        // Named GPU kernels timed beside the tuned one, so one run compares them (the tuned
+        // choice was measured on a smaller tuning shape and may differ).
+        for (family, slot, k) in pinned_kernels(w) {
+            let mut c = crate::profile::TunedChoices::new();
+            c.entry(family.into()).or_default().insert(slot.into(), k);
+            variants.push((
+                "pinned",
+                SessionOptions {
+                    kernels: Some(c),
+                    int8_activations: i8a,
+                    optimize,
+                    ..Default::default()
+                },
+            ));
+        }
         // The naive kernel and the CPU reference run packed weights decoded, the same
         // arithmetic as the f32 workload's: measured once, there.
         if !cfg.skip_slow && w.format == "f32" {

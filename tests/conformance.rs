@@ -172,6 +172,12 @@ fn conv2d_shapes() {
             Conv2d::default(),
         ),
         (
+            "1x1 pointwise batch 2, HW a multiple of 4",
+            [2, 6, 4, 5],
+            [11, 6, 1, 1],
+            Conv2d::default(),
+        ),
+        (
             "3x3 pad1",
             [2, 3, 9, 11],
             [5, 3, 3, 3],

@@ -74,6 +74,19 @@ fn check_choices(
     atol: f32,
     kernels: &[serde_json::Value],
 ) -> Vec<String> {
+    check_slot(what, op, inputs, consts, atol, "dwconv", kernels)
+}
+
+/// Like [`check_choices`], with the choices put in conv2d's tune slot `slot`.
+fn check_slot(
+    what: &str,
+    op: Op,
+    inputs: &[&Tensor],
+    consts: &[bool],
+    atol: f32,
+    slot: &str,
+    kernels: &[serde_json::Value],
+) -> Vec<String> {
     let want = op
         .cpu(inputs)
         .unwrap_or_else(|e| panic!("{what}: cpu reference: {e}"));
@@ -85,7 +98,7 @@ fn check_choices(
         let mut c = wgedge::profile::TunedChoices::new();
         c.entry("conv2d".into())
             .or_default()
-            .insert("dwconv".into(), k.clone());
+            .insert(slot.into(), k.clone());
         choices.push(c);
     }
     for c in choices {
@@ -246,6 +259,159 @@ fn depthwise_edge_shapes() {
             "dwvec4-2x8",
             "dwvec4-4x16",
             "dwvec4-1x8",
+        ] {
+            assert!(ran.contains(want), "kernel {want} never ran: {ran:?}");
+        }
+    }
+}
+
+/// The GEMM-shaped conv kernels: the pointwise GEMM (input from a texture or as vec4s from
+/// storage), the register-blocked texture kernel and the workgroup-tiled implicit GEMM, on
+/// shapes that are not multiples of their blocks (channels vs 4 and 8, pixels vs 4 and the
+/// strip), batches, stride, asymmetric padding, dilation, groups, every epilogue part.
+#[test]
+fn gemm_conv_kernels_edge_shapes() {
+    use serde_json::json;
+    let pw = || {
+        vec![
+            json!({"kernel": "pointwise", "tm": 4, "tn4": 1, "xtex": true}),
+            json!({"kernel": "pointwise", "tm": 8, "tn4": 2, "xtex": true}),
+            json!({"kernel": "pointwise", "tm": 4, "tn4": 2, "xtex": false}),
+            json!({"kernel": "pointwise", "tm": 8, "tn4": 1, "xtex": false}),
+            json!({"kernel": "implicit_wg", "wg": 8}),
+        ]
+    };
+    let general = || {
+        vec![
+            json!({"kernel": "implicit_tex", "px": 4}),
+            json!({"kernel": "implicit_tex", "px": 8}),
+            json!({"kernel": "implicit_wg", "wg": 8}),
+            json!({"kernel": "implicit_wg", "wg": 16}),
+        ]
+    };
+    let conv = |stride: [usize; 2], pad: [usize; 4], dilation: [usize; 2], groups: usize| Conv2d {
+        stride,
+        pad,
+        dilation,
+        groups,
+        ..Default::default()
+    };
+    // (name, input, weight, conv, slot)
+    type Case = (&'static str, [usize; 4], [usize; 4], Conv2d, &'static str);
+    let cases: Vec<Case> = vec![
+        // HW = 21: only the texture-input pointwise kernels take it.
+        (
+            "1x1 odd",
+            [1, 5, 3, 7],
+            [9, 5, 1, 1],
+            Conv2d::default(),
+            "pwconv",
+        ),
+        (
+            "1x1 batch 2",
+            [2, 12, 4, 6],
+            [13, 12, 1, 1],
+            Conv2d::default(),
+            "pwconv",
+        ),
+        (
+            "1x1 one channel",
+            [1, 1, 2, 2],
+            [1, 1, 1, 1],
+            Conv2d::default(),
+            "pwconv",
+        ),
+        (
+            "3x3 pad 1 odd",
+            [2, 3, 9, 11],
+            [5, 3, 3, 3],
+            conv([1, 1], [1; 4], [1, 1], 1),
+            "conv",
+        ),
+        (
+            "3x3 s2 asym pad dilation 2",
+            [1, 4, 13, 10],
+            [6, 4, 3, 3],
+            conv([2, 2], [1, 0, 2, 1], [2, 2], 1),
+            "conv",
+        ),
+        (
+            "3x3 groups 2",
+            [1, 6, 8, 8],
+            [10, 3, 3, 3],
+            conv([1, 1], [1; 4], [1, 1], 2),
+            "conv",
+        ),
+        (
+            "5x5 s2 17 channels",
+            [1, 9, 11, 13],
+            [17, 9, 5, 5],
+            conv([2, 2], [2; 4], [1, 1], 1),
+            "conv",
+        ),
+        (
+            "1x1 image 9 taps",
+            [1, 3, 1, 1],
+            [4, 3, 3, 3],
+            conv([1, 1], [1; 4], [1, 1], 1),
+            "conv",
+        ),
+    ];
+    let mut ran = std::collections::BTreeSet::new();
+    for (i, (name, xs, ws, c, slot)) in cases.into_iter().enumerate() {
+        let x = Tensor::random(&xs, 300 + i as u64);
+        let w = Tensor::random(&ws, 340 + i as u64);
+        let b = Tensor::random(&[ws[0]], 380 + i as u64);
+        let k = ws[1] * ws[2] * ws[3];
+        let kernels = if slot == "pwconv" { pw() } else { general() };
+        // Odd cases: bias and ReLU6; even ones: bias, residual and SiLU.
+        let res;
+        let (op, inputs, consts);
+        if i % 2 == 0 {
+            let out = Op::Conv2d(c)
+                .infer_shape(&[xs.to_vec(), ws.to_vec()])
+                .unwrap();
+            res = Tensor::random(&out, 420 + i as u64);
+            op = Op::Conv2d(Conv2d {
+                bias: true,
+                residual: true,
+                act: Activation::Silu,
+                ..c
+            });
+            inputs = vec![&x, &w, &b, &res];
+            consts = vec![false, true, true, false];
+        } else {
+            op = Op::Conv2d(Conv2d {
+                bias: true,
+                act: Activation::Relu6,
+                ..c
+            });
+            inputs = vec![&x, &w, &b];
+            consts = vec![false, true, true];
+        }
+        // (The CPU session's im2col kernel sums in another order: no bitwise check here.)
+        let what = format!("conv {name}");
+        ran.extend(check_slot(
+            &what,
+            op,
+            &inputs,
+            &consts,
+            dot_tol(k),
+            slot,
+            &kernels,
+        ));
+    }
+    if gpu().is_some() {
+        // Each kernel ran (was not replaced by the fallback) on some of these shapes.
+        for want in [
+            "pw-tex2-4x4",
+            "pw-tex2-8x8",
+            "pw-buf-4x8",
+            "pw-buf-8x4",
+            "igemm-wg8-4x4",
+            "igemm-wg16-4x4",
+            "igemm-tex-8x4",
+            "igemm-tex-8x8",
         ] {
             assert!(ran.contains(want), "kernel {want} never ran: {ran:?}");
         }
@@ -606,5 +772,61 @@ fn mbv2_block_fused_matches_unfused() {
                 1e-4,
             );
         }
+    }
+}
+
+/// A transposed conv absorbs a following channel-bias add and activation (two fewer nodes),
+/// but not an add of a same-shaped value (its kernel has no residual operand); the fused graph
+/// computes what the graph as written does, on the CPU and the GPU.
+#[test]
+fn conv_transpose_fuses_bias_and_activation() {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", &[2, 3, 5, 4]);
+    let w = b.weight("w", Tensor::random(&[3, 6, 3, 3], 61));
+    let bias = b.weight("b", Tensor::random(&[1, 6, 1, 1], 62));
+    let ct = ConvTranspose2d {
+        stride: [2, 2],
+        pad: [1; 4],
+        ..Default::default()
+    };
+    let y = b.conv_transpose2d(&x, &w, None, ct);
+    let y = b.add(&y, &bias);
+    let y = b.act(&y, Activation::Relu6);
+    // A second transposed conv followed by a residual add of the first one's output.
+    let w2 = b.weight("w2", Tensor::random(&[6, 6, 1, 1], 63));
+    let z = b.conv_transpose2d(&y, &w2, None, ConvTranspose2d::default());
+    let z = b.add(&z, &y);
+    b.output(&z);
+    let model = Model::from_builder(b).unwrap();
+    let input = Tensor::random(&[2, 3, 5, 4], 64);
+    let feeds = [("x", &input)];
+    let cpu = |optimize| {
+        Session::cpu(
+            &model,
+            SessionOptions {
+                optimize,
+                autotune: false,
+                cpu_reference: true,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let (fused, plain) = (cpu(true), cpu(false));
+    assert_eq!(plain.plan().nodes.len(), 5, "{}", plain.plan().describe());
+    // convT+add+act, convT, add.
+    assert_eq!(fused.plan().nodes.len(), 3, "{}", fused.plan().describe());
+    let want = plain.run(&feeds).unwrap();
+    // The fused bias is added in the same place of the same order of terms: equal bits.
+    assert_eq!(fused.run(&feeds).unwrap(), want);
+    if let Some(ctx) = gpu() {
+        let mut o = SessionOptions {
+            autotune: false,
+            ..Default::default()
+        };
+        o.plan.cpu_fallback = false;
+        let got = run_gpu(&ctx, &model, &[("x".to_string(), input.clone())], o);
+        // Terms per output: at most cin * taps = 3 * 9, then 6 more for the second conv.
+        assert_close("gpu fused", &got[0], &want[0], dot_tol(27 + 6), 1e-5);
     }
 }

@@ -1,5 +1,6 @@
 //! Graph rewrites done once at load: constant folding, BatchNorm folded into the conv before it,
-//! and epilogue fusion (bias, residual add, activation) into matmul/conv. Each keeps the graph's
+//! and epilogue fusion (bias, residual add, activation) into matmul/conv (bias and activation
+//! into transposed convs, whose kernel has no residual operand). Each keeps the graph's
 //! outputs and their names; each is checked by tests that compare the rewritten graph's CPU
 //! results with the original's.
 //!
@@ -380,7 +381,8 @@ pub fn fold_batchnorm_counted(
 
 /// Fuses into matmul/conv: a following add of a bias-shaped constant (as the bias), a following
 /// add of a same-shaped value (as the residual), and a following activation. The kernels apply
-/// `act(acc + bias + residual)`, so an add is fused only while no activation has been.
+/// `act(acc + bias + residual)`, so an add is fused only while no activation has been. A
+/// transposed conv takes the bias and the activation (its kernel has no residual operand).
 pub fn fuse_epilogues(
     g: &mut Graph,
     w: &mut BTreeMap<String, Tensor>,
@@ -408,7 +410,12 @@ pub fn fuse_epilogues_counted(
     // restarts did, in the same order when two producers compete for one add.
     for pi in 0..g.nodes.len() {
         stats.visits += 1;
-        if removed[pi] || !matches!(g.nodes[pi].op, Op::MatMul(_) | Op::Conv2d(_)) {
+        if removed[pi]
+            || !matches!(
+                g.nodes[pi].op,
+                Op::MatMul(_) | Op::Conv2d(_) | Op::ConvTranspose2d(_)
+            )
+        {
             continue;
         }
         loop {
@@ -433,7 +440,9 @@ pub fn fuse_epilogues_counted(
             let mut extra = None;
             match &cons_node.op {
                 Op::Unary(u) => {
-                    let act = op.epilogue_act().expect("matmul/conv carry an epilogue");
+                    let act = op
+                        .epilogue_act()
+                        .expect("matmul/conv/convtranspose carry an epilogue");
                     if *act != Activation::None {
                         break;
                     }
@@ -455,7 +464,8 @@ pub fn fuse_epilogues_counted(
                     let (has_bias, has_res) = match &op {
                         Op::MatMul(m) => (m.bias, m.residual),
                         Op::Conv2d(c) => (c.bias, c.residual),
-                        _ => unreachable!("only matmul/conv reach here"),
+                        Op::ConvTranspose2d(c) => (c.bias, false),
+                        _ => unreachable!("only matmul/conv/convtranspose reach here"),
                     };
                     // A bias is a constant that broadcasts along the channel axis: `[N]` after a
                     // matmul (numpy broadcasting aligns it with the last axis), `[C, 1, 1]` or
@@ -492,10 +502,16 @@ pub fn fuse_epilogues_counted(
                         match &mut op {
                             Op::MatMul(m) => m.bias = true,
                             Op::Conv2d(c) => c.bias = true,
+                            Op::ConvTranspose2d(c) => c.bias = true,
                             _ => {}
                         }
                         extra = Some((other.clone(), name));
-                    } else if oshape == out_shape && !has_res {
+                    } else if oshape == out_shape
+                        && !has_res
+                        // No residual operand in the transposed conv's kernel: an add of a
+                        // same-shaped value stays a separate node.
+                        && !matches!(op, Op::ConvTranspose2d(_))
+                    {
                         match &mut op {
                             Op::MatMul(m) => m.residual = true,
                             Op::Conv2d(c) => c.residual = true,

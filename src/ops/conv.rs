@@ -104,6 +104,25 @@ pub enum ConvKernel {
         #[serde(default = "default_sparse_pct")]
         max_density_pct: u32,
     },
+    /// A pointwise conv (1x1, stride 1, no padding, one group) as a GEMM per image,
+    /// `Y[cout][hw] = W[cout][cin] x X[cin][hw]` (already NCHW): `tm` (4, 8) output channels x
+    /// `4 * tn4` (4, 8) pixels per invocation, the weight an rgba32float texture packed once,
+    /// the input through a texture copied each run (`xtex`, any HW) or read as vec4s from
+    /// storage (HW a multiple of 4; no copy, vec4 stores).
+    Pointwise {
+        tm: u32,
+        tn4: u32,
+        #[serde(default)]
+        xtex: bool,
+    },
+    /// Implicit-GEMM conv with workgroup-memory tiles (for GPUs with fast shared memory): per
+    /// image and group a GEMM over (cout_g) x (output pixels) with K = cin_g * kh * kw, the
+    /// input tile gathered on the fly; `wg` x `wg` invocations of 4 x 4 outputs. Any geometry.
+    ImplicitWg { wg: u32 },
+    /// Register-blocked conv on the zero-padded input texture of the strip kernels: 8 output
+    /// channels x `px` (4, 8) outputs of a row per invocation, the window geometry compiled in
+    /// (up to 7x8 taps), weights as texels of 4 output channels per tap (for lavapipe).
+    ImplicitTex { px: u32 },
 }
 
 /// Density (percent) up to which a CSR 1x1 conv runs `SparseTex` when autotune has not
@@ -132,6 +151,11 @@ impl KernelVariant for ConvKernel {
                 px,
                 max_density_pct,
             } => format!("csrtex-{}px-d{max_density_pct}", px * 4),
+            ConvKernel::Pointwise { tm, tn4, xtex } => {
+                format!("pw-{}-{tm}x{}", if xtex { "tex2" } else { "buf" }, tn4 * 4)
+            }
+            ConvKernel::ImplicitWg { wg } => format!("igemm-wg{wg}-4x4"),
+            ConvKernel::ImplicitTex { px } => format!("igemm-tex-8x{px}"),
         }
     }
 
@@ -155,6 +179,12 @@ impl KernelVariant for ConvKernel {
                 px,
                 max_density_pct,
             } => matches!(px, 1 | 2) && max_density_pct <= 100,
+            // Named accumulators for these block shapes.
+            ConvKernel::Pointwise { tm, tn4, .. } => matches!((tm, tn4), (4 | 8, 1 | 2)),
+            // 64 or 256 invocations, within WebGPU's default limits.
+            ConvKernel::ImplicitWg { wg } => matches!(wg, 8 | 16),
+            // One or two vec4s of outputs per channel; strips start on a texel.
+            ConvKernel::ImplicitTex { px } => matches!(px, 4 | 8),
         };
         if ok {
             Ok(())
@@ -188,6 +218,28 @@ static DW_VEC4: ShaderSource = crate::wgsl!(
     [[("PX", 8), ("PY", 2), ("KH", 3), ("KW", 3), ("SH", 1), ("SW", 1), ("DH", 1), ("DW", 1), ("OFF", 3)],
      [("PX", 16), ("PY", 4), ("KH", 5), ("KW", 5), ("SH", 2), ("SW", 1), ("DH", 1), ("DW", 2), ("OFF", 2)],
      [("PX", 8), ("PY", 1), ("KH", 7), ("KW", 7), ("SH", 1), ("SW", 2), ("DH", 1), ("DW", 1), ("OFF", 0)]]
+);
+/// Pointwise conv as a GEMM: the input through a texture or from storage as vec4s.
+static PW_TEX: ShaderSource = crate::wgsl!(
+    "conv/pw_params.wgsl", "conv/pw_x_tex.wgsl", "conv/conv1x1_gemm.wgsl";
+    [[("TM", 4), ("TN4", 1)], [("TM", 8), ("TN4", 2)]]
+);
+static PW_BUF: ShaderSource = crate::wgsl!(
+    "conv/pw_params.wgsl", "conv/pw_x_buf.wgsl", "conv/conv1x1_gemm.wgsl";
+    [[("TM", 4), ("TN4", 2)], [("TM", 8), ("TN4", 1)]]
+);
+/// Depth along K of the implicit-GEMM kernel's workgroup tiles, and its register block.
+const IGEMM_BK: u32 = 16;
+const IGEMM_T: u32 = 4;
+static IGEMM_WG: ShaderSource = crate::wgsl!(
+    "conv/params.wgsl", "conv/conv_igemm_wg.wgsl";
+    [[("TM", 4), ("TN", 4), ("WG", 16), ("BK", 16)], [("TM", 4), ("TN", 4), ("WG", 8), ("BK", 16)]]
+);
+static IGEMM_TEX: ShaderSource = crate::wgsl!(
+    "conv/conv_strip_tex.wgsl";
+    [[("PX", 8), ("KH", 3), ("KW", 3), ("SH", 1), ("SW", 1), ("DH", 1), ("DW", 1)],
+     [("PX", 4), ("KH", 1), ("KW", 1), ("SH", 2), ("SW", 2), ("DH", 1), ("DW", 1)],
+     [("PX", 8), ("KH", 7), ("KW", 8), ("SH", 2), ("SW", 1), ("DH", 1), ("DW", 3)]]
 );
 static TO_TEXTURE_R32: ShaderSource = crate::wgsl!("elementwise/to_texture_r32.wgsl");
 /// Sparse pointwise conv on a CSR weight in the texture layout (`ops/sparse.rs`).
@@ -260,6 +312,10 @@ impl OpFamily for Conv2d {
         let (slot, default, fallback) = if self.is_depthwise(cx.shape(0), cx.shape(1)) {
             let k = ConvKernel::Depthwise { px: 4 };
             ("dwconv", k, k)
+        } else if cx.is_const[1] && self.is_pointwise(cx.shape(1)) {
+            // Pointwise convs have their own slot: their best kernel (a GEMM) is not a 3x3's.
+            let k = ConvKernel::Tiled { px: 4 };
+            ("pwconv", k, k)
         } else if cx.is_const[1] {
             let k = ConvKernel::Tiled { px: 4 };
             ("conv", k, k)
@@ -377,6 +433,9 @@ impl OpFamily for Conv2d {
                 Err("the packed depthwise kernel takes at most 32 taps".into())
             }
             ConvKernel::SparseTex { .. } => self.sparse_fits(cx),
+            ConvKernel::Pointwise { .. }
+            | ConvKernel::ImplicitWg { .. }
+            | ConvKernel::ImplicitTex { .. } => self.gemm_fits(k, cx),
             ConvKernel::Packed { .. } | ConvKernel::PackedDepthwise { .. } => {
                 let lay = self.packed_layout(cx)?;
                 if matches!(k, ConvKernel::Packed { wtex: true, .. })
@@ -401,6 +460,14 @@ impl OpFamily for Conv2d {
         if let ConvKernel::SparseTex { .. } = k {
             return self.lower_sparse(*k, cx);
         }
+        if matches!(
+            k,
+            ConvKernel::Pointwise { .. }
+                | ConvKernel::ImplicitWg { .. }
+                | ConvKernel::ImplicitTex { .. }
+        ) {
+            return self.lower_gemm(*k, cx);
+        }
         self.lower_kernel(*k, cx)
     }
 
@@ -419,6 +486,17 @@ impl OpFamily for Conv2d {
         };
         let tiled = [2, 4, 8].map(|px| ConvKernel::Tiled { px });
         let tex2 = [4, 8].map(|px| ConvKernel::Tex2 { px });
+        let itex = [4, 8].map(|px| ConvKernel::ImplicitTex { px });
+        let iwg = [8, 16].map(|wg| ConvKernel::ImplicitWg { wg });
+        let mut pw: Vec<ConvKernel> = Vec::new();
+        for (tm, tn4) in [(4, 1), (4, 2), (8, 1), (8, 2)] {
+            for xtex in [false, true] {
+                pw.push(ConvKernel::Pointwise { tm, tn4, xtex });
+            }
+        }
+        pw.extend(itex);
+        pw.extend(iwg);
+        pw.push(ConvKernel::Tiled { px: 4 });
         let plain = [2, 4, 8].map(|px| ConvKernel::Depthwise { px });
         let dtex2 = [4, 8].map(|px| ConvKernel::DepthwiseTex2 { px });
         let strip = [4, 8].map(|px| ConvKernel::DwStrip { px });
@@ -443,9 +521,21 @@ impl OpFamily for Conv2d {
         vec![
             TuneSlot::new(
                 "conv",
-                tiled.into_iter().chain(tex2).collect(),
+                tiled
+                    .into_iter()
+                    .chain(tex2)
+                    .chain(itex)
+                    .chain(iwg)
+                    .collect(),
                 conv3x3(1),
                 inputs(32, 28, 1),
+            ),
+            // Pointwise: a MobileNetV2 projection (96 -> 24 channels) at 28x28.
+            TuneSlot::new(
+                "pwconv",
+                pw,
+                Conv2d::default(),
+                vec![(vec![1, 96, 28, 28], false), (vec![24, 96, 1, 1], true)],
             ),
             TuneSlot::new(
                 "dwconv",
@@ -481,6 +571,10 @@ impl OpFamily for Conv2d {
             &QCONV_TEX,
             &QDWCONV,
             &SP_CONV1X1,
+            &PW_TEX,
+            &PW_BUF,
+            &IGEMM_WG,
+            &IGEMM_TEX,
         ]
     }
 
@@ -813,6 +907,9 @@ impl Conv2d {
                 return self.lower_packed(kernel, cx);
             }
             ConvKernel::SparseTex { .. } => return self.lower_sparse(kernel, cx),
+            ConvKernel::Pointwise { .. }
+            | ConvKernel::ImplicitWg { .. }
+            | ConvKernel::ImplicitTex { .. } => return self.lower_gemm(kernel, cx),
             ConvKernel::DwStrip { px } => return self.lower_strip(px, &p, cx),
             ConvKernel::DwVec4 { px, py } => return self.lower_vec4(px, py, &p, cx),
             ConvKernel::Depthwise { px } => {
@@ -997,27 +1094,7 @@ impl Conv2d {
             ));
         }
         let g = strip_geometry(p, px).map_err(|e| unsupported("conv2d", e))?;
-        let params = vec![
-            g.planes,
-            p.cin,
-            p.h,
-            p.w,
-            p.oh,
-            p.ow,
-            p.pad_t,
-            p.pad_l,
-            g.tw,
-            g.hp,
-            g.ppc,
-            g.strips,
-            p.has_bias,
-            p.has_res,
-            g.grid(1, cx.max_workgroups)[1],
-            0,
-        ];
-        let pad = g.grid(g.tw * g.hp, cx.max_workgroups);
         let main = g.grid(g.strips * p.oh, cx.max_workgroups);
-        check_grid("conv2d", pad, cx.max_workgroups)?;
         check_grid("conv2d", main, cx.max_workgroups)?;
         let consts = [
             ("PX", px),
@@ -1029,17 +1106,11 @@ impl Conv2d {
             ("DW", p.dil_w),
         ];
         let [bias, res] = super::epilogue_binds(self.bias, self.residual);
+        // The pad copy and the kernel share the parameter block.
+        let pad = pad_dispatch(p, &g, cx)?;
+        let params = pad.params.clone();
         Ok(vec![
-            Dispatch {
-                shader: ShaderKey::new(&DW_PAD_TEX, &[]),
-                overrides: Activation::None.overrides(),
-                params: params.clone(),
-                bindings: vec![
-                    Bind::Input(0),
-                    Bind::ScratchStore(0, g.width, g.height, super::TexFormat::Rgba32F),
-                ],
-                workgroups: pad,
-            },
+            pad,
             Dispatch {
                 shader: ShaderKey::new(&DW_STRIP, &consts),
                 overrides: self.act.overrides(),
@@ -1421,4 +1492,311 @@ impl Conv2d {
             },
         ])
     }
+}
+
+/// The GEMM-shaped kernels: pointwise conv as a GEMM, and implicit-GEMM conv.
+impl Conv2d {
+    /// A 1x1, stride-1, unpadded, one-group conv of weight shape `w`: per image a plain GEMM
+    /// on the NCHW input as it is (dilation does not matter for one tap).
+    pub fn is_pointwise(&self, w: &[usize]) -> bool {
+        w.len() == 4
+            && w[2] == 1
+            && w[3] == 1
+            && self.stride == [1, 1]
+            && self.pad == [0; 4]
+            && self.groups == 1
+    }
+
+    /// Whether `Pointwise`, `ImplicitWg` or `ImplicitTex` can run the case, or why not.
+    fn gemm_fits(&self, k: &ConvKernel, cx: &SelectCtx) -> std::result::Result<(), String> {
+        let (x, w) = (cx.shape(0), cx.shape(1));
+        let p = self.params(x, w, &cx.out.shape);
+        let max = cx.device.limits.max_compute_workgroups_per_dimension;
+        // Every kernel here indexes input and output as flat u32.
+        let numel = |s: &[usize]| s.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if [x, &cx.out.shape[..]]
+            .iter()
+            .any(|s| numel(s).is_none_or(|v| v > u32::MAX as usize))
+        {
+            return Err(format!(
+                "kernel {} indexes its tensors in 32 bits",
+                k.name()
+            ));
+        }
+        let grid_ok = |wg: [u32; 3]| {
+            if wg.iter().any(|&v| v > max) {
+                Err(format!(
+                    "kernel {} needs more than {max} workgroups",
+                    k.name()
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        if !cx.is_const[1] && !matches!(k, ConvKernel::ImplicitWg { .. }) {
+            return Err(format!("kernel {} needs constant weights", k.name()));
+        }
+        match *k {
+            ConvKernel::Pointwise { xtex, .. } => {
+                if !self.is_pointwise(w) {
+                    return Err(
+                        "the pointwise GEMM takes 1x1 convs with stride 1, no padding, one group"
+                            .into(),
+                    );
+                }
+                let hw = x[2] * x[3];
+                if !cx.tex_fits(x[1].div_ceil(4), w[0]) {
+                    return Err("weight texture exceeds the device's 2-D texture size".into());
+                }
+                if xtex {
+                    if !cx.tex_fits(hw.div_ceil(4), x[0] * x[1]) {
+                        return Err("input texture exceeds the device's 2-D texture size".into());
+                    }
+                } else if !hw.is_multiple_of(4) {
+                    return Err(format!(
+                        "kernel {} reads pixels as vec4s: H * W must be a multiple of 4",
+                        k.name()
+                    ));
+                }
+                grid_ok(pointwise_grid(*k, &p))
+            }
+            ConvKernel::ImplicitWg { wg } => {
+                let l = &cx.device.limits;
+                let words = IGEMM_BK * wg * IGEMM_T * 2;
+                // (wg <= 16 is within every adapter's per-axis size, 256 on WebGPU's minimum.)
+                if wg * wg > l.max_compute_invocations_per_workgroup {
+                    return Err(format!(
+                        "{wg}x{wg} invocations per workgroup exceed the device's limits"
+                    ));
+                }
+                if words * 4 > l.max_compute_workgroup_storage_size {
+                    return Err(format!(
+                        "{} bytes of workgroup storage exceed the device's {}",
+                        words * 4,
+                        l.max_compute_workgroup_storage_size
+                    ));
+                }
+                if numel(w).is_none_or(|v| v > u32::MAX as usize) {
+                    return Err("the weight exceeds 2^32 elements".into());
+                }
+                grid_ok(igemm_wg_grid(wg, &p))
+            }
+            ConvKernel::ImplicitTex { px } => {
+                if self.is_depthwise(x, w) {
+                    return Err("a depthwise conv (the dwconv kernels take it)".into());
+                }
+                let g = strip_geometry(&p, px)?;
+                if !cx.tex_fits(g.width as usize, g.height as usize) {
+                    return Err("input texture exceeds the device's 2-D texture size".into());
+                }
+                let (tw, th) = tex_extent(w, self.groups);
+                if !cx.tex_fits(tw, th) {
+                    return Err("weight texture exceeds the device's 2-D texture size".into());
+                }
+                grid_ok(g.grid(g.tw * g.hp, max))?;
+                grid_ok(itex_grid(&p, &g, max))
+            }
+            _ => Err(format!(
+                "kernel {} is not a GEMM-shaped conv kernel",
+                k.name()
+            )),
+        }
+    }
+
+    fn lower_gemm(&self, kernel: ConvKernel, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        kernel
+            .check()
+            .map_err(|e| unsupported("conv2d", format!("kernel {}: {e}", kernel.name())))?;
+        let (x, w) = (&cx.in_shapes[0], &cx.in_shapes[1]);
+        let p = self.params(x, w, cx.out_shape);
+        let [bias, res] = super::epilogue_binds(self.bias, self.residual);
+        if !cx.is_const[1] && !matches!(kernel, ConvKernel::ImplicitWg { .. }) {
+            return Err(unsupported(
+                "conv2d",
+                format!("kernel {} needs constant weights", kernel.name()),
+            ));
+        }
+        match kernel {
+            ConvKernel::Pointwise { tm, tn4, xtex } => {
+                let hw = p.h * p.w;
+                if !self.is_pointwise(w) || (!xtex && !hw.is_multiple_of(4)) {
+                    return Err(unsupported(
+                        "conv2d",
+                        format!(
+                            "kernel {} takes 1x1, stride 1, unpadded, one-group convs{}",
+                            kernel.name(),
+                            if xtex {
+                                ""
+                            } else {
+                                " with H * W a multiple of 4"
+                            }
+                        ),
+                    ));
+                }
+                let (hw4, cin4) = (hw.div_ceil(4), p.cin.div_ceil(4));
+                let wg = pointwise_grid(kernel, &p);
+                check_grid("conv2d", wg, cx.max_workgroups)?;
+                let params = vec![p.cin, p.cout, hw, hw4, cin4, p.n, p.has_bias, p.has_res];
+                let consts = [("TM", tm), ("TN4", tn4)];
+                let wtex = Bind::Texture(
+                    1,
+                    Pack::Rows4 {
+                        cols: p.cin as usize,
+                    },
+                    cin4,
+                );
+                let mut out = Vec::new();
+                let (file, xbind) = if xtex {
+                    let to_tex = super::matmul::a_to_texture(p.n * p.cin, hw);
+                    check_grid("conv2d", to_tex.workgroups, cx.max_workgroups)?;
+                    out.push(to_tex);
+                    (&PW_TEX, Bind::ScratchRead(0))
+                } else {
+                    (&PW_BUF, Bind::Input(0))
+                };
+                out.push(Dispatch {
+                    shader: ShaderKey::new(file, &consts),
+                    overrides: self.act.overrides(),
+                    params,
+                    bindings: vec![wtex, xbind, bias, res, Bind::Output],
+                    workgroups: wg,
+                });
+                Ok(out)
+            }
+            ConvKernel::ImplicitWg { wg } => {
+                let grid = igemm_wg_grid(wg, &p);
+                check_grid("conv2d", grid, cx.max_workgroups)?;
+                Ok(vec![Dispatch {
+                    shader: ShaderKey::new(
+                        &IGEMM_WG,
+                        &[
+                            ("TM", IGEMM_T),
+                            ("TN", IGEMM_T),
+                            ("WG", wg),
+                            ("BK", IGEMM_BK),
+                        ],
+                    ),
+                    overrides: self.act.overrides(),
+                    params: bytemuck::cast_slice(&[p]).to_vec(),
+                    bindings: vec![Bind::Input(0), Bind::Input(1), bias, res, Bind::Output],
+                    workgroups: grid,
+                }])
+            }
+            ConvKernel::ImplicitTex { px } => {
+                if self.is_depthwise(x, w) {
+                    return Err(unsupported(
+                        "conv2d",
+                        "kernel igemm-tex does not take depthwise convs",
+                    ));
+                }
+                let g = strip_geometry(&p, px).map_err(|e| unsupported("conv2d", e))?;
+                let pad = pad_dispatch(&p, &g, cx)?;
+                let grid = itex_grid(&p, &g, cx.max_workgroups);
+                check_grid("conv2d", grid, cx.max_workgroups)?;
+                let cblocks = p.cout_gp / 8;
+                let params = vec![
+                    g.planes, p.cin, p.h, p.w, p.oh, p.ow, g.tw, g.hp, g.ppc, g.strips, p.cout,
+                    p.cout_g, p.cin_g, cblocks, p.groups, grid[1], p.has_bias, p.has_res, 0, 0,
+                ];
+                let consts = [
+                    ("PX", px),
+                    ("KH", p.kh),
+                    ("KW", p.kw),
+                    ("SH", p.stride_h),
+                    ("SW", p.stride_w),
+                    ("DH", p.dil_h),
+                    ("DW", p.dil_w),
+                ];
+                Ok(vec![
+                    pad,
+                    Dispatch {
+                        shader: ShaderKey::new(&IGEMM_TEX, &consts),
+                        overrides: self.act.overrides(),
+                        params,
+                        bindings: vec![
+                            Bind::ScratchRead(0),
+                            Bind::Texture(
+                                1,
+                                Pack::ConvTaps {
+                                    groups: self.groups,
+                                },
+                                p.cout_gp / 4,
+                            ),
+                            bias,
+                            res,
+                            Bind::Output,
+                        ],
+                        workgroups: grid,
+                    },
+                ])
+            }
+            _ => Err(unsupported(
+                "conv2d",
+                format!("kernel {} is not a GEMM-shaped conv kernel", kernel.name()),
+            )),
+        }
+    }
+}
+
+/// Workgroups of the pointwise GEMM: 64 invocations of `tn4` pixel texels along x, blocks of
+/// `tm` output channels along y, images along z.
+fn pointwise_grid(k: ConvKernel, p: &ConvParams) -> [u32; 3] {
+    let ConvKernel::Pointwise { tm, tn4, .. } = k else {
+        return [0; 3];
+    };
+    let hw4 = (p.h * p.w).div_ceil(4);
+    [hw4.div_ceil(64 * tn4), p.cout.div_ceil(tm), p.n]
+}
+
+/// Workgroups of the implicit-GEMM kernel: output-pixel tiles x channel tiles x
+/// (image, group).
+fn igemm_wg_grid(wg: u32, p: &ConvParams) -> [u32; 3] {
+    let tile = wg * IGEMM_T;
+    [
+        (p.oh * p.ow).div_ceil(tile),
+        p.cout_g.div_ceil(tile),
+        p.n.saturating_mul(p.groups),
+    ]
+}
+
+/// Workgroups of the register-blocked texture kernel: 64 strips per workgroup along x, the
+/// (image, group, 8-channel block)s along y, then z beyond the per-dimension maximum.
+fn itex_grid(p: &ConvParams, g: &StripGeometry, max: u32) -> [u32; 3] {
+    let blocks = p.n * p.groups * (p.cout_gp / 8);
+    let gy = blocks.min(max.max(1));
+    [(g.strips * p.oh).div_ceil(64), gy, blocks.div_ceil(gy)]
+}
+
+/// The dispatch that copies the input, zero-padded, into the strip kernels' plane texture
+/// (scratch texture 0; layout in `shaders/conv/dw_params.wgsl`).
+fn pad_dispatch(p: &ConvParams, g: &StripGeometry, cx: &LowerCtx) -> Result<Dispatch> {
+    let wg = g.grid(g.tw * g.hp, cx.max_workgroups);
+    check_grid("conv2d", wg, cx.max_workgroups)?;
+    Ok(Dispatch {
+        shader: ShaderKey::new(&DW_PAD_TEX, &[]),
+        overrides: Activation::None.overrides(),
+        params: vec![
+            g.planes,
+            p.cin,
+            p.h,
+            p.w,
+            p.oh,
+            p.ow,
+            p.pad_t,
+            p.pad_l,
+            g.tw,
+            g.hp,
+            g.ppc,
+            g.strips,
+            p.has_bias,
+            p.has_res,
+            g.grid(1, cx.max_workgroups)[1],
+            0,
+        ],
+        bindings: vec![
+            Bind::Input(0),
+            Bind::ScratchStore(0, g.width, g.height, super::TexFormat::Rgba32F),
+        ],
+        workgroups: wg,
+    })
 }

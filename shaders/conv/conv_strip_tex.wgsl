@@ -1,0 +1,140 @@
+// Register-blocked convolution for CPU-like adapters (lavapipe): the input is copied once per
+// run, zero-padded, into the rgba32float plane texture of the strip depthwise kernel
+// (dw_pad_tex.wgsl; layout in dw_params.wgsl, one plane per image and input channel), and the
+// weights are packed once at upload into texels of 4 output channels per tap (texel
+// (cblk, g * cin_g * KH * KW + tap), cout_g padded to 8). Each invocation computes 8 output
+// channels x PX (4 or 8) consecutive outputs of one output row: per input channel and kernel
+// row it loads the NT texels the strip's windows cover, and per tap 2 weight texels, then adds
+// one vec4 FMA per output channel and 4 outputs (weight broadcast x window). The window
+// geometry (KH x KW taps, stride SH x SW, dilation DH x DW) is compiled in, so every tap loop
+// has a constant trip count and every column pick is a constant index; accumulators are named
+// vec4s carried through the calls (arrays indexed in loops spill on lavapipe). This is the
+// implicit GEMM over (8 channels) x (PX pixels) with K = cin_g * KH * KW gathered from the
+// texture, with the gather's index arithmetic folded into constants.
+struct SParams {
+    planes: u32, cin: u32, h: u32, w: u32,
+    oh: u32, ow: u32, tw: u32, hp: u32,
+    ppc: u32, strips: u32, cout: u32, cout_g: u32,
+    cin_g: u32, cblocks: u32, groups: u32, gy: u32,
+    has_bias: u32, has_res: u32, _p0: u32, _p1: u32,
+}
+@group(0) @binding(0) var<uniform> p: SParams;
+@group(0) @binding(1) var xt: texture_2d<f32>;
+@group(0) @binding(2) var wt: texture_2d<f32>;
+@group(0) @binding(3) var<storage, read_write> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> res: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+
+const SPAN: u32 = (PX - 1u) * SW + (KW - 1u) * DW + 1u;
+const NT: u32 = (SPAN + 3u) / 4u;
+
+// Output channel c (0..8) x pixels 0..4 (`l`) and 4..8 (`h`).
+struct Acc {
+    l0: vec4<f32>, l1: vec4<f32>, l2: vec4<f32>, l3: vec4<f32>,
+    l4: vec4<f32>, l5: vec4<f32>, l6: vec4<f32>, l7: vec4<f32>,
+    h0: vec4<f32>, h1: vec4<f32>, h2: vec4<f32>, h3: vec4<f32>,
+    h4: vec4<f32>, h5: vec4<f32>, h6: vec4<f32>, h7: vec4<f32>,
+}
+
+// One tap: weights `wa` (channels 0..4) and `wb` (4..8) times the windows `lo` and `hi`.
+fn tap(a: Acc, lo: vec4<f32>, hi: vec4<f32>, wa: vec4<f32>, wb: vec4<f32>) -> Acc {
+    var r = a;
+    r.l0 = fma(vec4<f32>(wa.x), lo, r.l0); r.l1 = fma(vec4<f32>(wa.y), lo, r.l1);
+    r.l2 = fma(vec4<f32>(wa.z), lo, r.l2); r.l3 = fma(vec4<f32>(wa.w), lo, r.l3);
+    r.l4 = fma(vec4<f32>(wb.x), lo, r.l4); r.l5 = fma(vec4<f32>(wb.y), lo, r.l5);
+    r.l6 = fma(vec4<f32>(wb.z), lo, r.l6); r.l7 = fma(vec4<f32>(wb.w), lo, r.l7);
+    if (PX > 4u) {
+        r.h0 = fma(vec4<f32>(wa.x), hi, r.h0); r.h1 = fma(vec4<f32>(wa.y), hi, r.h1);
+        r.h2 = fma(vec4<f32>(wa.z), hi, r.h2); r.h3 = fma(vec4<f32>(wa.w), hi, r.h3);
+        r.h4 = fma(vec4<f32>(wb.x), hi, r.h4); r.h5 = fma(vec4<f32>(wb.y), hi, r.h5);
+        r.h6 = fma(vec4<f32>(wb.z), hi, r.h6); r.h7 = fma(vec4<f32>(wb.w), hi, r.h7);
+    }
+    return r;
+}
+
+// Adds one kernel row: input texture row `ty` (texels from `tx0`), weight rows from `wrow`
+// (the row's KW taps), weight texel column `tc` (channels 0..4; `tc + 1`: 4..8).
+fn row(a: Acc, tx0: u32, ty: u32, wrow: u32, tc: u32) -> Acc {
+    var cols: array<f32, 32>;
+    for (var t = 0u; t < NT; t++) {
+        let q = textureLoad(xt, vec2<u32>(tx0 + t, ty), 0);
+        cols[4u * t] = q.x;
+        cols[4u * t + 1u] = q.y;
+        cols[4u * t + 2u] = q.z;
+        cols[4u * t + 3u] = q.w;
+    }
+    var r = a;
+    for (var kx = 0u; kx < KW; kx++) {
+        let s = kx * DW;
+        let lo = vec4<f32>(cols[s], cols[s + SW], cols[s + 2u * SW], cols[s + 3u * SW]);
+        var hi = vec4<f32>(0.0);
+        if (PX > 4u) {
+            hi = vec4<f32>(cols[s + 4u * SW], cols[s + 5u * SW], cols[s + 6u * SW], cols[s + 7u * SW]);
+        }
+        let wa = textureLoad(wt, vec2<u32>(tc, wrow + kx), 0);
+        let wb = textureLoad(wt, vec2<u32>(tc + 1u, wrow + kx), 0);
+        r = tap(r, lo, hi, wa, wb);
+    }
+    return r;
+}
+
+// Texel of plane `pl` at (texel column tx, padded row r), as dw_params.wgsl lays planes out.
+fn plane_texel(pl: u32, tx: u32, r: u32) -> vec2<u32> {
+    return vec2<u32>((pl / p.ppc) * p.tw + tx, (pl % p.ppc) * p.hp + r);
+}
+
+// act(v + bias + residual) for the n valid outputs from flat output index o of channel co.
+fn store(co: u32, o: u32, n: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    var bv = 0.0;
+    if (p.has_bias != 0u) { bv = bias[co]; }
+    for (var e = 0u; e < PX; e++) {
+        if (e >= n) { return; }
+        var v = select(hi[e & 3u], lo[e & 3u], e < 4u) + bv;
+        if (p.has_res != 0u) { v += res[o + e]; }
+        y[o + e] = activate(v);
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    // Blocks of 8 output channels: (image * groups + group) * cblocks + block.
+    let blk = wid.y + wid.z * p.gy;
+    let strip = gid.x % p.strips;
+    let oy = gid.x / p.strips;
+    if (oy >= p.oh || blk >= (p.planes / p.cin) * p.groups * p.cblocks) { return; }
+    let cb = blk % p.cblocks;
+    let bg = blk / p.cblocks;
+    let g = bg % p.groups;
+    let b = bg / p.groups;
+    let ox0 = strip * PX;
+    let tc = cb * 2u;
+    let z = vec4<f32>(0.0);
+    var a = Acc(z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z);
+    let pl0 = b * p.cin + g * p.cin_g;
+    for (var ci = 0u; ci < p.cin_g; ci++) {
+        // A strip starts at padded column ox0 * SW, a multiple of 4 (PX is): on a texel.
+        let origin = plane_texel(pl0 + ci, (ox0 * SW) / 4u, oy * SH);
+        let w0 = (g * p.cin_g + ci) * KH * KW;
+        // One call per kernel row, each with a constant row: the guards fold away.
+        a = row(a, origin.x, origin.y, w0, tc);
+        if (KH > 1u) { a = row(a, origin.x, origin.y + DH, w0 + KW, tc); }
+        if (KH > 2u) { a = row(a, origin.x, origin.y + 2u * DH, w0 + 2u * KW, tc); }
+        if (KH > 3u) { a = row(a, origin.x, origin.y + 3u * DH, w0 + 3u * KW, tc); }
+        if (KH > 4u) { a = row(a, origin.x, origin.y + 4u * DH, w0 + 4u * KW, tc); }
+        if (KH > 5u) { a = row(a, origin.x, origin.y + 5u * DH, w0 + 5u * KW, tc); }
+        if (KH > 6u) { a = row(a, origin.x, origin.y + 6u * DH, w0 + 6u * KW, tc); }
+    }
+    let npix = p.oh * p.ow;
+    let n = min(PX, p.ow - ox0);
+    let cl0 = cb * 8u;
+    let o0 = (b * p.cout + g * p.cout_g + cl0) * npix + oy * p.ow + ox0;
+    let c = p.cout_g - cl0;
+    store(g * p.cout_g + cl0, o0, n, a.l0, a.h0);
+    if (c > 1u) { store(g * p.cout_g + cl0 + 1u, o0 + npix, n, a.l1, a.h1); }
+    if (c > 2u) { store(g * p.cout_g + cl0 + 2u, o0 + 2u * npix, n, a.l2, a.h2); }
+    if (c > 3u) { store(g * p.cout_g + cl0 + 3u, o0 + 3u * npix, n, a.l3, a.h3); }
+    if (c > 4u) { store(g * p.cout_g + cl0 + 4u, o0 + 4u * npix, n, a.l4, a.h4); }
+    if (c > 5u) { store(g * p.cout_g + cl0 + 5u, o0 + 5u * npix, n, a.l5, a.h5); }
+    if (c > 6u) { store(g * p.cout_g + cl0 + 6u, o0 + 6u * npix, n, a.l6, a.h6); }
+    if (c > 7u) { store(g * p.cout_g + cl0 + 7u, o0 + 7u * npix, n, a.l7, a.h7); }
+}
