@@ -48,7 +48,8 @@ struct CpuHop {
 enum Segment {
     /// Steps `start..end` recorded into one compute pass.
     Gpu(usize, usize),
-    Cpu(CpuHop),
+    /// Boxed: a hop is much larger than a GPU segment.
+    Cpu(Box<CpuHop>),
 }
 
 struct Step {
@@ -522,7 +523,7 @@ impl GpuExecutor {
             });
             let out_offset = plan.memory.offset_of[node.output]
                 .ok_or_else(|| Error::Gpu(format!("node '{}': output has no range", node.name)))?;
-            segments.push(Segment::Cpu(CpuHop {
+            segments.push(Segment::Cpu(Box::new(CpuHop {
                 op: node.op.clone(),
                 kernel: node.kernel.clone(),
                 out_ty: (node.inputs.iter().any(|&v| plan.values[v].cpu_packed))
@@ -530,7 +531,7 @@ impl GpuExecutor {
                 inputs,
                 readback,
                 out_offset,
-            }));
+            })));
         }
         if steps.len() > first {
             segments.push(Segment::Gpu(first, steps.len()));
