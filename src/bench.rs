@@ -678,7 +678,7 @@ pub fn bench_workload(
             };
             let all = Session::cpu(&w.model, decoded)?.weight_host_bytes();
             notes.push(format!(
-                "{:<10} {label}: the CPU session holds {:.1} MB of weights ({:.1} MB with them                  decoded to f32 as well)",
+                "{:<10} {label}: the CPU session holds {:.1} MB of weights ({:.1} MB with them decoded to f32 as well)",
                 w.name,
                 s.weight_host_bytes() as f64 / 1e6,
                 all as f64 / 1e6
