@@ -726,12 +726,29 @@ pub fn bench_workload(
             &mut out,
         );
     }
-    // The fast CPU kernels (all cores), for every format: the CPU decodes packed weights to
-    // f32 at session build, so a packed row measures the same kernels on the decoded weights
-    // (int8 x int8 computes in f32 on the CPU: the int8 row already covers it).
+    // The fast CPU kernels (the session's threads: `WGEDGE_THREADS`, else all cores), for
+    // every format: quantised (int8, int4, pow2) Linear weights stay packed and run the packed
+    // kernels (`cpu-q8gemv`, `cpu-q4gemv`, `cpu-qgemm`); other packed weights are decoded to
+    // f32 at session build and run the f32 kernels (int8 x int8 computes in f32 on the CPU:
+    // the int8 row already covers it).
     if w.format != "int8xint8" {
         let s = Session::cpu(&w.model, SessionOptions::default())?;
         let label = format!("{}-{}", w.format, kernel_label(&s));
+        if !matches!(w.format, "f32" | "fused" | "unfused") {
+            // What keeping weights packed saves: the same model with every weight decoded
+            // (the reference decodes them all; the stored parts are the model's, shared).
+            let decoded = SessionOptions {
+                cpu_reference: true,
+                ..Default::default()
+            };
+            let all = Session::cpu(&w.model, decoded)?.weight_host_bytes();
+            notes.push(format!(
+                "{:<10} {label}: the CPU session holds {:.1} MB of weights ({:.1} MB with them decoded to f32 as well)",
+                w.name,
+                s.weight_host_bytes() as f64 / 1e6,
+                all as f64 / 1e6
+            ));
+        }
         push(
             record(
                 w,

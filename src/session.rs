@@ -243,7 +243,11 @@ impl Session {
                 cpu.join(", ")
             ));
         }
-        let exec = GpuExecutor::new(ctx.clone(), &plan, &weights).await?;
+        let mut exec = GpuExecutor::new(ctx.clone(), &plan, &weights).await?;
+        if !cpu.is_empty() {
+            // CPU nodes run on the session's threads (`WGEDGE_THREADS`), as on the CPU backend.
+            exec.set_cpu_pool(crate::cpu::Pool::new(opts.threads));
+        }
         Ok(
             Self::finish(model, plan, Exec::Gpu(ctx, exec), rewrites, notices)
                 .with_reshapes(reshapes),
@@ -437,6 +441,16 @@ impl Session {
         match &self.exec {
             Exec::Cpu(_) => 0,
             Exec::Gpu(_, g) => g.device_bytes,
+        }
+    }
+
+    /// Host memory held by the CPU backend's weights: packed ones read by packed CPU kernels
+    /// as stored, the others decoded to f32 (plus their stored parts, shared with the model).
+    /// 0 on a GPU session.
+    pub fn weight_host_bytes(&self) -> u64 {
+        match &self.exec {
+            Exec::Cpu(c) => c.weight_bytes(),
+            Exec::Gpu(..) => 0,
         }
     }
 

@@ -333,3 +333,290 @@ fn unknown_cpu_kernel_is_an_error() {
     let got = op.run_cpu("cpu-gemm", &[&a, &b]).unwrap();
     assert_close("gemm", &got, &op.cpu(&[&a, &b]).unwrap(), 1e-5, 1e-5);
 }
+
+/// Every quantised format with groups that do and do not align with the kernels' 32-value
+/// chunks (and odd groups, whose int4 bytes straddle two groups).
+fn quant_formats() -> Vec<wgedge::format::WeightFormat> {
+    vec![
+        quant(8, 0, false, false, false),
+        quant(8, 0, true, false, true),
+        quant(8, 32, false, false, true),
+        quant(8, 5, true, false, false),
+        quant(8, 64, true, true, false),
+        quant(4, 32, false, false, true),
+        quant(4, 32, true, false, false),
+        quant(4, 7, false, false, false),
+        quant(4, 0, true, false, false),
+        quant(4, 64, false, true, false),
+        quant(4, 3, true, true, false),
+    ]
+}
+
+/// The packed CPU kernels (`cpu-q8gemv`, `cpu-q4gemv`, `cpu-qgemm`) against the reference on
+/// the same packed weight (decoded by the Rust decoder): odd K, K not a multiple of the group
+/// or the 32-value chunk, one row and several (with batch dims), bias and activation.
+///
+/// Tolerance: the kernels sum `(code - zero) * x` per group in 16 lanes and add `scale *
+/// partial` per group; the reference sums `x * w` in k order with `w` the decoded weight
+/// (`(code - zero) * scale` rounded once, as the GEMM path decodes it). Both approximate the
+/// same real sum with at most K + 3 roundings per term, so |got - want| <= 2 (K + 3) eps
+/// sum_k |x_k w_k|, checked per element (the bias and activation add no difference: same
+/// operations on the sums, up to the rounding of the bias addition). A wrong code or scale moves an output by about |x_k w_k|, far
+/// beyond that bound.
+#[test]
+fn packed_weight_kernels_match_reference() {
+    use wgedge::graph::GraphBuilder;
+    use wgedge::Model;
+    let cases: &[(&[usize], usize)] = &[
+        (&[1, 37], 5),
+        (&[1, 100], 33),
+        (&[1, 300], 17),
+        (&[1, 1], 3),
+        (&[3, 37], 9),
+        (&[2, 3, 100], 7),
+        (&[65, 129], 70),
+    ];
+    for (ci, &(a_shape, n)) in cases.iter().enumerate() {
+        let k = *a_shape.last().unwrap();
+        for (fi, f) in quant_formats().into_iter().enumerate() {
+            let what = format!("{} A {a_shape:?} N {n}", f.label());
+            let wt = Tensor::random(&[n, k], (ci * 100 + fi) as u64);
+            let mut b = GraphBuilder::new();
+            let x = b.input("x", a_shape);
+            let w = b.weight_packed("w", &wt, f.clone()).unwrap();
+            let bias = b.weight("b", Tensor::random(&[n], 7));
+            let y = b.linear(&x, &w, Some(&bias), Activation::Relu6);
+            b.output(&y);
+            let model = Model::from_builder(b).unwrap();
+            let xv = Tensor::random(a_shape, 3 + ci as u64);
+            let feeds = [("x", &xv)];
+            let reference = Session::cpu(&model, opts(true, None)).unwrap();
+            let want = reference.run(&feeds).unwrap().remove(0);
+            let decoded = f.decode("w", &[n, k], &model.weights).unwrap();
+            let (xs, ws) = (xv.f32s("x").unwrap(), decoded.f32s("w").unwrap());
+            for threads in [None, Some(1)] {
+                let s = Session::cpu(&model, opts(false, threads)).unwrap();
+                let node = &s.plan().nodes[0];
+                let rows = xs.len() / k;
+                let kernel = match (rows, f.label().contains("int8")) {
+                    (1, true) => "cpu-q8gemv",
+                    (1, false) => "cpu-q4gemv",
+                    _ => "cpu-qgemm",
+                };
+                assert_eq!(node.kernel, kernel, "{what}");
+                let pv = s.plan().values.iter().find(|v| v.name == "w").unwrap();
+                assert!(pv.cpu_packed && !pv.decoded, "{what}: stays packed");
+                // The decoded session holds the f32 weight besides the stored parts; the
+                // packed one holds only the parts and the 7-word format descriptor.
+                assert_eq!(
+                    s.weight_host_bytes() + (n * k * 4) as u64,
+                    reference.weight_host_bytes() + 28,
+                    "{what}: the packed session holds the weight as stored"
+                );
+                let got = s.run(&feeds).unwrap().remove(0);
+                let (g, e) = (got.f32s("got").unwrap(), want.f32s("want").unwrap());
+                assert_eq!(g.len(), rows * n, "{what}");
+                for (i, (a, b)) in g.iter().zip(e).enumerate() {
+                    let (r, j) = (i / n, i % n);
+                    let sum: f64 = (0..k)
+                        .map(|kk| (xs[r * k + kk] as f64 * ws[j * k + kk] as f64).abs())
+                        .sum();
+                    // Plus one rounding of the bias addition on each side.
+                    let eps = f32::EPSILON as f64;
+                    let tol = 2.0 * (k as f64 + 3.0) * eps * sum
+                        + eps * ((*a as f64).abs() + (*b as f64).abs());
+                    assert!(
+                        ((a - b) as f64).abs() <= tol,
+                        "{what} threads {threads:?}: element {i}: {a} vs {b} (bound {tol:e})"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Elementwise, softmax and normalisation kernels split the work over the threads but compute
+/// every element (or row) with the reference's operations in its order: bit for bit. Sizes
+/// both below the threading threshold and above it (several tasks), broadcasts along every
+/// kind of axis.
+#[test]
+fn elementwise_and_norms_match_reference_exactly() {
+    use wgedge::ops::BinaryKind as K;
+    let big = [2, 3, 75, 129]; // 58k elements: several tasks
+    for (i, shape) in [vec![7], big.to_vec(), vec![1, 1]].into_iter().enumerate() {
+        for act in [
+            Activation::Relu,
+            Activation::Gelu,
+            Activation::LeakyRelu { alpha: 0.2 },
+        ] {
+            let x = Tensor::random(&shape, 500 + i as u64);
+            let op = Op::Unary(Unary { act });
+            let name = check(
+                &format!("unary {shape:?} {act:?}"),
+                op,
+                &[&x],
+                &[false],
+                None,
+            );
+            assert_eq!(name, "cpu-eltwise");
+        }
+    }
+    // (a, b): same shape, row, column, scalar, middle axis, both broadcast, rank-0-like.
+    let pairs: Vec<(Vec<usize>, Vec<usize>)> = vec![
+        (big.to_vec(), big.to_vec()),
+        (big.to_vec(), vec![129]),
+        (big.to_vec(), vec![2, 3, 75, 1]),
+        (big.to_vec(), vec![1]),
+        (vec![1], big.to_vec()),
+        (big.to_vec(), vec![3, 1, 1]),
+        (vec![2, 1, 75, 1], vec![3, 1, 129]),
+        (vec![5, 1], vec![1, 6]),
+    ];
+    let kinds = [
+        K::Add,
+        K::Sub,
+        K::Mul,
+        K::Div,
+        K::Pow,
+        K::Max,
+        K::Min,
+        K::Fmod,
+        K::Mod,
+        K::Prelu,
+    ];
+    for (i, (sa, sb)) in pairs.iter().enumerate() {
+        for (j, &kind) in kinds.iter().enumerate() {
+            // Every kind on the small pair, the arithmetic ones (specialised loops) on all.
+            if i != pairs.len() - 1 && j >= 4 && i % 3 != 0 {
+                continue;
+            }
+            let mut a = Tensor::random(sa, 600 + i as u64);
+            if kind == K::Pow {
+                // A negative base with a fractional exponent is NaN, and NaN != NaN.
+                let v = a.f32s("a").unwrap().iter().map(|v| v.abs() + 0.1).collect();
+                a = Tensor::new(sa, v).unwrap();
+            }
+            let b = Tensor::random(sb, 700 + j as u64);
+            let act = if j % 2 == 0 {
+                Activation::None
+            } else {
+                Activation::Relu
+            };
+            let op = Op::Binary(Binary { kind, act });
+            let what = format!("{kind:?} {sa:?} {sb:?}");
+            let name = check(&what, op, &[&a, &b], &[false, false], None);
+            assert_eq!(name, "cpu-eltwise", "{what}");
+        }
+    }
+    let x3 = Tensor::random(&[4, 33, 517], 800);
+    for axis in [0, 1, -1] {
+        for op in [
+            Op::Softmax(Softmax { axis }),
+            Op::LogSoftmax(LogSoftmax { axis }),
+        ] {
+            let name = check(&format!("{op:?}"), op, &[&x3], &[false], None);
+            assert_eq!(name, "cpu-rows");
+        }
+    }
+    for (axis, norm) in [(-1, vec![517]), (1, vec![33, 517])] {
+        let g = Tensor::random(&norm, 801);
+        let b = Tensor::random(&norm, 802);
+        let op = Op::LayerNorm(LayerNorm { axis, eps: 1e-5 });
+        check(
+            &format!("layer norm {axis}"),
+            op.clone(),
+            &[&x3, &g],
+            &[false, true],
+            None,
+        );
+        let name = check(
+            &format!("layer norm {axis} beta"),
+            op,
+            &[&x3, &g, &b],
+            &[false, true, true],
+            None,
+        );
+        assert_eq!(name, "cpu-rows");
+    }
+    // Batch norm on small planes (by image) and large ones (by plane); group/instance norm.
+    for shape in [vec![3, 5, 7, 9], vec![2, 6, 80, 70], vec![4, 3]] {
+        let c = shape[1];
+        let x = Tensor::random(&shape, 900);
+        let p: Vec<Tensor> = (0..4).map(|i| Tensor::random(&[c], 901 + i)).collect();
+        // Variances must be positive.
+        let var = Tensor::new(
+            &[c],
+            p[3].f32s("v")
+                .unwrap()
+                .iter()
+                .map(|v| v.abs() + 0.1)
+                .collect(),
+        )
+        .unwrap();
+        let op = Op::BatchNorm(BatchNorm { eps: 1e-5 });
+        let name = check(
+            &format!("batch norm {shape:?}"),
+            op,
+            &[&x, &p[0], &p[1], &p[2], &var],
+            &[false, true, true, true, true],
+            None,
+        );
+        assert_eq!(name, "cpu-rows");
+        let groups = if c % 3 == 0 { 3 } else { 1 };
+        for op in [
+            Op::GroupNorm(GroupNorm {
+                num_groups: groups,
+                eps: 1e-5,
+            }),
+            Op::InstanceNorm(InstanceNorm { eps: 1e-5 }),
+        ] {
+            if shape.len() < 3 {
+                continue;
+            }
+            let name = check(
+                &format!("{op:?} {shape:?}"),
+                op,
+                &[&x, &p[0], &p[1]],
+                &[false, true, true],
+                None,
+            );
+            assert_eq!(name, "cpu-rows");
+        }
+    }
+}
+
+/// Where threading an elementwise op starts to pay: times a binary add (the cheapest op, the
+/// worst case for threading) at sizes around the kernels' task size on 1 and 2 threads and
+/// prints the ratios. A measurement, not a check: `cargo test --release --test cpu_kernels
+/// threading_threshold -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn threading_threshold() {
+    for log2 in [10, 12, 13, 14, 15, 16, 17, 18, 20] {
+        let n = 1usize << log2;
+        let (a, b) = (Tensor::random(&[n], 1), Tensor::random(&[n], 2));
+        let op = Op::Binary(Binary {
+            kind: BinaryKind::Add,
+            act: Activation::None,
+        });
+        let (model, feeds) = single_op(op, &[&a, &b], &[false, false]);
+        let feeds = feeds_ref(&feeds);
+        let mut t = Vec::new();
+        for threads in [1, 2] {
+            let s = Session::cpu(&model, opts(false, Some(threads))).unwrap();
+            s.run(&feeds).unwrap();
+            let reps = (1 << 24) / n;
+            let start = std::time::Instant::now();
+            for _ in 0..reps {
+                s.run(&feeds).unwrap();
+            }
+            t.push(start.elapsed().as_secs_f64() * 1e6 / reps as f64);
+        }
+        println!(
+            "add 2^{log2}: 1 thread {:.1} us, 2 threads {:.1} us ({:.2}x)",
+            t[0],
+            t[1],
+            t[0] / t[1]
+        );
+    }
+}

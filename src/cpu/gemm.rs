@@ -44,6 +44,24 @@ pub fn sgemm(
     c_rs: usize,
     accumulate: bool,
 ) -> Result<()> {
+    sgemm_threads(m, n, k, a, b, c, c_rs, accumulate, super::threads())
+}
+
+/// [`sgemm`] on at most `threads` threads: 1 from inside a task that is itself one of many
+/// running in parallel (the packed-weight GEMM's blocks), where nested threading only adds
+/// overhead.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_threads(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat,
+    b: Mat,
+    c: &mut [f32],
+    c_rs: usize,
+    accumulate: bool,
+    threads: usize,
+) -> Result<()> {
     let c_fits = m == 0 || n == 0 || (m - 1).saturating_mul(c_rs).saturating_add(n) <= c.len();
     if !a.fits(m, k) || !b.fits(k, n) || !c_fits || (m > 1 && c_rs < n) {
         return Err(Error::Unsupported {
@@ -70,7 +88,6 @@ pub fn sgemm(
     let work = m.saturating_mul(n).saturating_mul(k);
     #[cfg(not(target_arch = "wasm32"))]
     if work >= TINY {
-        let threads = super::threads();
         let par = if threads > 1 && work >= PAR_MIN {
             gemm::Parallelism::Rayon(threads)
         } else {
@@ -103,7 +120,7 @@ pub fn sgemm(
         }
         return Ok(());
     }
-    let _ = (work, TINY, PAR_MIN);
+    let _ = (work, TINY, PAR_MIN, threads);
     plain(m, n, k, a, b, c, c_rs, accumulate);
     Ok(())
 }

@@ -18,6 +18,12 @@ impl CpuExecutor {
         CpuExecutor { weights, pool }
     }
 
+    /// Host bytes of the weights the executor holds (packed weights as stored, decoded ones
+    /// as f32, CSR conversions): what a CPU session keeps in memory for its weights.
+    pub fn weight_bytes(&self) -> u64 {
+        self.weights.values().map(|t| t.bytes().len() as u64).sum()
+    }
+
     /// Runs the plan; `inputs` are in graph input order and already checked by the session.
     /// Each activation is dropped after its last reader, following the plan's liveness.
     pub fn run(&self, plan: &Plan, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
@@ -31,12 +37,12 @@ impl CpuExecutor {
         }
         for (step, node) in plan.nodes.iter().enumerate() {
             let mut ins: Vec<&Tensor> = Vec::with_capacity(node.inputs.len() + 2);
-            let mut csr = false;
+            let mut as_stored = false;
             for &v in &node.inputs {
                 let pv = &plan.values[v];
                 if pv.cpu_csr {
                     // The sparse CPU kernel reads the weight as its CSR parts.
-                    csr = true;
+                    as_stored = true;
                     for n in crate::ops::sparse::cpu_csr_names(&pv.name) {
                         ins.push(
                             self.weights
@@ -44,6 +50,18 @@ impl CpuExecutor {
                                 .ok_or_else(|| crate::Error::MissingWeight(n.clone()))?,
                         );
                     }
+                    continue;
+                }
+                if pv.cpu_packed {
+                    // A packed CPU kernel reads the weight as stored: descriptor and parts.
+                    for n in crate::ops::cpu_fast::packed_names(&pv.name, &pv.format) {
+                        ins.push(
+                            self.weights
+                                .get(&n)
+                                .ok_or_else(|| crate::Error::MissingWeight(n.clone()))?,
+                        );
+                    }
+                    as_stored = true;
                     continue;
                 }
                 ins.push(match pv.kind {
@@ -59,7 +77,7 @@ impl CpuExecutor {
                     })?,
                 });
             }
-            let out = if csr {
+            let out = if as_stored {
                 let ty = plan.values[node.output].value_type();
                 node.op.run_cpu_as(&node.kernel, &ins, &ty)?
             } else {

@@ -36,6 +36,9 @@ struct CpuHop {
     op: Op,
     /// The CPU kernel the plan named (fast or reference).
     kernel: String,
+    /// Weights read as stored (packed), so the output type is the plan's, not inferred from
+    /// the inputs.
+    out_ty: Option<ValueType>,
     inputs: Vec<HopInput>,
     /// Holds the arena inputs between submit and read.
     readback: Option<wgpu::Buffer>,
@@ -45,7 +48,8 @@ struct CpuHop {
 enum Segment {
     /// Steps `start..end` recorded into one compute pass.
     Gpu(usize, usize),
-    Cpu(CpuHop),
+    /// Boxed: a hop is much larger than a GPU segment.
+    Cpu(Box<CpuHop>),
 }
 
 struct Step {
@@ -72,6 +76,9 @@ pub struct GpuExecutor {
     pub weight_bytes: u64,
     /// One run at a time: runs share the arena, the readback and the staging buffers.
     lock: RunLock,
+    /// The threads the CPU nodes' kernels run on (the session's, [`GpuExecutor::set_cpu_pool`];
+    /// rayon's global pool until set).
+    cpu_pool: crate::cpu::Pool,
 }
 
 fn align(v: u64, a: u64) -> u64 {
@@ -476,6 +483,16 @@ impl GpuExecutor {
             let mut at = 0u64;
             for &v in &node.inputs {
                 let pv = &plan.values[v];
+                if pv.cpu_packed {
+                    // A packed CPU kernel reads the weight as stored: descriptor and parts.
+                    for n in crate::ops::cpu_fast::packed_names(&pv.name, &pv.format) {
+                        let t = weights
+                            .get(&n)
+                            .ok_or_else(|| Error::MissingWeight(n.clone()))?;
+                        inputs.push(HopInput::Host(t.clone()));
+                    }
+                    continue;
+                }
                 if plan.values[root(v)].kind == ValueKind::Weight {
                     inputs.push(HopInput::Host(host_weight(v)?));
                     continue;
@@ -506,13 +523,15 @@ impl GpuExecutor {
             });
             let out_offset = plan.memory.offset_of[node.output]
                 .ok_or_else(|| Error::Gpu(format!("node '{}': output has no range", node.name)))?;
-            segments.push(Segment::Cpu(CpuHop {
+            segments.push(Segment::Cpu(Box::new(CpuHop {
                 op: node.op.clone(),
                 kernel: node.kernel.clone(),
+                out_ty: (node.inputs.iter().any(|&v| plan.values[v].cpu_packed))
+                    .then(|| plan.values[node.output].value_type()),
                 inputs,
                 readback,
                 out_offset,
-            }));
+            })));
         }
         if steps.len() > first {
             segments.push(Segment::Gpu(first, steps.len()));
@@ -550,7 +569,13 @@ impl GpuExecutor {
             device_bytes: device_bytes + weight_bytes,
             weight_bytes,
             lock: RunLock::default(),
+            cpu_pool: crate::cpu::Pool::new(None),
         })
+    }
+
+    /// Runs the CPU nodes' kernels on `pool` (the session's `SessionOptions::threads`).
+    pub fn set_cpu_pool(&mut self, pool: crate::cpu::Pool) {
+        self.cpu_pool = pool;
     }
 
     fn record(&self, enc: &mut wgpu::CommandEncoder, steps: &[Step]) {
@@ -631,7 +656,10 @@ impl GpuExecutor {
                         .ok_or_else(|| Error::Gpu("CPU node input missing".into())),
                 })
                 .collect::<Result<_>>()?;
-            let out = hop.op.run_cpu(&hop.kernel, &ins)?;
+            let out = self.cpu_pool.install(|| match &hop.out_ty {
+                Some(ty) => hop.op.run_cpu_as(&hop.kernel, &ins, ty),
+                None => hop.op.run_cpu(&hop.kernel, &ins),
+            })?;
             // Ordered before everything submitted later, after everything submitted before.
             ctx.queue
                 .write_buffer(&self.arena, hop.out_offset, &padded4(out.bytes()));

@@ -26,8 +26,104 @@ pub const POOL: &str = "cpu-pool";
 /// Matmul on a sparse constant `[N, K]` weight (any sparse format), read as CSR f32 built once
 /// at session build: each output walks its weight row's stored entries only.
 pub const SPMM: &str = "cpu-spmm";
+/// Matmul, one row of A, on a constant `[N, K]` int8 weight read as stored (1 byte a weight).
+pub const Q8GEMV: &str = "cpu-q8gemv";
+/// Matmul, one row of A, on a constant `[N, K]` int4 weight read as stored (2 weights a byte).
+pub const Q4GEMV: &str = "cpu-q4gemv";
+/// Matmul, several rows of A, on a constant `[N, K]` int8/int4 weight: blocks of weight rows
+/// decoded into a scratch per task and multiplied by the f32 GEMM.
+pub const QGEMM: &str = "cpu-qgemm";
 
-fn wrong_kernel(op: &str, kernel: &str) -> Error {
+/// Whether `kernel` reads its weight (input 1) packed, as [`packed_names`] lists its parts.
+pub fn reads_packed(kernel: &str) -> bool {
+    matches!(kernel, Q8GEMV | Q4GEMV | QGEMM)
+}
+
+/// The tensors a packed-weight kernel takes in place of weight `name`: the format descriptor
+/// [`packed_spec`] (stored under `{name}#cpu.spec` at session build), then the stored parts.
+pub fn packed_names(name: &str, format: &crate::format::WeightFormat) -> Vec<String> {
+    let mut v = vec![format!("{name}#cpu.spec")];
+    v.extend(format.part_names(name));
+    v
+}
+
+/// The quantisation parameters the kernels need beside the parts, as an I32 tensor:
+/// `[bits, group, zero_points, pow2, scale kind (0 f32, 1 f16, 2 shift), rows, cols]`.
+pub fn packed_spec(format: &crate::format::WeightFormat, shape: &[usize]) -> Result<Tensor> {
+    use crate::format::WeightFormat;
+    use crate::tensor::{DType, TensorData};
+    let WeightFormat::Quant(q) = format else {
+        return Err(Error::Input(format!(
+            "{} weights are not read packed on the CPU",
+            format.label()
+        )));
+    };
+    let (rows, cols) = crate::format::matrix_dims(shape)?;
+    let as_i32 =
+        |v: usize| i32::try_from(v).map_err(|_| Error::Input(format!("weight dim {v} beyond i32")));
+    let kind = match (q.pow2, q.scale_dtype) {
+        (true, _) => 2,
+        (false, DType::F16) => 1,
+        _ => 0,
+    };
+    let spec = vec![
+        i32::from(q.bits),
+        as_i32(q.group)?,
+        i32::from(q.zero_points),
+        i32::from(q.pow2),
+        kind,
+        as_i32(rows)?,
+        as_i32(cols)?,
+    ];
+    Tensor::from_data(&[spec.len()], TensorData::I32(spec))
+}
+
+/// Reads [`packed_spec`] and the parts after it (`ins[0]` is the spec): the weight and how
+/// many tensors it took.
+fn packed_weight<'a>(ins: &[&'a Tensor]) -> Result<(crate::cpu::quant::QWeight<'a>, usize)> {
+    use crate::cpu::quant::{Codes, QWeight, Scales};
+    use crate::tensor::TensorData;
+    let bad = |what: &str| Error::Input(format!("packed CPU matmul: {what}"));
+    let spec = match ins.first().map(|t| t.data()) {
+        Some(TensorData::I32(v)) if v.len() == 7 && v.iter().all(|&x| x >= 0) => v,
+        _ => return Err(bad("missing or malformed format descriptor")),
+    };
+    let u = |i: usize| spec[i] as usize;
+    let (zp, kind) = (spec[2] != 0, spec[4]);
+    let need = 3 + usize::from(zp);
+    if ins.len() < need {
+        return Err(bad("fewer weight parts than the format stores"));
+    }
+    let codes = match ins[1].data() {
+        TensorData::I8(v) => Codes::I8(v),
+        TensorData::U8(v) => Codes::U8(v),
+        _ => return Err(bad("codes must be i8 or u8")),
+    };
+    let scales = match (kind, ins[2].data()) {
+        (0, TensorData::F32(v)) => Scales::F32(v),
+        (1, TensorData::F16(v)) => Scales::F16(v),
+        (2, TensorData::I8(v)) => Scales::Shift(v),
+        _ => return Err(bad("scales do not match the format")),
+    };
+    let zeros = match (zp, ins.get(3).map(|t| t.data())) {
+        (false, _) => None,
+        (true, Some(TensorData::U8(v))) => Some(v.as_slice()),
+        _ => return Err(bad("zero points must be u8")),
+    };
+    let w = QWeight {
+        rows: u(5),
+        cols: u(6),
+        bits: u8::try_from(spec[0]).map_err(|_| bad("bits"))?,
+        group: u(1),
+        codes,
+        scales,
+        zeros,
+    };
+    w.check()?;
+    Ok((w, need))
+}
+
+pub(super) fn wrong_kernel(op: &str, kernel: &str) -> Error {
     Error::Unsupported {
         op: op.into(),
         what: format!("CPU kernel '{kernel}'"),
@@ -56,6 +152,22 @@ pub(super) fn matmul_kernel(op: &MatMul, cx: &CpuCtx) -> Option<&'static str> {
     } else {
         a[a.len() - 2]
     };
+    // All of A's rows (batches included: the weight is one shared 2-D matrix).
+    let k = if op.trans_a {
+        a[a.len() - 2]
+    } else {
+        a[a.len() - 1]
+    };
+    let rows = numel(a) / k.max(1);
+    if let Some(crate::format::WeightFormat::Quant(q)) = cx.formats.get(1) {
+        if cx.is_const[1] && op.trans_b && cx.ins[1].shape.len() == 2 {
+            return Some(match (rows, q.bits) {
+                (1, 8) => Q8GEMV,
+                (1, _) => Q4GEMV,
+                _ => QGEMM,
+            });
+        }
+    }
     Some(if m == 1 { GEMV } else { GEMM })
 }
 
@@ -67,6 +179,9 @@ pub(super) fn matmul(
 ) -> Result<Tensor> {
     if kernel == SPMM {
         return spmm(op, ins, out);
+    }
+    if reads_packed(kernel) {
+        return qmatmul(op, ins, out);
     }
     if kernel != GEMM && kernel != GEMV {
         return Err(wrong_kernel("matmul", kernel));
@@ -186,6 +301,79 @@ fn spmm(op: &MatMul, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
     Tensor::new(&out.shape, c)
 }
 
+/// [`Q8GEMV`], [`Q4GEMV`], [`QGEMM`]: `ins` = A, the weight's [`packed_names`] tensors, then
+/// bias and residual as the op has them. A's rows (every batch: the weight is shared) are
+/// gathered into one contiguous matrix when they are not one already.
+fn qmatmul(op: &MatMul, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+    if ins.len() < 2 {
+        return Err(Error::Input(
+            "packed CPU matmul takes A and the weight's parts".into(),
+        ));
+    }
+    let (w, used) = packed_weight(&ins[1..])?;
+    let (n, k) = (w.rows, w.cols);
+    let a_shape = ins[0].shape();
+    let a = ins[0].f32s("matmul")?;
+    let p = op.params(a_shape, &[n, k]);
+    let u = |v: u32| v as usize;
+    let (m, batch) = (u(p.m), u(p.batch));
+    if u(p.k) != k || u(p.n) != n {
+        return Err(Error::Input(format!(
+            "packed CPU matmul: A {a_shape:?} does not meet a [{n}, {k}] weight"
+        )));
+    }
+    let rows = batch * m;
+    let mut c = vec![0.0f32; numel(&out.shape)];
+    if c.len() != rows * n {
+        return Err(Error::Input(
+            "packed CPU matmul: output shape does not match".into(),
+        ));
+    }
+    let (a_bs, a_rs, a_ks) = (u(p.a_bs), u(p.a_rs), u(p.a_ks));
+    let contiguous = a_ks == 1 && a_rs == k && (batch == 1 || a_bs == m * k);
+    let gathered: Vec<f32>;
+    let a_rows: &[f32] = if contiguous {
+        a
+    } else {
+        let mut g = vec![0.0f32; rows * k];
+        for (i, row) in g.chunks_exact_mut(k.max(1)).enumerate() {
+            let base = (i / m) * a_bs + (i % m) * a_rs;
+            for (kk, v) in row.iter_mut().enumerate() {
+                *v = a[base + kk * a_ks];
+            }
+        }
+        gathered = g;
+        &gathered
+    };
+    if rows == 1 {
+        crate::cpu::quant::gemv(&w, &a_rows[..k], &mut c)?;
+    } else {
+        crate::cpu::quant::gemm(&w, rows, a_rows, k, &mut c)?;
+    }
+    let extra: Vec<&[f32]> = ins[1 + used..]
+        .iter()
+        .map(|t| t.f32s("matmul"))
+        .collect::<Result<_>>()?;
+    let bias = op.bias.then(|| extra.first().copied()).flatten();
+    let res = op.residual.then(|| extra.last().copied()).flatten();
+    if (op.bias && bias.is_none_or(|b| b.len() < n))
+        || (op.residual && res.is_none_or(|r| r.len() != c.len()))
+    {
+        return Err(Error::Input(
+            "packed CPU matmul: bias or residual missing or short".into(),
+        ));
+    }
+    let act = op.act;
+    crate::cpu::epilogue(
+        &mut c,
+        bias.map(|b| (&b[..n], 1)),
+        res,
+        &move |v| act.apply(v),
+        act == super::Activation::None,
+    );
+    Tensor::new(&out.shape, c)
+}
+
 fn geom(op: &Conv2d, x: &[usize], w: &[usize], out: &[usize]) -> ConvGeom {
     let p = op.params(x, w, out);
     let u = |v: u32| v as usize;
@@ -266,4 +454,190 @@ pub(super) fn pool(op: &Pool2d, kernel: &str, ins: &[&Tensor], out: &ValueType) 
         yp.copy_from_slice(&r);
     });
     Tensor::new(o, y)
+}
+
+/// Elementwise (unary activation, binary with broadcasting): chunks of the output over the
+/// threads, the same operation per element as the reference (bit for bit).
+pub const ELTWISE: &str = "cpu-eltwise";
+/// Softmax, log-softmax, layer norm, batch norm, group and instance norm: independent rows (or
+/// planes) over the threads, each computed by the reference's own arithmetic in its order (bit
+/// for bit).
+pub const ROWS: &str = "cpu-rows";
+
+/// Output elements per elementwise task: below about this many, handing work to another thread
+/// costs more than it saves (`crate::cpu::par_chunks` keeps a smaller tensor on one thread).
+const ELT_CHUNK: usize = 1 << 14;
+
+/// [`ELTWISE`] or [`ROWS`] for an all-f32 case, else the reference.
+pub(super) fn f32_kernel(cx: &CpuCtx, kernel: &'static str) -> Option<&'static str> {
+    cx.f32().then_some(kernel)
+}
+
+/// `y = act(x)`, chunked over the threads.
+pub(super) fn unary(
+    act: super::Activation,
+    kernel: &str,
+    ins: &[&Tensor],
+    out: &ValueType,
+) -> Result<Tensor> {
+    if kernel != ELTWISE {
+        return Err(wrong_kernel("unary", kernel));
+    }
+    let x = ins[0].f32s("unary")?;
+    let mut y = vec![0.0f32; x.len()];
+    crate::cpu::par_chunks(&mut y, ELT_CHUNK, ELT_CHUNK * 2, |ci, yc| {
+        let xc = &x[ci * ELT_CHUNK..][..yc.len()];
+        for (o, &v) in yc.iter_mut().zip(xc) {
+            *o = act.apply(v);
+        }
+    });
+    Tensor::new(&out.shape, y)
+}
+
+/// `act(a (op) b)` with numpy broadcasting: the output in rows of its last dim, each row's
+/// input offsets computed once, the inner loop specialised for the four arithmetic ops with
+/// contiguous or broadcast operands (so it vectorises) and generic otherwise.
+pub(super) fn binary(
+    op: &super::elementwise::Binary,
+    kernel: &str,
+    ins: &[&Tensor],
+    out: &ValueType,
+) -> Result<Tensor> {
+    use super::elementwise::{broadcast_strides, BinaryKind};
+    if kernel != ELTWISE {
+        return Err(wrong_kernel(op.kind.name(), kernel));
+    }
+    let name = op.kind.name();
+    let (a, b) = (ins[0].f32s(name)?, ins[1].f32s(name)?);
+    let o = &out.shape;
+    let (sa, sb) = (
+        broadcast_strides(ins[0].shape(), o),
+        broadcast_strides(ins[1].shape(), o),
+    );
+    let rank = o.len();
+    let last = o.last().copied().unwrap_or(1);
+    let mut y = vec![0.0f32; numel(o)];
+    if y.is_empty() {
+        return Tensor::new(o, y);
+    }
+    let (la, lb) = (
+        sa.last().copied().unwrap_or(0),
+        sb.last().copied().unwrap_or(0),
+    );
+    let rows_per = ELT_CHUNK.div_ceil(last.max(1)).max(1);
+    let (kind, act) = (op.kind, op.act);
+    let identity = act == super::Activation::None;
+    crate::cpu::par_chunks(&mut y, rows_per * last, rows_per * last * 2, |ci, yc| {
+        for (ri, yr) in yc.chunks_mut(last.max(1)).enumerate() {
+            let r = ci * rows_per + ri;
+            let (mut rem, mut ia, mut ib) = (r, 0, 0);
+            for d in (0..rank.saturating_sub(1)).rev() {
+                let c = rem % o[d];
+                rem /= o[d];
+                ia += c * sa[d];
+                ib += c * sb[d];
+            }
+            let w = yr.len();
+            // Specialised rows: same formula as `BinaryKind::apply`, no per-element match.
+            macro_rules! rows {
+                ($f:expr) => {{
+                    let f = $f;
+                    match (la, lb) {
+                        (1, 1) => {
+                            for ((o, &x), &z) in
+                                yr.iter_mut().zip(&a[ia..ia + w]).zip(&b[ib..ib + w])
+                            {
+                                *o = f(x, z);
+                            }
+                        }
+                        (1, 0) => {
+                            let z = b[ib];
+                            for (o, &x) in yr.iter_mut().zip(&a[ia..ia + w]) {
+                                *o = f(x, z);
+                            }
+                        }
+                        (0, 1) => {
+                            let x = a[ia];
+                            for (o, &z) in yr.iter_mut().zip(&b[ib..ib + w]) {
+                                *o = f(x, z);
+                            }
+                        }
+                        _ => {
+                            for (j, o) in yr.iter_mut().enumerate() {
+                                *o = f(a[ia + j * la], b[ib + j * lb]);
+                            }
+                        }
+                    }
+                }};
+            }
+            match kind {
+                BinaryKind::Add => rows!(|x: f32, z: f32| x + z),
+                BinaryKind::Sub => rows!(|x: f32, z: f32| x - z),
+                BinaryKind::Mul => rows!(|x: f32, z: f32| x * z),
+                BinaryKind::Div => rows!(|x: f32, z: f32| x / z),
+                _ => rows!(|x: f32, z: f32| kind.apply(x, z)),
+            }
+            if !identity {
+                for v in yr.iter_mut() {
+                    *v = act.apply(*v);
+                }
+            }
+        }
+    });
+    Tensor::new(o, y)
+}
+
+/// Runs `f(first, rows, x_chunk, y_chunk)` on chunks of whole rows of `len` elements (`x` and
+/// the result have `rows * len`), over the threads; `cost` is the work per element.
+pub(super) fn by_rows(
+    x: &[f32],
+    len: usize,
+    cost: usize,
+    f: impl Fn(usize, &[f32], &mut [f32]) + Sync + Send,
+) -> Vec<f32> {
+    let len = len.max(1);
+    let mut y = vec![0.0f32; x.len()];
+    let rows = x.len() / len;
+    // Enough rows per task for ELT_CHUNK elements, and at least 4 tasks a thread when the
+    // rows allow (rows differ in nothing, but other work shares the cores).
+    let per = ELT_CHUNK
+        .div_ceil(len)
+        .min(rows.div_ceil(4 * crate::cpu::threads()))
+        .max(1);
+    crate::cpu::par_chunks(&mut y, per * len, per * len * cost, |ci, yc| {
+        let first = ci * per;
+        f(first, &x[first * len..][..yc.len()], yc);
+    });
+    y
+}
+
+/// Group norm (instance norm: one channel per group) on rows of `len = cpg * inner` values,
+/// over the threads: each row with the reference's arithmetic in its order (sequential f32
+/// sums of the values and of the squared deviations), so the result is bit for bit.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn group_norm(
+    x: &[f32],
+    scale: &[f32],
+    bias: &[f32],
+    len: usize,
+    inner: usize,
+    cpg: usize,
+    g: usize,
+    eps: f32,
+) -> Vec<f32> {
+    if len == 0 || x.is_empty() {
+        return vec![0.0; x.len()];
+    }
+    by_rows(x, len, 8, |first, xc, yc| {
+        for (ri, (row, out)) in xc.chunks(len).zip(yc.chunks_mut(len)).enumerate() {
+            let r = first + ri;
+            let mean = row.iter().sum::<f32>() / len as f32;
+            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / len as f32;
+            let rstd = 1.0 / (var + eps).sqrt();
+            for j in 0..len {
+                let c = (r % g) * cpg + j / inner;
+                out[j] = (row[j] - mean) * rstd * scale[c] + bias[c];
+            }
+        }
+    })
 }

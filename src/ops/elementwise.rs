@@ -322,6 +322,14 @@ impl OpFamily for Unary {
         })
     }
 
+    fn cpu_kernel(&self, cx: &super::CpuCtx) -> Option<&'static str> {
+        super::cpu_fast::f32_kernel(cx, super::cpu_fast::ELTWISE)
+    }
+
+    fn cpu_fast(&self, kernel: &str, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        super::cpu_fast::unary(self.act, kernel, ins, out)
+    }
+
     fn lower(&self, _k: &Standard, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
         Ok(vec![unary_dispatch(self.act, cx)])
     }
@@ -376,6 +384,15 @@ impl OpFamily for Binary {
         super::cpu_f32(self.kind.name(), ins, out, |xs, shapes| {
             self.cpu_f32(xs, shapes, &out.shape)
         })
+    }
+
+    /// f32 only (integer shape arithmetic stays on the reference).
+    fn cpu_kernel(&self, cx: &super::CpuCtx) -> Option<&'static str> {
+        super::cpu_fast::f32_kernel(cx, super::cpu_fast::ELTWISE)
+    }
+
+    fn cpu_fast(&self, kernel: &str, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        super::cpu_fast::binary(self, kernel, ins, out)
     }
 
     fn lower(&self, _k: &Standard, cx: &LowerCtx) -> Result<Vec<Dispatch>> {

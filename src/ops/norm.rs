@@ -75,6 +75,27 @@ fn softmax_cpu((outer, len, inner): (usize, usize, usize), x: &[f32], log: bool)
     y
 }
 
+/// [`softmax_cpu`] on chunks of outer slices over the threads (the same arithmetic per slice).
+fn softmax_fast(
+    (_, len, inner): (usize, usize, usize),
+    log: bool,
+    kernel: &str,
+    ins: &[&Tensor],
+    out: &ValueType,
+) -> Result<Tensor> {
+    let op = if log { "log_softmax" } else { "softmax" };
+    if kernel != super::cpu_fast::ROWS {
+        return Err(super::cpu_fast::wrong_kernel(op, kernel));
+    }
+    let x = ins[0].f32s(op)?;
+    let slice = (len * inner).max(1);
+    // exp, compare, add, divide: about 16 operations an element.
+    let y = super::cpu_fast::by_rows(x, slice, 16, |_, xc, yc| {
+        yc.copy_from_slice(&softmax_cpu((xc.len() / slice, len, inner), xc, log));
+    });
+    Tensor::new(&out.shape, y)
+}
+
 fn softmax_dispatch(
     (outer, len, inner): (usize, usize, usize),
     log: bool,
@@ -116,6 +137,15 @@ impl OpFamily for LogSoftmax {
         super::cpu_f32("log_softmax", ins, out, |xs, shapes| {
             softmax_cpu(sm.split(&shapes[0]), xs[0], true)
         })
+    }
+
+    fn cpu_kernel(&self, cx: &super::CpuCtx) -> Option<&'static str> {
+        super::cpu_fast::f32_kernel(cx, super::cpu_fast::ROWS)
+    }
+
+    fn cpu_fast(&self, kernel: &str, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        let sm = Softmax { axis: self.axis };
+        softmax_fast(sm.split(ins[0].shape()), true, kernel, ins, out)
     }
 
     fn lower(&self, _k: &Standard, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
@@ -300,6 +330,15 @@ impl OpFamily for Softmax {
         super::cpu_f32("softmax", ins, out, |xs, shapes| self.cpu_f32(xs, shapes))
     }
 
+    fn cpu_kernel(&self, cx: &super::CpuCtx) -> Option<&'static str> {
+        super::cpu_fast::f32_kernel(cx, super::cpu_fast::ROWS)
+    }
+
+    /// Outer slices (each `len * inner` values, independent) over the threads.
+    fn cpu_fast(&self, kernel: &str, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        softmax_fast(self.split(ins[0].shape()), false, kernel, ins, out)
+    }
+
     fn lower(&self, _k: &Standard, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
         self.dispatches(cx)
     }
@@ -328,6 +367,27 @@ impl OpFamily for LayerNorm {
         })
     }
 
+    fn cpu_kernel(&self, cx: &super::CpuCtx) -> Option<&'static str> {
+        super::cpu_fast::f32_kernel(cx, super::cpu_fast::ROWS)
+    }
+
+    /// Rows over the threads, each through the reference's arithmetic.
+    fn cpu_fast(&self, kernel: &str, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        if kernel != super::cpu_fast::ROWS {
+            return Err(super::cpu_fast::wrong_kernel("layer_norm", kernel));
+        }
+        let xs = (ins.iter().map(|t| t.f32s("layer_norm"))).collect::<Result<Vec<_>>>()?;
+        let len = self.len(ins[0].shape()).max(1);
+        // The same op on a [rows, len] view: axis 1 normalises each row.
+        let rows_op = LayerNorm { axis: 1, ..*self };
+        let y = super::cpu_fast::by_rows(xs[0], len, 8, |_, xc, yc| {
+            let mut sub = xs.clone();
+            sub[0] = xc;
+            yc.copy_from_slice(&rows_op.cpu_f32(&sub, &[vec![xc.len() / len, len]]));
+        });
+        Tensor::new(&out.shape, y)
+    }
+
     fn lower(&self, _k: &Standard, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
         self.dispatches(cx)
     }
@@ -354,6 +414,40 @@ impl OpFamily for BatchNorm {
         super::cpu_f32("batch_norm", ins, out, |xs, shapes| {
             self.cpu_f32(xs, shapes)
         })
+    }
+
+    fn cpu_kernel(&self, cx: &super::CpuCtx) -> Option<&'static str> {
+        super::cpu_fast::f32_kernel(cx, super::cpu_fast::ROWS)
+    }
+
+    /// Images (small planes) or single planes (large ones) over the threads, each through
+    /// the reference's arithmetic with its channels' parameters.
+    fn cpu_fast(&self, kernel: &str, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+        if kernel != super::cpu_fast::ROWS {
+            return Err(super::cpu_fast::wrong_kernel("batch_norm", kernel));
+        }
+        let xs = (ins.iter().map(|t| t.f32s("batch_norm"))).collect::<Result<Vec<_>>>()?;
+        let x = ins[0].shape();
+        let (c, inner) = (x[1], numel(&x[2..]));
+        let y = if inner >= 4096 {
+            super::cpu_fast::by_rows(xs[0], inner, 2, |first, xc, yc| {
+                for (p, (xp, yp)) in xc.chunks(inner).zip(yc.chunks_mut(inner)).enumerate() {
+                    let ch = (first + p) % c;
+                    let mut sub: Vec<&[f32]> = vec![xp];
+                    sub.extend(xs[1..].iter().map(|v| &v[ch..ch + 1]));
+                    yp.copy_from_slice(&self.cpu_f32(&sub, &[vec![1, 1, inner]]));
+                }
+            })
+        } else {
+            let img = (c * inner).max(1);
+            super::cpu_fast::by_rows(xs[0], img, 2, |_, xc, yc| {
+                let mut sub = xs.clone();
+                sub[0] = xc;
+                let shape = vec![xc.len() / img, c, inner];
+                yc.copy_from_slice(&self.cpu_f32(&sub, &[shape]));
+            })
+        };
+        Tensor::new(&out.shape, y)
     }
 
     fn lower(&self, _k: &Standard, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
@@ -497,6 +591,23 @@ macro_rules! group_norm_family {
                 super::cpu_f32($fam, ins, out, |xs, shapes| {
                     group_norm_cpu(xs, &shapes[0], groups, self.eps)
                 })
+            }
+
+            fn cpu_kernel(&self, cx: &super::CpuCtx) -> Option<&'static str> {
+                super::cpu_fast::f32_kernel(cx, super::cpu_fast::ROWS)
+            }
+
+            /// Rows (a group of an image) over the threads, the reference's arithmetic.
+            fn cpu_fast(&self, kernel: &str, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+                if kernel != super::cpu_fast::ROWS {
+                    return Err(super::cpu_fast::wrong_kernel($fam, kernel));
+                }
+                let $s = self;
+                let (_, len, inner, cpg, g) = group_split(ins[0].shape(), $groups);
+                let xs = (ins.iter().map(|t| t.f32s($fam))).collect::<Result<Vec<_>>>()?;
+                let y =
+                    super::cpu_fast::group_norm(xs[0], xs[1], xs[2], len, inner, cpg, g, self.eps);
+                Tensor::new(&out.shape, y)
             }
 
             fn lower(&self, _k: &Standard, cx: &LowerCtx) -> Result<Vec<Dispatch>> {

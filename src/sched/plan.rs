@@ -42,6 +42,10 @@ pub struct PlanValue {
     /// it once to CSR with f32 values ([`crate::ops::sparse::cpu_csr`]) instead of decoding it
     /// to dense.
     pub cpu_csr: bool,
+    /// A quantised weight every reader of which runs a packed CPU kernel
+    /// ([`crate::ops::cpu_fast::reads_packed`]): it stays as stored (never decoded) and the
+    /// kernels read its parts ([`crate::ops::cpu_fast::packed_names`]).
+    pub cpu_packed: bool,
 }
 
 impl PlanValue {
@@ -144,6 +148,7 @@ impl Plan {
                 format: graph.format_of(name).clone(),
                 decoded: false,
                 cpu_csr: false,
+                cpu_packed: false,
             });
             Ok(())
         };
@@ -407,6 +412,55 @@ impl Plan {
                 self.values[v].cpu_csr = true;
             }
         }
+        // Likewise a quantised weight whose every reader is a CPU kernel reading it packed
+        // (as its weight operand) stays packed. A packed-kernel node whose weight must be
+        // decoded anyway (another reader needs it as f32) takes its dense kernel instead.
+        let packed_reader = |n: &PlanNode, v: usize| {
+            n.placement == Placement::Cpu
+                && crate::ops::cpu_fast::reads_packed(&n.kernel)
+                && n.inputs.iter().position(|&i| i == v) == Some(1)
+                && n.inputs.iter().filter(|&&i| i == v).count() == 1
+        };
+        for v in 0..self.values.len() {
+            let pv = &self.values[v];
+            if pv.kind != ValueKind::Weight || !matches!(pv.format, WeightFormat::Quant(_)) {
+                continue;
+            }
+            let mut readers = self
+                .nodes
+                .iter()
+                .filter(|n| n.inputs.contains(&v))
+                .peekable();
+            let packed_only = readers.peek().is_some() && readers.all(|n| packed_reader(n, v));
+            let aliased = self.values.iter().any(|a| a.alias_of == Some(v));
+            if packed_only && !aliased && !self.outputs.contains(&v) {
+                self.values[v].decoded = false;
+                self.values[v].cpu_packed = true;
+            }
+        }
+        for i in 0..self.nodes.len() {
+            let n = &self.nodes[i];
+            if n.placement != Placement::Cpu
+                || !crate::ops::cpu_fast::reads_packed(&n.kernel)
+                || self.values[n.inputs[1]].cpu_packed
+            {
+                continue;
+            }
+            let ins: Vec<ValueType> = (n.inputs.iter())
+                .map(|&v| ValueType::new(DType::F32, &self.values[v].shape))
+                .collect();
+            let is_const: Vec<bool> = n.inputs.iter().map(|&v| v == n.inputs[1]).collect();
+            let formats = vec![WeightFormat::Dense; n.inputs.len()];
+            let out = self.values[n.output].value_type();
+            let cx = CpuCtx {
+                ins: &ins,
+                out: &out,
+                is_const: &is_const,
+                formats: &formats,
+            };
+            let k = n.op.cpu_kernel(&cx).unwrap_or(CPU_KERNEL);
+            self.nodes[i].kernel = k.to_string();
+        }
     }
 
     /// Nodes that run on the CPU in a GPU plan (by name, in plan order).
@@ -428,6 +482,13 @@ impl Plan {
         for v in self.values.iter().filter(|v| v.cpu_csr) {
             let parts = crate::ops::sparse::cpu_csr(&v.format, &v.name, &v.shape, weights)?;
             weights.extend(parts);
+        }
+        for v in self.values.iter().filter(|v| v.cpu_packed) {
+            let spec = crate::ops::cpu_fast::packed_spec(&v.format, &v.shape)?;
+            weights.insert(
+                crate::ops::cpu_fast::packed_names(&v.name, &v.format)[0].clone(),
+                spec,
+            );
         }
         Ok(())
     }
@@ -485,6 +546,9 @@ impl Plan {
                     let v = &self.values[i];
                     match (v.format.is_dense(), v.decoded) {
                         (true, _) => v.name.clone(),
+                        (false, false) if v.cpu_packed => {
+                            format!("{} ({}, packed on the CPU)", v.name, v.format.label())
+                        }
                         (false, false) => format!("{} ({})", v.name, v.format.label()),
                         (false, true) => {
                             format!("{} ({}, DECODED to f32)", v.name, v.format.label())
