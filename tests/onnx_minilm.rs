@@ -132,3 +132,50 @@ fn check_packed(model: &Model, packed: Option<usize>) {
         model.weight_bytes()
     );
 }
+
+/// The import step that keeps int8 weights packed, on a small model written by
+/// `tools/onnx_reference_minilm.py` (`int8_packed.safetensors`: the ONNX model, its input and
+/// onnx's reference outputs): `Cast(int8) * scale` -> MatMul (stored transposed, a -128 code
+/// forcing the u8 form), `DequantizeLinear(u8, scale, zero, axis 1)` -> MatMul, and `Cast *
+/// per-row scale` -> Gemm with transB (stored as is). All three become int8 formats, and CPU
+/// and GPU results match the reference (rtol 1e-5 of the output range: f32 sums in another
+/// order).
+#[test]
+fn int8_weights_stay_packed() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/onnx/models/int8_packed.safetensors");
+    let (t, _) = wgedge::model::read_tensors(&std::fs::read(path).unwrap()).unwrap();
+    let bytes = match t["model"].data() {
+        wgedge::tensor::TensorData::U8(v) => v.clone(),
+        _ => panic!("model is not u8"),
+    };
+    let (model, report) = import(&bytes, &ImportOptions::default()).unwrap();
+    assert_eq!(report.rewrites.get("int8 weight kept packed"), Some(&3));
+    assert_eq!(model.graph.formats.len(), 3, "{:?}", model.graph.formats);
+    // Codes plus per-row scales (and zero points): well under the f32 weights' bytes.
+    let f32_bytes = 4 * (19 * 6 + 6 * 5 + 11 * 19);
+    assert!(
+        model.weight_bytes() * 3 < f32_bytes,
+        "{} bytes",
+        model.weight_bytes()
+    );
+    let feeds = [("x", &t["input.0"])];
+    let opts = SessionOptions {
+        autotune: false,
+        ..Default::default()
+    };
+    let mut sessions = vec![(
+        "cpu",
+        Session::with_options(&model, Backend::Cpu, opts.clone()).unwrap(),
+    )];
+    if let Some(ctx) = common::gpu() {
+        sessions.push(("gpu", Session::with_context(&model, ctx, opts).unwrap()));
+    }
+    for (what, s) in &sessions {
+        let got = s.run(&feeds).unwrap();
+        for k in 0..2 {
+            let e = rel_err(&got[k], &t[&format!("expected.{k}")]);
+            assert!(e <= 1e-5, "{what} output {k}: relative error {e:.2e}");
+        }
+    }
+}

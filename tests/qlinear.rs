@@ -123,16 +123,50 @@ fn requant_rounds_half_to_even_and_saturates() {
     let acc = Tensor::from_data(&[6], TensorData::I32(vec![1, 3, 5, -1, 1000, -1000])).unwrap();
     let m = Tensor::new(&[], vec![0.5]).unwrap();
     let z = u8s(&[], &[10]);
-    let y = Op::Requant(Requant { to: DType::U8 })
-        .cpu(&[&acc, &m, &z])
-        .unwrap();
+    let y = Op::Requant(Requant {
+        to: DType::U8,
+        wrap: false,
+    })
+    .cpu(&[&acc, &m, &z])
+    .unwrap();
     // 0.5 + 10 -> 10 (even), 1.5 + 10 -> 12, 2.5 + 10 -> 12, -0.5 + 10 -> 10, 510 -> 255, 0.
     assert_eq!(ints(&y), vec![10, 12, 12, 10, 255, 0]);
     let z = i8s(&[], &[-128]);
-    let y = Op::Requant(Requant { to: DType::I8 })
-        .cpu(&[&acc, &m, &z])
-        .unwrap();
+    let y = Op::Requant(Requant {
+        to: DType::I8,
+        wrap: false,
+    })
+    .cpu(&[&acc, &m, &z])
+    .unwrap();
     assert_eq!(ints(&y), vec![-128, -126, -126, -128, 127, -128]);
+    // Wrapping (QLinearMatMul's reference): 500 - 128 = 372 -> 116; -628 -> -116.
+    let wrap = Requant {
+        to: DType::I8,
+        wrap: true,
+    };
+    let y = Op::Requant(wrap).cpu(&[&acc, &m, &z]).unwrap();
+    assert_eq!(ints(&y), vec![-128, -126, -126, -128, 116, -116]);
+}
+
+/// A one-node model over typed inputs (`common::single_op` declares f32 inputs); entries of
+/// `consts` make that input a weight.
+fn typed_op(op: Op, inputs: &[&Tensor], consts: &[bool]) -> (wgedge::Model, Vec<(String, Tensor)>) {
+    let mut b = wgedge::graph::GraphBuilder::new();
+    let mut names = Vec::new();
+    let mut feeds = Vec::new();
+    for (i, t) in inputs.iter().enumerate() {
+        let name = format!("x{i}");
+        if consts[i] {
+            names.push(b.weight(&name, (*t).clone()));
+        } else {
+            names.push(b.input_typed(&name, t.dtype(), t.shape()));
+            feeds.push((name, (*t).clone()));
+        }
+    }
+    let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    let y = b.node(op, &refs);
+    b.output(&y);
+    (wgedge::Model::from_builder(b).unwrap(), feeds)
 }
 
 /// Deterministic codes covering the whole range of `d`.
@@ -213,11 +247,8 @@ fn int_matmul_gpu_equals_reference() {
                     };
                     let op = Op::IntMatMul(IntMatMul {});
                     let want = op.cpu(&[&a, &b, &za, &zb]).unwrap();
-                    let (model, feeds) = common::single_op(
-                        op,
-                        &[&a, &b, &za, &zb],
-                        &[false, b_const, false, b_const],
-                    );
+                    let (model, feeds) =
+                        typed_op(op, &[&a, &b, &za, &zb], &[false, b_const, false, b_const]);
                     let mut o = common::opts_with(Default::default(), false);
                     o.cpu_reference = true;
                     let s = wgedge::Session::with_context(&model, ctx.clone(), o)

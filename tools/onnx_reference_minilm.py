@@ -14,6 +14,12 @@ Writes tests/data/onnx/models/minilm_int8.ref.safetensors (checked in, ~40 KB):
     input_ids.<k>, attention_mask.<k>, token_type_ids.<k>   int64 [1, S_k]
     expected.<k>                                            float32 [1, S_k, 384]
                                                             (last_hidden_state)
+Also writes tests/data/onnx/models/int8_packed.safetensors (~2 KB): a small model whose int8
+weights wgedge's importer keeps packed (Cast(int8) * per-column scale -> MatMul, with a -128
+code; DequantizeLinear(u8, per-column scale, zero point) -> MatMul; Cast(int8) * per-row scale
+-> Gemm transB), as `model` (the ONNX bytes, u8), `input.0` and onnx's ReferenceEvaluator
+outputs `expected.0`, `expected.1` (numpy default_rng(1)).
+
 Usage: bash tools/models_minilm.sh && python3 tools/onnx_reference_minilm.py
 """
 
@@ -47,7 +53,7 @@ def write_safetensors(path, tensors):
     header, blobs, offset = {}, [], 0
     for name in sorted(tensors):
         arr = tensors[name]
-        dtype = {"float32": "F32", "int64": "I64"}[str(arr.dtype)]
+        dtype = {"float32": "F32", "int64": "I64", "uint8": "U8"}[str(arr.dtype)]
         data = arr.tobytes(order="C")
         header[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)
@@ -61,8 +67,49 @@ def write_safetensors(path, tensors):
             f.write(b)
 
 
+def packed_case():
+    import numpy as np
+    from onnx import TensorProto as T, helper as h, numpy_helper as nh
+    from onnx.reference import ReferenceEvaluator
+
+    rng = np.random.default_rng(1)
+    K, N, V = 19, 6, 11
+    q1 = rng.integers(-128, 128, size=(K, N)).astype(np.int8)
+    q1[0, 0] = -128
+    s1 = rng.uniform(0.01, 0.1, size=(1, N)).astype(np.float32)
+    q2 = rng.integers(0, 256, size=(N, 5)).astype(np.uint8)
+    s2 = rng.uniform(0.01, 0.1, size=(5,)).astype(np.float32)
+    z2 = rng.integers(0, 256, size=(5,)).astype(np.uint8)
+    q3 = rng.integers(-127, 128, size=(V, K)).astype(np.int8)
+    s3 = rng.uniform(0.01, 0.1, size=(V, 1)).astype(np.float32)
+    inits = [nh.from_array(a, n) for a, n in
+             [(q1, "q1"), (s1, "s1"), (q2, "q2"), (s2, "s2"), (z2, "z2"), (q3, "q3"), (s3, "s3")]]
+    nodes = [
+        h.make_node("Cast", ["q1"], ["f1"], to=1), h.make_node("Mul", ["f1", "s1"], ["w1"]),
+        h.make_node("Cast", ["q3"], ["f3"], to=1), h.make_node("Mul", ["f3", "s3"], ["w3"]),
+        h.make_node("MatMul", ["x", "w1"], ["y1"]),
+        h.make_node("DequantizeLinear", ["q2", "s2", "z2"], ["w2"], axis=1),
+        h.make_node("MatMul", ["y1", "w2"], ["y"]),
+        h.make_node("Gemm", ["x", "w3"], ["g"], transB=1),
+    ]
+    g = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", T.FLOAT, [3, K])],
+                     [h.make_tensor_value_info("y", T.FLOAT, [3, 5]),
+                      h.make_tensor_value_info("g", T.FLOAT, [3, V])], inits)
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 21)])
+    m.ir_version = 10
+    x = rng.uniform(-1, 1, size=(3, K)).astype(np.float32)
+    y, gg = ReferenceEvaluator(m).run(None, {"x": x})
+    out = os.path.join(os.path.dirname(OUT), "int8_packed.safetensors")
+    write_safetensors(out, {
+        "model": np.frombuffer(m.SerializeToString(), dtype=np.uint8),
+        "input.0": x, "expected.0": y.astype(np.float32), "expected.1": gg.astype(np.float32),
+    })
+    print(f"wrote {out}")
+
+
 def main():
     ensure()
+    packed_case()
     import numpy as np
     import onnxruntime as ort
 

@@ -404,7 +404,13 @@ fn requant(
 ) -> R {
     let m = Tensor::new(mult_shape, mult).map_err(|e| e.to_string())?;
     let m = cx.konst(n.out(), m);
-    let op = Op::Requant(Requant { to: zy.ty.dtype });
+    // QLinearMatMul's ONNX reference wraps out-of-range codes (no clip before numpy's
+    // astype) and its node tests expect that; QLinearConv's clips (see `Requant::wrap`).
+    let wrap = n.op_type == "QLinearMatMul";
+    let op = Op::Requant(Requant {
+        to: zy.ty.dtype,
+        wrap,
+    });
     Ok(vec![cx.emit(op, &[acc, &m, zy], n.out())?])
 }
 

@@ -633,6 +633,11 @@ impl OpFamily for IntConv {
 pub struct Requant {
     /// Output dtype: U8 or I8.
     pub to: DType,
+    /// Wrap out-of-range results modulo 256 instead of saturating. ONNX's reference of
+    /// `QLinearMatMul` converts with numpy's `astype` and no clip, so its node tests expect
+    /// wrapped codes (`QLinearConv`'s reference clips); onnxruntime saturates both.
+    #[serde(default)]
+    pub wrap: bool,
 }
 
 impl OpFamily for Requant {
@@ -672,7 +677,15 @@ impl OpFamily for Requant {
         let (lo, hi) = code_range(self.to).unwrap_or((0.0, 255.0));
         let v = acc.iter().zip(&mi).map(|(&a, &j)| {
             let r = (a as f64 * m[j] as f64 + z).round_ties_even();
-            if r.is_nan() {
+            if self.wrap && r.is_finite() {
+                // Two's complement wrap, as numpy's astype to an 8-bit dtype does.
+                let w = (r as i64).rem_euclid(256) as f64;
+                if lo < 0.0 && w > hi {
+                    w - 256.0
+                } else {
+                    w
+                }
+            } else if r.is_nan() {
                 lo.max(0.0)
             } else {
                 r.clamp(lo, hi)
