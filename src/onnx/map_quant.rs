@@ -663,8 +663,8 @@ pub(super) fn pack_weights(
     origins: &HashMap<String, QOrigin>,
 ) -> usize {
     let mut packed = 0;
-    for wi in 0..g.weights.len() {
-        let name = g.weights[wi].name.clone();
+    let names: Vec<String> = g.weights.iter().map(|w| w.name.clone()).collect();
+    for name in names {
         let Some(o) = origins.get(&name) else {
             continue;
         };
@@ -742,7 +742,9 @@ pub(super) fn pack_weights(
         }
         weights.remove(&name);
         weights.extend(parts);
-        g.weights[wi].shape = logical;
+        if let Some(spec) = g.weights.iter_mut().find(|w| w.name == name) {
+            spec.shape = logical;
+        }
         g.formats.insert(name.clone(), format);
         if need == Need::Transposed {
             for node in &mut g.nodes {
