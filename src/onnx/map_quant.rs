@@ -19,6 +19,7 @@
 //!   channel (axis 0) or per tensor;
 //! - `Gather` tables along axis 0 (embeddings) with a scale per row: the model stays small and
 //!   the session decodes the table once for the gather kernel.
+//!
 //! The decoded format must equal the f32 weight bit for bit (checked before the weight is
 //! replaced: ONNX computes `f32(q - z) * scale` with one rounding, and the format decodes
 //! `(q - z) * scale` rounded once), so the model computes exactly what ONNX computes up to the
