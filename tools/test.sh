@@ -42,6 +42,7 @@ else
   echo "WARNING: the wasm32-unknown-unknown target could not be installed here: the wasm build was NOT checked"
 fi
 echo "== tests"
+bash tools/models_minilm.sh || echo "WARNING: the int8 MiniLM model could not be fetched: tests/onnx_minilm.rs skips it (fails under CI=true)"
 if [ -n "$strict_gpu" ]; then
   echo "(lavapipe was installed by this script: running the tests with CI=true)"
   export CI=true

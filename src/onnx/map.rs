@@ -51,7 +51,6 @@ pub(super) fn map(cx: &mut Ctx, n: &NodeIn) -> R {
         "Transpose" => transpose(cx, n),
         "Concat" => concat(cx, n),
         "Cast" => cast(cx, n),
-        "DequantizeLinear" => dequantize_linear(cx, n),
         other => super::map_elem::map(cx, n)
             .or_else(|| super::map_move::map(cx, n))
             .or_else(|| super::map_quant::map(cx, n))
@@ -902,57 +901,4 @@ fn cast(cx: &mut Ctx, n: &NodeIn) -> R {
         &[x],
         n.out(),
     )?])
-}
-
-/// DequantizeLinear of a value (constants fold at import): `(f32(x) - zero) * scale`, the
-/// scale and zero point shaped to broadcast along `axis` for per-axis quantization.
-fn dequantize_linear(cx: &mut Ctx, n: &NodeIn) -> R {
-    let x = n.input(0)?;
-    let scale = n.input(1)?;
-    if scale.ty.dtype != DType::F32 {
-        return Err(format!(
-            "x_scale of dtype {} (f32 scales only)",
-            scale.ty.dtype
-        ));
-    }
-    if n.attrs.int("block_size", 0) != 0 {
-        return Err("block_size (blocked quantization) is not supported".into());
-    }
-    let r = x.rank();
-    let along = |cx: &mut Ctx, v: &Val| -> std::result::Result<Val, String> {
-        if numel(v.shape()) == 1 {
-            let o = cx.fresh(n.out());
-            return cx.reshape(v, &[], &o);
-        }
-        let a = norm_axis(n.attrs.int("axis", 1), r)?;
-        let mut s = vec![1; r];
-        s[a] = numel(v.shape());
-        let o = cx.fresh(n.out());
-        cx.reshape(v, &s, &o)
-    };
-    let o = cx.fresh(n.out());
-    let xf = cx.emit(Op::Cast(Cast { to: DType::F32 }), &[x], &o)?;
-    let centred = match n.opt(2) {
-        Some(z) => {
-            let o = cx.fresh(n.out());
-            let zf = cx.emit(Op::Cast(Cast { to: DType::F32 }), &[z], &o)?;
-            let zf = along(cx, &zf)?;
-            let o = cx.fresh(n.out());
-            cx.emit(
-                Op::Binary(Binary {
-                    kind: BinaryKind::Sub,
-                    act: Activation::None,
-                }),
-                &[&xf, &zf],
-                &o,
-            )?
-        }
-        None => xf,
-    };
-    let s = along(cx, scale)?;
-    let op = Op::Binary(Binary {
-        kind: BinaryKind::Mul,
-        act: Activation::None,
-    });
-    Ok(vec![cx.emit(op, &[&centred, &s], n.out())?])
 }

@@ -402,6 +402,10 @@ fn import_once(
     if options.rewrite {
         rewrite::fold_conv_affine(&mut g, &mut weights, &mut report.rewrites)?;
     }
+    let packed = map_quant::pack_weights(&mut g, &mut weights, &cx.qorigin);
+    if packed > 0 {
+        report.rewrites.insert("int8 weight kept packed", packed);
+    }
     let model = Model::new(g, weights)?;
     Ok((model, report))
 }
@@ -635,6 +639,8 @@ pub(crate) struct Ctx {
     pub weights: BTreeMap<String, Tensor>,
     pub weight_specs: Vec<ValueSpec>,
     pub problems: Vec<String>,
+    /// Constants that denote 8-bit codes times a scale, by ONNX name (`map_quant::track`).
+    pub qorigin: HashMap<String, map_quant::QOrigin>,
     counter: usize,
     /// The wgedge node name of the ONNX node being imported.
     node_name: String,
@@ -654,6 +660,7 @@ impl Ctx {
             weights: BTreeMap::new(),
             weight_specs: vec![],
             problems: vec![],
+            qorigin: HashMap::new(),
             counter: 0,
             node_name: String::new(),
         }
@@ -839,6 +846,8 @@ impl Ctx {
     }
 
     fn dispatch(&mut self, n: &NodeIn) -> std::result::Result<(Vec<Val>, Outcome), String> {
+        // Constant int8 weights are remembered before they fold, so they can stay packed.
+        map_quant::track(self, n);
         // Shape logic and constant subgraphs first: integer arithmetic at import.
         if let Some(r) = fold::eval(self, n) {
             return r.map(|v| (v, Outcome::Folded));

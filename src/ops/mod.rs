@@ -27,6 +27,7 @@ pub mod matmul;
 pub mod movement;
 pub mod norm;
 pub mod pool;
+pub mod qlinear;
 pub mod quant;
 pub mod reduce;
 pub mod resize;
@@ -45,6 +46,7 @@ pub use norm::{
     BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LogSoftmax, LpNorm, RmsNorm, Softmax,
 };
 pub use pool::{AutoPad, GlobalAvgPool, Pool, Pool2d, PoolKind, PoolParams};
+pub use qlinear::{DynPart, DynQuant, IntConv, IntMatMul, Quantize, Requant};
 pub use quant::Dequantize;
 pub use reduce::{ArgReduce, Reduce, ReduceKind};
 pub use resize::{CoordMode, NearestMode, Resize, ResizeMode};
@@ -203,6 +205,11 @@ ops! {
     Compare(Compare),
     Logic(Logic),
     Where(Where),
+    Quantize(Quantize),
+    DynQuant(DynQuant),
+    IntMatMul(IntMatMul),
+    IntConv(IntConv),
+    Requant(Requant),
 }
 
 /// A kernel variant of one family: plain data with a serde form (stored in tuned choices) and a
