@@ -809,4 +809,216 @@ fn metadata_props_are_reported() {
         report.metadata.get("character").map(String::as_str),
         Some("a\nb")
     );
+
+/// Einsum by definition: every assignment of the labels adds `a[..] * b[..]` into `out[..]`.
+fn einsum_ref(eq: &str, a: &Tensor, b: &Tensor) -> Tensor {
+    let (lhs, out) = eq.split_once("->").unwrap();
+    let (la, lb) = lhs.split_once(',').unwrap();
+    let mut size = BTreeMap::new();
+    for (l, t) in [(la, a), (lb, b)] {
+        for (c, &d) in l.chars().zip(t.shape()) {
+            size.insert(c, d);
+        }
+    }
+    let labels: Vec<char> = size.keys().copied().collect();
+    let flat =
+        |l: &str, at: &BTreeMap<char, usize>| l.chars().fold(0, |acc, c| acc * size[&c] + at[&c]);
+    let oshape: Vec<usize> = out.chars().map(|c| size[&c]).collect();
+    let mut y = vec![0f32; oshape.iter().product()];
+    let (av, bv) = (a.f32s("a").unwrap(), b.f32s("b").unwrap());
+    let total: usize = labels.iter().map(|c| size[c]).product();
+    for mut i in 0..total {
+        let mut at = BTreeMap::new();
+        for c in labels.iter().rev() {
+            at.insert(*c, i % size[c]);
+            i /= size[c];
+        }
+        y[flat(out, &at)] += av[flat(la, &at)] * bv[flat(lb, &at)];
+    }
+    Tensor::new(&oshape, y).unwrap()
+}
+
+#[test]
+fn einsum_matmul_like_equations_match_the_definition() {
+    let cases: [(&str, &[usize], &[usize]); 6] = [
+        ("ij,jk->ik", &[3, 4], &[4, 5]),
+        ("bij,bjk->bik", &[2, 3, 4], &[2, 4, 5]),
+        ("bhid,bhjd->bhij", &[2, 3, 4, 8], &[2, 3, 5, 8]),
+        ("ij,kj->ki", &[3, 4], &[5, 4]),
+        ("bji,bjk->bki", &[2, 4, 3], &[2, 4, 5]),
+        ("i,j->ij", &[3], &[4]),
+    ];
+    for (k, (eq, sa, sb)) in cases.iter().enumerate() {
+        let dims = |s: &[usize]| s.iter().map(|&d| d as i64).collect::<Vec<_>>();
+        let m = model(
+            12,
+            vec![node(
+                "Einsum",
+                &["a", "b"],
+                &["y"],
+                vec![string("equation", eq)],
+            )],
+            vec![f32_in("a", &dims(sa)), f32_in("b", &dims(sb))],
+            &["y"],
+            vec![],
+        );
+        let model = Model::from_onnx(&m).unwrap_or_else(|e| panic!("{eq}: {e}"));
+        assert!(
+            model
+                .graph
+                .nodes
+                .iter()
+                .any(|n| matches!(n.op, Op::MatMul(_))),
+            "{eq}: runs as a matmul"
+        );
+        let (a, b) = (
+            Tensor::random(sa, 20 + k as u64),
+            Tensor::random(sb, 40 + k as u64),
+        );
+        let y = cpu(&model, &[("a", &a), ("b", &b)]);
+        let want = einsum_ref(eq, &a, &b);
+        assert_eq!(y[0].shape(), want.shape(), "{eq}");
+        // f32 sums of at most 8 products of values in [-1, 1]: a few ulps of the largest.
+        assert!(
+            rel_err(&y[0], &want) < 1e-5,
+            "{eq}: {}",
+            rel_err(&y[0], &want)
+        );
+    }
+    // Reductions, diagonals and ellipsis are refused with the equation named.
+    for eq in ["ij,jk->i", "ii,ij->ij", "...ij,...jk->...ik"] {
+        let m = model(
+            12,
+            vec![node(
+                "Einsum",
+                &["a", "b"],
+                &["y"],
+                vec![string("equation", eq)],
+            )],
+            vec![f32_in("a", &[3, 3]), f32_in("b", &[3, 3])],
+            &["y"],
+            vec![],
+        );
+        let e = Model::from_onnx(&m).unwrap_err().to_string();
+        assert!(e.contains(eq), "{eq}: {e}");
+    }
+}
+
+#[test]
+fn split_attribute_form_upsample_and_broadcast_matmul() {
+    // Split (opset 11, `split` attribute, negative axis) -> slices; Upsample (opset 9,
+    // scales input) -> nearest resize; a MatMul whose batch dims broadcast ([2, 1] x [3]).
+    let m = model(
+        11,
+        vec![
+            node(
+                "Split",
+                &["x"],
+                &["s0", "s1"],
+                vec![int("axis", -1), ints("split", &[1, 3])],
+            ),
+            node("MatMul", &["p", "q"], &["mm"], vec![]),
+        ],
+        vec![
+            f32_in("x", &[2, 4]),
+            f32_in("p", &[2, 1, 3, 4]),
+            f32_in("q", &[3, 4, 2]),
+        ],
+        &["s0", "s1", "mm"],
+        vec![],
+    );
+    let mdl = Model::from_onnx(&m).unwrap();
+    let x = Tensor::random(&[2, 4], 1);
+    let (p, q) = (
+        Tensor::random(&[2, 1, 3, 4], 2),
+        Tensor::random(&[3, 4, 2], 3),
+    );
+    let y = cpu(&mdl, &[("x", &x), ("p", &p), ("q", &q)]);
+    let xv = x.f32s("x").unwrap();
+    assert_eq!(y[0].f32s("s0").unwrap(), &[xv[0], xv[4]]);
+    assert_eq!(
+        y[1].f32s("s1").unwrap(),
+        &[xv[1], xv[2], xv[3], xv[5], xv[6], xv[7]]
+    );
+    assert_eq!(y[2].shape(), &[2, 3, 3, 2]);
+    let (pv, qv, mv) = (
+        p.f32s("p").unwrap(),
+        q.f32s("q").unwrap(),
+        y[2].f32s("mm").unwrap(),
+    );
+    for i in 0..2 {
+        for j in 0..3 {
+            for r in 0..3 {
+                for c in 0..2 {
+                    let want: f32 = (0..4)
+                        .map(|k| pv[i * 12 + r * 4 + k] * qv[j * 8 + k * 2 + c])
+                        .sum();
+                    let got = mv[((i * 3 + j) * 3 + r) * 2 + c];
+                    assert!(
+                        (got - want).abs() < 1e-5,
+                        "mm[{i},{j},{r},{c}] {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    let m = model(
+        9,
+        vec![node(
+            "Upsample",
+            &["x", "sc"],
+            &["y"],
+            vec![string("mode", "nearest")],
+        )],
+        vec![f32_in("x", &[1, 1, 2, 2])],
+        &["y"],
+        vec![tf32("sc", &[4], &[1.0, 1.0, 2.0, 3.0])],
+    );
+    let mdl = Model::from_onnx(&m).unwrap();
+    let x = Tensor::new(&[1, 1, 2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+    let y = cpu(&mdl, &[("x", &x)]);
+    assert_eq!(y[0].shape(), &[1, 1, 4, 6]);
+    let row = |a: f32, b: f32| vec![a, a, a, b, b, b];
+    let want: Vec<f32> = [row(1., 2.), row(1., 2.), row(3., 4.), row(3., 4.)].concat();
+    assert_eq!(y[0].f32s("y").unwrap(), &want[..]);
+}
+
+#[test]
+fn runtime_range_and_unsupported_resize_modes_are_named() {
+    // Range whose limit is a model input: its length is known only at run time.
+    let m = model(
+        12,
+        vec![node("Range", &["s", "l", "d"], &["y"], vec![])],
+        vec![vi("l", DataType::Float, &[])],
+        &["y"],
+        vec![tf32("s", &[], &[0.0]), tf32("d", &[], &[1.0])],
+    );
+    let e = Model::from_onnx(&m).unwrap_err().to_string();
+    assert!(
+        e.contains("(Range, opset 12)") && e.contains("run-time values"),
+        "{e}"
+    );
+    for (mode, ctm, what) in [
+        ("cubic", "half_pixel", "mode = 'cubic'"),
+        ("linear", "tf_crop_and_resize", "tf_crop_and_resize"),
+    ] {
+        let m = model(
+            13,
+            vec![node(
+                "Resize",
+                &["x", "", "sc"],
+                &["y"],
+                vec![
+                    string("mode", mode),
+                    string("coordinate_transformation_mode", ctm),
+                ],
+            )],
+            vec![f32_in("x", &[1, 1, 2, 2])],
+            &["y"],
+            vec![tf32("sc", &[4], &[1.0, 1.0, 2.0, 2.0])],
+        );
+        let e = Model::from_onnx(&m).unwrap_err().to_string();
+        assert!(e.contains("(Resize, opset 13)") && e.contains(what), "{e}");
+    }
 }

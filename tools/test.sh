@@ -47,6 +47,7 @@ if [ -n "$strict_gpu" ]; then
   echo "(lavapipe was installed by this script: running the tests with CI=true)"
   export CI=true
 fi
+export WGEDGE_MODELS_DIR="${WGEDGE_MODELS_DIR:-$HOME/.cache/wgedge-models}"; bash tools/models.sh >/dev/null || echo "WARNING: tools/models.sh could not fetch the ONNX model files: tests/onnx_models.rs skips them (CI=true fails)"
 # Tuned kernel choices go to a throwaway cache so a run never depends on an earlier one.
 WGEDGE_CACHE_DIR="${WGEDGE_CACHE_DIR:-$(mktemp -d)}" cargo test --all-targets
 cargo test --doc

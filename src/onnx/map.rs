@@ -480,14 +480,15 @@ fn pool(cx: &mut Ctx, n: &NodeIn, kind: PoolKind) -> R {
     let kernel: Vec<usize> = kernel.iter().map(|&k| k as usize).collect();
     let stride = usizes(n, "strides", sp, 1)?;
     let dilation = usizes(n, "dilations", sp, 1)?;
-    if dilation.iter().any(|&d| d != 1) {
-        return Err(format!(
-            "dilations = {dilation:?} (pool dilations are not supported yet)"
-        ));
+    let ceil = n.attrs.int("ceil_mode", 0) != 0;
+    let include_pad = n.attrs.int("count_include_pad", 0) != 0;
+    if dilation.iter().any(|&d| d != 1) || (ceil && kind == PoolKind::Avg && include_pad) {
+        // The ONNX `Pool` op has dilation and ceil mode itself; `Pool2d` (which has the fast
+        // CPU kernel) serves the common undilated case.
+        return super::map_move::onnx_pool(cx, n, kind);
     }
     let mut pads = spatial_pads(n, &x.shape()[2..], &kernel, &stride, &dilation)?;
-    let include_pad = n.attrs.int("count_include_pad", 0) != 0;
-    if n.attrs.int("ceil_mode", 0) != 0 {
+    if ceil {
         // Ceil mode: extra end padding that only the last window sees. Max pooling ignores
         // padding and average pooling without count_include_pad excludes it, so both equal
         // ONNX; with count_include_pad the extra cells would be counted.
@@ -503,9 +504,6 @@ fn pool(cx: &mut Ctx, n: &NodeIn, kind: PoolKind) -> R {
             }
             let need = (out - 1) * stride[i] + kernel[i];
             if need > len {
-                if kind == PoolKind::Avg && include_pad {
-                    return Err("ceil_mode = 1 with count_include_pad = 1".into());
-                }
                 pads[i + sp] += need - len;
             }
         }
@@ -665,21 +663,18 @@ fn matmul(cx: &mut Ctx, n: &NodeIn) -> R {
     } else {
         b.clone()
     };
-    // Leading 1s of B's batch dims are dropped (they broadcast); other batch broadcasting
-    // needs the batched matmul.
-    let b2 = if b2.rank() > 2 && b2.shape()[..b2.rank() - 2].iter().all(|&d| d == 1) {
+    // B's batch dims all 1 broadcast over A's: B as one matrix, the kernels' shared-B form.
+    // Other batch broadcasting is the MatMul op's own (numpy rules).
+    let b2 = if b2.rank() > 2
+        && a2.rank() >= b2.rank()
+        && b2.shape()[..b2.rank() - 2].iter().all(|&d| d == 1)
+    {
         let s = b2.shape()[b2.rank() - 2..].to_vec();
         let out = cx.fresh(n.out());
         cx.reshape(&b2, &s, &out)?
     } else {
         b2
     };
-    let (ab, bb) = (&a2.shape()[..a2.rank() - 2], &b2.shape()[..b2.rank() - 2]);
-    if !bb.is_empty() && ab != bb {
-        return Err(format!(
-            "batch dims {ab:?} x {bb:?} (broadcast batch matmul is not supported yet)"
-        ));
-    }
     let squeeze = ra == 1 || rb == 1;
     let out = if squeeze {
         cx.fresh(n.out())
@@ -841,9 +836,9 @@ fn squeeze(cx: &mut Ctx, n: &NodeIn, unsqueeze: bool) -> R {
     Ok(vec![cx.reshape(x, &shape, n.out())?])
 }
 
+/// Transpose of any dtype (the op moves element bytes; the GPU kernel takes f32).
 fn transpose(cx: &mut Ctx, n: &NodeIn) -> R {
     let x = n.input(0)?;
-    f32_only(n, x, "input")?;
     let r = x.rank();
     let perm: Vec<usize> = match n.attrs.ints("perm") {
         Some(p) => {
