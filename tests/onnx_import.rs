@@ -922,3 +922,39 @@ fn group_norm_opset_18_per_group_scale() {
     let want = (g[0] - mean) / (var + 1e-3).sqrt() * -0.5 + 1.0;
     assert!((b[0].f32s("b").unwrap()[6] - want).abs() < 1e-5);
 }
+
+/// Neg and Abs of integers (ONNX takes them; wgedge's activations are f32): i8 wraps, so the
+/// most negative value is its own negation and absolute value, as in numpy.
+#[test]
+fn integer_neg_and_abs() {
+    use wgedge::tensor::TensorData;
+    for op in ["Neg", "Abs"] {
+        let m = model(
+            14,
+            vec![node(op, &["a"], &["y"], vec![])],
+            vec![vi("a", DataType::Int8, &[D::V(4)])],
+            &["y"],
+            vec![],
+        );
+        let (model, _) = import(&m, &ImportOptions::default()).unwrap();
+        let a = Tensor::from_data(&[4], TensorData::I8(vec![-128, -5, 0, 127])).unwrap();
+        let y = cpu(&model, &[("a", &a)]);
+        let want = if op == "Neg" {
+            vec![-128, 5, 0, -127]
+        } else {
+            vec![-128, 5, 0, 127]
+        };
+        assert_eq!(y[0].data(), &TensorData::I8(want), "{op}");
+    }
+    let m = model(
+        14,
+        vec![node("Abs", &["a"], &["y"], vec![])],
+        vec![vi("a", DataType::Int64, &[D::V(3)])],
+        &["y"],
+        vec![],
+    );
+    let (model, _) = import(&m, &ImportOptions::default()).unwrap();
+    let a = Tensor::from_data(&[3], TensorData::I64(vec![-7, 3, i64::MIN + 1])).unwrap();
+    let y = cpu(&model, &[("a", &a)]);
+    assert_eq!(y[0].data(), &TensorData::I64(vec![7, 3, i64::MAX]));
+}

@@ -23,8 +23,8 @@ type Res<T> = std::result::Result<T, String>;
 pub(super) fn map(cx: &mut Ctx, n: &NodeIn) -> Option<R> {
     let f = |name: &str, d: f32| n.attrs.float(name, d);
     Some(match n.op_type {
-        "Abs" => act(cx, n, Activation::Abs),
-        "Neg" => act(cx, n, Activation::Neg),
+        "Abs" => neg_abs(cx, n, true),
+        "Neg" => neg_abs(cx, n, false),
         "Erf" => act(cx, n, Activation::Erf),
         "Elu" => act(
             cx,
@@ -155,6 +155,38 @@ fn compute_dtype(d: DType) -> Option<DType> {
 fn act(cx: &mut Ctx, n: &NodeIn, a: Activation) -> R {
     let x = f32_in(n, 0, "input")?;
     Ok(vec![cx.emit(Op::Unary(Unary { act: a }), &[x], n.out())?])
+}
+
+/// Neg and Abs: the f32 activations, and on integers `x * -1` (wrapping, as ONNX: the most
+/// negative value stays itself) and `max(x, -x)` through [`binary`]; Abs of u8 is `x`.
+fn neg_abs(cx: &mut Ctx, n: &NodeIn, abs: bool) -> R {
+    let x = n.input(0)?;
+    match x.ty.dtype {
+        DType::F32 => act(
+            cx,
+            n,
+            if abs {
+                Activation::Abs
+            } else {
+                Activation::Neg
+            },
+        ),
+        DType::U8 if abs => Ok(vec![x.clone()]),
+        DType::I32 | DType::I64 | DType::I8 => {
+            let minus = cx.konst(n.out(), i32_scalar(-1).cast(x.ty.dtype));
+            let o = if abs {
+                cx.fresh(n.out())
+            } else {
+                n.out().to_string()
+            };
+            let neg = binary(cx, BinaryKind::Mul, x, &minus, &o)?;
+            if !abs {
+                return Ok(vec![neg]);
+            }
+            Ok(vec![binary(cx, BinaryKind::Max, x, &neg, n.out())?])
+        }
+        _ => Err(bad_dtype(x, "input", "f32, i64, i32 or i8 (Abs also u8)")),
+    }
 }
 
 /// An f32 math function (`math` op; not fused, see its doc).
