@@ -6,7 +6,7 @@
 use super::{Ctx, NodeIn, Val};
 use crate::ops::{
     Activation, BatchNorm, Binary, BinaryKind, Cast, Concat, Conv2d, ConvTranspose2d,
-    GlobalAvgPool, LayerNorm, MatMul, Op, Pool2d, PoolKind, Softmax, Transpose, Unary,
+    GlobalAvgPool, LayerNorm, MatMul, Op, Pool2d, PoolKind, Transpose, Unary,
 };
 use crate::tensor::{numel, DType, Tensor};
 
@@ -104,131 +104,45 @@ fn unary(cx: &mut Ctx, n: &NodeIn, act: Activation) -> R {
     Ok(vec![cx.emit(Op::Unary(Unary { act }), &[x], n.out())?])
 }
 
-/// `clamp(alpha x + beta, 0, 1)`. wgedge's hardsigmoid is PyTorch's `clamp(y / 6 + 1/2, 0, 1)`,
-/// so other parameters run it on `y = 6 alpha x + 6 (beta - 1/2)`: a scale (and shift) with
-/// the activation fused into the last binary op.
+/// `clamp(alpha x + beta, 0, 1)`: PyTorch's form (alpha 1/6, beta 1/2) is wgedge's
+/// `hardsigmoid`, any other the two-parameter `hard_sigmoid_ab` (both fusable).
 fn hard_sigmoid(cx: &mut Ctx, n: &NodeIn) -> R {
     let alpha = n.attrs.float("alpha", 0.2);
     let beta = n.attrs.float("beta", 0.5);
     if (alpha - 1.0 / 6.0).abs() <= 1e-7 && beta == 0.5 {
         return unary(cx, n, Activation::Hardsigmoid);
     }
-    let x = n.input(0)?;
-    f32_only(n, x, "input")?;
-    let shift = 6.0 * (beta - 0.5);
-    let scale = cx.konst(n.out(), scalar_f32(6.0 * alpha));
-    let act = |last: bool| {
-        if last {
-            Activation::Hardsigmoid
-        } else {
-            Activation::None
-        }
-    };
-    let out = if shift == 0.0 {
-        n.out().to_string()
-    } else {
-        cx.fresh(n.out())
-    };
-    let op = Op::Binary(Binary {
-        kind: BinaryKind::Mul,
-        act: act(shift == 0.0),
-    });
-    let y = cx.emit(op, &[x, &scale], &out)?;
-    if shift == 0.0 {
-        return Ok(vec![y]);
-    }
-    let b = cx.konst(n.out(), scalar_f32(shift));
-    let op = Op::Binary(Binary {
-        kind: BinaryKind::Add,
-        act: act(true),
-    });
-    Ok(vec![cx.emit(op, &[&y, &b], n.out())?])
+    unary(cx, n, Activation::HardSigmoidAb { alpha, beta })
 }
 
+/// Gelu: `approximate = "none"` (the default) is the exact erf form, "tanh" the tanh one.
 fn gelu(cx: &mut Ctx, n: &NodeIn) -> R {
     match n.attrs.string("approximate").as_deref().unwrap_or("none") {
+        "none" => unary(cx, n, Activation::GeluErf),
         "tanh" => unary(cx, n, Activation::Gelu),
         other => Err(format!(
-            "approximate = '{other}' (exact erf GELU needs the erf activation)"
+            "approximate = '{other}' (ONNX defines none and tanh)"
         )),
     }
 }
 
-/// Clip(0, 6) is relu6 and Clip(0, inf) relu; other bounds need a clip op.
+/// Clip with attribute or input bounds, any numeric dtype (`map_elem::clip`).
 fn clip(cx: &mut Ctx, n: &NodeIn) -> R {
-    let bound = |i: usize, attr: &str, default: f32| -> std::result::Result<f32, String> {
-        if n.opset < 11 {
-            return Ok(n.attrs.float(attr, default));
-        }
-        match n.opt(i) {
-            None => Ok(default),
-            Some(v) => v
-                .konst
-                .as_ref()
-                .map(|t| super::tensor::f64s(t)[0] as f32)
-                .ok_or_else(|| format!("{attr} is not a constant")),
-        }
-    };
-    let lo = bound(1, "min", f32::NEG_INFINITY)?;
-    let hi = bound(2, "max", f32::INFINITY)?;
-    let act = match (lo, hi) {
-        (0.0, 6.0) => Activation::Relu6,
-        (0.0, h) if h == f32::INFINITY => Activation::Relu,
-        _ => {
-            return Err(format!(
-                "min = {lo}, max = {hi} (only relu and relu6 bounds map onto wgedge ops)"
-            ))
-        }
-    };
-    unary(cx, n, act)
+    super::map_elem::clip(cx, n)
 }
 
 fn binary(cx: &mut Ctx, n: &NodeIn, kind: BinaryKind) -> R {
     let (a, b) = (n.input(0)?, n.input(1)?);
-    f32_only(n, a, "input A")?;
-    f32_only(n, b, "input B")?;
     if n.opset < 7 && n.attrs.int("broadcast", 0) != 0 && n.attrs.has("axis") {
         return Err("legacy broadcast with axis".into());
     }
-    let op = Op::Binary(Binary {
-        kind,
-        act: Activation::None,
-    });
-    Ok(vec![cx.emit(op, &[a, b], n.out())?])
+    // ONNX dtype rules (integers wrap, f16 through f32) live in `map_elem::binary`.
+    Ok(vec![super::map_elem::binary(cx, kind, a, b, n.out())?])
 }
 
 /// Sum and Mean as chains of binary adds (Mean then scales by 1/n).
 fn variadic(cx: &mut Ctx, n: &NodeIn, mean: bool) -> R {
-    let ins: Vec<Val> = n.inputs.iter().flatten().cloned().collect();
-    if ins.is_empty() {
-        return Err("no inputs".into());
-    }
-    for v in &ins {
-        f32_only(n, v, "input")?;
-    }
-    let add = Op::Binary(Binary {
-        kind: BinaryKind::Add,
-        act: Activation::None,
-    });
-    let mut acc = ins[0].clone();
-    for (i, v) in ins.iter().enumerate().skip(1) {
-        let last = i + 1 == ins.len() && !mean;
-        let out = if last {
-            n.out().to_string()
-        } else {
-            cx.fresh(n.out())
-        };
-        acc = cx.emit(add.clone(), &[&acc, v], &out)?;
-    }
-    if mean {
-        let k = cx.konst(n.out(), scalar_f32(1.0 / ins.len() as f32));
-        let op = Op::Binary(Binary {
-            kind: BinaryKind::Mul,
-            act: Activation::None,
-        });
-        acc = cx.emit(op, &[&acc, &k], n.out())?;
-    }
-    Ok(vec![acc])
+    super::map_elem::variadic_chain(cx, n, BinaryKind::Add, mean)
 }
 
 /// Explicit (begin..., end...) pads of one spatial axis set from `pads`/`auto_pad`.
@@ -698,31 +612,7 @@ fn matmul(cx: &mut Ctx, n: &NodeIn) -> R {
 
 /// Softmax; before opset 13 the input is coerced to 2-D at `axis` (default 1).
 fn softmax(cx: &mut Ctx, n: &NodeIn) -> R {
-    let x = n.input(0)?;
-    f32_only(n, x, "input")?;
-    let r = x.rank();
-    if n.opset >= 13 {
-        let axis = n.attrs.int("axis", -1);
-        norm_axis(axis, r)?;
-        return Ok(vec![cx.emit(
-            Op::Softmax(Softmax { axis }),
-            &[x],
-            n.out(),
-        )?]);
-    }
-    let axis = n.attrs.int("axis", 1);
-    let a = if axis < 0 { axis + r as i64 } else { axis };
-    if a < 0 || a > r as i64 {
-        return Err(format!("axis {axis} for rank {r}"));
-    }
-    let a = a as usize;
-    let s = x.shape().to_vec();
-    let flat = [numel(&s[..a]), numel(&s[a..])];
-    let o1 = cx.fresh(n.out());
-    let x2 = cx.reshape(x, &flat, &o1)?;
-    let o2 = cx.fresh(n.out());
-    let y = cx.emit(Op::Softmax(Softmax { axis: -1 }), &[&x2], &o2)?;
-    Ok(vec![cx.reshape(&y, &s, n.out())?])
+    super::map_elem::softmax(cx, n, false)
 }
 
 /// Broadcasts a constant to `shape` (scale/bias given with fewer dims).
@@ -775,7 +665,11 @@ fn layer_norm(cx: &mut Ctx, n: &NodeIn) -> R {
         axis: a as i64,
         eps,
     });
-    Ok(vec![cx.emit(op, &[x, &gamma, &beta], n.out())?])
+    let y = cx.emit(op, &[x, &gamma, &beta], n.out())?;
+    // Mean and InvStdDev when something reads them.
+    let mut outs = vec![y];
+    outs.extend(super::map_elem::layer_norm_stats(cx, n, x, a, eps)?);
+    Ok(outs)
 }
 
 fn batch_norm(cx: &mut Ctx, n: &NodeIn) -> R {

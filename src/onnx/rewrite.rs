@@ -5,7 +5,8 @@
 //! - `x * Sigmoid(x)` -> silu (a private op of this module's [`DOMAIN`]);
 //! - ReduceMean / Sub / Pow 2 / ReduceMean / Add eps / Sqrt / Div (then Mul gamma, Add beta)
 //!   over the last axes -> LayerNormalization;
-//! - `x * (Erf(x / sqrt 2) + 1) * 0.5` in its exported orders -> Gelu (exact).
+//! - `x * (Erf(x / sqrt 2) + 1) * 0.5` in its exported orders -> Gelu (approximate = "none", which
+//!   imports as the exact `gelu_erf` activation).
 //!
 //! After mapping, on the wgedge graph: a Mul and/or Add by a per-channel constant right after a
 //! conv (its only reader) folds into the conv's weights and bias.
