@@ -857,6 +857,7 @@ fn metadata_props_are_reported() {
         report.metadata.get("character").map(String::as_str),
         Some("a\nb")
     );
+}
 
 /// Einsum by definition: every assignment of the labels adds `a[..] * b[..]` into `out[..]`.
 fn einsum_ref(eq: &str, a: &Tensor, b: &Tensor) -> Tensor {
@@ -1259,4 +1260,44 @@ fn integer_neg_and_abs() {
     let a = Tensor::from_data(&[3], TensorData::I64(vec![-7, 3, i64::MIN + 1])).unwrap();
     let y = cpu(&model, &[("a", &a)]);
     assert_eq!(y[0].data(), &TensorData::I64(vec![7, 3, i64::MAX]));
+}
+
+/// GatherND with constant indices (how exporters pick attention-mask entries) becomes a gather
+/// on the flattened leading dims; IsNaN is `not(x == x)`. Values checked by hand.
+#[test]
+fn gather_nd_constant_indices_and_is_nan() {
+    let m = model(
+        17,
+        vec![
+            node("GatherND", &["x", "idx"], &["g"], vec![]),
+            node("IsNaN", &["g"], &["y"], vec![]),
+        ],
+        vec![f32_in("x", &[2, 3, 2])],
+        &["g", "y"],
+        vec![ti64("idx", &[3, 2], &[1, 2, 0, -1, 1, 0])],
+    );
+    let imported = Model::from_onnx(&m).unwrap();
+    let mut v: Vec<f32> = (0..12).map(|i| i as f32).collect();
+    v[4] = f32::NAN; // x[0, 2, 0]
+    let x = Tensor::new(&[2, 3, 2], v).unwrap();
+    let out = cpu(&imported, &[("x", &x)]);
+    assert_eq!(out[0].shape(), &[3, 2]);
+    let g = out[0].f32s("g").unwrap();
+    assert_eq!(&g[..2], &[10.0, 11.0]); // x[1, 2]
+    assert!(g[2].is_nan() && g[3] == 5.0); // x[0, -1] = x[0, 2]
+    assert_eq!(&g[4..], &[6.0, 7.0]); // x[1, 0]
+    assert_eq!(
+        out[1].to_f32().f32s("y").unwrap(),
+        &[0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
+    );
+    // An index out of range is refused at import, naming it.
+    let bad = model(
+        17,
+        vec![node("GatherND", &["x", "idx"], &["g"], vec![])],
+        vec![f32_in("x", &[2, 3])],
+        &["g"],
+        vec![ti64("idx", &[1, 2], &[2, 0])],
+    );
+    let e = Model::from_onnx(&bad).unwrap_err().to_string();
+    assert!(e.contains("index 2 is out of range"), "{e}");
 }

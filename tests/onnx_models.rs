@@ -143,12 +143,84 @@ fn check_model(name: &str) {
     assert_eq!(k, 2, "{name}: the reference file holds two shapes");
 }
 
+/// Imported once (no `--fixed`), the model keeps the symbolic dims that do not change its
+/// computation — `free` axes of the input (by index) — and fixes the others; one session then
+/// runs both reference shapes, planning the second on its first run, and matches
+/// onnxruntime at both.
+fn one_import_runs_both_shapes(name: &str, free: &[usize], fixed: &[usize]) {
+    let Some(bytes) = load_model(name) else {
+        return;
+    };
+    let refs_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/onnx/models")
+        .join(format!("{name}.ref.safetensors"));
+    let (refs, _) = wgedge::model::read_tensors(&std::fs::read(&refs_path).unwrap()).unwrap();
+    let input = input_name(&bytes);
+    let x0 = &refs["input.0"];
+    let options = ImportOptions {
+        shapes: BTreeMap::from([(input.clone(), x0.shape().to_vec())]),
+        ..Default::default()
+    };
+    let (model, report) = import(&bytes, &options).unwrap();
+    let dims = report
+        .dims
+        .get(&input)
+        .unwrap_or_else(|| panic!("{name}: no symbolic dims kept ({:?})", report.fixed));
+    println!(
+        "{name}: symbolic dims kept {dims:?}; fixed: {:?}",
+        report.fixed
+    );
+    for &a in free {
+        assert!(dims[a].is_some(), "{name}: axis {a} should stay symbolic");
+    }
+    for &a in fixed {
+        assert!(dims[a].is_none(), "{name}: axis {a} should be fixed");
+    }
+    let opts = SessionOptions {
+        autotune: false,
+        ..Default::default()
+    };
+    let mut sessions = vec![(
+        "cpu",
+        Session::with_options(&model, Backend::Cpu, opts.clone()).unwrap(),
+    )];
+    if let Some(ctx) = common::gpu() {
+        sessions.push(("gpu", Session::with_context(&model, ctx, opts).unwrap()));
+    }
+    for (what, s) in &sessions {
+        for k in [1, 0] {
+            let (x, want) = (
+                &refs[&format!("input.{k}")],
+                &refs[&format!("expected.{k}")],
+            );
+            let got = s.run(&[(input.as_str(), x)]).unwrap();
+            let e = rel_err(&format!("{name} {what} {:?}", x.shape()), &got[0], want);
+            println!(
+                "{name} one import, {what} {:?}: relative error {e:.3e}",
+                x.shape()
+            );
+            assert!(e <= MAX_REL, "{name} {what} {:?}: {e:.3e}", x.shape());
+        }
+        // The shape built first plus one kept for the other size.
+        assert_eq!(
+            s.planned_shapes().len(),
+            1,
+            "{name} {what}: one other shape planned"
+        );
+    }
+}
+
 #[test]
 fn ppocrv4_det_matches_onnxruntime() {
     check_model("ppocrv4_det");
+    // Batch, height and width all stay free (a detector takes pages of any size).
+    one_import_runs_both_shapes("ppocrv4_det", &[0, 2, 3], &[]);
 }
 
 #[test]
 fn ppocrv4_rec_matches_onnxruntime() {
     check_model("ppocrv4_rec");
+    // The width stays free; the height the file also declares symbolic cannot (the network
+    // folds it into a reshape), so it is fixed at 48.
+    one_import_runs_both_shapes("ppocrv4_rec", &[3], &[2]);
 }

@@ -102,6 +102,40 @@ pub(super) fn probe_shapes(
     Some(out)
 }
 
+/// `Squeeze` or `Unsqueeze` giving `p` from `ia` and `q` from `ib` (the dims kept pair up in
+/// order; the dropped or inserted ones are 1 in both), when there is one.
+fn squeeze_like(ia: &[usize], p: &[i64], ib: &[usize], q: &[i64]) -> Option<Op> {
+    use crate::ops::{Squeeze, Unsqueeze};
+    let same = |a: usize, b: usize, x: i64, y: i64| a as i64 == x && b as i64 == y;
+    if ia.len() > p.len() {
+        let (mut j, mut axes) = (0, Vec::new());
+        for i in 0..ia.len() {
+            if j < p.len() && same(ia[i], ib[i], p[j], q[j]) {
+                j += 1;
+            } else if ia[i] == 1 && ib[i] == 1 {
+                axes.push(i as i64);
+            } else {
+                return None;
+            }
+        }
+        (j == p.len()).then_some(Op::Squeeze(Squeeze { axes: Some(axes) }))
+    } else if ia.len() < p.len() {
+        let (mut i, mut axes) = (0, Vec::new());
+        for j in 0..p.len() {
+            if i < ia.len() && same(ia[i], ib[i], p[j], q[j]) {
+                i += 1;
+            } else if p[j] == 1 && q[j] == 1 {
+                axes.push(j as i64);
+            } else {
+                return None;
+            }
+        }
+        (i == ia.len()).then_some(Op::Unsqueeze(Unsqueeze { axes }))
+    } else {
+        None
+    }
+}
+
 /// The graph of `a` with `dims` kept, when the import `b` at the probe sizes agrees with it;
 /// otherwise why not (naming the node or weight that depends on the size).
 pub(super) fn unify(
@@ -154,6 +188,12 @@ pub(super) fn unify(
                     (Some(a), Some(b)) => (&a.shape, &b.shape),
                     _ => return Err(format!("node '{}': input types unknown", x.name)),
                 };
+                // A reshape that only drops or inserts size-1 axes (in both imports) is a
+                // squeeze or unsqueeze, which holds at any size.
+                if let Some(op) = squeeze_like(ia, &p.shape, ib, &q.shape) {
+                    n.op = op;
+                    continue;
+                }
                 let mut target = p.shape.clone();
                 let mut inferred = Vec::new();
                 for i in (0..p.shape.len()).filter(|&i| p.shape[i] != q.shape[i]) {
@@ -166,7 +206,7 @@ pub(super) fn unify(
                 }
                 if inferred.len() > 1 || p.shape.iter().any(|&d| d <= 0) {
                     return Err(format!(
-                        "node '{}' reshapes to {:?} or {:?} depending on the input size \
+                        "node '{}' reshapes {ia:?} to {:?} and {ib:?} to {:?} \
                          (more than one axis changes)",
                         x.name, p.shape, q.shape
                     ));

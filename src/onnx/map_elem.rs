@@ -88,6 +88,7 @@ pub(super) fn map(cx: &mut Ctx, n: &NodeIn) -> Option<R> {
         "LessOrEqual" => compare(cx, n, CompareKind::LessOrEqual),
         "GreaterOrEqual" => compare(cx, n, CompareKind::GreaterOrEqual),
         "Not" => logic(cx, n, LogicKind::Not),
+        "IsNaN" => is_nan(cx, n),
         "And" => logic(cx, n, LogicKind::And),
         "Or" => logic(cx, n, LogicKind::Or),
         "Xor" => logic(cx, n, LogicKind::Xor),
@@ -365,6 +366,32 @@ fn logic(cx: &mut Ctx, n: &NodeIn, kind: LogicKind) -> R {
         ins.push(v);
     }
     Ok(vec![cx.emit(Op::Logic(Logic { kind }), &ins, n.out())?])
+}
+
+/// `IsNaN(x)` is `Not(Equal(x, x))`: NaN is the one value not equal to itself (f16 compares
+/// in f32, where NaN stays NaN). Exporters use it to zero the rows of a softmax whose every
+/// input was masked.
+fn is_nan(cx: &mut Ctx, n: &NodeIn) -> R {
+    let x = n.input(0)?;
+    if !matches!(x.ty.dtype, DType::F32 | DType::F16) {
+        return Err(bad_dtype(x, "input", "f32 or f16"));
+    }
+    let xf = cast(cx, x, DType::F32, n.out())?;
+    let o = cx.fresh(n.out());
+    let eq = cx.emit(
+        Op::Compare(Compare {
+            kind: CompareKind::Equal,
+        }),
+        &[&xf, &xf],
+        &o,
+    )?;
+    Ok(vec![cx.emit(
+        Op::Logic(Logic {
+            kind: LogicKind::Not,
+        }),
+        &[&eq],
+        n.out(),
+    )?])
 }
 
 /// `Where(cond, x, y)`: x and y of one dtype (any; f32 runs on the GPU).

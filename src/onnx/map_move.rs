@@ -22,6 +22,7 @@ pub(super) fn map(cx: &mut Ctx, n: &NodeIn) -> Option<R> {
     Some(match n.op_type {
         "Slice" => slice(cx, n),
         "Gather" => gather(cx, n),
+        "GatherND" => gather_nd(cx, n),
         "Expand" => expand(cx, n),
         "Tile" => tile(cx, n),
         "Pad" => pad(cx, n),
@@ -104,6 +105,57 @@ fn gather(cx: &mut Ctx, n: &NodeIn) -> R {
     Ok(vec![cx.emit(
         Op::Gather(Gather { axis }),
         &[x, idx],
+        n.out(),
+    )?])
+}
+
+/// GatherND with constant indices and `batch_dims` 0 (what exporters emit to pick mask
+/// entries): the first `k` data dims (k = the indices' last dim) are flattened into one and
+/// each index tuple becomes one linear index, computed here, so the op is a `Gather` on axis 0
+/// of the flattened data. Indices are checked (negative ones count from the end).
+fn gather_nd(cx: &mut Ctx, n: &NodeIn) -> R {
+    let x = n.input(0)?;
+    if n.attrs.int("batch_dims", 0) != 0 {
+        return Err("batch_dims != 0 is not supported".into());
+    }
+    let it = n.konst(1, "indices")?;
+    let is = it.shape().to_vec();
+    let k = *is.last().ok_or("indices of rank 0")?;
+    let ds = x.shape().to_vec();
+    if k == 0 || k > ds.len() {
+        return Err(format!(
+            "indices' last dim {k} for data of rank {}",
+            ds.len()
+        ));
+    }
+    let raw = i64s(it);
+    let mut lin = Vec::with_capacity(raw.len() / k);
+    for tuple in raw.chunks(k) {
+        let mut l = 0i64;
+        for (a, &v) in tuple.iter().enumerate() {
+            let d = ds[a] as i64;
+            let v = if v < 0 { v + d } else { v };
+            if !(0..d).contains(&v) {
+                return Err(format!(
+                    "index {v} is out of range for data dim {a} of size {d}"
+                ));
+            }
+            l = l * d + v;
+        }
+        lin.push(l);
+    }
+    let outer: usize = ds[..k].iter().product();
+    let mut flat = vec![outer];
+    flat.extend_from_slice(&ds[k..]);
+    let o = cx.fresh(n.out());
+    let xf = cx.reshape(x, &flat, &o)?;
+    let idx_shape = &is[..is.len() - 1];
+    let idx = crate::tensor::Tensor::from_data(idx_shape, crate::tensor::TensorData::I64(lin))
+        .map_err(|e| e.to_string())?;
+    let idx = cx.konst(n.out(), idx);
+    Ok(vec![cx.emit(
+        Op::Gather(Gather { axis: 0 }),
+        &[&xf, &idx],
         n.out(),
     )?])
 }
