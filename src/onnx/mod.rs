@@ -174,10 +174,17 @@ pub fn import_with_progress(
             at_probe.shapes.extend(shapes.clone());
             match import_once(bytes, &at_probe, &mut |_, _| {}) {
                 Ok((m, _)) => dims::unify(&model, &m, dims, &shapes),
-                Err(e) => Err(format!(
-                    "importing at other sizes failed: {}",
-                    e.to_string().lines().next().unwrap_or_default()
-                )),
+                Err(e) => {
+                    let e = e
+                        .to_string()
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    Err(format!(
+                        "importing at other sizes failed: {}",
+                        e.chars().take(300).collect::<String>()
+                    ))
+                }
             }
         };
     let mut kept = Vec::new();
