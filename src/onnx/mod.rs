@@ -190,7 +190,7 @@ pub fn import_with_progress(
     let mut kept = Vec::new();
     let mut why = Vec::new();
     for sym in dims::symbols(&all) {
-        match probe(&dims::only(&all, &[sym.clone()])) {
+        match probe(&dims::only(&all, std::slice::from_ref(&sym))) {
             Ok(_) => kept.push(sym),
             Err(e) => why.push(format!("'{sym}': {e}")),
         }
