@@ -561,53 +561,65 @@ fn matmul(cx: &mut Ctx, n: &NodeIn) -> R {
     let (a, b) = (n.input(0)?, n.input(1)?);
     f32_only(n, a, "input A")?;
     f32_only(n, b, "input B")?;
+    let y = numpy_matmul(cx, n, a, b, n.out(), |cx, a2, b2, out| {
+        // B's batch dims all 1 broadcast over A's: B as one matrix, the kernels' shared-B
+        // form. Other batch broadcasting is the MatMul op's own (numpy rules).
+        let b2 = if b2.rank() > 2
+            && a2.rank() >= b2.rank()
+            && b2.shape()[..b2.rank() - 2].iter().all(|&d| d == 1)
+        {
+            let s = b2.shape()[b2.rank() - 2..].to_vec();
+            let o = cx.fresh(n.out());
+            cx.reshape(b2, &s, &o)?
+        } else {
+            b2.clone()
+        };
+        cx.emit(Op::MatMul(MatMul::default()), &[a2, &b2], out)
+    })?;
+    Ok(vec![y])
+}
+
+/// numpy matmul's rule for 1-D operands around a batched `product`: a 1-D A gets a leading
+/// unit dim and a 1-D B a trailing one, `product(cx, a2, b2, name)` multiplies them, and the
+/// unit dims are removed again. The result is named `out`.
+pub(super) fn numpy_matmul(
+    cx: &mut Ctx,
+    n: &NodeIn,
+    a: &Val,
+    b: &Val,
+    out: &str,
+    product: impl FnOnce(&mut Ctx, &Val, &Val, &str) -> std::result::Result<Val, String>,
+) -> std::result::Result<Val, String> {
     let (ra, rb) = (a.rank(), b.rank());
     if ra == 0 || rb == 0 {
         return Err("scalar operand".into());
     }
     let a2 = if ra == 1 {
-        let out = cx.fresh(n.out());
-        cx.reshape(a, &[1, a.shape()[0]], &out)?
+        let o = cx.fresh(n.out());
+        cx.reshape(a, &[1, a.shape()[0]], &o)?
     } else {
         a.clone()
     };
     let b2 = if rb == 1 {
-        let out = cx.fresh(n.out());
-        cx.reshape(b, &[b.shape()[0], 1], &out)?
+        let o = cx.fresh(n.out());
+        cx.reshape(b, &[b.shape()[0], 1], &o)?
     } else {
         b.clone()
     };
-    // B's batch dims all 1 broadcast over A's: B as one matrix, the kernels' shared-B form.
-    // Other batch broadcasting is the MatMul op's own (numpy rules).
-    let b2 = if b2.rank() > 2
-        && a2.rank() >= b2.rank()
-        && b2.shape()[..b2.rank() - 2].iter().all(|&d| d == 1)
-    {
-        let s = b2.shape()[b2.rank() - 2..].to_vec();
-        let out = cx.fresh(n.out());
-        cx.reshape(&b2, &s, &out)?
-    } else {
-        b2
-    };
-    let squeeze = ra == 1 || rb == 1;
-    let out = if squeeze {
-        cx.fresh(n.out())
-    } else {
-        n.out().to_string()
-    };
-    let y = cx.emit(Op::MatMul(MatMul::default()), &[&a2, &b2], &out)?;
-    if squeeze {
-        let mut s = y.shape().to_vec();
-        let r = s.len();
-        if rb == 1 {
-            s.remove(r - 1);
-        }
-        if ra == 1 {
-            s.remove(r - 2);
-        }
-        return Ok(vec![cx.reshape(&y, &s, n.out())?]);
+    if ra > 1 && rb > 1 {
+        return product(cx, &a2, &b2, out);
     }
-    Ok(vec![y])
+    let o = cx.fresh(n.out());
+    let y = product(cx, &a2, &b2, &o)?;
+    let mut s = y.shape().to_vec();
+    let r = s.len();
+    if rb == 1 {
+        s.remove(r - 1);
+    }
+    if ra == 1 {
+        s.remove(r - 2);
+    }
+    cx.reshape(&y, &s, out)
 }
 
 /// Softmax; before opset 13 the input is coerced to 2-D at `axis` (default 1).

@@ -300,41 +300,9 @@ fn int_product(
 ) -> std::result::Result<Val, String> {
     codes_only(a, "A")?;
     codes_only(b, "B")?;
-    let (ra, rb) = (a.rank(), b.rank());
-    if ra == 0 || rb == 0 {
-        return Err("scalar operand".into());
-    }
-    let a2 = if ra == 1 {
-        let o = cx.fresh(n.out());
-        cx.reshape(a, &[1, a.shape()[0]], &o)?
-    } else {
-        a.clone()
-    };
-    let b2 = if rb == 1 {
-        let o = cx.fresh(n.out());
-        cx.reshape(b, &[b.shape()[0], 1], &o)?
-    } else {
-        b.clone()
-    };
-    let squeeze = ra == 1 || rb == 1;
-    let o = if squeeze {
-        cx.fresh(n.out())
-    } else {
-        out.to_string()
-    };
-    let y = cx.emit(Op::IntMatMul(IntMatMul {}), &[&a2, &b2, za, zb], &o)?;
-    if !squeeze {
-        return Ok(y);
-    }
-    let mut s = y.shape().to_vec();
-    let r = s.len();
-    if rb == 1 {
-        s.remove(r - 1);
-    }
-    if ra == 1 {
-        s.remove(r - 2);
-    }
-    cx.reshape(&y, &s, out)
+    super::map::numpy_matmul(cx, n, a, b, out, |cx, a2, b2, o| {
+        cx.emit(Op::IntMatMul(IntMatMul {}), &[a2, b2, za, zb], o)
+    })
 }
 
 /// MatMulInteger: `(A - a_zero) @ (B - b_zero)` in i32 (a per-row a_zero and a per-column
