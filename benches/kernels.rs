@@ -91,5 +91,36 @@ fn kernels(c: &mut Criterion) {
     bench_workload(c, "mlp-b64", &mlp(64).unwrap(), ctx.as_ref());
 }
 
-criterion_group!(benches, kernels);
+/// Where threading an elementwise op starts to pay (the fast CPU kernels split work into tasks
+/// of 16 Ki elements): a binary add, the cheapest op and so the worst case for threading, at
+/// sizes around that task size on 1 and 2 threads.
+fn cpu_threads(c: &mut Criterion) {
+    let mut g = c.benchmark_group("cpu-add-threads");
+    g.sample_size(20);
+    for log2 in [12, 14, 16, 18, 20] {
+        let n = 1usize << log2;
+        let mut b = wgedge::graph::GraphBuilder::new();
+        let x = b.input("x", &[n]);
+        let y = b.input("y", &[n]);
+        let z = b.add(&x, &y);
+        b.output(&z);
+        let model = Model::from_builder(b).unwrap();
+        let (tx, ty) = (Tensor::random(&[n], 1), Tensor::random(&[n], 2));
+        let feeds = [("x", &tx), ("y", &ty)];
+        for threads in [1, 2] {
+            let opts = SessionOptions {
+                threads: Some(threads),
+                ..Default::default()
+            };
+            let s = Session::cpu(&model, opts).unwrap();
+            s.run(&feeds).unwrap();
+            g.bench_function(format!("2^{log2}/{threads}-threads"), |bch| {
+                bch.iter(|| s.run(&feeds).unwrap())
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, kernels, cpu_threads);
 criterion_main!(benches);

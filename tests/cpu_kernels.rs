@@ -584,39 +584,3 @@ fn elementwise_and_norms_match_reference_exactly() {
         }
     }
 }
-
-/// Where threading an elementwise op starts to pay: times a binary add (the cheapest op, the
-/// worst case for threading) at sizes around the kernels' task size on 1 and 2 threads and
-/// prints the ratios. A measurement, not a check: `cargo test --release --test cpu_kernels
-/// threading_threshold -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn threading_threshold() {
-    for log2 in [10, 12, 13, 14, 15, 16, 17, 18, 20] {
-        let n = 1usize << log2;
-        let (a, b) = (Tensor::random(&[n], 1), Tensor::random(&[n], 2));
-        let op = Op::Binary(Binary {
-            kind: BinaryKind::Add,
-            act: Activation::None,
-        });
-        let (model, feeds) = single_op(op, &[&a, &b], &[false, false]);
-        let feeds = feeds_ref(&feeds);
-        let mut t = Vec::new();
-        for threads in [1, 2] {
-            let s = Session::cpu(&model, opts(false, Some(threads))).unwrap();
-            s.run(&feeds).unwrap();
-            let reps = (1 << 24) / n;
-            let start = std::time::Instant::now();
-            for _ in 0..reps {
-                s.run(&feeds).unwrap();
-            }
-            t.push(start.elapsed().as_secs_f64() * 1e6 / reps as f64);
-        }
-        println!(
-            "add 2^{log2}: 1 thread {:.1} us, 2 threads {:.1} us ({:.2}x)",
-            t[0],
-            t[1],
-            t[0] / t[1]
-        );
-    }
-}
