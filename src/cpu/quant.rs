@@ -322,18 +322,25 @@ multiversion!(
     fn chunks_i8(q: &[i8], x: &[f32], z: i32) -> [f32; LANES] => chunks_i8_body
 );
 
+/// The body of [`chunks_i8`] and [`chunks_u8`]: one loop for both code types, inlined into
+/// each multiversioned wrapper.
 #[inline(always)]
-fn chunks_i8_body(q: &[i8], x: &[f32], z: i32) -> [f32; LANES] {
+fn chunks_8bit<T: Copy + Into<i32>>(q: &[T], x: &[f32], z: i32) -> [f32; LANES] {
     let mut acc = [0.0f32; LANES];
     for (qc, xc) in q.chunks_exact(CHUNK).zip(x.chunks_exact(CHUNK)) {
         for l in 0..LANES {
-            acc[l] += (i32::from(qc[l]) - z) as f32 * xc[l];
+            acc[l] += (qc[l].into() - z) as f32 * xc[l];
         }
         for l in 0..LANES {
-            acc[l] += (i32::from(qc[LANES + l]) - z) as f32 * xc[LANES + l];
+            acc[l] += (qc[LANES + l].into() - z) as f32 * xc[LANES + l];
         }
     }
     acc
+}
+
+#[inline(always)]
+fn chunks_i8_body(q: &[i8], x: &[f32], z: i32) -> [f32; LANES] {
+    chunks_8bit(q, x, z)
 }
 
 multiversion!(
@@ -343,16 +350,7 @@ multiversion!(
 
 #[inline(always)]
 fn chunks_u8_body(q: &[u8], x: &[f32], z: i32) -> [f32; LANES] {
-    let mut acc = [0.0f32; LANES];
-    for (qc, xc) in q.chunks_exact(CHUNK).zip(x.chunks_exact(CHUNK)) {
-        for l in 0..LANES {
-            acc[l] += (i32::from(qc[l]) - z) as f32 * xc[l];
-        }
-        for l in 0..LANES {
-            acc[l] += (i32::from(qc[LANES + l]) - z) as f32 * xc[LANES + l];
-        }
-    }
-    acc
+    chunks_8bit(q, x, z)
 }
 
 multiversion!(
