@@ -547,8 +547,18 @@ fn pinned_kernels(w: &Workload) -> Vec<(&'static str, &'static str, serde_json::
             (
                 "matmul",
                 "gemm",
+                json!({"kernel": "tex2", "tm": 8, "tn4": 1}),
+            ),
+            (
+                "matmul",
+                "gemm",
                 json!({"kernel": "tex2", "tm": 8, "tn4": 2}),
             ),
+            ("matmul", "gemm", json!({"kernel": "tex2_reg", "tm": 8, "tn4": 2})),
+            ("matmul", "gemm", json!({"kernel": "tex2_reg", "tm": 8, "tn4": 4})),
+            ("matmul", "gemm", json!({"kernel": "tex2_reg", "tm": 16, "tn4": 2})),
+            ("matmul", "gemm", json!({"kernel": "tex2_reg", "tm": 16, "tn4": 4})),
+            ("matmul", "gemm", json!({"kernel": "tex2_reg", "tm": 4, "tn4": 4})),
             (
                 "matmul",
                 "gemm",
@@ -559,6 +569,16 @@ fn pinned_kernels(w: &Workload) -> Vec<(&'static str, &'static str, serde_json::
             ("conv2d", "conv", json!({"kernel": "tex2", "px": 8})),
             ("conv2d", "conv", json!({"kernel": "implicit_tex", "px": 8})),
             ("conv2d", "conv", json!({"kernel": "implicit_tex", "px": 4})),
+            (
+                "conv2d",
+                "conv",
+                json!({"kernel": "implicit_tex", "px": 8, "v4": true}),
+            ),
+            (
+                "conv2d",
+                "conv",
+                json!({"kernel": "implicit_tex", "px": 4, "v4": true}),
+            ),
             ("conv2d", "conv", json!({"kernel": "implicit_wg", "wg": 16})),
         ],
         "pwconv" => vec![

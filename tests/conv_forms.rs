@@ -814,8 +814,8 @@ fn conv_transpose_fuses_bias_and_activation() {
     };
     let (fused, plain) = (cpu(true), cpu(false));
     assert_eq!(plain.plan().nodes.len(), 5, "{}", plain.plan().describe());
-    // convT+add+act, convT, add.
-    assert_eq!(fused.plan().nodes.len(), 3, "{}", fused.plan().describe());
+    // convT+add+act, convT+add (the residual).
+    assert_eq!(fused.plan().nodes.len(), 2, "{}", fused.plan().describe());
     let want = plain.run(&feeds).unwrap();
     // The fused bias is added in the same place of the same order of terms: equal bits.
     assert_eq!(fused.run(&feeds).unwrap(), want);
@@ -828,5 +828,231 @@ fn conv_transpose_fuses_bias_and_activation() {
         let got = run_gpu(&ctx, &model, &[("x".to_string(), input.clone())], o);
         // Terms per output: at most cin * taps = 3 * 9, then 6 more for the second conv.
         assert_close("gpu fused", &got[0], &want[0], dot_tol(27 + 6), 1e-5);
+    }
+}
+
+
+/// A transposed conv with its residual operand (act(acc + bias + residual)), as one op, on the
+/// shapes of `conv_transpose_shapes` that matter for the epilogue: odd sizes, stride, padding,
+/// output padding, dilation, groups, batches; with and without a bias (the residual is then
+/// input 2, not 3). Every kernel plan against the reference.
+#[test]
+fn conv_transpose_residual_op() {
+    let cases: Vec<(&str, [usize; 4], [usize; 4], ConvTranspose2d)> = vec![
+        (
+            "3x3 s2 pad1 outpad1 batch 2",
+            [2, 4, 5, 7],
+            [4, 3, 3, 3],
+            ct([2, 2], [1; 4], [1, 1], [1, 1], 1),
+        ),
+        (
+            "3x3 s3 asym",
+            [1, 2, 4, 3],
+            [2, 6, 3, 3],
+            ct([3, 3], [0, 1, 2, 0], [2, 1], [1, 1], 1),
+        ),
+        (
+            "groups 2 dilation 2",
+            [1, 6, 5, 4],
+            [6, 3, 3, 3],
+            ct([2, 2], [2; 4], [1, 1], [2, 2], 2),
+        ),
+        (
+            "1x1 input",
+            [1, 3, 1, 1],
+            [3, 5, 2, 2],
+            ct([1, 1], [0; 4], [0, 0], [1, 1], 1),
+        ),
+    ];
+    for (i, (name, xs, ws, c)) in cases.into_iter().enumerate() {
+        let x = Tensor::random(&xs, 70 + i as u64);
+        let w = Tensor::random(&ws, 80 + i as u64);
+        let out = Op::ConvTranspose2d(c)
+            .infer_shape(&[xs.to_vec(), ws.to_vec()])
+            .unwrap();
+        let r = Tensor::random(&out, 90 + i as u64);
+        let b = Tensor::random(&[out[1]], 95 + i as u64);
+        let taps = xs[1] / c.groups * ws[2] * ws[3];
+        for bias in [true, false] {
+            let op = Op::ConvTranspose2d(ConvTranspose2d {
+                bias,
+                residual: true,
+                act: Activation::Silu,
+                ..c
+            });
+            let (ins, consts): (Vec<&Tensor>, Vec<bool>) = if bias {
+                (vec![&x, &w, &b, &r], vec![false, true, true, false])
+            } else {
+                (vec![&x, &w, &r], vec![false, true, false])
+            };
+            // The residual really is added: the result differs from the op without it.
+            let with = op.cpu(&ins).unwrap();
+            let mut plain = c;
+            plain.bias = bias;
+            plain.act = Activation::Silu;
+            let without = Op::ConvTranspose2d(plain)
+                .cpu(&ins[..ins.len() - 1])
+                .unwrap();
+            assert_ne!(with, without, "{name}");
+            let ran = check(
+                &format!("convT+res {name} bias {bias}"),
+                op,
+                &ins,
+                &consts,
+                dot_tol(taps + 2),
+            );
+            if gpu().is_some() {
+                assert!(
+                    ran.iter().all(|k| k.starts_with("gather-4x")),
+                    "{name}: {ran:?}"
+                );
+            }
+        }
+    }
+    // A residual of the wrong shape is an error naming it.
+    let op = Op::ConvTranspose2d(ConvTranspose2d {
+        residual: true,
+        ..Default::default()
+    });
+    let e = op
+        .infer_shape(&[vec![1, 4, 5, 5], vec![4, 2, 3, 3], vec![1, 2, 7, 6]])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("residual") && e.contains("[1, 2, 7, 7]"), "{e}");
+}
+
+/// `ConvTranspose -> Add(bias) -> Add(residual) -> act` fuses into one node the way conv's
+/// epilogue does; the fused and unfused graphs agree with each other on the CPU reference
+/// (equal bits: the same terms in the same order) and the fused one on the GPU.
+#[test]
+fn conv_transpose_residual_fuses() {
+    let cases: Vec<(&str, [usize; 4], [usize; 4], ConvTranspose2d)> = vec![
+        (
+            "3x3 s2 pad1 outpad1 batch 2",
+            [2, 3, 5, 7],
+            [3, 4, 3, 3],
+            ct([2, 2], [1; 4], [1, 1], [1, 1], 1),
+        ),
+        (
+            "groups 3 s(2,1)",
+            [1, 6, 4, 5],
+            [6, 2, 3, 2],
+            ct([2, 1], [1, 0, 0, 1], [1, 0], [1, 1], 3),
+        ),
+        (
+            "odd 2x2 s2",
+            [1, 5, 3, 3],
+            [5, 3, 2, 2],
+            ct([2, 2], [0; 4], [0, 0], [1, 1], 1),
+        ),
+    ];
+    for (i, (name, xs, ws, c)) in cases.into_iter().enumerate() {
+        let out = Op::ConvTranspose2d(c)
+            .infer_shape(&[xs.to_vec(), ws.to_vec()])
+            .unwrap();
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", &xs);
+        let r = b.input("r", &out);
+        let w = b.weight("w", Tensor::random(&ws, 10 + i as u64));
+        let bias = b.weight("b", Tensor::random(&[1, out[1], 1, 1], 20 + i as u64));
+        let y = b.conv_transpose2d(&x, &w, None, c);
+        let y = b.add(&y, &bias);
+        let y = b.add(&r, &y);
+        let y = b.act(&y, Activation::LeakyRelu { alpha: 0.1 });
+        b.output(&y);
+        let model = Model::from_builder(b).unwrap();
+        let xin = Tensor::random(&xs, 30 + i as u64);
+        let rin = Tensor::random(&out, 40 + i as u64);
+        let feeds = [("x", &xin), ("r", &rin)];
+        let cpu = |optimize| {
+            Session::cpu(
+                &model,
+                SessionOptions {
+                    optimize,
+                    autotune: false,
+                    cpu_reference: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+        };
+        let (fused, plain) = (cpu(true), cpu(false));
+        assert_eq!(plain.plan().nodes.len(), 4, "{}", plain.plan().describe());
+        assert_eq!(fused.plan().nodes.len(), 1, "{}", fused.plan().describe());
+        let want = plain.run(&feeds).unwrap();
+        assert_eq!(fused.run(&feeds).unwrap(), want, "{name}");
+        if let Some(ctx) = gpu() {
+            let mut o = SessionOptions {
+                autotune: false,
+                ..Default::default()
+            };
+            o.plan.cpu_fallback = false;
+            let s = Session::with_context(&model, ctx.clone(), o).unwrap();
+            let plan = s.plan();
+            assert_eq!(plan.nodes.len(), 1, "{}", plan.describe());
+            assert!(plan.nodes[0].kernel.starts_with("gather-4x"), "{name}");
+            let got = s.run(&feeds).unwrap();
+            let taps = xs[1] / c.groups * ws[2] * ws[3];
+            assert_close(&format!("gpu fused {name}"), &got[0], &want[0], dot_tol(taps + 2), 1e-5);
+        }
+    }
+}
+
+/// The implicit-GEMM conv with vec4 output stores (`igemm-tex-8x{4,8}-v4`): output widths that
+/// are multiples of 4 (full strips of 8 and a last strip of 4), with bias, residual and an
+/// activation, groups and stride; a width that is not a multiple of 4 is refused by the
+/// variant (the chooser's fallback runs instead) and never stored as vec4s.
+#[test]
+fn igemm_tex_vec4_stores() {
+    use serde_json::json;
+    // (name, input, weight, stride, pad, groups): output widths 12 (8 + 4), 8, 4, and 6.
+    let cases: Vec<(&str, [usize; 4], [usize; 4], usize, usize, usize)> = vec![
+        ("3x3 ow 12", [1, 5, 9, 12], [11, 5, 3, 3], 1, 1, 1),
+        ("3x3 s2 ow 8 batch 2", [2, 8, 7, 16], [9, 8, 3, 3], 2, 1, 1),
+        ("groups 2 ow 4", [1, 6, 5, 4], [10, 3, 3, 3], 1, 1, 2),
+        ("ow 6 (not a multiple of 4)", [1, 4, 5, 6], [8, 4, 3, 3], 1, 1, 1),
+    ];
+    for (i, (name, xs, ws, s, pd, g)) in cases.into_iter().enumerate() {
+        let conv = Conv2d {
+            stride: [s, s],
+            pad: [pd; 4],
+            groups: g,
+            ..Default::default()
+        };
+        let out = Op::Conv2d(conv)
+            .infer_shape(&[xs.to_vec(), ws.to_vec()])
+            .unwrap();
+        let x = Tensor::random(&xs, 50 + i as u64);
+        let w = Tensor::random(&ws, 60 + i as u64);
+        let b = Tensor::random(&[ws[0]], 70 + i as u64);
+        let r = Tensor::random(&out, 80 + i as u64);
+        let op = Op::Conv2d(Conv2d {
+            bias: true,
+            residual: true,
+            act: Activation::Relu6,
+            ..conv
+        });
+        let kernels = [
+            json!({"kernel": "implicit_tex", "px": 8, "v4": true}),
+            json!({"kernel": "implicit_tex", "px": 4, "v4": true}),
+        ];
+        let taps = xs[1] / g * ws[2] * ws[3];
+        let ran = check_slot(
+            name,
+            op,
+            &[&x, &w, &b, &r],
+            &[false, true, true, false],
+            dot_tol(taps + 2),
+            "conv",
+            &kernels,
+        );
+        if gpu().is_some() {
+            let v4 = ran.iter().filter(|k| k.ends_with("-v4")).count();
+            if out[3] % 4 == 0 {
+                assert_eq!(v4, 2, "{name}: {ran:?}");
+            } else {
+                assert_eq!(v4, 0, "{name}: {ran:?}");
+            }
+        }
     }
 }

@@ -11,6 +11,9 @@
 // vec4s carried through the calls (arrays indexed in loops spill on lavapipe). This is the
 // implicit GEMM over (8 channels) x (PX pixels) with K = cin_g * KH * KW gathered from the
 // texture, with the gather's index arithmetic folded into constants.
+// The residual and output bindings and the epilogue store `store(co, o, n, lo, hi)` come from a
+// prelude: strip_store.wgsl (scalar, any width) or strip_store_vec4.wgsl (vec4 stores, output
+// widths that are multiples of 4).
 struct SParams {
     planes: u32, cin: u32, h: u32, w: u32,
     oh: u32, ow: u32, tw: u32, hp: u32,
@@ -22,8 +25,6 @@ struct SParams {
 @group(0) @binding(1) var xt: texture_2d<f32>;
 @group(0) @binding(2) var wt: texture_2d<f32>;
 @group(0) @binding(3) var<storage, read_write> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> res: array<f32>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
 const SPAN: u32 = (PX - 1u) * SW + (KW - 1u) * DW + 1u;
 const NT: u32 = (SPAN + 3u) / 4u;
@@ -81,18 +82,6 @@ fn row(a: Acc, tx0: u32, ty: u32, wrow: u32, tc: u32) -> Acc {
 // Texel of plane `pl` at (texel column tx, padded row r), as dw_params.wgsl lays planes out.
 fn plane_texel(pl: u32, tx: u32, r: u32) -> vec2<u32> {
     return vec2<u32>((pl / p.ppc) * p.tw + tx, (pl % p.ppc) * p.hp + r);
-}
-
-// act(v + bias + residual) for the n valid outputs from flat output index o of channel co.
-fn store(co: u32, o: u32, n: u32, lo: vec4<f32>, hi: vec4<f32>) {
-    var bv = 0.0;
-    if (p.has_bias != 0u) { bv = bias[co]; }
-    for (var e = 0u; e < PX; e++) {
-        if (e >= n) { return; }
-        var v = select(hi[e & 3u], lo[e & 3u], e < 4u) + bv;
-        if (p.has_res != 0u) { v += res[o + e]; }
-        y[o + e] = activate(v);
-    }
 }
 
 @compute @workgroup_size(64, 1, 1)

@@ -9,7 +9,8 @@
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> wt: array<f32>;
 @group(0) @binding(3) var<storage, read_write> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> res: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
 // Input at column ix of the row starting at `row`; 0 outside the image.
 fn xv(row: u32, ix: i32) -> f32 {
@@ -23,13 +24,15 @@ fn wv(base: u32, co: u32) -> f32 {
     return select(0.0, wt[base + min(co, p.cout_g - 1u) * p.kh * p.kw], ok);
 }
 
-// Stores output channel co of group g (channel g * cout_g + co).
+// Stores output channel co of group g (channel g * cout_g + co): act(v + bias + residual), in
+// the CPU reference's order.
 fn store(b: u32, g: u32, co: u32, oy: u32, ox: u32, v: f32) {
     if (co >= p.cout_g || ox >= p.ow) { return; }
     let oc = g * p.cout_g + co;
     let o = ((b * p.cout + oc) * p.oh + oy) * p.ow + ox;
     var s = v;
     if (p.has_bias != 0u) { s += bias[oc]; }
+    if (p.has_res != 0u) { s += res[o]; }
     y[o] = activate(s);
 }
 

@@ -5,5 +5,5 @@ struct Params {
     kh: u32, kw: u32, stride_h: u32, stride_w: u32,
     pad_t: u32, pad_l: u32, dil_h: u32, dil_w: u32,
     cin_g: u32, cout_g: u32, has_bias: u32, mblocks: u32,
-    cblocks: u32, _p0: u32, _p1: u32, _p2: u32,
+    cblocks: u32, has_res: u32, _p1: u32, _p2: u32,
 }

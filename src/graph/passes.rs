@@ -1,6 +1,6 @@
 //! Graph rewrites done once at load: constant folding, BatchNorm folded into the conv before it,
-//! and epilogue fusion (bias, residual add, activation) into matmul/conv (bias and activation
-//! into transposed convs, whose kernel has no residual operand). Each keeps the graph's
+//! and epilogue fusion (bias, residual add, activation) into matmul, conv and transposed conv.
+//! Each keeps the graph's
 //! outputs and their names; each is checked by tests that compare the rewritten graph's CPU
 //! results with the original's.
 //!
@@ -379,10 +379,21 @@ pub fn fold_batchnorm_counted(
     Ok(stats)
 }
 
-/// Fuses into matmul/conv: a following add of a bias-shaped constant (as the bias), a following
-/// add of a same-shaped value (as the residual), and a following activation. The kernels apply
-/// `act(acc + bias + residual)`, so an add is fused only while no activation has been. A
-/// transposed conv takes the bias and the activation (its kernel has no residual operand).
+/// The epilogue operand flags (bias, residual) of an op whose kernels apply
+/// `act(acc + bias + residual)`: matmul, conv and transposed conv; `None` for other ops.
+fn epilogue_flags(op: &mut Op) -> Option<(&mut bool, &mut bool)> {
+    match op {
+        Op::MatMul(m) => Some((&mut m.bias, &mut m.residual)),
+        Op::Conv2d(c) => Some((&mut c.bias, &mut c.residual)),
+        Op::ConvTranspose2d(c) => Some((&mut c.bias, &mut c.residual)),
+        _ => None,
+    }
+}
+
+/// Fuses into matmul, conv and transposed conv: a following add of a bias-shaped constant (as
+/// the bias), a following add of a same-shaped value (as the residual), and a following
+/// activation. The kernels apply `act(acc + bias + residual)`, so an add is fused only while no
+/// activation has been.
 pub fn fuse_epilogues(
     g: &mut Graph,
     w: &mut BTreeMap<String, Tensor>,
@@ -461,12 +472,9 @@ pub fn fuse_epilogues_counted(
                         break;
                     }
                     let oshape = &shapes[other];
-                    let (has_bias, has_res) = match &op {
-                        Op::MatMul(m) => (m.bias, m.residual),
-                        Op::Conv2d(c) => (c.bias, c.residual),
-                        Op::ConvTranspose2d(c) => (c.bias, false),
-                        _ => unreachable!("only matmul/conv/convtranspose reach here"),
-                    };
+                    let (has_bias, has_res) = epilogue_flags(&mut op)
+                        .map(|(b, r)| (*b, *r))
+                        .expect("only matmul/conv/convtranspose reach here");
                     // A bias is a constant that broadcasts along the channel axis: `[N]` after a
                     // matmul (numpy broadcasting aligns it with the last axis), `[C, 1, 1]` or
                     // `[1, C, 1, 1]` after a conv (a `[C]` add after a conv broadcasts along W,
@@ -499,23 +507,13 @@ pub fn fuse_epilogues_counted(
                                 }
                             },
                         };
-                        match &mut op {
-                            Op::MatMul(m) => m.bias = true,
-                            Op::Conv2d(c) => c.bias = true,
-                            Op::ConvTranspose2d(c) => c.bias = true,
-                            _ => {}
+                        if let Some((bias, _)) = epilogue_flags(&mut op) {
+                            *bias = true;
                         }
                         extra = Some((other.clone(), name));
-                    } else if oshape == out_shape
-                        && !has_res
-                        // No residual operand in the transposed conv's kernel: an add of a
-                        // same-shaped value stays a separate node.
-                        && !matches!(op, Op::ConvTranspose2d(_))
-                    {
-                        match &mut op {
-                            Op::MatMul(m) => m.residual = true,
-                            Op::Conv2d(c) => c.residual = true,
-                            _ => {}
+                    } else if oshape == out_shape && !has_res {
+                        if let Some((_, res)) = epilogue_flags(&mut op) {
+                            *res = true;
                         }
                         extra = Some((other.clone(), other.clone()));
                     } else {

@@ -370,6 +370,7 @@ fn conv_transpose(cx: &mut Ctx, n: &NodeIn) -> R {
         dilation: [dilation[0], dilation[1]],
         groups: group as usize,
         bias: n.opt(2).is_some(),
+        residual: false,
         act: Activation::None,
     };
     let mut ins = vec![x, w];

@@ -122,7 +122,13 @@ pub enum ConvKernel {
     /// Register-blocked conv on the zero-padded input texture of the strip kernels: 8 output
     /// channels x `px` (4, 8) outputs of a row per invocation, the window geometry compiled in
     /// (up to 7x8 taps), weights as texels of 4 output channels per tap (for lavapipe).
-    ImplicitTex { px: u32 },
+    /// `v4`: outputs (and the residual) accessed as vec4s; needs an output width that is a
+    /// multiple of 4.
+    ImplicitTex {
+        px: u32,
+        #[serde(default)]
+        v4: bool,
+    },
 }
 
 /// Density (percent) up to which a CSR 1x1 conv runs `SparseTex` when autotune has not
@@ -155,7 +161,9 @@ impl KernelVariant for ConvKernel {
                 format!("pw-{}-{tm}x{}", if xtex { "tex2" } else { "buf" }, tn4 * 4)
             }
             ConvKernel::ImplicitWg { wg } => format!("igemm-wg{wg}-4x4"),
-            ConvKernel::ImplicitTex { px } => format!("igemm-tex-8x{px}"),
+            ConvKernel::ImplicitTex { px, v4 } => {
+                format!("igemm-tex-8x{px}{}", if v4 { "-v4" } else { "" })
+            }
         }
     }
 
@@ -184,7 +192,7 @@ impl KernelVariant for ConvKernel {
             // 64 or 256 invocations, within WebGPU's default limits.
             ConvKernel::ImplicitWg { wg } => matches!(wg, 8 | 16),
             // One or two vec4s of outputs per channel; strips start on a texel.
-            ConvKernel::ImplicitTex { px } => matches!(px, 4 | 8),
+            ConvKernel::ImplicitTex { px, .. } => matches!(px, 4 | 8),
         };
         if ok {
             Ok(())
@@ -236,10 +244,16 @@ static IGEMM_WG: ShaderSource = crate::wgsl!(
     [[("TM", 4), ("TN", 4), ("WG", 16), ("BK", 16)], [("TM", 4), ("TN", 4), ("WG", 8), ("BK", 16)]]
 );
 static IGEMM_TEX: ShaderSource = crate::wgsl!(
-    "conv/conv_strip_tex.wgsl";
+    "conv/strip_store.wgsl", "conv/conv_strip_tex.wgsl";
     [[("PX", 8), ("KH", 3), ("KW", 3), ("SH", 1), ("SW", 1), ("DH", 1), ("DW", 1)],
      [("PX", 4), ("KH", 1), ("KW", 1), ("SH", 2), ("SW", 2), ("DH", 1), ("DW", 1)],
      [("PX", 8), ("KH", 7), ("KW", 8), ("SH", 2), ("SW", 1), ("DH", 1), ("DW", 3)]]
+);
+/// As `IGEMM_TEX` with vec4 output and residual accesses (output width a multiple of 4).
+static IGEMM_TEX_V4: ShaderSource = crate::wgsl!(
+    "conv/strip_store_vec4.wgsl", "conv/conv_strip_tex.wgsl";
+    [[("PX", 8), ("KH", 3), ("KW", 3), ("SH", 1), ("SW", 1), ("DH", 1), ("DW", 1)],
+     [("PX", 4), ("KH", 1), ("KW", 1), ("SH", 2), ("SW", 2), ("DH", 1), ("DW", 1)]]
 );
 static TO_TEXTURE_R32: ShaderSource = crate::wgsl!("elementwise/to_texture_r32.wgsl");
 /// Sparse pointwise conv on a CSR weight in the texture layout (`ops/sparse.rs`).
@@ -486,7 +500,8 @@ impl OpFamily for Conv2d {
         };
         let tiled = [2, 4, 8].map(|px| ConvKernel::Tiled { px });
         let tex2 = [4, 8].map(|px| ConvKernel::Tex2 { px });
-        let itex = [4, 8].map(|px| ConvKernel::ImplicitTex { px });
+        let itex = [(4, false), (8, false), (4, true), (8, true)]
+            .map(|(px, v4)| ConvKernel::ImplicitTex { px, v4 });
         let iwg = [8, 16].map(|wg| ConvKernel::ImplicitWg { wg });
         let mut pw: Vec<ConvKernel> = Vec::new();
         for (tm, tn4) in [(4, 1), (4, 2), (8, 1), (8, 2)] {
@@ -575,6 +590,7 @@ impl OpFamily for Conv2d {
             &PW_BUF,
             &IGEMM_WG,
             &IGEMM_TEX,
+            &IGEMM_TEX_V4,
         ]
     }
 
@@ -1581,9 +1597,15 @@ impl Conv2d {
                 }
                 grid_ok(igemm_wg_grid(wg, &p))
             }
-            ConvKernel::ImplicitTex { px } => {
+            ConvKernel::ImplicitTex { px, v4 } => {
                 if self.is_depthwise(x, w) {
                     return Err("a depthwise conv (the dwconv kernels take it)".into());
+                }
+                if v4 && p.ow % 4 != 0 {
+                    return Err(format!(
+                        "vec4 stores need an output width that is a multiple of 4, not {}",
+                        p.ow
+                    ));
                 }
                 let g = strip_geometry(&p, px)?;
                 if !cx.tex_fits(g.width as usize, g.height as usize) {
@@ -1682,11 +1704,21 @@ impl Conv2d {
                     workgroups: grid,
                 }])
             }
-            ConvKernel::ImplicitTex { px } => {
+            ConvKernel::ImplicitTex { px, v4 } => {
                 if self.is_depthwise(x, w) {
                     return Err(unsupported(
                         "conv2d",
                         "kernel igemm-tex does not take depthwise convs",
+                    ));
+                }
+                if v4 && p.ow % 4 != 0 {
+                    return Err(unsupported(
+                        "conv2d",
+                        format!(
+                            "kernel {} needs an output width that is a multiple of 4, not {}",
+                            kernel.name(),
+                            p.ow
+                        ),
                     ));
                 }
                 let g = strip_geometry(&p, px).map_err(|e| unsupported("conv2d", e))?;
@@ -1710,7 +1742,10 @@ impl Conv2d {
                 Ok(vec![
                     pad,
                     Dispatch {
-                        shader: ShaderKey::new(&IGEMM_TEX, &consts),
+                        shader: ShaderKey::new(
+                            if v4 { &IGEMM_TEX_V4 } else { &IGEMM_TEX },
+                            &consts,
+                        ),
                         overrides: self.act.overrides(),
                         params,
                         bindings: vec![

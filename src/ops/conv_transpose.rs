@@ -1,6 +1,6 @@
 //! 2-D transposed convolution (ONNX `ConvTranspose`), NCHW input, weights
 //! `[cin, cout / groups, kh, kw]`: stride, padding (top, left, bottom, right), output padding,
-//! dilation, groups, fused bias and activation.
+//! dilation, groups, fused bias, residual and activation (`act(acc + bias + residual)`, as conv).
 //!
 //! Output extent per axis: `stride * (in - 1) + output_padding + dilation * (k - 1) + 1 - pads`.
 //! The CPU reference scatters each input into the outputs it reaches; the GPU kernel gathers
@@ -43,6 +43,9 @@ pub struct ConvTranspose2d {
     pub groups: usize,
     #[serde(default)]
     pub bias: bool,
+    /// A same-shaped value added before the activation (the input after the bias).
+    #[serde(default)]
+    pub residual: bool,
     #[serde(default)]
     pub act: Activation,
 }
@@ -56,6 +59,7 @@ impl Default for ConvTranspose2d {
             dilation: [1, 1],
             groups: 1,
             bias: false,
+            residual: false,
             act: Activation::None,
         }
     }
@@ -125,7 +129,8 @@ pub struct ConvTParams {
     pub mblocks: u32,
     /// Blocks of 4 output channels per group.
     pub cblocks: u32,
-    pub _pad: [u32; 3],
+    pub has_res: u32,
+    pub _pad: [u32; 2],
 }
 
 impl OpFamily for ConvTranspose2d {
@@ -133,7 +138,7 @@ impl OpFamily for ConvTranspose2d {
     type Kernel = ConvTransposeKernel;
 
     fn arity(&self) -> (usize, usize) {
-        let n = 2 + self.bias as usize;
+        let n = 2 + self.bias as usize + self.residual as usize;
         (n, n)
     }
 
@@ -180,16 +185,12 @@ impl OpFamily for ConvTranspose2d {
         p.mblocks = p.ow.div_ceil(p.stride_w).div_ceil(px);
         let wg = grid(&p, px);
         check_grid("conv_transpose2d", wg, cx.max_workgroups)?;
-        let bias = if self.bias {
-            Bind::Input(2)
-        } else {
-            Bind::Dummy
-        };
+        let [bias, res] = super::epilogue_binds(self.bias, self.residual);
         Ok(vec![Dispatch {
             shader: ShaderKey::new(&CONVT_GATHER, &[("PX", px)]),
             overrides: self.act.overrides(),
             params: bytemuck::cast_slice(&[p]).to_vec(),
-            bindings: vec![Bind::Input(0), Bind::Input(1), bias, Bind::Output],
+            bindings: vec![Bind::Input(0), Bind::Input(1), bias, res, Bind::Output],
             workgroups: wg,
         }])
     }
@@ -336,13 +337,7 @@ impl ConvTranspose2d {
             .ok_or_else(|| Error::graph(format!("{OP}: output channels overflow")))?;
         super::attr_u32(OP, "output channels", cout)?;
         let out = vec![x[0], cout, oh as usize, ow as usize];
-        if self.bias && ins[2] != [cout] {
-            return Err(Error::shape(
-                format!("{OP} bias"),
-                fmt_shape(&[cout]),
-                fmt_shape(&ins[2]),
-            ));
-        }
+        super::check_epilogue(OP, ins, self.bias, self.residual, cout, &out)?;
         Ok(out)
     }
 
@@ -373,7 +368,8 @@ impl ConvTranspose2d {
             has_bias: self.bias as u32,
             mblocks: 0,
             cblocks: word(cout_g.div_ceil(4)),
-            _pad: [0; 3],
+            has_res: self.residual as u32,
+            _pad: [0; 2],
         }
     }
 
@@ -415,11 +411,16 @@ impl ConvTranspose2d {
                 }
             }
         }
+        // The epilogue in conv's order: act(acc + bias + residual).
         let bias = self.bias.then(|| xs[2]);
+        let res = self.residual.then(|| xs[xs.len() - 1]);
         let plane = oh * ow;
         for (o, v) in y.iter_mut().enumerate() {
             if let Some(bias) = bias {
                 *v += bias[(o / plane) % u(p.cout)];
+            }
+            if let Some(res) = res {
+                *v += res[o];
             }
             *v = self.act.apply(*v);
         }

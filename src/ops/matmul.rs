@@ -58,6 +58,9 @@ pub enum MatMulKernel {
     Tex { tm: u32, tn4: u32 },
     /// Both operands through textures: A copied into one per run, B packed at load.
     Tex2 { tm: u32, tn4: u32 },
+    /// As `Tex2` with larger register blocks for CPU-like adapters: `tm` rows (4, 8, 16) x
+    /// `tn4` texel columns (1, 2, 4) per invocation, 16 x 4 invocations per workgroup.
+    Tex2Reg { tm: u32, tn4: u32 },
     /// A packed weight (int8/int4/pow2/f16, `[N, K]`) read as stored: `tm` rows of A by `r`
     /// weight rows per invocation; codes from a storage buffer or an rgba32uint texture
     /// (`wtex`), A from its buffer or a per-run rgba32float texture (`xtex`).
@@ -316,6 +319,7 @@ impl KernelVariant for MatMulKernel {
             MatMulKernel::Bcast { tm, tn4 } => format!("bcast-{tm}x{}", tn4 * 4),
             MatMulKernel::Tex { tm, tn4 } => format!("tex-{tm}x{}", tn4 * 4),
             MatMulKernel::Tex2 { tm, tn4 } => format!("tex2-{tm}x{}", tn4 * 4),
+            MatMulKernel::Tex2Reg { tm, tn4 } => format!("tex2r-{tm}x{}", tn4 * 4),
             MatMulKernel::Packed { tm, r, wtex, xtex } => format!(
                 "{}-{tm}x{r}",
                 match (wtex, xtex) {
@@ -384,6 +388,8 @@ impl KernelVariant for MatMulKernel {
                 matches!((tm, tn4), (1, 1 | 2 | 4) | (4 | 8, 1 | 2))
             }
             MatMulKernel::Tex2 { tm, tn4 } => matches!((tm, tn4), (4 | 8, 1 | 2)),
+            // Named accumulators: up to 16 rows of up to 4 texel columns.
+            MatMulKernel::Tex2Reg { tm, tn4 } => matches!(tm, 4 | 8 | 16) && matches!(tn4, 1 | 2 | 4),
             // Accumulators are arrays of 16 in the shader.
             MatMulKernel::Packed { tm, r, .. } => matches!(tm, 1 | 2 | 4) && matches!(r, 1 | 2 | 4),
             MatMulKernel::PackedWg | MatMulKernel::PackedSg => true,
@@ -446,6 +452,10 @@ static GEMM_TEX: ShaderSource = crate::wgsl!(
 static GEMM_TEX2: ShaderSource = crate::wgsl!(
     "matmul/store4.wgsl", "matmul/gemm_tex2.wgsl";
     [[("TM", 4), ("TN4", 1)], [("TM", 8), ("TN4", 2)]]
+);
+static GEMM_TEX2_REG: ShaderSource = crate::wgsl!(
+    "matmul/store4.wgsl", "matmul/gemm_tex2_reg.wgsl";
+    [[("TM", 16), ("TN4", 4)], [("TM", 4), ("TN4", 1)], [("TM", 8), ("TN4", 2)]]
 );
 static TO_TEXTURE: ShaderSource = crate::wgsl!("elementwise/to_texture.wgsl");
 /// Packed-weight kernels: (A from buffer | texture) x (codes from buffer | texture).
@@ -862,7 +872,7 @@ impl OpFamily for MatMul {
             }
             MatMulKernel::Bcast { .. } => need_const(),
             MatMulKernel::Tex { .. } => need_const().and_then(|_| b_tex()),
-            MatMulKernel::Tex2 { .. } => {
+            MatMulKernel::Tex2 { .. } | MatMulKernel::Tex2Reg { .. } => {
                 need_const()?;
                 b_tex()?;
                 if self.trans_a {
@@ -891,6 +901,8 @@ impl OpFamily for MatMul {
         let bcast = [(4, 2), (8, 1), (8, 2)].map(|(tm, tn4)| MatMulKernel::Bcast { tm, tn4 });
         let tex = [(4, 2), (8, 1), (8, 2)].map(|(tm, tn4)| MatMulKernel::Tex { tm, tn4 });
         let tex2 = [(4, 2), (8, 1), (8, 2)].map(|(tm, tn4)| MatMulKernel::Tex2 { tm, tn4 });
+        let tex2r = [(8, 2), (8, 4), (16, 2), (16, 4), (4, 4)]
+            .map(|(tm, tn4)| MatMulKernel::Tex2Reg { tm, tn4 });
         // Workgroup-tiled variants for real GPUs (64 x 64 blocks of 256 invocations, 32 x 32
         // blocks of 64), in the GEMM slots so each adapter measures them against the rest.
         let wg = [(4, 4, 16), (4, 4, 8)].map(|(tm, tn, wg)| MatMulKernel::WgTile { tm, tn, wg });
@@ -899,6 +911,7 @@ impl OpFamily for MatMul {
             .chain(bcast)
             .chain(tex)
             .chain(tex2)
+            .chain(tex2r)
             .chain(wg)
             .collect();
         let vec4 = [1, 2, 4, 8].map(|tn| MatMulKernel::Vec4 { tm: 1, tn });
@@ -1013,6 +1026,7 @@ impl OpFamily for MatMul {
             &GEMM_BCAST,
             &GEMM_TEX,
             &GEMM_TEX2,
+            &GEMM_TEX2_REG,
             &TO_TEXTURE,
             &Q_BUF,
             &Q_TEX,
@@ -1433,7 +1447,7 @@ impl MatMul {
                     ],
                 )
             }
-            MatMulKernel::Tex2 { tm, tn4 } => {
+            MatMulKernel::Tex2 { tm, tn4 } | MatMulKernel::Tex2Reg { tm, tn4 } => {
                 if !cx.is_const[1] || self.trans_a {
                     return Err(unsupported(
                         "matmul",
@@ -1457,17 +1471,21 @@ impl MatMul {
                     0,
                     0,
                 ];
+                let reg = matches!(kernel, MatMulKernel::Tex2Reg { .. });
+                // Workgroups of 64 x 1 invocations (`Tex2`) or 16 x 4 (`Tex2Reg`).
+                let (wx, wy) = if reg { (16, 4) } else { (64, 1) };
                 let wg = [
-                    div_ceil(n4 as usize, 64 * tn4 as usize),
-                    div_ceil(m, tm as usize),
+                    div_ceil(n4 as usize, wx * tn4 as usize),
+                    div_ceil(m, wy * tm as usize),
                     batch,
                 ];
+                let source = if reg { &GEMM_TEX2_REG } else { &GEMM_TEX2 };
                 check_grid("matmul", wg, cx.max_workgroups)?;
                 check_grid("matmul", to_tex.workgroups, cx.max_workgroups)?;
                 return Ok(vec![
                     to_tex,
                     Dispatch {
-                        shader: ShaderKey::new(&GEMM_TEX2, &[("TM", tm), ("TN4", tn4)]),
+                        shader: ShaderKey::new(source, &[("TM", tm), ("TN4", tn4)]),
                         overrides: self.act.overrides(),
                         params: params.to_vec(),
                         bindings: vec![
