@@ -554,10 +554,11 @@ fn pinned_kernels(w: &Workload) -> Vec<(&'static str, &'static str, serde_json::
                 "gemm",
                 json!({"kernel": "tex2", "tm": 8, "tn4": 2}),
             ),
+            ("matmul", "gemm", json!({"kernel": "tex2_reg", "tm": 8, "tn4": 2})),
             ("matmul", "gemm", json!({"kernel": "tex2_reg", "tm": 8, "tn4": 4})),
+            ("matmul", "gemm", json!({"kernel": "tex2_reg", "tm": 16, "tn4": 2})),
             ("matmul", "gemm", json!({"kernel": "tex2_reg", "tm": 16, "tn4": 4})),
-            ("matmul", "gemm", json!({"kernel": "tex2_reg", "tm": 32, "tn4": 2})),
-            ("matmul", "gemm", json!({"kernel": "tex2_reg", "tm": 32, "tn4": 4})),
+            ("matmul", "gemm", json!({"kernel": "tex2_reg", "tm": 4, "tn4": 4})),
             (
                 "matmul",
                 "gemm",

@@ -24,7 +24,7 @@ fn tol(k: usize) -> f32 {
 /// Every (tm, tn4) the kernel accepts.
 fn blocks() -> Vec<(u32, u32)> {
     let mut v = Vec::new();
-    for tm in [4, 8, 16, 32] {
+    for tm in [4, 8, 16] {
         for tn4 in [1, 2, 4] {
             v.push((tm, tn4));
         }

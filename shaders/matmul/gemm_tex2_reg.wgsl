@@ -4,9 +4,9 @@
 //   C[b][m][n] = act(sum_k A[b][m][k] * B[b][k][n] + bias[n] + res[b][m][n])
 // There a texel load is a per-lane gather plus a transpose, several times the cost of the
 // vec4 FMAs it feeds, so the block is sized to feed more FMAs per load: an invocation owns TM
-// rows (4, 8, 16 or 32) x TN4 texel columns (1, 2 or 4); per step of 4 k it loads TM + 4 * TN4
+// rows (4, 8 or 16) x TN4 texel columns (1, 2 or 4); per step of 4 k it loads TM + 4 * TN4
 // texels for 4 * TM * TN4 vec4 FMAs (16 x 16: 32 loads for 256 FMAs, against 16 for 64 at
-// 8 x 8; 32 x 16: 48 for 512). Accumulators are structs of named vec4s (split into scalars by the compiler; arrays
+// 8 x 8). Accumulators are structs of named vec4s (split into scalars by the compiler; arrays
 // indexed in loops would live in memory there), `if`s on the constants fold away, and every
 // clamp of a row or column index is computed once, outside the K loop.
 // The workgroup is 16 x 4: the 16 lanes along N share their rows of A, so within a SIMD vector
@@ -27,8 +27,6 @@ struct Params {
 struct BK { q0: vec4<f32>, q1: vec4<f32>, q2: vec4<f32>, q3: vec4<f32> }
 // One output row of the block: up to 4 texel columns.
 struct Row { c0: vec4<f32>, c1: vec4<f32>, c2: vec4<f32>, c3: vec4<f32> }
-// 4 consecutive output rows.
-struct Quad { r0: Row, r1: Row, r2: Row, r3: Row }
 
 fn ld_b(col4: u32, r: vec4<u32>) -> BK {
     return BK(
@@ -58,14 +56,6 @@ fn a_at(k4: u32, row: u32) -> vec4<f32> {
     return textureLoad(at, vec2<u32>(k4, row), 0);
 }
 
-// Rows `a` (texture rows of A, clamped) of one quad against the TN4 columns of B.
-fn acc_quad(q: Quad, k4: u32, a: vec4<u32>, b0: BK, b1: BK, b2: BK, b3: BK) -> Quad {
-    return Quad(
-        acc_row(q.r0, a_at(k4, a.x), b0, b1, b2, b3), acc_row(q.r1, a_at(k4, a.y), b0, b1, b2, b3),
-        acc_row(q.r2, a_at(k4, a.z), b0, b1, b2, b3), acc_row(q.r3, a_at(k4, a.w), b0, b1, b2, b3),
-    );
-}
-
 fn store_row(bat: u32, row: u32, col4: u32, r: Row) {
     store4(bat, row, col4, r.c0);
     if (TN4 > 1u) { store4(bat, row, col4 + 1u, r.c1); }
@@ -75,16 +65,6 @@ fn store_row(bat: u32, row: u32, col4: u32, r: Row) {
     }
 }
 
-fn store_quad(bat: u32, row: u32, col4: u32, q: Quad) {
-    store_row(bat, row, col4, q.r0); store_row(bat, row + 1u, col4, q.r1);
-    store_row(bat, row + 2u, col4, q.r2); store_row(bat, row + 3u, col4, q.r3);
-}
-
-// Texture rows of A for output rows m .. m + 3 (rows past M read row M - 1; not stored).
-fn a_rows(arow: u32, m: u32) -> vec4<u32> {
-    return vec4<u32>(arow) + min(vec4<u32>(m) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.m - 1u));
-}
-
 @compute @workgroup_size(16, 4, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let c0 = gid.x * TN4;
@@ -92,17 +72,23 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let bat = gid.z;
     let arow = bat * p.m;
     let r0 = bat * p.b_bk;
+    let last = p.m - 1u;
     let kl = p.k - 1u;
     let nl = p.n4 - 1u;
     // Columns past N read the last texel column (their outputs are not stored).
     let cc0 = min(c0, nl); let cc1 = min(c0 + 1u, nl); let cc2 = min(c0 + 2u, nl); let cc3 = min(c0 + 3u, nl);
-    let a0 = a_rows(arow, m0); let a1 = a_rows(arow, m0 + 4u);
-    let a2 = a_rows(arow, m0 + 8u); let a3 = a_rows(arow, m0 + 12u);
-    let a4 = a_rows(arow, m0 + 16u); let a5 = a_rows(arow, m0 + 20u);
-    let a6 = a_rows(arow, m0 + 24u); let a7 = a_rows(arow, m0 + 28u);
-    let zr = Row(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
-    let z = Quad(zr, zr, zr, zr);
-    var q0 = z; var q1 = z; var q2 = z; var q3 = z; var q4 = z; var q5 = z; var q6 = z; var q7 = z;
+    // Rows past M read row M - 1 (not stored either).
+    let a0 = arow + min(m0, last); let a1 = arow + min(m0 + 1u, last);
+    let a2 = arow + min(m0 + 2u, last); let a3 = arow + min(m0 + 3u, last);
+    let a4 = arow + min(m0 + 4u, last); let a5 = arow + min(m0 + 5u, last);
+    let a6 = arow + min(m0 + 6u, last); let a7 = arow + min(m0 + 7u, last);
+    let a8 = arow + min(m0 + 8u, last); let a9 = arow + min(m0 + 9u, last);
+    let a10 = arow + min(m0 + 10u, last); let a11 = arow + min(m0 + 11u, last);
+    let a12 = arow + min(m0 + 12u, last); let a13 = arow + min(m0 + 13u, last);
+    let a14 = arow + min(m0 + 14u, last); let a15 = arow + min(m0 + 15u, last);
+    let z = Row(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    var w0 = z; var w1 = z; var w2 = z; var w3 = z; var w4 = z; var w5 = z; var w6 = z; var w7 = z;
+    var w8 = z; var w9 = z; var w10 = z; var w11 = z; var w12 = z; var w13 = z; var w14 = z; var w15 = z;
     // All 4-k steps but the last read B rows k .. k + 3 unclamped.
     let kfull = p.k / 4u;
     for (var k4 = 0u; k4 < p.k4; k4++) {
@@ -115,27 +101,37 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         var b1 = b0; var b2 = b0; var b3 = b0;
         if (TN4 > 1u) { b1 = ld_b(cc1, rows); }
         if (TN4 > 2u) { b2 = ld_b(cc2, rows); b3 = ld_b(cc3, rows); }
-        q0 = acc_quad(q0, k4, a0, b0, b1, b2, b3);
-        if (TM > 4u) { q1 = acc_quad(q1, k4, a1, b0, b1, b2, b3); }
+        w0 = acc_row(w0, a_at(k4, a0), b0, b1, b2, b3);
+        w1 = acc_row(w1, a_at(k4, a1), b0, b1, b2, b3);
+        w2 = acc_row(w2, a_at(k4, a2), b0, b1, b2, b3);
+        w3 = acc_row(w3, a_at(k4, a3), b0, b1, b2, b3);
+        if (TM > 4u) {
+            w4 = acc_row(w4, a_at(k4, a4), b0, b1, b2, b3);
+            w5 = acc_row(w5, a_at(k4, a5), b0, b1, b2, b3);
+            w6 = acc_row(w6, a_at(k4, a6), b0, b1, b2, b3);
+            w7 = acc_row(w7, a_at(k4, a7), b0, b1, b2, b3);
+        }
         if (TM > 8u) {
-            q2 = acc_quad(q2, k4, a2, b0, b1, b2, b3);
-            q3 = acc_quad(q3, k4, a3, b0, b1, b2, b3);
-        }
-        if (TM > 16u) {
-            q4 = acc_quad(q4, k4, a4, b0, b1, b2, b3);
-            q5 = acc_quad(q5, k4, a5, b0, b1, b2, b3);
-            q6 = acc_quad(q6, k4, a6, b0, b1, b2, b3);
-            q7 = acc_quad(q7, k4, a7, b0, b1, b2, b3);
+            w8 = acc_row(w8, a_at(k4, a8), b0, b1, b2, b3);
+            w9 = acc_row(w9, a_at(k4, a9), b0, b1, b2, b3);
+            w10 = acc_row(w10, a_at(k4, a10), b0, b1, b2, b3);
+            w11 = acc_row(w11, a_at(k4, a11), b0, b1, b2, b3);
+            w12 = acc_row(w12, a_at(k4, a12), b0, b1, b2, b3);
+            w13 = acc_row(w13, a_at(k4, a13), b0, b1, b2, b3);
+            w14 = acc_row(w14, a_at(k4, a14), b0, b1, b2, b3);
+            w15 = acc_row(w15, a_at(k4, a15), b0, b1, b2, b3);
         }
     }
-    store_quad(bat, m0, c0, q0);
-    if (TM > 4u) { store_quad(bat, m0 + 4u, c0, q1); }
+    store_row(bat, m0, c0, w0); store_row(bat, m0 + 1u, c0, w1);
+    store_row(bat, m0 + 2u, c0, w2); store_row(bat, m0 + 3u, c0, w3);
+    if (TM > 4u) {
+        store_row(bat, m0 + 4u, c0, w4); store_row(bat, m0 + 5u, c0, w5);
+        store_row(bat, m0 + 6u, c0, w6); store_row(bat, m0 + 7u, c0, w7);
+    }
     if (TM > 8u) {
-        store_quad(bat, m0 + 8u, c0, q2);
-        store_quad(bat, m0 + 12u, c0, q3);
-    }
-    if (TM > 16u) {
-        store_quad(bat, m0 + 16u, c0, q4); store_quad(bat, m0 + 20u, c0, q5);
-        store_quad(bat, m0 + 24u, c0, q6); store_quad(bat, m0 + 28u, c0, q7);
+        store_row(bat, m0 + 8u, c0, w8); store_row(bat, m0 + 9u, c0, w9);
+        store_row(bat, m0 + 10u, c0, w10); store_row(bat, m0 + 11u, c0, w11);
+        store_row(bat, m0 + 12u, c0, w12); store_row(bat, m0 + 13u, c0, w13);
+        store_row(bat, m0 + 14u, c0, w14); store_row(bat, m0 + 15u, c0, w15);
     }
 }

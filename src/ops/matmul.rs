@@ -60,7 +60,6 @@ pub enum MatMulKernel {
     Tex2 { tm: u32, tn4: u32 },
     /// As `Tex2` with larger register blocks for CPU-like adapters: `tm` rows (4, 8, 16) x
     /// `tn4` texel columns (1, 2, 4) per invocation, 16 x 4 invocations per workgroup.
-    /// (`tm` 4, 8, 16 or 32.)
     Tex2Reg { tm: u32, tn4: u32 },
     /// A packed weight (int8/int4/pow2/f16, `[N, K]`) read as stored: `tm` rows of A by `r`
     /// weight rows per invocation; codes from a storage buffer or an rgba32uint texture
@@ -390,9 +389,7 @@ impl KernelVariant for MatMulKernel {
             }
             MatMulKernel::Tex2 { tm, tn4 } => matches!((tm, tn4), (4 | 8, 1 | 2)),
             // Named accumulators: up to 16 rows of up to 4 texel columns.
-            MatMulKernel::Tex2Reg { tm, tn4 } => {
-                matches!(tm, 4 | 8 | 16 | 32) && matches!(tn4, 1 | 2 | 4)
-            }
+            MatMulKernel::Tex2Reg { tm, tn4 } => matches!(tm, 4 | 8 | 16) && matches!(tn4, 1 | 2 | 4),
             // Accumulators are arrays of 16 in the shader.
             MatMulKernel::Packed { tm, r, .. } => matches!(tm, 1 | 2 | 4) && matches!(r, 1 | 2 | 4),
             MatMulKernel::PackedWg | MatMulKernel::PackedSg => true,
@@ -458,7 +455,7 @@ static GEMM_TEX2: ShaderSource = crate::wgsl!(
 );
 static GEMM_TEX2_REG: ShaderSource = crate::wgsl!(
     "matmul/store4.wgsl", "matmul/gemm_tex2_reg.wgsl";
-    [[("TM", 16), ("TN4", 4)], [("TM", 4), ("TN4", 1)], [("TM", 32), ("TN4", 4)]]
+    [[("TM", 16), ("TN4", 4)], [("TM", 4), ("TN4", 1)], [("TM", 8), ("TN4", 2)]]
 );
 static TO_TEXTURE: ShaderSource = crate::wgsl!("elementwise/to_texture.wgsl");
 /// Packed-weight kernels: (A from buffer | texture) x (codes from buffer | texture).
@@ -904,7 +901,7 @@ impl OpFamily for MatMul {
         let bcast = [(4, 2), (8, 1), (8, 2)].map(|(tm, tn4)| MatMulKernel::Bcast { tm, tn4 });
         let tex = [(4, 2), (8, 1), (8, 2)].map(|(tm, tn4)| MatMulKernel::Tex { tm, tn4 });
         let tex2 = [(4, 2), (8, 1), (8, 2)].map(|(tm, tn4)| MatMulKernel::Tex2 { tm, tn4 });
-        let tex2r = [(8, 4), (16, 2), (16, 4), (32, 2), (32, 4)]
+        let tex2r = [(8, 2), (8, 4), (16, 2), (16, 4), (4, 4)]
             .map(|(tm, tn4)| MatMulKernel::Tex2Reg { tm, tn4 });
         // Workgroup-tiled variants for real GPUs (64 x 64 blocks of 256 invocations, 32 x 32
         // blocks of 64), in the GEMM slots so each adapter measures them against the rest.
