@@ -216,7 +216,7 @@ fn default_bsr_pct() -> u32 {
 }
 
 /// The sparse slots, tuned with a crossover (see [`TuneSlot::crossover`]): per layout, one
-/// slot for a single row of A (`csr`, `bsr`, `nm`: SpMV, 1024 x 1024) and one for batches
+/// slot for a single row of A (`csr`, `bsr`, `nm`: SpMV, N 4096 x K 2048) and one for batches
 /// (`csr_batch`, ...: 16 rows), since the crossover moves with the rows that share a weight
 /// load. Candidates run at any density (threshold 100) while being timed.
 fn sparse_slots(
@@ -291,7 +291,12 @@ fn sparse_slots(
         });
         v
     };
-    let one = || lin_inputs(1, 1024, 1024);
+    // The one-row crossover on a layer of the size where pruning pays (4096 outputs, K 2048):
+    // on 1024 x 1024 fixed per-dispatch costs hide the per-entry cost, and the crossover
+    // measured there (20-30 % on lavapipe, moving between runs) sent 4096 x 4096 layers at
+    // 30 % to a sparse kernel 0.77x as fast as dense. A threshold measured on the larger layer
+    // errs towards dense on small layers, where either kernel is cheap.
+    let one = || lin_inputs(1, 2048, 4096);
     let batch = || lin_inputs(16, 512, 512);
     vec![
         TuneSlot::new("csr", csr_k(&[1], true), linear, one()).with_crossover(csr.clone()),
