@@ -210,11 +210,21 @@ pub fn pack_part(
         let idx: Vec<i32> = bytemuck::pod_collect_to_vec(get("indices", &[DType::I32])?.bytes());
         let dt = [DType::F32, DType::F16, DType::I8][lay.vals as usize];
         let vals = get("values", &[dt])?;
-        return Ok(csr_stage(part, cw as usize, lay.cols, &ptr, &idx, vals.bytes(), lay.vals));
+        return Ok(csr_stage(
+            part,
+            cw as usize,
+            lay.cols,
+            &ptr,
+            &idx,
+            vals.bytes(),
+            lay.vals,
+        ));
     }
     if let SPart::NmVals | SPart::NmPos = part {
         let SparseLayout::NM { n: 1 | 2, m: 4 } = lay.layout else {
-            return Err(bad(format!("{part:?} is a part of the 1:4 / 2:4 texture layout only")));
+            return Err(bad(format!(
+                "{part:?} is a part of the 1:4 / 2:4 texture layout only"
+            )));
         };
         let kept = lay.kept();
         let idx = get("indices", &[DType::U8])?.bytes();
@@ -346,7 +356,14 @@ fn csr_stage(
 
 /// The K-major N:4 layout (module docs) of `rows` rows of `kept` slots: positions `idx` (u8,
 /// `[rows, kept]`) and values in their stored type (`vals_kind` 0 f32, 1 f16, 2 i8).
-fn nm_kmajor(part: SPart, rows: usize, kept: usize, idx: &[u8], vals: &[u8], kind: u32) -> Vec<u32> {
+fn nm_kmajor(
+    part: SPart,
+    rows: usize,
+    kept: usize,
+    idx: &[u8],
+    vals: &[u8],
+    kind: u32,
+) -> Vec<u32> {
     let quads = kept.div_ceil(4).max(1);
     if part == SPart::NmPos {
         // Byte t of row n at byte (t / 16 * rows + n) * 16 + t % 16.
