@@ -318,7 +318,7 @@ mod native {
         Ok((times[1], plan.nodes[0].kernel.clone()))
     }
 
-    /// A kernel name's variant prefix (`csrtex-1x1-d100` -> `csrtex-`): the kernel that ran,
+    /// A kernel name's variant (`csrtex-1x1-d100` -> `csrtex`): which kernel ran,
     /// whatever its threshold.
     fn kind_of(name: &str) -> &str {
         name.split_once('-').map_or(name, |(k, _)| k)
