@@ -255,11 +255,18 @@ fn sparse_slots(
                 max_density_pct: any,
             });
         }
-        // A staged in workgroup memory: chunks within WebGPU's guaranteed 16 KiB, and one
-        // whole 4096-column row block where the adapter offers more (lavapipe: 64 KiB).
+        // A staged in workgroup memory, in chunks that fill WebGPU's guaranteed 16 KiB (a
+        // 4096-column row, or 2048 x 2 and 1024 x 4 rows); for one row also 1024-column
+        // chunks (more workgroups resident per core on real GPUs). Larger chunks are not
+        // candidates: every candidate must fit the portable limits.
         for &tm in tms {
             let tm = tm.min(4);
-            for cw in [16384 / (4 * tm), 4096] {
+            let cws: &[u32] = if tm == 1 {
+                &[4096, 1024]
+            } else {
+                &[16384 / (4 * tm)]
+            };
+            for &cw in cws {
                 v.push(MatMulKernel::CsrStage {
                     tm,
                     cw,
