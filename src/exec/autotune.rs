@@ -318,6 +318,12 @@ mod native {
         Ok((times[1], plan.nodes[0].kernel.clone()))
     }
 
+    /// A kernel name's variant (`csrtex-1x1-d100` -> `csrtex`): which kernel ran,
+    /// whatever its threshold.
+    fn kind_of(name: &str) -> &str {
+        name.split_once('-').map_or(name, |(k, _)| k)
+    }
+
     /// Measures every candidate of every slot on its small workload (about a second on
     /// lavapipe). A candidate that fails to build or run is skipped with a notice.
     pub fn tune(ctx: &Arc<GpuContext>) -> Result<Tuned> {
@@ -353,6 +359,13 @@ mod native {
             }
             let Some((_, k)) = best else { continue };
             let mut k = k.clone();
+            let k_name = slot
+                .candidates
+                .iter()
+                .zip(&slot.names)
+                .find(|(c, _)| **c == k)
+                .map(|(_, n)| n.clone())
+                .unwrap_or_default();
             if !slot.crossover.is_empty() {
                 // Sparse (threshold 100) against dense (threshold 0: the weight decoded) on the
                 // same weight at each density, sparsest first; the threshold is the last
@@ -365,6 +378,9 @@ mod native {
                     let sparse = time_variant(ctx, b(), choose(&with_threshold(&k, 100)), false);
                     let dense = time_variant(ctx, b(), choose(&with_threshold(&k, 0)), false);
                     match (sparse, dense) {
+                        // The candidate does not read this point's format (an N:M kernel for
+                        // n:4 only): the point says nothing about it.
+                        (Ok((_, ran)), Ok(_)) if kind_of(&ran) != kind_of(&k_name) => continue,
                         // A 10% margin: a tie measured on this one layer size must not
                         // send larger layers to a kernel that then loses (timings on shared
                         // machines move by more than the difference).

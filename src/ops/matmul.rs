@@ -142,6 +142,24 @@ pub enum MatMulKernel {
         #[serde(default = "default_csr_pct")]
         max_density_pct: u32,
     },
+    /// A CSR weight in the staged layout (`ops/sparse.rs`): K cut into chunks of `cw`
+    /// columns, each chunk of `tm` (1, 2, 4) rows of A copied into workgroup memory and
+    /// gathered from there per stored entry, entries in groups of 8 with u16 columns. Needs
+    /// `tm * cw * 4` bytes of workgroup storage. Chosen while the density is at most
+    /// `max_density_pct`.
+    CsrStage {
+        tm: u32,
+        cw: u32,
+        #[serde(default = "default_csr_pct")]
+        max_density_pct: u32,
+    },
+    /// A 1:4 or 2:4 weight on the texture path (`ops/sparse.rs` K-major N:4 layout): each
+    /// group of 4 columns is one texel of A, read by all rows at once, and each kept value
+    /// picks its component by a 2-bit position. One weight row and row of A per invocation.
+    NmTex {
+        #[serde(default = "default_nm_pct")]
+        max_density_pct: u32,
+    },
     /// A BSR weight with blocks of r (1, 2, 4, 8) rows by 4 columns on the texture path: one
     /// A texel and r vec4 multiply-adds per stored block. Chosen while the stored blocks'
     /// share of the entries is at most `max_density_pct`.
@@ -198,7 +216,7 @@ fn default_bsr_pct() -> u32 {
 }
 
 /// The sparse slots, tuned with a crossover (see [`TuneSlot::crossover`]): per layout, one
-/// slot for a single row of A (`csr`, `bsr`, `nm`: SpMV, 1024 x 1024) and one for batches
+/// slot for a single row of A (`csr`, `bsr`, `nm`: SpMV, N 4096 x K 2048) and one for batches
 /// (`csr_batch`, ...: 16 rows), since the crossover moves with the rows that share a weight
 /// load. Candidates run at any density (threshold 100) while being timed.
 fn sparse_slots(
@@ -218,7 +236,9 @@ fn sparse_slots(
         SparseLayout::Bsr { r: 4, c: 4 },
         &[0.1, 0.05, 0.2, 0.3, 0.5, 0.7, 0.9],
     );
-    let nm: Vec<(f32, WeightFormat)> = [(1, 8), (1, 4), (2, 4), (3, 4)]
+    // The first point is where candidates race: 2:4, the pattern sparse tensor hardware and
+    // `nmtex` target; points a candidate cannot read are skipped by the crossover.
+    let nm: Vec<(f32, WeightFormat)> = [(2, 4), (1, 8), (1, 4), (3, 4)]
         .iter()
         .map(|&(n, m)| (n as f32 / m as f32, fmt(SparseLayout::NM { n, m })))
         .collect();
@@ -235,6 +255,25 @@ fn sparse_slots(
                 max_density_pct: any,
             });
         }
+        // A staged in workgroup memory, in chunks that fill WebGPU's guaranteed 16 KiB (a
+        // 4096-column row, or 2048 x 2 and 1024 x 4 rows); for one row also 1024-column
+        // chunks (more workgroups resident per core on real GPUs). Larger chunks are not
+        // candidates: every candidate must fit the portable limits.
+        for &tm in tms {
+            let tm = tm.min(4);
+            let cws: &[u32] = if tm == 1 {
+                &[4096, 1024]
+            } else {
+                &[16384 / (4 * tm)]
+            };
+            for &cw in cws {
+                v.push(MatMulKernel::CsrStage {
+                    tm,
+                    cw,
+                    max_density_pct: any,
+                });
+            }
+        }
         if wg {
             v.push(MatMulKernel::CsrWg {
                 max_density_pct: any,
@@ -247,14 +286,24 @@ fn sparse_slots(
         max_density_pct: any,
     }];
     let nm_k = |tms: &[u32]| -> Vec<MatMulKernel> {
-        tms.iter()
+        let mut v: Vec<MatMulKernel> = tms
+            .iter()
             .map(|&tm| MatMulKernel::Nm {
                 tm,
                 max_density_pct: any,
             })
-            .collect()
+            .collect();
+        v.push(MatMulKernel::NmTex {
+            max_density_pct: any,
+        });
+        v
     };
-    let one = || lin_inputs(1, 1024, 1024);
+    // The one-row crossover on a layer of the size where pruning pays (4096 outputs, K 2048):
+    // on 1024 x 1024 fixed per-dispatch costs hide the per-entry cost, and the crossover
+    // measured there (20-30 % on lavapipe, moving between runs) sent 4096 x 4096 layers at
+    // 30 % to a sparse kernel 0.77x as fast as dense. A threshold measured on the larger layer
+    // errs towards dense on small layers, where either kernel is cheap.
+    let one = || lin_inputs(1, 2048, 4096);
     let batch = || lin_inputs(16, 512, 512);
     vec![
         TuneSlot::new("csr", csr_k(&[1], true), linear, one()).with_crossover(csr.clone()),
@@ -283,6 +332,8 @@ impl MatMulKernel {
                 | MatMulKernel::CsrWg { .. }
                 | MatMulKernel::Nm { .. }
                 | MatMulKernel::CsrTex { .. }
+                | MatMulKernel::CsrStage { .. }
+                | MatMulKernel::NmTex { .. }
                 | MatMulKernel::BsrTex { .. }
         )
     }
@@ -300,6 +351,10 @@ impl MatMulKernel {
             | MatMulKernel::CsrTex {
                 max_density_pct, ..
             }
+            | MatMulKernel::CsrStage {
+                max_density_pct, ..
+            }
+            | MatMulKernel::NmTex { max_density_pct }
             | MatMulKernel::BsrTex { max_density_pct } => Some(max_density_pct),
             _ => None,
         }
@@ -351,7 +406,13 @@ impl KernelVariant for MatMulKernel {
                 tm,
                 max_density_pct,
             } => format!("csrtex-{tm}x1-d{max_density_pct}"),
+            MatMulKernel::CsrStage {
+                tm,
+                cw,
+                max_density_pct,
+            } => format!("csrstage-{tm}x1-c{cw}-d{max_density_pct}"),
             MatMulKernel::BsrTex { max_density_pct } => format!("bsrtex-d{max_density_pct}"),
+            MatMulKernel::NmTex { max_density_pct } => format!("nmtex-d{max_density_pct}"),
             MatMulKernel::PackedKn {
                 tm,
                 tn4,
@@ -404,14 +465,26 @@ impl KernelVariant for MatMulKernel {
                 tm,
                 max_density_pct,
             } => matches!(tm, 1 | 2 | 4 | 8) && max_density_pct <= 100,
-            MatMulKernel::CsrWg { max_density_pct } | MatMulKernel::BsrTex { max_density_pct } => {
-                max_density_pct <= 100
-            }
+            MatMulKernel::CsrWg { max_density_pct }
+            | MatMulKernel::BsrTex { max_density_pct }
+            | MatMulKernel::NmTex { max_density_pct } => max_density_pct <= 100,
             // Named accumulators for 1, 2 or 4 rows of A.
             MatMulKernel::CsrTex {
                 tm,
                 max_density_pct,
             } => matches!(tm, 1 | 2 | 4) && max_density_pct <= 100,
+            // Named accumulators for 1, 2 or 4 rows of A; chunks of whole texels whose local
+            // columns fit a u16.
+            MatMulKernel::CsrStage {
+                tm,
+                cw,
+                max_density_pct,
+            } => {
+                matches!(tm, 1 | 2 | 4)
+                    && cw.is_power_of_two()
+                    && (256..=16384).contains(&cw)
+                    && max_density_pct <= 100
+            }
         };
         if ok {
             Ok(())
@@ -579,6 +652,15 @@ static SP_NM: ShaderSource = crate::wgsl!("sparse/half.wgsl", "sparse/values.wgs
 static SP_CSR_TEX: ShaderSource = crate::wgsl!(
     "sparse/half.wgsl", "sparse/tex_vals.wgsl", "sparse/tex_store.wgsl", "sparse/csr_tex.wgsl";
     [[("VALS", 0), ("TM", 1)], [("VALS", 1), ("TM", 2)], [("VALS", 2), ("TM", 4)]]
+);
+static SP_CSR_STAGE: ShaderSource = crate::wgsl!(
+    "sparse/half.wgsl", "sparse/tex_vals.wgsl", "sparse/tex_store.wgsl", "sparse/csr_stage.wgsl";
+    [[("VALS", 0), ("TM", 1), ("CW", 4096)], [("VALS", 1), ("TM", 2), ("CW", 2048)],
+     [("VALS", 2), ("TM", 4), ("CW", 1024)]]
+);
+static SP_NM_TEX: ShaderSource = crate::wgsl!(
+    "sparse/half.wgsl", "sparse/tex_vals.wgsl", "sparse/tex_store.wgsl", "sparse/nm_tex.wgsl";
+    [[("VALS", 0), ("NK", 2)], [("VALS", 1), ("NK", 1)], [("VALS", 2), ("NK", 2)]]
 );
 static SP_BSR_TEX: ShaderSource = crate::wgsl!(
     "sparse/half.wgsl", "sparse/tex_vals.wgsl", "sparse/tex_store.wgsl", "sparse/bsr_tex.wgsl";
@@ -770,6 +852,8 @@ impl OpFamily for MatMul {
             | MatMulKernel::CsrWg { .. }
             | MatMulKernel::Nm { .. }
             | MatMulKernel::CsrTex { .. }
+            | MatMulKernel::CsrStage { .. }
+            | MatMulKernel::NmTex { .. }
             | MatMulKernel::BsrTex { .. } => {
                 use crate::format::SparseLayout;
                 let lay = self.sparse_layout(cx)?;
@@ -777,12 +861,16 @@ impl OpFamily for MatMul {
                     (
                         MatMulKernel::Csr { .. }
                         | MatMulKernel::CsrWg { .. }
-                        | MatMulKernel::CsrTex { .. },
+                        | MatMulKernel::CsrTex { .. }
+                        | MatMulKernel::CsrStage { .. },
                         SparseLayout::Csr,
                     )
                     | (MatMulKernel::Nm { .. }, SparseLayout::NM { .. }) => true,
                     (MatMulKernel::BsrTex { .. }, SparseLayout::Bsr { r, c }) => {
                         matches!(r, 1 | 2 | 4 | 8) && c == 4
+                    }
+                    (MatMulKernel::NmTex { .. }, SparseLayout::NM { n, m }) => {
+                        matches!(n, 1 | 2) && m == 4
                     }
                     _ => false,
                 };
@@ -796,7 +884,13 @@ impl OpFamily for MatMul {
                 // A, the weight's parts (row pointers for CSR), bias, residual, output; the
                 // texture kernels bind their pointers, scales, bias, residual and output.
                 let buffers = match (k, lay.layout) {
-                    (MatMulKernel::CsrTex { .. } | MatMulKernel::BsrTex { .. }, _) => 5,
+                    (
+                        MatMulKernel::CsrTex { .. }
+                        | MatMulKernel::CsrStage { .. }
+                        | MatMulKernel::BsrTex { .. },
+                        _,
+                    ) => 5,
+                    (MatMulKernel::NmTex { .. }, _) => 4,
                     (_, SparseLayout::Csr) => 8,
                     _ => 7,
                 };
@@ -810,7 +904,21 @@ impl OpFamily for MatMul {
                 if matches!(k, MatMulKernel::CsrWg { .. }) && a_rows > max {
                     return Err(format!("{a_rows} rows of A exceed the workgroup grid"));
                 }
-                if let MatMulKernel::CsrTex { .. } | MatMulKernel::BsrTex { .. } = k {
+                if let MatMulKernel::CsrStage { tm, cw, .. } = *k {
+                    let bytes = tm * cw * 4;
+                    if bytes > cx.device.limits.max_compute_workgroup_storage_size {
+                        return Err(format!(
+                            "kernel {} stages {bytes} bytes of A, over the device's workgroup \
+                             storage",
+                            k.name()
+                        ));
+                    }
+                }
+                if let MatMulKernel::CsrTex { .. }
+                | MatMulKernel::CsrStage { .. }
+                | MatMulKernel::NmTex { .. }
+                | MatMulKernel::BsrTex { .. } = k
+                {
                     if self.trans_a {
                         return Err("texture sparse kernels need an untransposed A".into());
                     }
@@ -820,7 +928,11 @@ impl OpFamily for MatMul {
                     }
                     // Upper bound of the value texture (at most every entry stored, plus
                     // 3 padding entries a row): f32 is the largest per texel.
-                    let quads = lay.rows * lay.cols / 4 + lay.rows;
+                    let chunks = match *k {
+                        MatMulKernel::CsrStage { cw, .. } => lay.cols.div_ceil(cw as usize),
+                        _ => 1,
+                    };
+                    let quads = lay.rows * lay.cols / 4 + 2 * lay.rows * chunks;
                     let h = SLayout::tex_height(quads / lay.quads_per_texel() + 1);
                     if !cx.tex_fits(crate::ops::sparse::TEX_WIDTH, h) {
                         return Err(
@@ -1043,6 +1155,8 @@ impl OpFamily for MatMul {
             &SP_CSR_WG,
             &SP_NM,
             &SP_CSR_TEX,
+            &SP_CSR_STAGE,
+            &SP_NM_TEX,
             &SP_BSR_TEX,
         ]
     }
@@ -1353,7 +1467,11 @@ impl MatMul {
         if let MatMulKernel::CsrWg { .. } = kernel {
             return self.lower_sparse(kernel, 1, cx);
         }
-        if let MatMulKernel::CsrTex { .. } | MatMulKernel::BsrTex { .. } = kernel {
+        if let MatMulKernel::CsrTex { .. }
+        | MatMulKernel::CsrStage { .. }
+        | MatMulKernel::NmTex { .. }
+        | MatMulKernel::BsrTex { .. } = kernel
+        {
             return self.lower_sparse_tex(kernel, cx);
         }
         if kernel.reads_packed() {
@@ -1498,6 +1616,8 @@ impl MatMul {
             | MatMulKernel::CsrWg { .. }
             | MatMulKernel::Nm { .. }
             | MatMulKernel::CsrTex { .. }
+            | MatMulKernel::CsrStage { .. }
+            | MatMulKernel::NmTex { .. }
             | MatMulKernel::BsrTex { .. } => {
                 unreachable!("lowered by lower_packed")
             }
@@ -1962,17 +2082,40 @@ impl MatMul {
                     div_ceil(p.m as usize, tm as usize),
                     p.batch,
                 ],
-                [
+                vec![
                     Bind::Sparse(1, SPart::Groups),
                     Bind::SparseTex(1, SPart::GroupCols),
                     Bind::SparseTex(1, SPart::GroupVals),
+                ],
+            ),
+            (MatMulKernel::CsrStage { tm, cw, .. }, SparseLayout::Csr) => (
+                &SP_CSR_STAGE,
+                vec![("VALS", lay.vals), ("TM", tm), ("CW", cw)],
+                [
+                    div_ceil(p.n as usize, 64),
+                    div_ceil(p.m as usize, tm as usize),
+                    p.batch,
+                ],
+                vec![
+                    Bind::Sparse(1, SPart::StagePtr(cw)),
+                    Bind::SparseTex(1, SPart::StageCols(cw)),
+                    Bind::SparseTex(1, SPart::StageVals(cw)),
+                ],
+            ),
+            (MatMulKernel::NmTex { .. }, SparseLayout::NM { n, m: 4 }) => (
+                &SP_NM_TEX,
+                vec![("VALS", lay.vals), ("NK", n as u32)],
+                [div_ceil(p.n as usize, 64), rows, 1],
+                vec![
+                    Bind::SparseTex(1, SPart::NmPos),
+                    Bind::SparseTex(1, SPart::NmVals),
                 ],
             ),
             (MatMulKernel::BsrTex { .. }, SparseLayout::Bsr { r, c: 4 }) => (
                 &SP_BSR_TEX,
                 vec![("VALS", lay.vals), ("R", super::word(r))],
                 [div_ceil(p.n as usize / r, 64), p.m, p.batch],
-                [
+                vec![
                     Bind::Sparse(1, SPart::Indptr),
                     Bind::SparseTex(1, SPart::Indices),
                     Bind::SparseTex(1, SPart::Values),
