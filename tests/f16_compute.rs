@@ -20,8 +20,12 @@
 //!   The bound is 8 sigma, plus what f16 cannot hold in relative terms: a value below f16's
 //!   smallest normal (2^-14) is rounded to a multiple of 2^-24, at most 2^-25 off, so
 //!   c * (K / R + 1) * 2^-25 absolute, plus the f32 bound above for the f32 sums on both sides.
-//!   The large-K cases also check that the error exceeds the f32 bound somewhere: the f16
-//!   arithmetic really ran (a kernel that silently computed in f32 would fail that).
+//!   The large-K cases also check that f16 arithmetic really ran: the largest error must exceed
+//!   2^-13 max |want|, a quarter of f16's unit roundoff on the largest output. An f32
+//!   computation stays far below that (its rounding is 2^-24 relative, and the sum's error
+//!   grows like sqrt(K) eps |partial sums|: ~1e-5 of the outputs here), while the f16 runs
+//!   give errors of order 2^-11 sqrt(K) times a term. (The worst-case f32 bound above cannot
+//!   serve for this: it grows like K and outgrows the f16 error's sqrt(K) at large K.)
 
 mod common;
 use common::*;
@@ -51,9 +55,10 @@ fn opts(kernels: TunedChoices, f16: bool) -> SessionOptions {
     o
 }
 
-const MATMUL_SLOTS: [&str; 6] = [
+const MATMUL_SLOTS: [&str; 7] = [
     "gemm",
     "gemv",
+    "qgemm",
     "gemm_f16c",
     "gemv_f16c",
     "qgemv_f16",
@@ -79,13 +84,14 @@ fn bound_of(terms: &[f64], run: usize) -> f64 {
 }
 
 /// Checks `got` against `want` element by element with the bounds `tol` (the bias adds one f32
-/// rounding of its size; relu6 only shrinks differences). Returns the largest |error| / f32
-/// bound ratio, so callers can assert that f16 arithmetic showed.
-fn check(what: &str, got: &Tensor, want: &Tensor, tol: &[f64], f32_tol: &[f64]) -> f64 {
+/// rounding of its size; relu6 only shrinks differences). Returns the largest |error| divided
+/// by 2^-13 max |want|: above 1 only where f16 rounding showed (module docs).
+fn check(what: &str, got: &Tensor, want: &Tensor, tol: &[f64]) -> f64 {
     let (g, w) = (got.f32s("got").unwrap(), want.f32s("want").unwrap());
     assert_eq!(g.len(), w.len(), "{what}: size");
     assert_eq!(g.len(), tol.len(), "{what}: bounds");
     let mut worst = 0.0f64;
+    let mut top = 0.0f64;
     for (i, (a, b)) in g.iter().zip(w).enumerate() {
         let err = (*a as f64 - *b as f64).abs();
         let t = tol[i] + 2.0 * EPS32 * (*b as f64).abs();
@@ -93,12 +99,14 @@ fn check(what: &str, got: &Tensor, want: &Tensor, tol: &[f64], f32_tol: &[f64]) 
             err <= t,
             "{what}: element {i}: {a} vs {b} (|err| {err:e} > bound {t:e})"
         );
-        worst = worst.max(err / (f32_tol[i] + 2.0 * EPS32 * (*b as f64).abs()));
+        worst = worst.max(err);
+        top = top.max((*b as f64).abs());
     }
-    worst
+    worst / (top * 2f64.powi(-13))
 }
 
-/// `x @ W^T + b` (Linear, W `[N, K]`, optionally stored as `format`) with relu6, or `x @ B`
+/// `x @ W^T + b` (Linear, W `[N, K]`, optionally stored as `format`) with relu6 (none at
+/// K >= 1000), or `x @ B`
 /// (B `[K, N]`, no bias) when `!linear`. Returns the model, the input and each output's terms.
 fn matmul_case(
     a_shape: &[usize],
@@ -118,7 +126,13 @@ fn matmul_case(
     };
     let y = if linear {
         let bias = b.weight("b", Tensor::random(&[n], 6));
-        b.linear(&xi, &wname, Some(&bias), Activation::Relu6)
+        // At large K most outputs leave relu6's [0, 6] and would hide the arithmetic.
+        let act = if k < 1000 {
+            Activation::Relu6
+        } else {
+            Activation::None
+        };
+        b.linear(&xi, &wname, Some(&bias), act)
     } else {
         b.matmul(&xi, &wname)
     };
@@ -201,7 +215,7 @@ fn subgroup_gemv_matches_the_reference() {
         let want = cpu_run(&model, &x);
         let got = run_pinned(&ctx, &model, &x, choose("matmul", &MATMUL_SLOTS, &k), false, &k.name());
         let tol: Vec<f64> = terms.iter().map(|t| bound_of(t, 0)).collect();
-        check(&format!("sg-gemv {a_shape:?}x{n}"), &got, &want, &tol, &tol);
+        check(&format!("sg-gemv {a_shape:?}x{n}"), &got, &want, &tol);
     }
 }
 
@@ -229,7 +243,6 @@ fn f16_block_kernels_match_the_reference_within_the_f16_bound() {
             let (model, x, terms) = matmul_case(a_shape, *n, *linear, None);
             let want = cpu_run(&model, &x);
             let tol: Vec<f64> = terms.iter().map(|t| bound_of(t, 4)).collect();
-            let f32_tol: Vec<f64> = terms.iter().map(|t| bound_of(t, 0)).collect();
             for (ki, k) in kernels.iter().enumerate() {
                 // Every kernel on the large-K case; the others rotate through the kernels so
                 // the test stays quick (each distinct pipeline compiles on the device).
@@ -239,14 +252,14 @@ fn f16_block_kernels_match_the_reference_within_the_f16_bound() {
                 let c = choose("matmul", &MATMUL_SLOTS, k);
                 let got = run_pinned(&ctx, &model, &x, c, true, &k.name());
                 let what = format!("{} {a_shape:?}x{n}", k.name());
-                let ratio = check(&what, &got, &want, &tol, &f32_tol);
+                let ratio = check(&what, &got, &want, &tol);
                 if ci == cases.len() - 1 {
                     assert!(
                         ratio > 1.0,
-                        "{what}: the error stays within the f32 bound ({ratio}): was f16 used?"
+                        "{what}: the error stays below 2^-13 max |want| ({ratio}): was f16 used?"
                     );
                     if !shown {
-                        eprintln!("{what}: largest error / f32 bound = {ratio:.0}");
+                        eprintln!("{what}: largest error / (2^-13 max |want|) = {ratio:.1}");
                         shown = true;
                     }
                 }
@@ -276,7 +289,6 @@ fn f16_weights_multiplied_in_f16_match_the_reference() {
                 let (model, x, terms) = matmul_case(a_shape, *n, true, Some(WeightFormat::Half));
                 let want = cpu_run(&model, &x);
                 let tol: Vec<f64> = terms.iter().map(|t| bound_of(t, 2)).collect();
-                let f32_tol: Vec<f64> = terms.iter().map(|t| bound_of(t, 0)).collect();
                 let c = choose("matmul", &MATMUL_SLOTS, &k);
                 let s = Session::with_context(&model, ctx.clone(), opts(c, true)).unwrap();
                 assert_eq!(s.plan().nodes[0].kernel, k.name());
@@ -286,7 +298,7 @@ fn f16_weights_multiplied_in_f16_match_the_reference() {
                 );
                 let got = s.run(&[("x", &x)]).unwrap().remove(0);
                 let what = format!("{} {a_shape:?}x{n}", k.name());
-                let ratio = check(&what, &got, &want, &tol, &f32_tol);
+                let ratio = check(&what, &got, &want, &tol);
                 if ci == cases.len() - 1 {
                     assert!(ratio > 1.0, "{what}: no f16 error showed ({ratio})");
                 }
@@ -346,7 +358,6 @@ fn f16_pointwise_conv_matches_the_reference_within_the_f16_bound() {
         let (model, x, terms) = pw_case(n, cin, cout, h, w);
         let want = cpu_run(&model, &x);
         let tol: Vec<f64> = terms.iter().map(|t| bound_of(t, 4)).collect();
-        let f32_tol: Vec<f64> = terms.iter().map(|t| bound_of(t, 0)).collect();
         for (tm, tn4) in [(4, 1), (4, 2), (8, 1), (8, 2)] {
             for xtex in [false, true] {
                 if !xtex && (h * w) % 4 != 0 {
@@ -356,7 +367,7 @@ fn f16_pointwise_conv_matches_the_reference_within_the_f16_bound() {
                 let c = choose("conv2d", &["pwconv", "pwconv_f16c"], &k);
                 let got = run_pinned(&ctx, &model, &x, c, true, &k.name());
                 let what = format!("{} {n}x{cin}x{h}x{w} -> {cout}", k.name());
-                let ratio = check(&what, &got, &want, &tol, &f32_tol);
+                let ratio = check(&what, &got, &want, &tol);
                 if ci == cases.len() - 1 {
                     assert!(ratio > 1.0, "{what}: no f16 error showed ({ratio})");
                 }
