@@ -213,7 +213,14 @@ fn subgroup_gemv_matches_the_reference() {
     for (a_shape, n, linear) in gemv_cases().into_iter().chain(gemm_cases()) {
         let (model, x, terms) = matmul_case(&a_shape, n, linear, None);
         let want = cpu_run(&model, &x);
-        let got = run_pinned(&ctx, &model, &x, choose("matmul", &MATMUL_SLOTS, &k), false, &k.name());
+        let got = run_pinned(
+            &ctx,
+            &model,
+            &x,
+            choose("matmul", &MATMUL_SLOTS, &k),
+            false,
+            &k.name(),
+        );
         let tol: Vec<f64> = terms.iter().map(|t| bound_of(t, 0)).collect();
         check(&format!("sg-gemv {a_shape:?}x{n}"), &got, &want, &tol);
     }
@@ -308,7 +315,13 @@ fn f16_weights_multiplied_in_f16_match_the_reference() {
 }
 
 /// A 1x1 conv `cin -> cout` over `[n, cin, h, w]` with bias and relu6; each output's terms.
-fn pw_case(n: usize, cin: usize, cout: usize, h: usize, w: usize) -> (Model, Tensor, Vec<Vec<f64>>) {
+fn pw_case(
+    n: usize,
+    cin: usize,
+    cout: usize,
+    h: usize,
+    w: usize,
+) -> (Model, Tensor, Vec<Vec<f64>>) {
     let x = Tensor::random(&[n, cin, h, w], 7 + cin as u64);
     let wt = Tensor::random(&[cout, cin, 1, 1], 8 + cout as u64);
     let mut b = GraphBuilder::new();
@@ -400,7 +413,11 @@ fn f16_kernels_run_only_when_the_session_allows_f16() {
         plan.nodes[0].kernel.clone()
     };
     assert_eq!(plan_with(true, true, true), k.name());
-    for (f16, feature, pinned) in [(false, true, true), (true, false, true), (true, true, false)] {
+    for (f16, feature, pinned) in [
+        (false, true, true),
+        (true, false, true),
+        (true, true, false),
+    ] {
         let ran = plan_with(f16, feature, pinned);
         assert!(
             !ran.starts_with("f16c"),

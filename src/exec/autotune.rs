@@ -370,8 +370,10 @@ mod native {
                 let mut pct = 0u32;
                 for (d, f) in &points {
                     let b = || workload_at(&slot, *d, f);
-                    let sparse = time_variant(ctx, b(), choose(&with_threshold(&k, 100)), false, false);
-                    let dense = time_variant(ctx, b(), choose(&with_threshold(&k, 0)), false, false);
+                    let sparse =
+                        time_variant(ctx, b(), choose(&with_threshold(&k, 100)), false, false);
+                    let dense =
+                        time_variant(ctx, b(), choose(&with_threshold(&k, 0)), false, false);
                     match (sparse, dense) {
                         // A 10% margin: a tie measured on this one layer size must not
                         // send larger layers to a kernel that then loses (timings on shared

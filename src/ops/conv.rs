@@ -166,7 +166,11 @@ impl KernelVariant for ConvKernel {
             ConvKernel::ImplicitWg { wg } => format!("igemm-wg{wg}-4x4"),
             ConvKernel::ImplicitTex { px } => format!("igemm-tex-8x{px}"),
             ConvKernel::PointwiseF16 { tm, tn4, xtex } => {
-                format!("f16c-pw-{}-{tm}x{}", if xtex { "tex2" } else { "buf" }, tn4 * 4)
+                format!(
+                    "f16c-pw-{}-{tm}x{}",
+                    if xtex { "tex2" } else { "buf" },
+                    tn4 * 4
+                )
             }
         }
     }

@@ -2297,8 +2297,7 @@ impl MatMul {
             return None;
         }
         let slot = if rows == 1 { "gemv_f16c" } else { "gemm_f16c" };
-        cx.tuned::<Self>(slot)
-            .filter(|k| self.fits(k, cx).is_ok())
+        cx.tuned::<Self>(slot).filter(|k| self.fits(k, cx).is_ok())
     }
 
     fn lower_sg_f16(&self, kernel: MatMulKernel, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
