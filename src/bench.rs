@@ -583,6 +583,52 @@ fn pinned_kernels(w: &Workload) -> Vec<(&'static str, &'static str, serde_json::
     }
 }
 
+/// Feature-gated kernels the kernels suite times by name: (family, slot, kernel, f16 compute
+/// on). The f16-product kernels (`f16c-*`: GEMM, GEMV, f16 weights multiplied in f16, the
+/// pointwise conv) where the adapter has `shader-f16`, the subgroup f32 GEMV where it has
+/// subgroups.
+fn pinned_feature_kernels(
+    w: &Workload,
+    features: &crate::profile::DeviceFeatures,
+) -> Vec<(&'static str, &'static str, serde_json::Value, bool)> {
+    use serde_json::json;
+    let mut v = Vec::new();
+    let f16 = features.shader_f16;
+    match (w.name, w.format) {
+        ("gemm", "f32") if f16 => {
+            for tex in [true, false] {
+                let k = json!({"kernel": "f16_block", "tm": 8, "tn4": 2, "tex": tex});
+                v.push(("matmul", "gemm_f16c", k, true));
+            }
+        }
+        ("gemv", "f32") => {
+            if f16 {
+                for tex in [true, false] {
+                    let k = json!({"kernel": "f16_block", "tm": 1, "tn4": 4, "tex": tex});
+                    v.push(("matmul", "gemv_f16c", k, true));
+                }
+            }
+            if features.subgroups {
+                v.push(("matmul", "gemv", json!({"kernel": "sg_gemv"}), false));
+            }
+        }
+        ("gemv", "f16") if f16 => {
+            for xtex in [false, true] {
+                let k = json!({"kernel": "packed_f16c", "tn4": 4, "xtex": xtex});
+                v.push(("matmul", "qgemv_f16c", k, true));
+            }
+        }
+        ("pwconv", "f32") if f16 => {
+            for xtex in [true, false] {
+                let k = json!({"kernel": "pointwise_f16", "tm": 8, "tn4": 2, "xtex": xtex});
+                v.push(("conv2d", "pwconv_f16c", k, true));
+            }
+        }
+        _ => {}
+    }
+    v
+}
+
 /// Names the distinct matmul/conv kernels a plan uses, e.g. `tex2-8x8+tex-1x16` (`standard` kernels of the other ops are left out).
 fn kernel_label(s: &Session) -> String {
     let mut names: Vec<String> = Vec::new();
@@ -649,6 +695,21 @@ pub fn bench_workload(
                 SessionOptions {
                     kernels: Some(c),
                     int8_activations: i8a,
+                    optimize,
+                    ..Default::default()
+                },
+            ));
+        }
+        // The f16-product kernels (f16 compute allowed) and the subgroup GEMV, by name beside
+        // the f32 ones, where the adapter has the feature.
+        for (family, slot, k, f16) in pinned_feature_kernels(w, &ctx.profile.features) {
+            let mut c = crate::profile::TunedChoices::new();
+            c.entry(family.into()).or_default().insert(slot.into(), k);
+            variants.push((
+                "pinned",
+                SessionOptions {
+                    kernels: Some(c),
+                    f16_compute: f16,
                     optimize,
                     ..Default::default()
                 },

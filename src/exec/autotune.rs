@@ -295,11 +295,13 @@ mod native {
         b: GraphBuilder,
         kernels: TunedChoices,
         int8_activations: bool,
+        f16_compute: bool,
     ) -> Result<(f64, String)> {
         let (g, mut w) = b.build()?;
         let mut profile = ctx.profile.clone();
         profile.kernels = kernels;
         profile.int8_activations = int8_activations;
+        profile.f16_compute = f16_compute;
         let opts = PlanOptions {
             reuse: true,
             cpu_fallback: false,
@@ -345,7 +347,13 @@ mod native {
             };
             for (cand, name) in slot.candidates.iter().zip(&slot.names) {
                 let c = choose(cand);
-                match time_variant(ctx, workload(&slot), c, slot.int8_activations) {
+                match time_variant(
+                    ctx,
+                    workload(&slot),
+                    c,
+                    slot.int8_activations,
+                    slot.f16_compute,
+                ) {
                     // Another kernel ran: the candidate does not fit this adapter (a feature
                     // it lacks); timing the stand-in would crown a kernel that never runs.
                     Ok((_, ran)) if &ran != name => {}
@@ -375,8 +383,10 @@ mod native {
                 let mut pct = 0u32;
                 for (d, f) in &points {
                     let b = || workload_at(&slot, *d, f);
-                    let sparse = time_variant(ctx, b(), choose(&with_threshold(&k, 100)), false);
-                    let dense = time_variant(ctx, b(), choose(&with_threshold(&k, 0)), false);
+                    let sparse =
+                        time_variant(ctx, b(), choose(&with_threshold(&k, 100)), false, false);
+                    let dense =
+                        time_variant(ctx, b(), choose(&with_threshold(&k, 0)), false, false);
                     match (sparse, dense) {
                         // The candidate does not read this point's format (an N:M kernel for
                         // n:4 only): the point says nothing about it.

@@ -167,6 +167,27 @@ pub enum MatMulKernel {
         #[serde(default = "default_bsr_pct")]
         max_density_pct: u32,
     },
+    /// f32 GEMV for adapters with subgroups: one workgroup of 64 per output striding over K
+    /// (coalesced along a Linear weight's rows), each subgroup reduced with `subgroupAdd`.
+    /// Any layout and batch; the `gemv` slot's candidate where subgroups exist.
+    SgGemv,
+    /// `Bcast`/`Tex` (`tex`: B in a texture) with f16 products: operands rounded to f16, runs
+    /// of 4 k multiplied and summed as vec4<f16>, partials summed in f32. Only with
+    /// `f16_compute` on adapters with `shader-f16`, from the `gemm_f16c`/`gemv_f16c` slots.
+    F16Block {
+        tm: u32,
+        tn4: u32,
+        #[serde(default)]
+        tex: bool,
+    },
+    /// `PackedF16` (f16 weights read as f16) multiplying in f16: A rounded to f16, two
+    /// products per texel summed in f16, partials in f32. Only with `f16_compute` on
+    /// adapters with `shader-f16` (slot `qgemv_f16c`).
+    PackedF16c {
+        tn4: u32,
+        #[serde(default)]
+        xtex: bool,
+    },
 }
 
 /// Density (percent) up to which a CSR weight runs the sparse kernel when nothing is chosen:
@@ -326,6 +347,7 @@ impl MatMulKernel {
                 | MatMulKernel::PackedSg
                 | MatMulKernel::PackedNorm { .. }
                 | MatMulKernel::PackedF16 { .. }
+                | MatMulKernel::PackedF16c { .. }
                 | MatMulKernel::PackedKn { .. }
                 | MatMulKernel::Int8Act { .. }
                 | MatMulKernel::Csr { .. }
@@ -382,6 +404,15 @@ impl KernelVariant for MatMulKernel {
             ),
             MatMulKernel::PackedWg => "wg64".into(),
             MatMulKernel::PackedSg => "sg64".into(),
+            MatMulKernel::SgGemv => "sg-gemv".into(),
+            MatMulKernel::F16Block { tm, tn4, tex } => format!(
+                "f16c-{}-{tm}x{}",
+                if tex { "tex" } else { "bcast" },
+                tn4 * 4
+            ),
+            MatMulKernel::PackedF16c { tn4, xtex } => {
+                format!("f16c-knf16{}-1x{}", if xtex { "x" } else { "" }, tn4 * 4)
+            }
             MatMulKernel::PackedF16 { tn4, xtex } => {
                 format!("knf16{}-1x{}", if xtex { "x" } else { "" }, tn4 * 4)
             }
@@ -447,7 +478,12 @@ impl KernelVariant for MatMulKernel {
             MatMulKernel::Tex2 { tm, tn4 } => matches!((tm, tn4), (4 | 8, 1 | 2)),
             // Accumulators are arrays of 16 in the shader.
             MatMulKernel::Packed { tm, r, .. } => matches!(tm, 1 | 2 | 4) && matches!(r, 1 | 2 | 4),
-            MatMulKernel::PackedWg | MatMulKernel::PackedSg => true,
+            MatMulKernel::PackedWg | MatMulKernel::PackedSg | MatMulKernel::SgGemv => true,
+            // The same named-accumulator shapes as the f32 block kernel.
+            MatMulKernel::F16Block { tm, tn4, .. } => {
+                matches!((tm, tn4), (1, 1 | 2 | 4) | (4 | 8, 1 | 2))
+            }
+            MatMulKernel::PackedF16c { tn4, .. } => matches!(tn4, 1 | 2 | 4),
             MatMulKernel::PackedNorm { tn4, .. } | MatMulKernel::PackedF16 { tn4, .. } => {
                 matches!(tn4, 1 | 2 | 4)
             }
@@ -725,6 +761,9 @@ impl OpFamily for MatMul {
         };
         let tm = if rows == 1 { 1 } else { 4 };
         if cx.is_const[1] {
+            if let Some(k) = self.select_f16c(cx, rows) {
+                return Some(k);
+            }
             let (slot, default) = if rows == 1 {
                 ("gemv", MatMulKernel::Vec4 { tm: 1, tn: 4 })
             } else {
@@ -802,6 +841,35 @@ impl OpFamily for MatMul {
                     return Err("the f16 kernel needs the adapter's shader-f16 feature".into());
                 }
                 a_tex(xtex, &lay)
+            }
+            MatMulKernel::PackedF16c { xtex, .. } => {
+                let lay = self.packed_layout(cx)?;
+                if lay.bits != 16 {
+                    return Err("the f16 kernel reads f16 weights only".into());
+                }
+                f16_allowed(k, cx)?;
+                a_tex(xtex, &lay)
+            }
+            MatMulKernel::SgGemv => {
+                if !cx.device.features.subgroups {
+                    return Err("the subgroup GEMV needs the adapter's subgroup feature".into());
+                }
+                let max = cx.device.limits.max_compute_workgroups_per_dimension as usize;
+                let n = cx.out.shape[cx.out.shape.len() - 1];
+                if n > max || a_rows > max {
+                    return Err(format!(
+                        "one workgroup per output: {n} x {a_rows} exceed the workgroup grid"
+                    ));
+                }
+                Ok(())
+            }
+            MatMulKernel::F16Block { tex, .. } => {
+                f16_allowed(k, cx)?;
+                need_const()?;
+                if tex {
+                    b_tex()?;
+                }
+                Ok(())
             }
             MatMulKernel::PackedNorm { xtex, .. } => {
                 let lay = self.packed_layout(cx)?;
@@ -1006,7 +1074,7 @@ impl OpFamily for MatMul {
         // Workgroup-tiled variants for real GPUs (64 x 64 blocks of 256 invocations, 32 x 32
         // blocks of 64), in the GEMM slots so each adapter measures them against the rest.
         let wg = [(4, 4, 16), (4, 4, 8)].map(|(tm, tn, wg)| MatMulKernel::WgTile { tm, tn, wg });
-        let gemm = vec4
+        let gemm: Vec<MatMulKernel> = vec4
             .into_iter()
             .chain(bcast)
             .chain(tex)
@@ -1016,7 +1084,12 @@ impl OpFamily for MatMul {
         let vec4 = [1, 2, 4, 8].map(|tn| MatMulKernel::Vec4 { tm: 1, tn });
         let bcast = [1, 2, 4].map(|tn4| MatMulKernel::Bcast { tm: 1, tn4 });
         let tex = [1, 2, 4].map(|tn4| MatMulKernel::Tex { tm: 1, tn4 });
-        let gemv = vec4.into_iter().chain(bcast).chain(tex).collect();
+        let gemv: Vec<MatMulKernel> = vec4
+            .into_iter()
+            .chain(bcast)
+            .chain(tex)
+            .chain([MatMulKernel::SgGemv])
+            .collect();
         let tiled = [(4, 4), (2, 4), (4, 2)]
             .iter()
             .map(|&(tm, tn)| MatMulKernel::Tiled { tm, tn })
@@ -1095,6 +1168,7 @@ impl OpFamily for MatMul {
             crate::format::WeightFormat::Dense,
             crate::format::WeightFormat::Half,
         ];
+        let f16c = f16c_slots(&gemm, &gemv, &f16v, linear, lin_inputs);
         let mut slots = vec![
             TuneSlot::new("qgemv_f16", f16v, linear, lin_inputs(1, 1024, 4096))
                 .with_formats(half_formats),
@@ -1112,6 +1186,7 @@ impl OpFamily for MatMul {
                 vec![(vec![127, 96], false), (vec![127, 96], false)],
             ),
         ];
+        slots.extend(f16c);
         slots.extend(sparse_slots(linear, lin_inputs));
         slots
     }
@@ -1158,6 +1233,11 @@ impl OpFamily for MatMul {
             &SP_CSR_STAGE,
             &SP_NM_TEX,
             &SP_BSR_TEX,
+            &GEMV_SG,
+            &GEMM_F16_BCAST,
+            &GEMM_F16_TEX,
+            &QKNF16C,
+            &QKNF16C_2,
         ]
     }
 
@@ -1477,6 +1557,9 @@ impl MatMul {
         if kernel.reads_packed() {
             return self.lower_packed(kernel, cx);
         }
+        if let MatMulKernel::SgGemv | MatMulKernel::F16Block { .. } = kernel {
+            return self.lower_sg_f16(kernel, cx);
+        }
         let p = self.params(&cx.in_shapes[0], &cx.in_shapes[1]);
         let [bias, res] = super::epilogue_binds(self.bias, self.residual);
         let (m, n, batch) = (p.m as usize, p.n as usize, p.batch);
@@ -1610,6 +1693,7 @@ impl MatMul {
             | MatMulKernel::PackedSg
             | MatMulKernel::PackedNorm { .. }
             | MatMulKernel::PackedF16 { .. }
+            | MatMulKernel::PackedF16c { .. }
             | MatMulKernel::PackedKn { .. }
             | MatMulKernel::Int8Act { .. }
             | MatMulKernel::Csr { .. }
@@ -1620,6 +1704,9 @@ impl MatMul {
             | MatMulKernel::NmTex { .. }
             | MatMulKernel::BsrTex { .. } => {
                 unreachable!("lowered by lower_packed")
+            }
+            MatMulKernel::SgGemv | MatMulKernel::F16Block { .. } => {
+                unreachable!("lowered by lower_sg_f16")
             }
             MatMulKernel::Bcast { tm, tn4 } | MatMulKernel::Tex { tm, tn4 } => {
                 if !cx.is_const[1] {
@@ -1759,8 +1846,13 @@ impl MatMul {
                 return Some(k);
             }
         }
-        cx.tuned::<Self>(slot)
-            .into_iter()
+        // A session that allows f16 compute reads the f16 slot first (tuned with f16
+        // arithmetic allowed: its f16 kernels compete with the f32 ones there).
+        let f16c = (half && rows == 1 && cx.device.f16_compute)
+            .then(|| cx.tuned::<Self>("qgemv_f16c"))
+            .flatten();
+        f16c.into_iter()
+            .chain(cx.tuned::<Self>(slot))
             .chain([buf(tm, 2), buf(1, 1)])
             .find(|k| self.fits(k, cx).is_ok())
     }
@@ -1877,6 +1969,13 @@ impl MatMul {
                 let params = kn_params(params);
                 let wg = [div_ceil(lay.n4s(), 64 * tn4 as usize), p.m, p.batch];
                 let file = if xtex { &QKNF16_2 } else { &QKNF16 };
+                (file, Bind::Quant(1, QPart::CodesKn), wg, xtex, params)
+            }
+            MatMulKernel::PackedF16c { tn4, xtex } => {
+                consts.push(("TN4", tn4));
+                let params = kn_params(params);
+                let wg = [div_ceil(lay.n4s(), 64 * tn4 as usize), p.m, p.batch];
+                let file = if xtex { &QKNF16C_2 } else { &QKNF16C };
                 (file, Bind::Quant(1, QPart::CodesKn), wg, xtex, params)
             }
             MatMulKernel::PackedNorm { tn4, xtex } => {
@@ -2239,6 +2338,175 @@ impl MatMul {
             overrides: self.act.overrides(),
             params,
             bindings,
+            workgroups: wg,
+        }])
+    }
+}
+
+/// The subgroup f32 GEMV and the f16-product block kernels.
+static GEMV_SG: ShaderSource = crate::wgsl!("matmul/gemv_sg.wgsl");
+static GEMM_F16_BCAST: ShaderSource = crate::wgsl!(
+    "matmul/b_buffer.wgsl", "matmul/store4.wgsl", "matmul/gemm_block_f16.wgsl";
+    [[("TM", 4), ("TN4", 1)], [("TM", 1), ("TN4", 4)], [("TM", 8), ("TN4", 2)]]
+);
+static GEMM_F16_TEX: ShaderSource = crate::wgsl!(
+    "matmul/b_texture.wgsl", "matmul/store4.wgsl", "matmul/gemm_block_f16.wgsl";
+    [[("TM", 4), ("TN4", 2)], [("TM", 1), ("TN4", 2)], [("TM", 8), ("TN4", 1)]]
+);
+/// GEMV on f16 weights multiplied in f16 (`enable f16`), A from a buffer or a texture.
+macro_rules! packed_knf16c_source {
+    ($a:literal) => {
+        crate::wgsl!("quant/dequant.wgsl", $a, "matmul/w_kn_f16c.wgsl", "matmul/store4.wgsl",
+            "quant/qgemv_kn.wgsl"; [
+            [("TN4", 1), ("BITS", 16), ("SCALE", 4), ("ZERO", 0)],
+            [("TN4", 4), ("BITS", 16), ("SCALE", 4), ("ZERO", 0)]
+        ])
+    };
+}
+static QKNF16C: ShaderSource = packed_knf16c_source!("quant/a_buffer.wgsl");
+static QKNF16C_2: ShaderSource = packed_knf16c_source!("quant/a_texture.wgsl");
+
+/// Why an f16-product kernel may not run: the session must allow reduced precision and the
+/// adapter must have `shader-f16`.
+fn f16_allowed(k: &MatMulKernel, cx: &SelectCtx) -> std::result::Result<(), String> {
+    if !cx.device.f16_compute {
+        Err(format!(
+            "kernel {} computes in f16: only with SessionOptions::f16_compute",
+            k.name()
+        ))
+    } else if !cx.device.features.shader_f16 {
+        Err(format!(
+            "kernel {} needs the adapter's shader-f16 feature",
+            k.name()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// The slots a session that allows f16 compute reads (`gemm_f16c`, `gemv_f16c` on dense f32
+/// weights, `qgemv_f16c` on f16 weights): the f16-product kernels beside every f32 candidate
+/// of the matching f32 slot, timed with f16 allowed, so an f16 kernel is chosen only where it
+/// measured faster than the best f32 one on this adapter.
+fn f16c_slots(
+    gemm: &[MatMulKernel],
+    gemv: &[MatMulKernel],
+    f16v: &[MatMulKernel],
+    linear: MatMul,
+    lin_inputs: impl Fn(usize, usize, usize) -> Vec<(Vec<usize>, bool)>,
+) -> Vec<TuneSlot> {
+    let f16_block = |shapes: &[(u32, u32)]| {
+        let mut v = Vec::new();
+        for &(tm, tn4) in shapes {
+            for tex in [false, true] {
+                v.push(MatMulKernel::F16Block { tm, tn4, tex });
+            }
+        }
+        v
+    };
+    let mut gemm = gemm.to_vec();
+    gemm.extend(f16_block(&[(4, 2), (8, 1), (8, 2)]));
+    let mut gemv = gemv.to_vec();
+    gemv.extend(f16_block(&[(1, 1), (1, 2), (1, 4)]));
+    let mut qgemv = f16v.to_vec();
+    for tn4 in [1, 2, 4] {
+        for xtex in [false, true] {
+            qgemv.push(MatMulKernel::PackedF16c { tn4, xtex });
+        }
+    }
+    let half_formats = vec![
+        crate::format::WeightFormat::Dense,
+        crate::format::WeightFormat::Half,
+    ];
+    let mut slots = vec![
+        TuneSlot::new("gemm_f16c", gemm, linear, lin_inputs(128, 256, 512)),
+        TuneSlot::new("gemv_f16c", gemv, linear, lin_inputs(1, 1024, 1024)),
+        TuneSlot::new("qgemv_f16c", qgemv, linear, lin_inputs(1, 1024, 4096))
+            .with_formats(half_formats),
+    ];
+    for s in &mut slots {
+        s.f16_compute = true;
+    }
+    slots
+}
+
+/// The subgroup GEMV and the f16-product block kernels.
+impl MatMul {
+    /// With f16 compute allowed: the `gemv_f16c`/`gemm_f16c` slot's choice (which may be an
+    /// f32 kernel, when that measured faster) if it fits; `None` otherwise (the f32 slots then
+    /// choose). Nothing is chosen untuned: an f16 kernel runs only where it was measured.
+    fn select_f16c(&self, cx: &SelectCtx, rows: usize) -> Option<MatMulKernel> {
+        if !cx.device.f16_compute {
+            return None;
+        }
+        let slot = if rows == 1 { "gemv_f16c" } else { "gemm_f16c" };
+        cx.tuned::<Self>(slot).filter(|k| self.fits(k, cx).is_ok())
+    }
+
+    fn lower_sg_f16(&self, kernel: MatMulKernel, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        kernel
+            .check()
+            .map_err(|e| unsupported("matmul", format!("kernel {}: {e}", kernel.name())))?;
+        let p = self.params(&cx.in_shapes[0], &cx.in_shapes[1]);
+        let [bias, res] = super::epilogue_binds(self.bias, self.residual);
+        let (m, batch) = (p.m as usize, p.batch);
+        let (shader, params, b_bind, wg) = match kernel {
+            MatMulKernel::SgGemv => (
+                ShaderKey::new(&GEMV_SG, &[]),
+                bytemuck::cast_slice(&[p]).to_vec(),
+                Bind::Input(1),
+                [p.n, p.m, batch],
+            ),
+            MatMulKernel::F16Block { tm, tn4, tex } => {
+                if !cx.is_const[1] {
+                    return Err(unsupported(
+                        "matmul",
+                        format!("kernel {} needs a constant B", kernel.name()),
+                    ));
+                }
+                let n4 = p.n.div_ceil(4);
+                // The f32 block kernel's parameters and B packing.
+                let v = BcastParams {
+                    m: p.m,
+                    n: p.n,
+                    k: p.k,
+                    batch,
+                    a_bs: p.a_bs,
+                    a_rs: p.a_rs,
+                    a_ks: p.a_ks,
+                    b_bs4: if p.b_bs != 0 { p.k } else { 0 },
+                    n4,
+                    has_bias: p.has_bias,
+                    has_res: p.has_res,
+                    _p0: 0,
+                };
+                let pack = Pack::KnPadded4 {
+                    trans_b: self.trans_b,
+                };
+                let (file, b_bind) = if tex {
+                    (&GEMM_F16_TEX, Bind::Texture(1, pack, n4))
+                } else {
+                    (&GEMM_F16_BCAST, Bind::Packed(1, pack))
+                };
+                (
+                    ShaderKey::new(file, &[("TM", tm), ("TN4", tn4)]),
+                    bytemuck::cast_slice(&[v]).to_vec(),
+                    b_bind,
+                    [
+                        div_ceil(n4 as usize, 64 * tn4 as usize),
+                        div_ceil(m, tm as usize),
+                        batch,
+                    ],
+                )
+            }
+            _ => return Err(unsupported("matmul", "not a subgroup or f16 block kernel")),
+        };
+        check_grid("matmul", wg, cx.max_workgroups)?;
+        Ok(vec![Dispatch {
+            shader,
+            overrides: self.act.overrides(),
+            params,
+            bindings: vec![Bind::Input(0), b_bind, bias, res, Bind::Output],
             workgroups: wg,
         }])
     }
