@@ -170,14 +170,17 @@ fn run(
             let mut acc = 0.0f32;
             match w.layout {
                 Layout::Csr { ptr, idx } => {
-                    for e in ptr[row] as usize..ptr[row + 1] as usize {
-                        acc += x(idx[e] as usize) * val(e, row);
+                    let (e0, e1) = (ptr[row] as usize, ptr[row + 1] as usize);
+                    for (e, &col) in idx[e0..e1].iter().enumerate() {
+                        acc += x(col as usize) * val(e0 + e, row);
                     }
                 }
                 Layout::Bsr { r, c, ptr, idx } => {
                     let (br, ri) = (row / r, row % r);
-                    for b in ptr[br] as usize..ptr[br + 1] as usize {
-                        let (col0, e0) = (idx[b] as usize * c, (b * r + ri) * c);
+                    let b0 = ptr[br] as usize;
+                    for (bi, &bc) in idx[b0..ptr[br + 1] as usize].iter().enumerate() {
+                        let b = b0 + bi;
+                        let (col0, e0) = (bc as usize * c, (b * r + ri) * c);
                         for t in 0..c {
                             acc += x(col0 + t) * val(e0 + t, row);
                         }
