@@ -770,9 +770,14 @@ pub fn bench_workload(
             }
         }
     }
+    // The CPU rows run on `WGEDGE_THREADS` threads when it is set (all cores otherwise): a
+    // per-thread-count comparison (`tools/cpu_vs_numpy.py --threads 1,2`) must really change
+    // the thread count, as `wgedge run` does.
+    let cpu_threads = SessionOptions::from_env()?.threads;
     if (!cfg.skip_slow || ctx.is_none()) && w.format == "f32" {
         let reference = SessionOptions {
             cpu_reference: true,
+            threads: cpu_threads,
             ..Default::default()
         };
         let s = Session::cpu(&w.model, reference)?;
@@ -793,7 +798,11 @@ pub fn bench_workload(
     // f32 at session build and run the f32 kernels (int8 x int8 computes in f32 on the CPU:
     // the int8 row already covers it).
     if w.format != "int8xint8" {
-        let s = Session::cpu(&w.model, SessionOptions::default())?;
+        let fast = SessionOptions {
+            threads: cpu_threads,
+            ..Default::default()
+        };
+        let s = Session::cpu(&w.model, fast)?;
         let label = format!("{}-{}", w.format, kernel_label(&s));
         if !matches!(w.format, "f32" | "fused" | "unfused") {
             // What keeping weights packed saves: the same model with every weight decoded
