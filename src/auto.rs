@@ -192,10 +192,11 @@ fn model_key(model: &Model, o: &SessionOptions) -> String {
         t.bytes().hash(&mut h);
     }
     format!(
-        "{:016x} threads={:?} int8_act={} naive={} optimize={} cpu_reference={} kernels={}",
+        "{:016x} threads={:?} int8_act={} f16={} naive={} optimize={} cpu_reference={} kernels={}",
         h.finish(),
         o.threads,
         o.int8_activations,
+        o.f16_compute,
         o.naive,
         o.optimize,
         o.cpu_reference,

@@ -554,11 +554,31 @@ fn pinned_kernels(w: &Workload) -> Vec<(&'static str, &'static str, serde_json::
                 "gemm",
                 json!({"kernel": "tex2", "tm": 8, "tn4": 2}),
             ),
-            ("matmul", "gemm", json!({"kernel": "tex2_reg", "tm": 8, "tn4": 2})),
-            ("matmul", "gemm", json!({"kernel": "tex2_reg", "tm": 8, "tn4": 4})),
-            ("matmul", "gemm", json!({"kernel": "tex2_reg", "tm": 16, "tn4": 2})),
-            ("matmul", "gemm", json!({"kernel": "tex2_reg", "tm": 16, "tn4": 4})),
-            ("matmul", "gemm", json!({"kernel": "tex2_reg", "tm": 4, "tn4": 4})),
+            (
+                "matmul",
+                "gemm",
+                json!({"kernel": "tex2_reg", "tm": 8, "tn4": 2}),
+            ),
+            (
+                "matmul",
+                "gemm",
+                json!({"kernel": "tex2_reg", "tm": 8, "tn4": 4}),
+            ),
+            (
+                "matmul",
+                "gemm",
+                json!({"kernel": "tex2_reg", "tm": 16, "tn4": 2}),
+            ),
+            (
+                "matmul",
+                "gemm",
+                json!({"kernel": "tex2_reg", "tm": 16, "tn4": 4}),
+            ),
+            (
+                "matmul",
+                "gemm",
+                json!({"kernel": "tex2_reg", "tm": 4, "tn4": 4}),
+            ),
             (
                 "matmul",
                 "gemm",
@@ -601,6 +621,52 @@ fn pinned_kernels(w: &Workload) -> Vec<(&'static str, &'static str, serde_json::
         ],
         _ => Vec::new(),
     }
+}
+
+/// Feature-gated kernels the kernels suite times by name: (family, slot, kernel, f16 compute
+/// on). The f16-product kernels (`f16c-*`: GEMM, GEMV, f16 weights multiplied in f16, the
+/// pointwise conv) where the adapter has `shader-f16`, the subgroup f32 GEMV where it has
+/// subgroups.
+fn pinned_feature_kernels(
+    w: &Workload,
+    features: &crate::profile::DeviceFeatures,
+) -> Vec<(&'static str, &'static str, serde_json::Value, bool)> {
+    use serde_json::json;
+    let mut v = Vec::new();
+    let f16 = features.shader_f16;
+    match (w.name, w.format) {
+        ("gemm", "f32") if f16 => {
+            for tex in [true, false] {
+                let k = json!({"kernel": "f16_block", "tm": 8, "tn4": 2, "tex": tex});
+                v.push(("matmul", "gemm_f16c", k, true));
+            }
+        }
+        ("gemv", "f32") => {
+            if f16 {
+                for tex in [true, false] {
+                    let k = json!({"kernel": "f16_block", "tm": 1, "tn4": 4, "tex": tex});
+                    v.push(("matmul", "gemv_f16c", k, true));
+                }
+            }
+            if features.subgroups {
+                v.push(("matmul", "gemv", json!({"kernel": "sg_gemv"}), false));
+            }
+        }
+        ("gemv", "f16") if f16 => {
+            for xtex in [false, true] {
+                let k = json!({"kernel": "packed_f16c", "tn4": 4, "xtex": xtex});
+                v.push(("matmul", "qgemv_f16c", k, true));
+            }
+        }
+        ("pwconv", "f32") if f16 => {
+            for xtex in [true, false] {
+                let k = json!({"kernel": "pointwise_f16", "tm": 8, "tn4": 2, "xtex": xtex});
+                v.push(("conv2d", "pwconv_f16c", k, true));
+            }
+        }
+        _ => {}
+    }
+    v
 }
 
 /// Names the distinct matmul/conv kernels a plan uses, e.g. `tex2-8x8+tex-1x16` (`standard` kernels of the other ops are left out).
@@ -674,6 +740,21 @@ pub fn bench_workload(
                 },
             ));
         }
+        // The f16-product kernels (f16 compute allowed) and the subgroup GEMV, by name beside
+        // the f32 ones, where the adapter has the feature.
+        for (family, slot, k, f16) in pinned_feature_kernels(w, &ctx.profile.features) {
+            let mut c = crate::profile::TunedChoices::new();
+            c.entry(family.into()).or_default().insert(slot.into(), k);
+            variants.push((
+                "pinned",
+                SessionOptions {
+                    kernels: Some(c),
+                    f16_compute: f16,
+                    optimize,
+                    ..Default::default()
+                },
+            ));
+        }
         // The naive kernel and the CPU reference run packed weights decoded, the same
         // arithmetic as the f32 workload's: measured once, there.
         if !cfg.skip_slow && w.format == "f32" {
@@ -729,9 +810,14 @@ pub fn bench_workload(
             }
         }
     }
+    // The CPU rows run on `WGEDGE_THREADS` threads when it is set (all cores otherwise): a
+    // per-thread-count comparison (`tools/cpu_vs_numpy.py --threads 1,2`) must really change
+    // the thread count, as `wgedge run` does.
+    let cpu_threads = SessionOptions::from_env()?.threads;
     if (!cfg.skip_slow || ctx.is_none()) && w.format == "f32" {
         let reference = SessionOptions {
             cpu_reference: true,
+            threads: cpu_threads,
             ..Default::default()
         };
         let s = Session::cpu(&w.model, reference)?;
@@ -752,7 +838,11 @@ pub fn bench_workload(
     // f32 at session build and run the f32 kernels (int8 x int8 computes in f32 on the CPU:
     // the int8 row already covers it).
     if w.format != "int8xint8" {
-        let s = Session::cpu(&w.model, SessionOptions::default())?;
+        let fast = SessionOptions {
+            threads: cpu_threads,
+            ..Default::default()
+        };
+        let s = Session::cpu(&w.model, fast)?;
         let label = format!("{}-{}", w.format, kernel_label(&s));
         if !matches!(w.format, "f32" | "fused" | "unfused") {
             // What keeping weights packed saves: the same model with every weight decoded

@@ -83,6 +83,10 @@ pub struct DeviceProfile {
     /// with integer accumulation): faster on integer-dot hardware, approximate (opt-in).
     #[serde(default)]
     pub int8_activations: bool,
+    /// The session allows f16 arithmetic (`SessionOptions::f16_compute`): kernels that
+    /// multiply in f16 with f32 sums may be chosen where the adapter has `shader-f16`.
+    #[serde(default)]
+    pub f16_compute: bool,
 }
 
 impl DeviceProfile {
@@ -103,6 +107,7 @@ impl DeviceProfile {
             kernels: TunedChoices::new(),
             naive_only: false,
             int8_activations: false,
+            f16_compute: false,
         }
     }
 }

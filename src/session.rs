@@ -28,6 +28,13 @@ pub struct SessionOptions {
     /// scales) and accumulate in integers on the GPU: an approximation of the f32 result
     /// (`WGEDGE_INT8_ACT=1`). The CPU backend always computes in f32.
     pub int8_activations: bool,
+    /// Allow f16 arithmetic on the GPU (`WGEDGE_F16=1`; default off: f32 results as without
+    /// it). Matmuls and convs may then run kernels that round their operands to f16, multiply
+    /// in f16 and sum in f32, where the adapter has `shader-f16` and autotune measured them
+    /// faster than the f32 kernels. Each product then carries about 2^-11 relative error (the
+    /// sum's error grows like sqrt(K) times that), and values beyond f16's range (65504)
+    /// become infinite. The CPU backend always computes in f32.
+    pub f16_compute: bool,
     pub plan: PlanOptions,
     /// Run CPU nodes (the CPU backend's, and CPU nodes inside GPU plans) on the reference ops
     /// rather than the fast CPU kernels (tests that compare against the reference bit for bit).
@@ -76,6 +83,7 @@ impl Default for SessionOptions {
             naive: false,
             optimize: true,
             int8_activations: false,
+            f16_compute: false,
             plan: PlanOptions::default(),
             cpu_reference: false,
             threads: None,
@@ -98,6 +106,9 @@ impl SessionOptions {
         }
         if let Ok(v) = std::env::var("WGEDGE_INT8_ACT") {
             o.int8_activations = v == "1";
+        }
+        if let Ok(v) = std::env::var("WGEDGE_F16") {
+            o.f16_compute = v == "1";
         }
         if let Ok(v) = std::env::var("WGEDGE_CPU_REFERENCE") {
             o.cpu_reference = v == "1";
@@ -217,6 +228,7 @@ impl Session {
         }
         profile.naive_only = opts.naive;
         profile.int8_activations = opts.int8_activations;
+        profile.f16_compute = opts.f16_compute;
         let budget = opts.max_memory.unwrap_or_else(default_memory_budget);
         let (graph, mut weights, rewrites) = prepare(model, opts.optimize, budget)?;
         let mut plan = Plan::new(&graph, &weights, Some(&profile), opts.plan)?;

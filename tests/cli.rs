@@ -4,40 +4,19 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use wgedge::Tensor;
 
-fn wgedge(args: &[&str]) -> (bool, String, String) {
-    wgedge_env(args, &[])
-}
-
-/// Runs the binary with `env` set (a `None` value removes the variable). `WGEDGE_BACKEND` is
-/// removed unless given, so the developer's shell does not change what the tests run on.
-fn wgedge_env(args: &[&str], env: &[(&str, Option<&str>)]) -> (bool, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wgedge"));
-    cmd.args(args)
-        .env("WGEDGE_AUTOTUNE", "0")
-        .env_remove("WGEDGE_BACKEND");
-    for (k, v) in env {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    let out = cmd.output().expect("run wgedge");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
-const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/mnist-cnn.safetensors");
+mod common;
+use common::cli::{wgedge, wgedge_env};
 
 /// A fresh, empty directory for one test.
 fn tmp_dir(name: &str) -> std::path::PathBuf {
-    let d = tmp(name);
-    std::fs::remove_dir_all(&d).ok();
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::cli::tmp_dir("cli", name)
 }
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    common::cli::tmp("cli", name)
+}
+
+const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/mnist-cnn.safetensors");
 
 /// Writes a valid input file for the MNIST model.
 fn write_input(path: &std::path::Path) {
@@ -68,10 +47,6 @@ fn names(dir: &std::path::Path) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-fn tmp(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("wgedge-cli-{}-{name}", std::process::id()))
 }
 
 #[test]

@@ -831,7 +831,6 @@ fn conv_transpose_fuses_bias_and_activation() {
     }
 }
 
-
 /// A transposed conv with its residual operand (act(acc + bias + residual)), as one op, on the
 /// shapes of `conv_transpose_shapes` that matter for the epilogue: odd sizes, stride, padding,
 /// output padding, dilation, groups, batches; with and without a bias (the residual is then
@@ -993,7 +992,13 @@ fn conv_transpose_residual_fuses() {
             assert!(plan.nodes[0].kernel.starts_with("gather-4x"), "{name}");
             let got = s.run(&feeds).unwrap();
             let taps = xs[1] / c.groups * ws[2] * ws[3];
-            assert_close(&format!("gpu fused {name}"), &got[0], &want[0], dot_tol(taps + 2), 1e-5);
+            assert_close(
+                &format!("gpu fused {name}"),
+                &got[0],
+                &want[0],
+                dot_tol(taps + 2),
+                1e-5,
+            );
         }
     }
 }
@@ -1010,7 +1015,14 @@ fn igemm_tex_vec4_stores() {
         ("3x3 ow 12", [1, 5, 9, 12], [11, 5, 3, 3], 1, 1, 1),
         ("3x3 s2 ow 8 batch 2", [2, 8, 7, 16], [9, 8, 3, 3], 2, 1, 1),
         ("groups 2 ow 4", [1, 6, 5, 4], [10, 3, 3, 3], 1, 1, 2),
-        ("ow 6 (not a multiple of 4)", [1, 4, 5, 6], [8, 4, 3, 3], 1, 1, 1),
+        (
+            "ow 6 (not a multiple of 4)",
+            [1, 4, 5, 6],
+            [8, 4, 3, 3],
+            1,
+            1,
+            1,
+        ),
     ];
     for (i, (name, xs, ws, s, pd, g)) in cases.into_iter().enumerate() {
         let conv = Conv2d {

@@ -352,6 +352,39 @@ fn quant_formats() -> Vec<wgedge::format::WeightFormat> {
     ]
 }
 
+/// `|zero * scale|` of weight `w`'s group holding (row, column) in a quantised format (0
+/// without zero points), read from the stored parts.
+fn zero_scale(
+    f: &wgedge::format::WeightFormat,
+    model: &wgedge::Model,
+    row: usize,
+    col: usize,
+    k: usize,
+) -> f64 {
+    use wgedge::tensor::TensorData;
+    let wgedge::format::WeightFormat::Quant(q) = f else {
+        return 0.0;
+    };
+    if !q.zero_points {
+        return 0.0;
+    }
+    let gs = if q.group == 0 { k } else { q.group };
+    let ng = k.div_ceil(gs);
+    let i = row * ng + col / gs;
+    let z = match model.weights["w.zeros"].data() {
+        TensorData::U8(v) => f64::from(v[i]),
+        _ => panic!("zero points are u8"),
+    };
+    let part = if q.pow2 { "w.shifts" } else { "w.scales" };
+    let s = match model.weights[part].data() {
+        TensorData::F32(v) => f64::from(v[i]),
+        TensorData::F16(v) => f64::from(v[i].to_f32()),
+        TensorData::I8(v) => 2f64.powi(-i32::from(v[if v.len() == 1 { 0 } else { i }])),
+        _ => panic!("unexpected scale dtype"),
+    };
+    (z * s).abs()
+}
+
 /// The packed CPU kernels (`cpu-q8gemv`, `cpu-q4gemv`, `cpu-qgemm`) against the reference on
 /// the same packed weight (decoded by the Rust decoder): odd K, K not a multiple of the group
 /// or the 32-value chunk, one row and several (with batch dims), bias and activation.
@@ -361,8 +394,11 @@ fn quant_formats() -> Vec<wgedge::format::WeightFormat> {
 /// (`(code - zero) * scale` rounded once, as the GEMM path decodes it). Both approximate the
 /// same real sum with at most K + 3 roundings per term, so |got - want| <= 2 (K + 3) eps
 /// sum_k |x_k w_k|, checked per element (the bias and activation add no difference: same
-/// operations on the sums, up to the rounding of the bias addition). A wrong code or scale moves an output by about |x_k w_k|, far
-/// beyond that bound.
+/// operations on the sums, up to the rounding of the bias addition). With zero points the
+/// GEMV sums `code * x` and takes `scale * zero * sum(x)` off once per group, so its terms are
+/// `|x_k| (|w_k| + |zero scale|)` (|code scale| <= |w_k| + |zero scale|) and the second sum adds
+/// as many again: the bound uses `|x_k| (|w_k| + 2 |zero_g scale_g|)` there. A wrong code or
+/// scale moves an output by about |x_k w_k| (or |x_k scale|), far beyond that bound.
 #[test]
 fn packed_weight_kernels_match_reference() {
     use wgedge::graph::GraphBuilder;
@@ -407,10 +443,11 @@ fn packed_weight_kernels_match_reference() {
                 let pv = s.plan().values.iter().find(|v| v.name == "w").unwrap();
                 assert!(pv.cpu_packed && !pv.decoded, "{what}: stays packed");
                 // The decoded session holds the f32 weight besides the stored parts; the
-                // packed one holds only the parts and the 7-word format descriptor.
+                // packed one holds only the parts and the 9-word format descriptor (7 words and the 2-D
+                // shape).
                 assert_eq!(
                     s.weight_host_bytes() + (n * k * 4) as u64,
-                    reference.weight_host_bytes() + 28,
+                    reference.weight_host_bytes() + 36,
                     "{what}: the packed session holds the weight as stored"
                 );
                 let got = s.run(&feeds).unwrap().remove(0);
@@ -419,7 +456,11 @@ fn packed_weight_kernels_match_reference() {
                 for (i, (a, b)) in g.iter().zip(e).enumerate() {
                     let (r, j) = (i / n, i % n);
                     let sum: f64 = (0..k)
-                        .map(|kk| (xs[r * k + kk] as f64 * ws[j * k + kk] as f64).abs())
+                        .map(|kk| {
+                            let zs = zero_scale(&f, &model, j, kk, k);
+                            (xs[r * k + kk] as f64).abs()
+                                * ((ws[j * k + kk] as f64).abs() + 2.0 * zs)
+                        })
                         .sum();
                     // Plus one rounding of the bias addition on each side.
                     let eps = f32::EPSILON as f64;
@@ -581,6 +622,217 @@ fn elementwise_and_norms_match_reference_exactly() {
                 None,
             );
             assert_eq!(name, "cpu-rows");
+        }
+    }
+}
+
+/// Runs `model` on the reference and on the fast CPU kernels (all threads and one): the
+/// reference's output, the fast sessions' outputs and the fast plan's kernel for `node`.
+fn run_both(model: &wgedge::Model, x: &Tensor) -> (Tensor, Vec<(Tensor, Session)>) {
+    let feeds = [("x", x)];
+    let want = Session::cpu(model, opts(true, None))
+        .unwrap()
+        .run(&feeds)
+        .unwrap()
+        .remove(0);
+    let mut got = Vec::new();
+    for threads in [None, Some(1)] {
+        let s = Session::cpu(model, opts(false, threads)).unwrap();
+        let y = s.run(&feeds).unwrap().remove(0);
+        got.push((y, s));
+    }
+    (want, got)
+}
+
+/// f16 Linear weights read as stored (`cpu-hgemv`, `cpu-hgemm`): one row and several (batch
+/// dims), odd K and N, K not a multiple of the conversion block, with bias and activation.
+/// The weight is the same f32 values in both (f16 to f32 is exact); only the order of the
+/// K-term sums differs, hence the GEMM bound [`dot_tol`].
+#[test]
+fn f16_weights_are_read_as_stored() {
+    use wgedge::graph::GraphBuilder;
+    let cases: &[(&[usize], usize)] = &[
+        (&[1, 1], 1),
+        (&[1, 37], 5),
+        (&[1, 1500], 33),
+        (&[3, 37], 9),
+        (&[2, 3, 100], 7),
+        (&[65, 1100], 70),
+    ];
+    for (ci, &(a_shape, n)) in cases.iter().enumerate() {
+        let k = *a_shape.last().unwrap();
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", a_shape);
+        let wt = Tensor::random(&[n, k], 10 + ci as u64);
+        let w = b
+            .weight_packed("w", &wt, wgedge::format::WeightFormat::Half)
+            .unwrap();
+        let bias = b.weight("b", Tensor::random(&[n], 7));
+        let y = b.linear(&x, &w, Some(&bias), Activation::Relu6);
+        b.output(&y);
+        let model = wgedge::Model::from_builder(b).unwrap();
+        let rows = a_shape.iter().product::<usize>() / k;
+        let (want, got) = run_both(&model, &Tensor::random(a_shape, 3 + ci as u64));
+        for (g, s) in &got {
+            let what = format!("f16 A {a_shape:?} N {n}");
+            let kernel = if rows == 1 { "cpu-hgemv" } else { "cpu-hgemm" };
+            assert_eq!(s.plan().nodes[0].kernel, kernel, "{what}");
+            let pv = s.plan().values.iter().find(|v| v.name == "w").unwrap();
+            assert!(pv.cpu_packed && !pv.decoded, "{what}: stays f16");
+            // The f16 values (2 bytes each), the bias and the descriptor: no f32 copy.
+            assert!(
+                s.weight_host_bytes() < (n * k * 2 + n * 4 + 64) as u64,
+                "{what}: {} bytes held",
+                s.weight_host_bytes()
+            );
+            assert_close(&what, g, &want, dot_tol(k), 1e-5);
+        }
+    }
+}
+
+/// Convs with quantised and f16 weights read as stored (`cpu-packed-conv`: each group's
+/// weight decoded per run, then the f32 GEMM; `cpu-packed-dwconv`). The decoded values equal
+/// the reference decoder's, so the im2col/1x1 GEMM differs from the reference only in the
+/// order of its `cin_g * kh * kw`-term sums ([`dot_tol`]) and the depthwise kernel, which adds
+/// the taps in the reference's order, matches it exactly.
+#[test]
+fn packed_conv_weights_are_read_as_stored() {
+    use wgedge::format::WeightFormat;
+    use wgedge::graph::GraphBuilder;
+    let formats = [
+        quant(8, 0, false, false, false),
+        quant(8, 32, true, false, true),
+        quant(4, 32, false, false, true),
+        quant(4, 7, true, false, false),
+        quant(8, 0, false, true, false),
+        WeightFormat::Half,
+    ];
+    let cases: &[ConvCase] = &[
+        (1, 3, 7, 9, 5, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 1),
+        (1, 1, 1, 1, 1, [1, 1], [1, 1], [0; 4], [1, 1], 1),
+        (2, 16, 5, 6, 7, [1, 1], [1, 1], [0; 4], [1, 1], 1),
+        (2, 8, 7, 7, 6, [3, 3], [2, 2], [1, 0, 2, 1], [1, 1], 2),
+        (1, 64, 6, 5, 10, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 1),
+        // depthwise, batch 2, stride 2
+        (2, 5, 9, 8, 5, [3, 3], [2, 2], [1, 1, 1, 1], [1, 1], 5),
+    ];
+    for (i, &c) in cases.iter().enumerate() {
+        let (n, cin, h, w, cout, k, stride, pad, dilation, groups) = c;
+        let depthwise = groups > 1 && groups == cin && groups == cout;
+        for (fi, f) in formats.iter().enumerate() {
+            let what = format!("conv case {i} {c:?} {}", f.label());
+            let mut b = GraphBuilder::new();
+            let x = b.input("x", &[n, cin, h, w]);
+            let wt = Tensor::random(&[cout, cin / groups, k[0], k[1]], (50 + i * 10 + fi) as u64);
+            let wn = match b.weight_packed("w", &wt, f.clone()) {
+                Ok(wn) => wn,
+                // A group that does not tile the row (int4 with odd rows) is not a format
+                // this weight can take; the case says nothing about the kernel.
+                Err(_) => continue,
+            };
+            let bias = b.weight("b", Tensor::random(&[cout], 7));
+            let conv = Conv2d {
+                stride,
+                pad,
+                dilation,
+                groups,
+                bias: false,
+                residual: false,
+                act: Activation::Relu,
+            };
+            let y = b.conv2d(&x, &wn, Some(&bias), conv);
+            b.output(&y);
+            let model = wgedge::Model::from_builder(b).unwrap();
+            let (want, got) = run_both(&model, &Tensor::random(&[n, cin, h, w], i as u64));
+            for (g, s) in &got {
+                let node = s.plan().nodes.iter().find(|n| n.op.name() == "conv2d");
+                let kernel = if depthwise {
+                    "cpu-packed-dwconv"
+                } else {
+                    "cpu-packed-conv"
+                };
+                assert_eq!(node.map(|n| n.kernel.as_str()), Some(kernel), "{what}");
+                let pv = s.plan().values.iter().find(|v| v.name == "w").unwrap();
+                assert!(pv.cpu_packed && !pv.decoded, "{what}: stays packed");
+                if depthwise {
+                    assert_eq!(g.f32s("g").unwrap(), want.f32s("w").unwrap(), "{what}");
+                } else {
+                    let taps = cin / groups * k[0] * k[1];
+                    assert_close(&what, g, &want, dot_tol(taps), 1e-5);
+                }
+            }
+        }
+    }
+}
+
+/// The sparse kernel reads every sparse layout (CSR, BSR, N:M) with every value type (f32,
+/// f16, i8 with row scales) as stored, and equals the reference bit for bit: it adds each
+/// weight row's stored entries in column order from 0, as the reference adds the decoded dense
+/// row (its pruned terms are exact zeros), and decodes each value as the reference decoder
+/// does. The session holds only the stored parts (plus a 6-word descriptor): f16 and i8 values
+/// keep their size.
+#[test]
+fn sparse_weights_are_read_as_stored() {
+    use wgedge::format::{prune_nm, SparseLayout, SparseSpec, SparseValues, WeightFormat};
+    use wgedge::graph::GraphBuilder;
+    // A [24, 40] weight with ~30% of its 4x4 blocks kept, block row 0 empty (so CSR has empty
+    // rows too); N:M prunes it further.
+    let dense = Tensor::random(&[24, 40], 5);
+    let keep = Tensor::random(&[6, 10], 6);
+    let (ds, ks) = (dense.f32s("w").unwrap(), keep.f32s("k").unwrap());
+    let v: Vec<f32> = (0..24 * 40)
+        .map(|i| {
+            let (br, bc) = (i / 40 / 4, i % 40 / 4);
+            if br > 0 && ks[br * 10 + bc] < -0.4 {
+                ds[i]
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let w = Tensor::new(&[24, 40], v).unwrap();
+    let nm = prune_nm(&Tensor::random(&[24, 40], 8), 2, 4).unwrap();
+    let layouts = [
+        (SparseLayout::Csr, &w),
+        (SparseLayout::Bsr { r: 4, c: 4 }, &w),
+        (SparseLayout::Bsr { r: 2, c: 1 }, &w),
+        (SparseLayout::NM { n: 2, m: 4 }, &nm),
+        (
+            SparseLayout::NM { n: 1, m: 8 },
+            &prune_nm(&w, 1, 8).unwrap(),
+        ),
+    ];
+    for (li, (layout, wt)) in layouts.into_iter().enumerate() {
+        for values in [SparseValues::F32, SparseValues::F16, SparseValues::I8] {
+            let f = WeightFormat::Sparse(SparseSpec { layout, values });
+            for a_shape in [&[1, 40][..], &[3, 40], &[2, 3, 40]] {
+                let what = format!("{} A {a_shape:?}", f.label());
+                let mut b = GraphBuilder::new();
+                let x = b.input("x", a_shape);
+                let wn = b.weight_packed("w", wt, f.clone()).unwrap();
+                let bias = b.weight("b", Tensor::random(&[24], 7));
+                let y = b.linear(&x, &wn, Some(&bias), Activation::Relu6);
+                b.output(&y);
+                let model = wgedge::Model::from_builder(b).unwrap();
+                let stored: u64 = f
+                    .part_names("w")
+                    .iter()
+                    .map(|p| model.weights[p].bytes().len() as u64)
+                    .sum();
+                let xv = Tensor::random(a_shape, 30 + li as u64);
+                let (want, got) = run_both(&model, &xv);
+                for (g, s) in &got {
+                    assert_eq!(s.plan().nodes[0].kernel, "cpu-spmm", "{what}");
+                    let pv = s.plan().values.iter().find(|v| v.name == "w").unwrap();
+                    assert!(pv.cpu_csr && !pv.decoded, "{what}: read as stored");
+                    assert_eq!(
+                        s.weight_host_bytes(),
+                        stored + 24 * 4 + 6 * 4,
+                        "{what}: the stored parts, the bias and the descriptor"
+                    );
+                    assert_eq!(g.f32s("g").unwrap(), want.f32s("w").unwrap(), "{what}");
+                }
+            }
         }
     }
 }

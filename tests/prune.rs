@@ -4,13 +4,20 @@
 //! every zero after pruning was put there by the pruner, and "kept" means "nonzero".
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use wgedge::compress::{
     prune, prune_with_progress, Pattern, PruneConfig, PruneReport, Scope, Store,
 };
 use wgedge::graph::GraphBuilder;
 use wgedge::ops::{Activation, Conv2d, MatMul, Op, Pool2d, PoolKind};
 use wgedge::{Error, Model, Session, SessionOptions, Tensor};
+
+mod common;
+use common::cli::wgedge;
+
+/// A fresh, empty directory for one test.
+fn tmp_dir(name: &str) -> std::path::PathBuf {
+    common::cli::tmp_dir("prune", name)
+}
 
 /// Gaussian-ish weights (mean of four uniform draws), times `scale`, deterministic.
 fn gaussian(shape: &[usize], seed: u64, scale: f32) -> Tensor {
@@ -845,28 +852,6 @@ fn progress_counts_every_layer() {
 
 const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/mnist-cnn.safetensors");
 const TEST_SET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/mnist-test.safetensors");
-
-fn wgedge(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wgedge"))
-        .args(args)
-        .env("WGEDGE_AUTOTUNE", "0")
-        .env_remove("WGEDGE_BACKEND")
-        .output()
-        .expect("run wgedge");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
-/// A fresh, empty directory for one test.
-fn tmp_dir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("wgedge-prune-{}-{name}", std::process::id()));
-    std::fs::remove_dir_all(&d).ok();
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 #[test]
 fn cli_prunes_and_info_reads_the_result() {

@@ -192,6 +192,7 @@ fn every_kernel_variant_the_chooser_can_pick_validates() {
             let (g, w) = b.build().unwrap();
             let mut p = DeviceProfile::portable();
             p.int8_activations = slot.int8_activations;
+            p.f16_compute = slot.f16_compute;
             // Feature-gated candidates (subgroups) are planned as if the adapter had them.
             p.features.subgroups = true;
             p.features.shader_f16 = true;

@@ -194,6 +194,46 @@ fn csr_kernels_match_the_reference_on_the_same_weights() {
     }
 }
 
+#[test]
+fn staged_csr_kernel_matches_the_reference_on_the_same_weights() {
+    let Some(ctx) = gpu() else { return };
+    // (A shape, N, density, chunk width): one chunk partly used (K 37 < 256), K across several
+    // chunks with a partial last one (1500 / 256, 4100 / 4096: large K), K exactly one chunk,
+    // N not a multiple of the workgroup's 64 rows, batch 1 and > 1 (odd M, batch dims), an
+    // empty row 0 and a full row 1 in every weight, a fully dense weight.
+    let cases: [(Vec<usize>, usize, f64, u32); 6] = [
+        (vec![1, 37], 5, 0.3, 256),
+        (vec![1, 1500], 131, 0.05, 256),
+        (vec![3, 256], 67, 0.2, 256),
+        (vec![2, 3, 64], 33, 1.0, 1024),
+        (vec![5, 1500], 9, 0.1, 512),
+        (vec![1, 4100], 70, 0.1, 4096),
+    ];
+    for (ci, (a_shape, n, d, cw)) in cases.iter().enumerate() {
+        let k = *a_shape.last().unwrap();
+        let w = sparse_weight(*n, k, *d, 31 + ci as u64);
+        for (vi, v) in VALUES.into_iter().enumerate() {
+            let f = sparse(SparseLayout::Csr, v);
+            let (model, x) = linear_model(a_shape, &w, &f, (ci + vi) % 2 == 1);
+            // Rows of A per invocation in rotation, within WebGPU's guaranteed 16 KiB of
+            // workgroup storage (tm * cw * 4 bytes).
+            let tm = [1u32, 2, 4][(ci + vi) % 3].min(4096 / cw);
+            let kern = MatMulKernel::CsrStage {
+                tm,
+                cw: *cw,
+                max_density_pct: 100,
+            };
+            check(
+                &ctx,
+                &format!("{} {a_shape:?}x{n} staged", f.label()),
+                &model,
+                &x,
+                kern,
+            );
+        }
+    }
+}
+
 /// A random `[n, k]` weight pruned to `r x 4` blocks kept with probability `density`; block
 /// row 0 is empty and block row 1 fully kept (when there are enough block rows).
 fn bsr_weight(n: usize, k: usize, r: usize, density: f64, seed: u64) -> Tensor {
@@ -344,6 +384,41 @@ fn nm_kernels_match_the_reference_on_the_same_weights() {
             check(
                 &ctx,
                 &format!("{} {a_shape:?}x{rows}", f.label()),
+                &model,
+                &x,
+                kern,
+            );
+        }
+    }
+}
+
+#[test]
+fn nm_texture_kernel_matches_the_reference_on_the_same_weights() {
+    let Some(ctx) = gpu() else { return };
+    // (A shape, N, n): one group (K 4), a number of value quads that does not fill a position
+    // texel (K 36), large K whose K-major textures wrap over several texture rows (4100 x 70),
+    // N = 1, N not a multiple of 64, batch 1 and > 1 (odd M, batch dims), 2:4 and 1:4; every
+    // weight has an all-zero row 0.
+    let cases: [(Vec<usize>, usize, usize); 6] = [
+        (vec![1, 4], 1, 2),
+        (vec![3, 36], 67, 2),
+        (vec![1, 4100], 70, 2),
+        (vec![2, 3, 64], 33, 1),
+        (vec![5, 36], 130, 1),
+        (vec![1, 1000], 3, 2),
+    ];
+    for (ci, (a_shape, rows, n)) in cases.iter().enumerate() {
+        let k = *a_shape.last().unwrap();
+        let w = nm_weight(*rows, k, *n, 4, 41 + ci as u64);
+        for v in VALUES {
+            let f = sparse(SparseLayout::NM { n: *n, m: 4 }, v);
+            let (model, x) = linear_model(a_shape, &w, &f, ci % 2 == 0);
+            let kern = MatMulKernel::NmTex {
+                max_density_pct: 100,
+            };
+            check(
+                &ctx,
+                &format!("{} {a_shape:?}x{rows} nmtex", f.label()),
                 &model,
                 &x,
                 kern,

@@ -77,41 +77,114 @@ impl ConvGeom {
 /// Dense or grouped convolution into `y` (`[n, cout, oh, ow]`, overwritten): direct GEMM for
 /// pointwise convs, else im2col + GEMM.
 pub fn conv2d(g: &ConvGeom, x: &[f32], wt: &[f32], y: &mut [f32]) -> Result<()> {
+    let kk = g.cin_g() * g.kh * g.kw;
+    let cout_g = g.cout_g();
+    for b in 0..g.n {
+        for grp in 0..g.groups {
+            let wg = &wt[grp * cout_g * kk..][..cout_g * kk];
+            conv_group(g, x, wg, b, grp, y)?;
+        }
+    }
+    Ok(())
+}
+
+/// [`conv2d`] with the weight read as stored (quantised or f16, rows = output channels):
+/// each group's rows are decoded into a scratch once per call (the same values as the
+/// reference decoder's) and every image runs the f32 GEMM on them, so the session keeps only
+/// the packed weight and a run holds at most one group's f32 weight while the conv runs.
+pub fn conv2d_packed(
+    g: &ConvGeom,
+    x: &[f32],
+    wt: &super::quant::Packed,
+    y: &mut [f32],
+) -> Result<()> {
+    let kk = g.cin_g() * g.kh * g.kw;
+    let cout_g = g.cout_g();
+    check_packed(g, wt, kk)?;
+    let mut scratch = vec![0.0f32; cout_g * kk];
+    for grp in 0..g.groups {
+        for (j, row) in scratch.chunks_exact_mut(kk.max(1)).enumerate() {
+            wt.decode_row(grp * cout_g + j, row);
+        }
+        for b in 0..g.n {
+            conv_group(g, x, &scratch, b, grp, y)?;
+        }
+    }
+    Ok(())
+}
+
+/// Depthwise convolution ([`depthwise`]) with the weight read as stored: the weight (one
+/// `kh * kw` row per channel, small) decoded once per call.
+pub fn depthwise_packed(
+    g: &ConvGeom,
+    x: &[f32],
+    wt: &super::quant::Packed,
+    y: &mut [f32],
+) -> Result<()> {
+    let taps = g.kh * g.kw;
+    check_packed(g, wt, taps)?;
+    let mut w = vec![0.0f32; g.cout * taps];
+    for (c, row) in w.chunks_exact_mut(taps.max(1)).enumerate() {
+        wt.decode_row(c, row);
+    }
+    depthwise(g, x, &w, y);
+    Ok(())
+}
+
+/// A packed conv weight must be the `[cout, cin_g * kh * kw]` matrix of the geometry.
+fn check_packed(g: &ConvGeom, wt: &super::quant::Packed, kk: usize) -> Result<()> {
+    wt.check()?;
+    if wt.rows() != g.cout || wt.cols() != kk || kk == 0 {
+        return Err(crate::error::Error::Input(format!(
+            "packed conv weight [{}, {}] does not match {} output channels of {kk} taps",
+            wt.rows(),
+            wt.cols(),
+            g.cout
+        )));
+    }
+    Ok(())
+}
+
+/// One image `b` and group `grp` of a conv: `wg` is the group's `[cout_g, cin_g * kh * kw]`
+/// weight.
+fn conv_group(
+    g: &ConvGeom,
+    x: &[f32],
+    wg: &[f32],
+    b: usize,
+    grp: usize,
+    y: &mut [f32],
+) -> Result<()> {
     let (cin_g, cout_g) = (g.cin_g(), g.cout_g());
     let kk = cin_g * g.kh * g.kw;
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-    for b in 0..g.n {
-        for grp in 0..g.groups {
-            let xg = &x[(b * g.cin + grp * cin_g) * hw..][..cin_g * hw];
-            let wg = Mat {
-                data: &wt[grp * cout_g * kk..][..cout_g * kk],
-                rs: kk,
-                cs: 1,
-            };
-            let yg = &mut y[(b * g.cout + grp * cout_g) * ohw..][..cout_g * ohw];
-            if g.is_pointwise() {
-                let xm = Mat {
-                    data: xg,
-                    rs: hw,
-                    cs: 1,
-                };
-                sgemm(cout_g, hw, cin_g, wg, xm, yg, hw, false)?;
-                continue;
-            }
-            let block = (COL_LIMIT / kk.max(1)).clamp(1, ohw);
-            let mut col = vec![0.0f32; kk * block];
-            for p0 in (0..ohw).step_by(block) {
-                let pc = block.min(ohw - p0);
-                let col = &mut col[..kk * pc];
-                im2col(g, xg, p0, pc, col);
-                let cm = Mat {
-                    data: col,
-                    rs: pc,
-                    cs: 1,
-                };
-                sgemm(cout_g, pc, kk, wg, cm, &mut yg[p0..], ohw, false)?;
-            }
-        }
+    let xg = &x[(b * g.cin + grp * cin_g) * hw..][..cin_g * hw];
+    let wg = Mat {
+        data: wg,
+        rs: kk,
+        cs: 1,
+    };
+    let yg = &mut y[(b * g.cout + grp * cout_g) * ohw..][..cout_g * ohw];
+    if g.is_pointwise() {
+        let xm = Mat {
+            data: xg,
+            rs: hw,
+            cs: 1,
+        };
+        return sgemm(cout_g, hw, cin_g, wg, xm, yg, hw, false);
+    }
+    let block = (COL_LIMIT / kk.max(1)).clamp(1, ohw);
+    let mut col = vec![0.0f32; kk * block];
+    for p0 in (0..ohw).step_by(block) {
+        let pc = block.min(ohw - p0);
+        let col = &mut col[..kk * pc];
+        im2col(g, xg, p0, pc, col);
+        let cm = Mat {
+            data: col,
+            rs: pc,
+            cs: 1,
+        };
+        sgemm(cout_g, pc, kk, wg, cm, &mut yg[p0..], ohw, false)?;
     }
     Ok(())
 }

@@ -42,6 +42,7 @@ macro_rules! multiversion {
 pub mod conv;
 pub mod gemm;
 pub mod quant;
+pub mod sparse;
 
 /// Threads the kernels may use (rayon's current pool; 1 on wasm32).
 pub fn threads() -> usize {

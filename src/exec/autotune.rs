@@ -295,11 +295,13 @@ mod native {
         b: GraphBuilder,
         kernels: TunedChoices,
         int8_activations: bool,
+        f16_compute: bool,
     ) -> Result<(f64, String)> {
         let (g, mut w) = b.build()?;
         let mut profile = ctx.profile.clone();
         profile.kernels = kernels;
         profile.int8_activations = int8_activations;
+        profile.f16_compute = f16_compute;
         let opts = PlanOptions {
             reuse: true,
             cpu_fallback: false,
@@ -316,6 +318,12 @@ mod native {
         }
         times.sort_by(f64::total_cmp);
         Ok((times[1], plan.nodes[0].kernel.clone()))
+    }
+
+    /// A kernel name's variant (`csrtex-1x1-d100` -> `csrtex`): which kernel ran,
+    /// whatever its threshold.
+    fn kind_of(name: &str) -> &str {
+        name.split_once('-').map_or(name, |(k, _)| k)
     }
 
     /// Measures every candidate of every slot on its small workload (about a second on
@@ -339,7 +347,13 @@ mod native {
             };
             for (cand, name) in slot.candidates.iter().zip(&slot.names) {
                 let c = choose(cand);
-                match time_variant(ctx, workload(&slot), c, slot.int8_activations) {
+                match time_variant(
+                    ctx,
+                    workload(&slot),
+                    c,
+                    slot.int8_activations,
+                    slot.f16_compute,
+                ) {
                     // Another kernel ran: the candidate does not fit this adapter (a feature
                     // it lacks); timing the stand-in would crown a kernel that never runs.
                     Ok((_, ran)) if &ran != name => {}
@@ -353,6 +367,13 @@ mod native {
             }
             let Some((_, k)) = best else { continue };
             let mut k = k.clone();
+            let k_name = slot
+                .candidates
+                .iter()
+                .zip(&slot.names)
+                .find(|(c, _)| **c == k)
+                .map(|(_, n)| n.clone())
+                .unwrap_or_default();
             if !slot.crossover.is_empty() {
                 // Sparse (threshold 100) against dense (threshold 0: the weight decoded) on the
                 // same weight at each density, sparsest first; the threshold is the last
@@ -362,9 +383,14 @@ mod native {
                 let mut pct = 0u32;
                 for (d, f) in &points {
                     let b = || workload_at(&slot, *d, f);
-                    let sparse = time_variant(ctx, b(), choose(&with_threshold(&k, 100)), false);
-                    let dense = time_variant(ctx, b(), choose(&with_threshold(&k, 0)), false);
+                    let sparse =
+                        time_variant(ctx, b(), choose(&with_threshold(&k, 100)), false, false);
+                    let dense =
+                        time_variant(ctx, b(), choose(&with_threshold(&k, 0)), false, false);
                     match (sparse, dense) {
+                        // The candidate does not read this point's format (an N:M kernel for
+                        // n:4 only): the point says nothing about it.
+                        (Ok((_, ran)), Ok(_)) if kind_of(&ran) != kind_of(&k_name) => continue,
                         // A 10% margin: a tie measured on this one layer size must not
                         // send larger layers to a kernel that then loses (timings on shared
                         // machines move by more than the difference).

@@ -18,8 +18,8 @@ impl CpuExecutor {
         CpuExecutor { weights, pool }
     }
 
-    /// Host bytes of the weights the executor holds (packed weights as stored, decoded ones
-    /// as f32, CSR conversions): what a CPU session keeps in memory for its weights.
+    /// Host bytes of the weights the executor holds (packed and sparse weights as stored,
+    /// decoded ones as f32): what a CPU session keeps in memory for its weights.
     pub fn weight_bytes(&self) -> u64 {
         self.weights.values().map(|t| t.bytes().len() as u64).sum()
     }
@@ -41,9 +41,9 @@ impl CpuExecutor {
             for &v in &node.inputs {
                 let pv = &plan.values[v];
                 if pv.cpu_csr {
-                    // The sparse CPU kernel reads the weight as its CSR parts.
+                    // The sparse CPU kernel reads the weight as stored: descriptor and parts.
                     as_stored = true;
-                    for n in crate::ops::sparse::cpu_csr_names(&pv.name) {
+                    for n in crate::ops::cpu_fast::sparse_names(&pv.name, &pv.format) {
                         ins.push(
                             self.weights
                                 .get(&n)

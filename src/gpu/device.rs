@@ -252,6 +252,7 @@ impl GpuContext {
         let f = device.features();
         let profile = DeviceProfile {
             int8_activations: false,
+            f16_compute: false,
             adapter: info.name.clone(),
             backend: format!("{:?}", info.backend).to_lowercase(),
             driver: format!("{} {}", info.driver, info.driver_info)

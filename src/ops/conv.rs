@@ -129,6 +129,15 @@ pub enum ConvKernel {
         #[serde(default)]
         v4: bool,
     },
+    /// `Pointwise` with f16 products: per 4 input channels the weight and input texels are
+    /// rounded to f16, multiplied and summed as vec4<f16>, the partials summed in f32. Only
+    /// with `f16_compute` on adapters with `shader-f16` (slot `pwconv_f16c`).
+    PointwiseF16 {
+        tm: u32,
+        tn4: u32,
+        #[serde(default)]
+        xtex: bool,
+    },
 }
 
 /// Density (percent) up to which a CSR 1x1 conv runs `SparseTex` when autotune has not
@@ -164,6 +173,13 @@ impl KernelVariant for ConvKernel {
             ConvKernel::ImplicitTex { px, v4 } => {
                 format!("igemm-tex-8x{px}{}", if v4 { "-v4" } else { "" })
             }
+            ConvKernel::PointwiseF16 { tm, tn4, xtex } => {
+                format!(
+                    "f16c-pw-{}-{tm}x{}",
+                    if xtex { "tex2" } else { "buf" },
+                    tn4 * 4
+                )
+            }
         }
     }
 
@@ -188,7 +204,9 @@ impl KernelVariant for ConvKernel {
                 max_density_pct,
             } => matches!(px, 1 | 2) && max_density_pct <= 100,
             // Named accumulators for these block shapes.
-            ConvKernel::Pointwise { tm, tn4, .. } => matches!((tm, tn4), (4 | 8, 1 | 2)),
+            ConvKernel::Pointwise { tm, tn4, .. } | ConvKernel::PointwiseF16 { tm, tn4, .. } => {
+                matches!((tm, tn4), (4 | 8, 1 | 2))
+            }
             // 64 or 256 invocations, within WebGPU's default limits.
             ConvKernel::ImplicitWg { wg } => matches!(wg, 8 | 16),
             // One or two vec4s of outputs per channel; strips start on a texel.
@@ -336,6 +354,16 @@ impl OpFamily for Conv2d {
         } else {
             return Some(ConvKernel::Naive);
         };
+        // A session that allows f16 compute reads the pointwise f16 slot first (tuned with f16
+        // allowed, its f16 kernels beside the f32 ones); nothing f16 is chosen untuned.
+        if slot == "pwconv" && cx.device.f16_compute {
+            if let Some(k) = cx
+                .tuned::<Self>("pwconv_f16c")
+                .filter(|k| self.fits(k, cx).is_ok())
+            {
+                return Some(k);
+            }
+        }
         let k = cx.tuned::<Self>(slot).unwrap_or(default);
         Some(if self.fits(&k, cx).is_ok() {
             k
@@ -447,6 +475,10 @@ impl OpFamily for Conv2d {
                 Err("the packed depthwise kernel takes at most 32 taps".into())
             }
             ConvKernel::SparseTex { .. } => self.sparse_fits(cx),
+            ConvKernel::PointwiseF16 { tm, tn4, xtex } => {
+                pw_f16_allowed(k, cx)?;
+                self.gemm_fits(&ConvKernel::Pointwise { tm, tn4, xtex }, cx)
+            }
             ConvKernel::Pointwise { .. }
             | ConvKernel::ImplicitWg { .. }
             | ConvKernel::ImplicitTex { .. } => self.gemm_fits(k, cx),
@@ -473,6 +505,9 @@ impl OpFamily for Conv2d {
     fn lower(&self, k: &ConvKernel, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
         if let ConvKernel::SparseTex { .. } = k {
             return self.lower_sparse(*k, cx);
+        }
+        if let ConvKernel::PointwiseF16 { .. } = k {
+            return self.lower_pw_f16(*k, cx);
         }
         if matches!(
             k,
@@ -512,6 +547,21 @@ impl OpFamily for Conv2d {
         pw.extend(itex);
         pw.extend(iwg);
         pw.push(ConvKernel::Tiled { px: 4 });
+        // The f16 pointwise slot: every f32 pointwise candidate and the f16-product ones,
+        // timed with f16 allowed, so f16 is chosen only where it measured faster.
+        let mut pw_f16 = pw.clone();
+        for (tm, tn4) in [(4, 1), (4, 2), (8, 1), (8, 2)] {
+            for xtex in [false, true] {
+                pw_f16.push(ConvKernel::PointwiseF16 { tm, tn4, xtex });
+            }
+        }
+        let mut pw_f16_slot = TuneSlot::new(
+            "pwconv_f16c",
+            pw_f16,
+            Conv2d::default(),
+            vec![(vec![1, 96, 28, 28], false), (vec![24, 96, 1, 1], true)],
+        );
+        pw_f16_slot.f16_compute = true;
         let plain = [2, 4, 8].map(|px| ConvKernel::Depthwise { px });
         let dtex2 = [4, 8].map(|px| ConvKernel::DepthwiseTex2 { px });
         let strip = [4, 8].map(|px| ConvKernel::DwStrip { px });
@@ -568,6 +618,7 @@ impl OpFamily for Conv2d {
             TuneSlot::new("qdwconv", qdw, conv3x3(32), inputs(32, 56, 32))
                 .with_formats(packed_formats),
             sparse_slot(),
+            pw_f16_slot,
         ]
     }
 
@@ -591,6 +642,8 @@ impl OpFamily for Conv2d {
             &IGEMM_WG,
             &IGEMM_TEX,
             &IGEMM_TEX_V4,
+            &PW_F16_TEX,
+            &PW_F16_BUF,
         ]
     }
 
@@ -923,6 +976,7 @@ impl Conv2d {
                 return self.lower_packed(kernel, cx);
             }
             ConvKernel::SparseTex { .. } => return self.lower_sparse(kernel, cx),
+            ConvKernel::PointwiseF16 { .. } => return self.lower_pw_f16(kernel, cx),
             ConvKernel::Pointwise { .. }
             | ConvKernel::ImplicitWg { .. }
             | ConvKernel::ImplicitTex { .. } => return self.lower_gemm(kernel, cx),
@@ -1834,4 +1888,52 @@ fn pad_dispatch(p: &ConvParams, g: &StripGeometry, cx: &LowerCtx) -> Result<Disp
         ],
         workgroups: wg,
     })
+}
+
+/// The pointwise GEMM with f16 products (`enable f16`).
+static PW_F16_TEX: ShaderSource = crate::wgsl!(
+    "conv/pw_params.wgsl", "conv/pw_x_tex.wgsl", "conv/conv1x1_gemm_f16.wgsl";
+    [[("TM", 4), ("TN4", 1)], [("TM", 8), ("TN4", 2)]]
+);
+static PW_F16_BUF: ShaderSource = crate::wgsl!(
+    "conv/pw_params.wgsl", "conv/pw_x_buf.wgsl", "conv/conv1x1_gemm_f16.wgsl";
+    [[("TM", 8), ("TN4", 1)], [("TM", 4), ("TN4", 2)]]
+);
+
+/// Why an f16-product conv kernel may not run: the session must allow reduced precision and
+/// the adapter must have `shader-f16`.
+fn pw_f16_allowed(k: &ConvKernel, cx: &SelectCtx) -> std::result::Result<(), String> {
+    if !cx.device.f16_compute {
+        Err(format!(
+            "kernel {} computes in f16: only with SessionOptions::f16_compute",
+            k.name()
+        ))
+    } else if !cx.device.features.shader_f16 {
+        Err(format!(
+            "kernel {} needs the adapter's shader-f16 feature",
+            k.name()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// The f16-product pointwise kernel.
+impl Conv2d {
+    /// Lowered as `Pointwise` (same bindings, grid and packing), with the f16 source.
+    fn lower_pw_f16(&self, kernel: ConvKernel, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        let ConvKernel::PointwiseF16 { tm, tn4, xtex } = kernel else {
+            return Err(unsupported("conv2d", "not the f16 pointwise kernel"));
+        };
+        kernel
+            .check()
+            .map_err(|e| unsupported("conv2d", format!("kernel {}: {e}", kernel.name())))?;
+        let mut out = self.lower_gemm(ConvKernel::Pointwise { tm, tn4, xtex }, cx)?;
+        let file = if xtex { &PW_F16_TEX } else { &PW_F16_BUF };
+        let last = out
+            .last_mut()
+            .ok_or_else(|| unsupported("conv2d", "the pointwise lowering made no dispatch"))?;
+        last.shader = ShaderKey::new(file, &[("TM", tm), ("TN4", tn4)]);
+        Ok(out)
+    }
 }

@@ -23,8 +23,8 @@ pub const IM2COL: &str = "cpu-im2col";
 pub const DWCONV: &str = "cpu-dwconv";
 /// Pooling: the reference's loops, a plane per task over the threads.
 pub const POOL: &str = "cpu-pool";
-/// Matmul on a sparse constant `[N, K]` weight (any sparse format), read as CSR f32 built once
-/// at session build: each output walks its weight row's stored entries only.
+/// Matmul on a sparse constant `[N, K]` weight (any sparse format and value type), read as
+/// stored: each output walks its weight row's stored entries only.
 pub const SPMM: &str = "cpu-spmm";
 /// Matmul, one row of A, on a constant `[N, K]` int8 weight read as stored (1 byte a weight).
 pub const Q8GEMV: &str = "cpu-q8gemv";
@@ -33,10 +33,25 @@ pub const Q4GEMV: &str = "cpu-q4gemv";
 /// Matmul, several rows of A, on a constant `[N, K]` int8/int4 weight: blocks of weight rows
 /// decoded into a scratch per task and multiplied by the f32 GEMM.
 pub const QGEMM: &str = "cpu-qgemm";
+/// Matmul, one row of A, on a constant `[N, K]` f16 weight read as stored (2 bytes a weight):
+/// rows converted to f32 a block at a time and dotted with A's row.
+pub const HGEMV: &str = "cpu-hgemv";
+/// Matmul, several rows of A, on a constant `[N, K]` f16 weight: as [`QGEMM`].
+pub const HGEMM: &str = "cpu-hgemm";
+/// Dense or grouped conv on a constant quantised or f16 weight read as stored: each group's
+/// weight decoded per run into a scratch, then pointwise GEMM or im2col + GEMM as the f32
+/// kernels.
+pub const PCONV: &str = "cpu-packed-conv";
+/// Depthwise conv on a constant quantised or f16 weight: the (small) weight decoded per run,
+/// then the direct depthwise kernel.
+pub const PDWCONV: &str = "cpu-packed-dwconv";
 
 /// Whether `kernel` reads its weight (input 1) packed, as [`packed_names`] lists its parts.
 pub fn reads_packed(kernel: &str) -> bool {
-    matches!(kernel, Q8GEMV | Q4GEMV | QGEMM)
+    matches!(
+        kernel,
+        Q8GEMV | Q4GEMV | QGEMM | HGEMV | HGEMM | PCONV | PDWCONV
+    )
 }
 
 /// The tensors a packed-weight kernel takes in place of weight `name`: the format descriptor
@@ -47,48 +62,72 @@ pub fn packed_names(name: &str, format: &crate::format::WeightFormat) -> Vec<Str
     v
 }
 
-/// The quantisation parameters the kernels need beside the parts, as an I32 tensor:
-/// `[bits, group, zero_points, pow2, scale kind (0 f32, 1 f16, 2 shift), rows, cols]`.
+/// The format parameters the kernels need beside the parts, as an I32 tensor: `[bits, group,
+/// zero_points, pow2, scale kind (0 f32, 1 f16, 2 shift), rows, cols]` then the weight's
+/// logical shape (a conv needs its taps). f16 weights (`Half`): bits 16, the rest 0.
 pub fn packed_spec(format: &crate::format::WeightFormat, shape: &[usize]) -> Result<Tensor> {
     use crate::format::WeightFormat;
     use crate::tensor::{DType, TensorData};
-    let WeightFormat::Quant(q) = format else {
-        return Err(Error::Input(format!(
-            "{} weights are not read packed on the CPU",
-            format.label()
-        )));
-    };
     let (rows, cols) = crate::format::matrix_dims(shape)?;
     let as_i32 =
         |v: usize| i32::try_from(v).map_err(|_| Error::Input(format!("weight dim {v} beyond i32")));
-    let kind = match (q.pow2, q.scale_dtype) {
-        (true, _) => 2,
-        (false, DType::F16) => 1,
-        _ => 0,
+    let mut spec = match format {
+        WeightFormat::Quant(q) => {
+            let kind = match (q.pow2, q.scale_dtype) {
+                (true, _) => 2,
+                (false, DType::F16) => 1,
+                _ => 0,
+            };
+            vec![
+                i32::from(q.bits),
+                as_i32(q.group)?,
+                i32::from(q.zero_points),
+                i32::from(q.pow2),
+                kind,
+            ]
+        }
+        WeightFormat::Half => vec![16, 0, 0, 0, 0],
+        _ => {
+            return Err(Error::Input(format!(
+                "{} weights are not read packed on the CPU",
+                format.label()
+            )))
+        }
     };
-    let spec = vec![
-        i32::from(q.bits),
-        as_i32(q.group)?,
-        i32::from(q.zero_points),
-        i32::from(q.pow2),
-        kind,
-        as_i32(rows)?,
-        as_i32(cols)?,
-    ];
+    spec.push(as_i32(rows)?);
+    spec.push(as_i32(cols)?);
+    for &d in shape {
+        spec.push(as_i32(d)?);
+    }
     Tensor::from_data(&[spec.len()], TensorData::I32(spec))
 }
 
-/// Reads [`packed_spec`] and the parts after it (`ins[0]` is the spec): the weight and how
-/// many tensors it took.
-fn packed_weight<'a>(ins: &[&'a Tensor]) -> Result<(crate::cpu::quant::QWeight<'a>, usize)> {
-    use crate::cpu::quant::{Codes, QWeight, Scales};
+/// Reads [`packed_spec`] and the parts after it (`ins[0]` is the spec): the weight, its
+/// logical shape and how many tensors it took.
+fn packed_weight<'a>(
+    ins: &[&'a Tensor],
+) -> Result<(crate::cpu::quant::Packed<'a>, Vec<usize>, usize)> {
+    use crate::cpu::quant::{Codes, Packed, QWeight, Scales};
     use crate::tensor::TensorData;
-    let bad = |what: &str| Error::Input(format!("packed CPU matmul: {what}"));
+    let bad = |what: &str| Error::Input(format!("packed CPU kernel: {what}"));
     let spec = match ins.first().map(|t| t.data()) {
-        Some(TensorData::I32(v)) if v.len() == 7 && v.iter().all(|&x| x >= 0) => v,
+        Some(TensorData::I32(v)) if v.len() >= 7 && v.iter().all(|&x| x >= 0) => v,
         _ => return Err(bad("missing or malformed format descriptor")),
     };
     let u = |i: usize| spec[i] as usize;
+    let shape: Vec<usize> = spec[7..].iter().map(|&d| d as usize).collect();
+    if spec[0] == 16 {
+        let w = match ins.get(1).map(|t| t.data()) {
+            Some(TensorData::F16(v)) => Packed::Half {
+                rows: u(5),
+                cols: u(6),
+                data: v,
+            },
+            _ => return Err(bad("f16 weight values must be f16")),
+        };
+        w.check()?;
+        return Ok((w, shape, 2));
+    }
     let (zp, kind) = (spec[2] != 0, spec[4]);
     let need = 3 + usize::from(zp);
     if ins.len() < need {
@@ -120,7 +159,7 @@ fn packed_weight<'a>(ins: &[&'a Tensor]) -> Result<(crate::cpu::quant::QWeight<'
         zeros,
     };
     w.check()?;
-    Ok((w, need))
+    Ok((Packed::Quant(w), shape, need))
 }
 
 pub(super) fn wrong_kernel(op: &str, kernel: &str) -> Error {
@@ -159,14 +198,19 @@ pub(super) fn matmul_kernel(op: &MatMul, cx: &CpuCtx) -> Option<&'static str> {
         a[a.len() - 1]
     };
     let rows = numel(a) / k.max(1);
-    if let Some(crate::format::WeightFormat::Quant(q)) = cx.formats.get(1) {
-        if cx.is_const[1] && op.trans_b && cx.ins[1].shape.len() == 2 {
+    let packable = cx.is_const[1] && op.trans_b && cx.ins[1].shape.len() == 2;
+    match cx.formats.get(1) {
+        Some(crate::format::WeightFormat::Quant(q)) if packable => {
             return Some(match (rows, q.bits) {
                 (1, 8) => Q8GEMV,
                 (1, _) => Q4GEMV,
                 _ => QGEMM,
             });
         }
+        Some(crate::format::WeightFormat::Half) if packable => {
+            return Some(if rows == 1 { HGEMV } else { HGEMM });
+        }
+        _ => {}
     }
     Some(if m == 1 { GEMV } else { GEMM })
 }
@@ -217,79 +261,155 @@ pub(super) fn matmul(
     Tensor::new(&out.shape, c)
 }
 
-/// [`SPMM`]: `ins` = A, the weight's CSR row pointers, columns and f32 values
-/// ([`super::sparse::cpu_csr`]), then bias and residual as the op has them. Outputs are
-/// computed in chunks over the threads; each sums its row's stored entries in column order,
-/// as the reference sums the dense row (the pruned terms it adds are exact zeros).
-fn spmm(op: &MatMul, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+/// The tensors [`SPMM`] takes in place of sparse weight `name`: the layout descriptor
+/// [`sparse_spec`] (stored under `{name}#cpu.spec` at session build), then the stored parts.
+pub fn sparse_names(name: &str, format: &crate::format::WeightFormat) -> Vec<String> {
+    packed_names(name, format)
+}
+
+/// What [`SPMM`] needs beside a sparse weight's parts, as an I32 tensor: `[layout (0 CSR,
+/// 1 BSR, 2 N:M), r or n, c or m, values (0 f32, 1 f16, 2 i8 with row scales), rows, cols]`.
+pub fn sparse_spec(format: &crate::format::WeightFormat, shape: &[usize]) -> Result<Tensor> {
+    use crate::format::{SparseLayout, SparseValues, WeightFormat};
+    use crate::tensor::TensorData;
+    let WeightFormat::Sparse(sp) = format else {
+        return Err(Error::Input(format!(
+            "{} weights are not read by the sparse CPU kernel",
+            format.label()
+        )));
+    };
+    let (rows, cols) = crate::format::matrix_dims(shape)?;
+    let as_i32 =
+        |v: usize| i32::try_from(v).map_err(|_| Error::Input(format!("weight dim {v} beyond i32")));
+    let (kind, a, b) = match sp.layout {
+        SparseLayout::Csr => (0, 1, 1),
+        SparseLayout::Bsr { r, c } => (1, r, c),
+        SparseLayout::NM { n, m } => (2, n, m),
+    };
+    let values = match sp.values {
+        SparseValues::F32 => 0,
+        SparseValues::F16 => 1,
+        SparseValues::I8 => 2,
+    };
+    let spec = vec![
+        kind,
+        as_i32(a)?,
+        as_i32(b)?,
+        values,
+        as_i32(rows)?,
+        as_i32(cols)?,
+    ];
+    Tensor::from_data(&[spec.len()], TensorData::I32(spec))
+}
+
+/// Reads [`sparse_spec`] and the stored parts after it: the weight and how many tensors it
+/// took.
+fn sparse_weight<'a>(ins: &[&'a Tensor]) -> Result<(crate::cpu::sparse::SparseWeight<'a>, usize)> {
+    use crate::cpu::sparse::{Layout, SparseWeight, Values};
     use crate::tensor::TensorData;
     let bad = |what: &str| Error::Input(format!("{SPMM}: {what}"));
-    if ins.len() < 4 {
-        return Err(bad("takes A and the weight's CSR parts"));
-    }
-    fn i32s(t: &Tensor) -> Option<&[i32]> {
-        match t.data() {
-            TensorData::I32(v) => Some(v.as_slice()),
-            _ => None,
-        }
-    }
-    let i32s = |t| i32s(t).ok_or_else(|| bad("CSR indices must be i32"));
-    let (a, ptr, idx, val) = (
-        ins[0].f32s("matmul")?,
-        i32s(ins[1])?,
-        i32s(ins[2])?,
-        ins[3].f32s("matmul")?,
-    );
-    let n = ptr.len().saturating_sub(1);
-    let a_shape = ins[0].shape();
-    let k = if op.trans_a {
-        a_shape[a_shape.len() - 2]
-    } else {
-        a_shape[a_shape.len() - 1]
+    let spec = match ins.first().map(|t| t.data()) {
+        Some(TensorData::I32(v)) if v.len() == 6 && v.iter().all(|&x| x >= 0) => v,
+        _ => return Err(bad("missing or malformed layout descriptor")),
     };
-    if idx.len() != val.len()
-        || ptr.last().map(|&p| p as usize) != Some(val.len())
-        || idx.iter().any(|&c| c < 0 || c as usize >= k)
-    {
-        return Err(bad("CSR parts do not fit together"));
+    let u = |i: usize| spec[i] as usize;
+    // The descriptor, the index parts and values (N:M has no row pointers), the i8 scales.
+    let need = 1 + if spec[0] == 2 { 2 } else { 3 } + usize::from(spec[3] == 2);
+    if ins.len() < need {
+        return Err(bad("fewer weight parts than the format stores"));
     }
+    let i32s = |t: &'a Tensor| match t.data() {
+        TensorData::I32(v) => Ok(v.as_slice()),
+        _ => Err(bad("indices must be i32")),
+    };
+    // Part order as `WeightFormat::part_names`: CSR/BSR indptr, indices, values; N:M values,
+    // indices; then the i8 row scales.
+    let (layout, vals) = match spec[0] {
+        0 | 1 => {
+            let (ptr, idx) = (i32s(ins[1])?, i32s(ins[2])?);
+            let l = if spec[0] == 0 {
+                Layout::Csr { ptr, idx }
+            } else {
+                Layout::Bsr {
+                    r: u(1),
+                    c: u(2),
+                    ptr,
+                    idx,
+                }
+            };
+            (l, ins[3])
+        }
+        2 => match ins[2].data() {
+            TensorData::U8(pos) => (
+                Layout::Nm {
+                    n: u(1),
+                    m: u(2),
+                    pos,
+                },
+                ins[1],
+            ),
+            _ => return Err(bad("N:M positions must be u8")),
+        },
+        _ => return Err(bad("unknown layout")),
+    };
+    let values = match (spec[3], vals.data()) {
+        (0, TensorData::F32(v)) => Values::F32(v),
+        (1, TensorData::F16(v)) => Values::F16(v),
+        (2, TensorData::I8(v)) => match ins[need - 1].data() {
+            TensorData::F32(s) => Values::I8(v, s),
+            _ => return Err(bad("i8 row scales must be f32")),
+        },
+        _ => return Err(bad("values do not match the format")),
+    };
+    let w = SparseWeight {
+        rows: u(4),
+        cols: u(5),
+        layout,
+        values,
+    };
+    w.check()?;
+    Ok((w, need))
+}
+
+/// [`SPMM`]: `ins` = A, the weight's [`sparse_names`] tensors, then bias and residual as the
+/// op has them (see `crate::cpu::sparse` for the order of the sums: the reference's, bit for
+/// bit).
+fn spmm(op: &MatMul, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+    let bad = |what: &str| Error::Input(format!("{SPMM}: {what}"));
+    if ins.len() < 2 {
+        return Err(bad("takes A and the weight's stored parts"));
+    }
+    let (w, used) = sparse_weight(&ins[1..])?;
+    let a = ins[0].f32s("matmul")?;
+    let (n, k) = (w.rows, w.cols);
+    let a_shape = ins[0].shape();
     let p = op.params(a_shape, &[n, k]);
     let u = |v: u32| v as usize;
     let (m, batch) = (u(p.m), u(p.batch));
+    if u(p.k) != k {
+        return Err(bad("A does not meet the weight"));
+    }
     let (a_bs, a_rs, a_ks) = (u(p.a_bs), u(p.a_rs), u(p.a_ks));
     let mut c = vec![0.0f32; numel(&out.shape)];
     if c.len() != batch * m * n {
         return Err(bad("output shape does not match"));
     }
-    // Chunks of outputs along N (one row of A's outputs split when there is a single row).
-    let len = if m == 1 {
-        n.div_ceil(crate::cpu::threads() * 4).max(64)
-    } else {
-        n
-    };
-    let work = (val.len() / n.max(1)).max(1) * len;
     for bat in 0..batch {
         let cb = &mut c[bat * m * n..(bat + 1) * m * n];
-        crate::cpu::par_chunks(cb, len, work, |ci, chunk| {
-            for (j, o) in chunk.iter_mut().enumerate() {
-                let flat = ci * len + j;
-                let (row, col) = (flat / n, flat % n);
-                let base = bat * a_bs + row * a_rs;
-                let (s, e) = (ptr[col] as usize, ptr[col + 1] as usize);
-                let mut acc = 0.0f32;
-                for (&ci, &v) in idx[s..e].iter().zip(&val[s..e]) {
-                    acc += a[base + ci as usize * a_ks] * v;
-                }
-                *o = acc;
-            }
-        });
+        let ab = a.get(bat * a_bs..).unwrap_or(&[]);
+        crate::cpu::sparse::spmm(&w, m, ab, a_rs, a_ks, cb)?;
     }
-    let extra: Vec<&[f32]> = ins[4..]
+    let extra: Vec<&[f32]> = ins[1 + used..]
         .iter()
         .map(|t| t.f32s("matmul"))
         .collect::<Result<_>>()?;
-    let bias = op.bias.then(|| extra[0]);
-    let res = op.residual.then(|| extra[extra.len() - 1]);
+    let bias = op.bias.then(|| extra.first().copied()).flatten();
+    let res = op.residual.then(|| extra.last().copied()).flatten();
+    if (op.bias && bias.is_none_or(|b| b.len() < n))
+        || (op.residual && res.is_none_or(|r| r.len() != c.len()))
+    {
+        return Err(bad("bias or residual missing or short"));
+    }
     let act = op.act;
     crate::cpu::epilogue(
         &mut c,
@@ -310,8 +430,8 @@ fn qmatmul(op: &MatMul, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
             "packed CPU matmul takes A and the weight's parts".into(),
         ));
     }
-    let (w, used) = packed_weight(&ins[1..])?;
-    let (n, k) = (w.rows, w.cols);
+    let (w, _, used) = packed_weight(&ins[1..])?;
+    let (n, k) = (w.rows(), w.cols());
     let a_shape = ins[0].shape();
     let a = ins[0].f32s("matmul")?;
     let p = op.params(a_shape, &[n, k]);
@@ -346,7 +466,14 @@ fn qmatmul(op: &MatMul, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
         &gathered
     };
     if rows == 1 {
-        crate::cpu::quant::gemv(&w, &a_rows[..k], &mut c)?;
+        match w {
+            crate::cpu::quant::Packed::Quant(q) => {
+                crate::cpu::quant::gemv(&q, &a_rows[..k], &mut c)?
+            }
+            crate::cpu::quant::Packed::Half { data, .. } => {
+                crate::cpu::quant::gemv_half(n, k, data, &a_rows[..k], &mut c)?
+            }
+        }
     } else {
         crate::cpu::quant::gemm(&w, rows, a_rows, k, &mut c)?;
     }
@@ -399,6 +526,15 @@ pub(super) fn conv_kernel(op: &Conv2d, cx: &CpuCtx) -> Option<&'static str> {
         return None;
     }
     let g = geom(op, &cx.ins[0].shape, &cx.ins[1].shape, &cx.out.shape);
+    let packed = cx.is_const.get(1) == Some(&true)
+        && cx.ins[1].shape.len() == 4
+        && matches!(
+            cx.formats.get(1),
+            Some(crate::format::WeightFormat::Quant(_) | crate::format::WeightFormat::Half)
+        );
+    if packed {
+        return Some(if g.is_depthwise() { PDWCONV } else { PCONV });
+    }
     Some(if g.is_depthwise() {
         DWCONV
     } else if g.is_pointwise() {
@@ -409,6 +545,9 @@ pub(super) fn conv_kernel(op: &Conv2d, cx: &CpuCtx) -> Option<&'static str> {
 }
 
 pub(super) fn conv(op: &Conv2d, kernel: &str, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+    if reads_packed(kernel) {
+        return conv_packed(op, kernel, ins, out);
+    }
     let xs = f32_inputs("conv2d", ins)?;
     let g = geom(op, ins[0].shape(), ins[1].shape(), &out.shape);
     let mut y = vec![0.0f32; numel(&out.shape)];
@@ -419,6 +558,52 @@ pub(super) fn conv(op: &Conv2d, kernel: &str, ins: &[&Tensor], out: &ValueType) 
     }
     let bias = op.bias.then(|| xs[2]);
     let res = op.residual.then(|| xs[xs.len() - 1]);
+    let act = op.act;
+    crate::cpu::epilogue(
+        &mut y,
+        bias.map(|b| (&b[..g.cout], (g.oh * g.ow).max(1))),
+        res,
+        &move |v| act.apply(v),
+        act == super::Activation::None,
+    );
+    Tensor::new(&out.shape, y)
+}
+
+/// [`PCONV`], [`PDWCONV`]: `ins` = x, the weight's [`packed_names`] tensors, then bias and
+/// residual as the op has them.
+fn conv_packed(op: &Conv2d, kernel: &str, ins: &[&Tensor], out: &ValueType) -> Result<Tensor> {
+    if ins.len() < 2 {
+        return Err(Error::Input(
+            "packed CPU conv takes x and the weight's parts".into(),
+        ));
+    }
+    let x = ins[0].f32s("conv2d")?;
+    let (w, shape, used) = packed_weight(&ins[1..])?;
+    if shape.len() != 4 {
+        return Err(Error::Input(format!(
+            "packed CPU conv: weight shape {shape:?} is not OIHW"
+        )));
+    }
+    let g = geom(op, ins[0].shape(), &shape, &out.shape);
+    let mut y = vec![0.0f32; numel(&out.shape)];
+    match kernel {
+        PDWCONV if g.is_depthwise() => crate::cpu::conv::depthwise_packed(&g, x, &w, &mut y)?,
+        PCONV if !g.is_depthwise() => crate::cpu::conv::conv2d_packed(&g, x, &w, &mut y)?,
+        _ => return Err(wrong_kernel("conv2d", kernel)),
+    }
+    let extra: Vec<&[f32]> = ins[1 + used..]
+        .iter()
+        .map(|t| t.f32s("conv2d"))
+        .collect::<Result<_>>()?;
+    let bias = op.bias.then(|| extra.first().copied()).flatten();
+    let res = op.residual.then(|| extra.last().copied()).flatten();
+    if (op.bias && bias.is_none_or(|b| b.len() < g.cout))
+        || (op.residual && res.is_none_or(|r| r.len() != y.len()))
+    {
+        return Err(Error::Input(
+            "packed CPU conv: bias or residual missing or short".into(),
+        ));
+    }
     let act = op.act;
     crate::cpu::epilogue(
         &mut y,

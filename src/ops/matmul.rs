@@ -145,12 +145,51 @@ pub enum MatMulKernel {
         #[serde(default = "default_csr_pct")]
         max_density_pct: u32,
     },
+    /// A CSR weight in the staged layout (`ops/sparse.rs`): K cut into chunks of `cw`
+    /// columns, each chunk of `tm` (1, 2, 4) rows of A copied into workgroup memory and
+    /// gathered from there per stored entry, entries in groups of 8 with u16 columns. Needs
+    /// `tm * cw * 4` bytes of workgroup storage. Chosen while the density is at most
+    /// `max_density_pct`.
+    CsrStage {
+        tm: u32,
+        cw: u32,
+        #[serde(default = "default_csr_pct")]
+        max_density_pct: u32,
+    },
+    /// A 1:4 or 2:4 weight on the texture path (`ops/sparse.rs` K-major N:4 layout): each
+    /// group of 4 columns is one texel of A, read by all rows at once, and each kept value
+    /// picks its component by a 2-bit position. One weight row and row of A per invocation.
+    NmTex {
+        #[serde(default = "default_nm_pct")]
+        max_density_pct: u32,
+    },
     /// A BSR weight with blocks of r (1, 2, 4, 8) rows by 4 columns on the texture path: one
     /// A texel and r vec4 multiply-adds per stored block. Chosen while the stored blocks'
     /// share of the entries is at most `max_density_pct`.
     BsrTex {
         #[serde(default = "default_bsr_pct")]
         max_density_pct: u32,
+    },
+    /// f32 GEMV for adapters with subgroups: one workgroup of 64 per output striding over K
+    /// (coalesced along a Linear weight's rows), each subgroup reduced with `subgroupAdd`.
+    /// Any layout and batch; the `gemv` slot's candidate where subgroups exist.
+    SgGemv,
+    /// `Bcast`/`Tex` (`tex`: B in a texture) with f16 products: operands rounded to f16, runs
+    /// of 4 k multiplied and summed as vec4<f16>, partials summed in f32. Only with
+    /// `f16_compute` on adapters with `shader-f16`, from the `gemm_f16c`/`gemv_f16c` slots.
+    F16Block {
+        tm: u32,
+        tn4: u32,
+        #[serde(default)]
+        tex: bool,
+    },
+    /// `PackedF16` (f16 weights read as f16) multiplying in f16: A rounded to f16, two
+    /// products per texel summed in f16, partials in f32. Only with `f16_compute` on
+    /// adapters with `shader-f16` (slot `qgemv_f16c`).
+    PackedF16c {
+        tn4: u32,
+        #[serde(default)]
+        xtex: bool,
     },
 }
 
@@ -201,7 +240,7 @@ fn default_bsr_pct() -> u32 {
 }
 
 /// The sparse slots, tuned with a crossover (see [`TuneSlot::crossover`]): per layout, one
-/// slot for a single row of A (`csr`, `bsr`, `nm`: SpMV, 1024 x 1024) and one for batches
+/// slot for a single row of A (`csr`, `bsr`, `nm`: SpMV, N 4096 x K 2048) and one for batches
 /// (`csr_batch`, ...: 16 rows), since the crossover moves with the rows that share a weight
 /// load. Candidates run at any density (threshold 100) while being timed.
 fn sparse_slots(
@@ -221,7 +260,9 @@ fn sparse_slots(
         SparseLayout::Bsr { r: 4, c: 4 },
         &[0.1, 0.05, 0.2, 0.3, 0.5, 0.7, 0.9],
     );
-    let nm: Vec<(f32, WeightFormat)> = [(1, 8), (1, 4), (2, 4), (3, 4)]
+    // The first point is where candidates race: 2:4, the pattern sparse tensor hardware and
+    // `nmtex` target; points a candidate cannot read are skipped by the crossover.
+    let nm: Vec<(f32, WeightFormat)> = [(2, 4), (1, 8), (1, 4), (3, 4)]
         .iter()
         .map(|&(n, m)| (n as f32 / m as f32, fmt(SparseLayout::NM { n, m })))
         .collect();
@@ -238,6 +279,25 @@ fn sparse_slots(
                 max_density_pct: any,
             });
         }
+        // A staged in workgroup memory, in chunks that fill WebGPU's guaranteed 16 KiB (a
+        // 4096-column row, or 2048 x 2 and 1024 x 4 rows); for one row also 1024-column
+        // chunks (more workgroups resident per core on real GPUs). Larger chunks are not
+        // candidates: every candidate must fit the portable limits.
+        for &tm in tms {
+            let tm = tm.min(4);
+            let cws: &[u32] = if tm == 1 {
+                &[4096, 1024]
+            } else {
+                &[16384 / (4 * tm)]
+            };
+            for &cw in cws {
+                v.push(MatMulKernel::CsrStage {
+                    tm,
+                    cw,
+                    max_density_pct: any,
+                });
+            }
+        }
         if wg {
             v.push(MatMulKernel::CsrWg {
                 max_density_pct: any,
@@ -250,14 +310,24 @@ fn sparse_slots(
         max_density_pct: any,
     }];
     let nm_k = |tms: &[u32]| -> Vec<MatMulKernel> {
-        tms.iter()
+        let mut v: Vec<MatMulKernel> = tms
+            .iter()
             .map(|&tm| MatMulKernel::Nm {
                 tm,
                 max_density_pct: any,
             })
-            .collect()
+            .collect();
+        v.push(MatMulKernel::NmTex {
+            max_density_pct: any,
+        });
+        v
     };
-    let one = || lin_inputs(1, 1024, 1024);
+    // The one-row crossover on a layer of the size where pruning pays (4096 outputs, K 2048):
+    // on 1024 x 1024 fixed per-dispatch costs hide the per-entry cost, and the crossover
+    // measured there (20-30 % on lavapipe, moving between runs) sent 4096 x 4096 layers at
+    // 30 % to a sparse kernel 0.77x as fast as dense. A threshold measured on the larger layer
+    // errs towards dense on small layers, where either kernel is cheap.
+    let one = || lin_inputs(1, 2048, 4096);
     let batch = || lin_inputs(16, 512, 512);
     vec![
         TuneSlot::new("csr", csr_k(&[1], true), linear, one()).with_crossover(csr.clone()),
@@ -280,12 +350,15 @@ impl MatMulKernel {
                 | MatMulKernel::PackedSg
                 | MatMulKernel::PackedNorm { .. }
                 | MatMulKernel::PackedF16 { .. }
+                | MatMulKernel::PackedF16c { .. }
                 | MatMulKernel::PackedKn { .. }
                 | MatMulKernel::Int8Act { .. }
                 | MatMulKernel::Csr { .. }
                 | MatMulKernel::CsrWg { .. }
                 | MatMulKernel::Nm { .. }
                 | MatMulKernel::CsrTex { .. }
+                | MatMulKernel::CsrStage { .. }
+                | MatMulKernel::NmTex { .. }
                 | MatMulKernel::BsrTex { .. }
         )
     }
@@ -303,6 +376,10 @@ impl MatMulKernel {
             | MatMulKernel::CsrTex {
                 max_density_pct, ..
             }
+            | MatMulKernel::CsrStage {
+                max_density_pct, ..
+            }
+            | MatMulKernel::NmTex { max_density_pct }
             | MatMulKernel::BsrTex { max_density_pct } => Some(max_density_pct),
             _ => None,
         }
@@ -331,6 +408,15 @@ impl KernelVariant for MatMulKernel {
             ),
             MatMulKernel::PackedWg => "wg64".into(),
             MatMulKernel::PackedSg => "sg64".into(),
+            MatMulKernel::SgGemv => "sg-gemv".into(),
+            MatMulKernel::F16Block { tm, tn4, tex } => format!(
+                "f16c-{}-{tm}x{}",
+                if tex { "tex" } else { "bcast" },
+                tn4 * 4
+            ),
+            MatMulKernel::PackedF16c { tn4, xtex } => {
+                format!("f16c-knf16{}-1x{}", if xtex { "x" } else { "" }, tn4 * 4)
+            }
             MatMulKernel::PackedF16 { tn4, xtex } => {
                 format!("knf16{}-1x{}", if xtex { "x" } else { "" }, tn4 * 4)
             }
@@ -355,7 +441,13 @@ impl KernelVariant for MatMulKernel {
                 tm,
                 max_density_pct,
             } => format!("csrtex-{tm}x1-d{max_density_pct}"),
+            MatMulKernel::CsrStage {
+                tm,
+                cw,
+                max_density_pct,
+            } => format!("csrstage-{tm}x1-c{cw}-d{max_density_pct}"),
             MatMulKernel::BsrTex { max_density_pct } => format!("bsrtex-d{max_density_pct}"),
+            MatMulKernel::NmTex { max_density_pct } => format!("nmtex-d{max_density_pct}"),
             MatMulKernel::PackedKn {
                 tm,
                 tn4,
@@ -389,10 +481,17 @@ impl KernelVariant for MatMulKernel {
             }
             MatMulKernel::Tex2 { tm, tn4 } => matches!((tm, tn4), (4 | 8, 1 | 2)),
             // Named accumulators: up to 16 rows of up to 4 texel columns.
-            MatMulKernel::Tex2Reg { tm, tn4 } => matches!(tm, 4 | 8 | 16) && matches!(tn4, 1 | 2 | 4),
+            MatMulKernel::Tex2Reg { tm, tn4 } => {
+                matches!(tm, 4 | 8 | 16) && matches!(tn4, 1 | 2 | 4)
+            }
             // Accumulators are arrays of 16 in the shader.
             MatMulKernel::Packed { tm, r, .. } => matches!(tm, 1 | 2 | 4) && matches!(r, 1 | 2 | 4),
-            MatMulKernel::PackedWg | MatMulKernel::PackedSg => true,
+            MatMulKernel::PackedWg | MatMulKernel::PackedSg | MatMulKernel::SgGemv => true,
+            // The same named-accumulator shapes as the f32 block kernel.
+            MatMulKernel::F16Block { tm, tn4, .. } => {
+                matches!((tm, tn4), (1, 1 | 2 | 4) | (4 | 8, 1 | 2))
+            }
+            MatMulKernel::PackedF16c { tn4, .. } => matches!(tn4, 1 | 2 | 4),
             MatMulKernel::PackedNorm { tn4, .. } | MatMulKernel::PackedF16 { tn4, .. } => {
                 matches!(tn4, 1 | 2 | 4)
             }
@@ -410,14 +509,26 @@ impl KernelVariant for MatMulKernel {
                 tm,
                 max_density_pct,
             } => matches!(tm, 1 | 2 | 4 | 8) && max_density_pct <= 100,
-            MatMulKernel::CsrWg { max_density_pct } | MatMulKernel::BsrTex { max_density_pct } => {
-                max_density_pct <= 100
-            }
+            MatMulKernel::CsrWg { max_density_pct }
+            | MatMulKernel::BsrTex { max_density_pct }
+            | MatMulKernel::NmTex { max_density_pct } => max_density_pct <= 100,
             // Named accumulators for 1, 2 or 4 rows of A.
             MatMulKernel::CsrTex {
                 tm,
                 max_density_pct,
             } => matches!(tm, 1 | 2 | 4) && max_density_pct <= 100,
+            // Named accumulators for 1, 2 or 4 rows of A; chunks of whole texels whose local
+            // columns fit a u16.
+            MatMulKernel::CsrStage {
+                tm,
+                cw,
+                max_density_pct,
+            } => {
+                matches!(tm, 1 | 2 | 4)
+                    && cw.is_power_of_two()
+                    && (256..=16384).contains(&cw)
+                    && max_density_pct <= 100
+            }
         };
         if ok {
             Ok(())
@@ -590,6 +701,15 @@ static SP_CSR_TEX: ShaderSource = crate::wgsl!(
     "sparse/half.wgsl", "sparse/tex_vals.wgsl", "sparse/tex_store.wgsl", "sparse/csr_tex.wgsl";
     [[("VALS", 0), ("TM", 1)], [("VALS", 1), ("TM", 2)], [("VALS", 2), ("TM", 4)]]
 );
+static SP_CSR_STAGE: ShaderSource = crate::wgsl!(
+    "sparse/half.wgsl", "sparse/tex_vals.wgsl", "sparse/tex_store.wgsl", "sparse/csr_stage.wgsl";
+    [[("VALS", 0), ("TM", 1), ("CW", 4096)], [("VALS", 1), ("TM", 2), ("CW", 2048)],
+     [("VALS", 2), ("TM", 4), ("CW", 1024)]]
+);
+static SP_NM_TEX: ShaderSource = crate::wgsl!(
+    "sparse/half.wgsl", "sparse/tex_vals.wgsl", "sparse/tex_store.wgsl", "sparse/nm_tex.wgsl";
+    [[("VALS", 0), ("NK", 2)], [("VALS", 1), ("NK", 1)], [("VALS", 2), ("NK", 2)]]
+);
 static SP_BSR_TEX: ShaderSource = crate::wgsl!(
     "sparse/half.wgsl", "sparse/tex_vals.wgsl", "sparse/tex_store.wgsl", "sparse/bsr_tex.wgsl";
     [[("VALS", 0), ("R", 4)], [("VALS", 1), ("R", 1)], [("VALS", 2), ("R", 8)]]
@@ -653,6 +773,9 @@ impl OpFamily for MatMul {
         };
         let tm = if rows == 1 { 1 } else { 4 };
         if cx.is_const[1] {
+            if let Some(k) = self.select_f16c(cx, rows) {
+                return Some(k);
+            }
             let (slot, default) = if rows == 1 {
                 ("gemv", MatMulKernel::Vec4 { tm: 1, tn: 4 })
             } else {
@@ -731,6 +854,35 @@ impl OpFamily for MatMul {
                 }
                 a_tex(xtex, &lay)
             }
+            MatMulKernel::PackedF16c { xtex, .. } => {
+                let lay = self.packed_layout(cx)?;
+                if lay.bits != 16 {
+                    return Err("the f16 kernel reads f16 weights only".into());
+                }
+                f16_allowed(k, cx)?;
+                a_tex(xtex, &lay)
+            }
+            MatMulKernel::SgGemv => {
+                if !cx.device.features.subgroups {
+                    return Err("the subgroup GEMV needs the adapter's subgroup feature".into());
+                }
+                let max = cx.device.limits.max_compute_workgroups_per_dimension as usize;
+                let n = cx.out.shape[cx.out.shape.len() - 1];
+                if n > max || a_rows > max {
+                    return Err(format!(
+                        "one workgroup per output: {n} x {a_rows} exceed the workgroup grid"
+                    ));
+                }
+                Ok(())
+            }
+            MatMulKernel::F16Block { tex, .. } => {
+                f16_allowed(k, cx)?;
+                need_const()?;
+                if tex {
+                    b_tex()?;
+                }
+                Ok(())
+            }
             MatMulKernel::PackedNorm { xtex, .. } => {
                 let lay = self.packed_layout(cx)?;
                 if lay.bits == 4 {
@@ -780,6 +932,8 @@ impl OpFamily for MatMul {
             | MatMulKernel::CsrWg { .. }
             | MatMulKernel::Nm { .. }
             | MatMulKernel::CsrTex { .. }
+            | MatMulKernel::CsrStage { .. }
+            | MatMulKernel::NmTex { .. }
             | MatMulKernel::BsrTex { .. } => {
                 use crate::format::SparseLayout;
                 let lay = self.sparse_layout(cx)?;
@@ -787,12 +941,16 @@ impl OpFamily for MatMul {
                     (
                         MatMulKernel::Csr { .. }
                         | MatMulKernel::CsrWg { .. }
-                        | MatMulKernel::CsrTex { .. },
+                        | MatMulKernel::CsrTex { .. }
+                        | MatMulKernel::CsrStage { .. },
                         SparseLayout::Csr,
                     )
                     | (MatMulKernel::Nm { .. }, SparseLayout::NM { .. }) => true,
                     (MatMulKernel::BsrTex { .. }, SparseLayout::Bsr { r, c }) => {
                         matches!(r, 1 | 2 | 4 | 8) && c == 4
+                    }
+                    (MatMulKernel::NmTex { .. }, SparseLayout::NM { n, m }) => {
+                        matches!(n, 1 | 2) && m == 4
                     }
                     _ => false,
                 };
@@ -806,7 +964,13 @@ impl OpFamily for MatMul {
                 // A, the weight's parts (row pointers for CSR), bias, residual, output; the
                 // texture kernels bind their pointers, scales, bias, residual and output.
                 let buffers = match (k, lay.layout) {
-                    (MatMulKernel::CsrTex { .. } | MatMulKernel::BsrTex { .. }, _) => 5,
+                    (
+                        MatMulKernel::CsrTex { .. }
+                        | MatMulKernel::CsrStage { .. }
+                        | MatMulKernel::BsrTex { .. },
+                        _,
+                    ) => 5,
+                    (MatMulKernel::NmTex { .. }, _) => 4,
                     (_, SparseLayout::Csr) => 8,
                     _ => 7,
                 };
@@ -820,7 +984,21 @@ impl OpFamily for MatMul {
                 if matches!(k, MatMulKernel::CsrWg { .. }) && a_rows > max {
                     return Err(format!("{a_rows} rows of A exceed the workgroup grid"));
                 }
-                if let MatMulKernel::CsrTex { .. } | MatMulKernel::BsrTex { .. } = k {
+                if let MatMulKernel::CsrStage { tm, cw, .. } = *k {
+                    let bytes = tm * cw * 4;
+                    if bytes > cx.device.limits.max_compute_workgroup_storage_size {
+                        return Err(format!(
+                            "kernel {} stages {bytes} bytes of A, over the device's workgroup \
+                             storage",
+                            k.name()
+                        ));
+                    }
+                }
+                if let MatMulKernel::CsrTex { .. }
+                | MatMulKernel::CsrStage { .. }
+                | MatMulKernel::NmTex { .. }
+                | MatMulKernel::BsrTex { .. } = k
+                {
                     if self.trans_a {
                         return Err("texture sparse kernels need an untransposed A".into());
                     }
@@ -830,7 +1008,11 @@ impl OpFamily for MatMul {
                     }
                     // Upper bound of the value texture (at most every entry stored, plus
                     // 3 padding entries a row): f32 is the largest per texel.
-                    let quads = lay.rows * lay.cols / 4 + lay.rows;
+                    let chunks = match *k {
+                        MatMulKernel::CsrStage { cw, .. } => lay.cols.div_ceil(cw as usize),
+                        _ => 1,
+                    };
+                    let quads = lay.rows * lay.cols / 4 + 2 * lay.rows * chunks;
                     let h = SLayout::tex_height(quads / lay.quads_per_texel() + 1);
                     if !cx.tex_fits(crate::ops::sparse::TEX_WIDTH, h) {
                         return Err(
@@ -906,7 +1088,7 @@ impl OpFamily for MatMul {
         // Workgroup-tiled variants for real GPUs (64 x 64 blocks of 256 invocations, 32 x 32
         // blocks of 64), in the GEMM slots so each adapter measures them against the rest.
         let wg = [(4, 4, 16), (4, 4, 8)].map(|(tm, tn, wg)| MatMulKernel::WgTile { tm, tn, wg });
-        let gemm = vec4
+        let gemm: Vec<MatMulKernel> = vec4
             .into_iter()
             .chain(bcast)
             .chain(tex)
@@ -917,7 +1099,12 @@ impl OpFamily for MatMul {
         let vec4 = [1, 2, 4, 8].map(|tn| MatMulKernel::Vec4 { tm: 1, tn });
         let bcast = [1, 2, 4].map(|tn4| MatMulKernel::Bcast { tm: 1, tn4 });
         let tex = [1, 2, 4].map(|tn4| MatMulKernel::Tex { tm: 1, tn4 });
-        let gemv = vec4.into_iter().chain(bcast).chain(tex).collect();
+        let gemv: Vec<MatMulKernel> = vec4
+            .into_iter()
+            .chain(bcast)
+            .chain(tex)
+            .chain([MatMulKernel::SgGemv])
+            .collect();
         let tiled = [(4, 4), (2, 4), (4, 2)]
             .iter()
             .map(|&(tm, tn)| MatMulKernel::Tiled { tm, tn })
@@ -996,6 +1183,7 @@ impl OpFamily for MatMul {
             crate::format::WeightFormat::Dense,
             crate::format::WeightFormat::Half,
         ];
+        let f16c = f16c_slots(&gemm, &gemv, &f16v, linear, lin_inputs);
         let mut slots = vec![
             TuneSlot::new("qgemv_f16", f16v, linear, lin_inputs(1, 1024, 4096))
                 .with_formats(half_formats),
@@ -1013,6 +1201,7 @@ impl OpFamily for MatMul {
                 vec![(vec![127, 96], false), (vec![127, 96], false)],
             ),
         ];
+        slots.extend(f16c);
         slots.extend(sparse_slots(linear, lin_inputs));
         slots
     }
@@ -1057,7 +1246,14 @@ impl OpFamily for MatMul {
             &SP_CSR_WG,
             &SP_NM,
             &SP_CSR_TEX,
+            &SP_CSR_STAGE,
+            &SP_NM_TEX,
             &SP_BSR_TEX,
+            &GEMV_SG,
+            &GEMM_F16_BCAST,
+            &GEMM_F16_TEX,
+            &QKNF16C,
+            &QKNF16C_2,
         ]
     }
 
@@ -1367,11 +1563,18 @@ impl MatMul {
         if let MatMulKernel::CsrWg { .. } = kernel {
             return self.lower_sparse(kernel, 1, cx);
         }
-        if let MatMulKernel::CsrTex { .. } | MatMulKernel::BsrTex { .. } = kernel {
+        if let MatMulKernel::CsrTex { .. }
+        | MatMulKernel::CsrStage { .. }
+        | MatMulKernel::NmTex { .. }
+        | MatMulKernel::BsrTex { .. } = kernel
+        {
             return self.lower_sparse_tex(kernel, cx);
         }
         if kernel.reads_packed() {
             return self.lower_packed(kernel, cx);
+        }
+        if let MatMulKernel::SgGemv | MatMulKernel::F16Block { .. } = kernel {
+            return self.lower_sg_f16(kernel, cx);
         }
         let p = self.params(&cx.in_shapes[0], &cx.in_shapes[1]);
         let [bias, res] = super::epilogue_binds(self.bias, self.residual);
@@ -1510,14 +1713,20 @@ impl MatMul {
             | MatMulKernel::PackedSg
             | MatMulKernel::PackedNorm { .. }
             | MatMulKernel::PackedF16 { .. }
+            | MatMulKernel::PackedF16c { .. }
             | MatMulKernel::PackedKn { .. }
             | MatMulKernel::Int8Act { .. }
             | MatMulKernel::Csr { .. }
             | MatMulKernel::CsrWg { .. }
             | MatMulKernel::Nm { .. }
             | MatMulKernel::CsrTex { .. }
+            | MatMulKernel::CsrStage { .. }
+            | MatMulKernel::NmTex { .. }
             | MatMulKernel::BsrTex { .. } => {
                 unreachable!("lowered by lower_packed")
+            }
+            MatMulKernel::SgGemv | MatMulKernel::F16Block { .. } => {
+                unreachable!("lowered by lower_sg_f16")
             }
             MatMulKernel::Bcast { tm, tn4 } | MatMulKernel::Tex { tm, tn4 } => {
                 if !cx.is_const[1] {
@@ -1657,8 +1866,13 @@ impl MatMul {
                 return Some(k);
             }
         }
-        cx.tuned::<Self>(slot)
-            .into_iter()
+        // A session that allows f16 compute reads the f16 slot first (tuned with f16
+        // arithmetic allowed: its f16 kernels compete with the f32 ones there).
+        let f16c = (half && rows == 1 && cx.device.f16_compute)
+            .then(|| cx.tuned::<Self>("qgemv_f16c"))
+            .flatten();
+        f16c.into_iter()
+            .chain(cx.tuned::<Self>(slot))
             .chain([buf(tm, 2), buf(1, 1)])
             .find(|k| self.fits(k, cx).is_ok())
     }
@@ -1775,6 +1989,13 @@ impl MatMul {
                 let params = kn_params(params);
                 let wg = [div_ceil(lay.n4s(), 64 * tn4 as usize), p.m, p.batch];
                 let file = if xtex { &QKNF16_2 } else { &QKNF16 };
+                (file, Bind::Quant(1, QPart::CodesKn), wg, xtex, params)
+            }
+            MatMulKernel::PackedF16c { tn4, xtex } => {
+                consts.push(("TN4", tn4));
+                let params = kn_params(params);
+                let wg = [div_ceil(lay.n4s(), 64 * tn4 as usize), p.m, p.batch];
+                let file = if xtex { &QKNF16C_2 } else { &QKNF16C };
                 (file, Bind::Quant(1, QPart::CodesKn), wg, xtex, params)
             }
             MatMulKernel::PackedNorm { tn4, xtex } => {
@@ -1980,17 +2201,40 @@ impl MatMul {
                     div_ceil(p.m as usize, tm as usize),
                     p.batch,
                 ],
-                [
+                vec![
                     Bind::Sparse(1, SPart::Groups),
                     Bind::SparseTex(1, SPart::GroupCols),
                     Bind::SparseTex(1, SPart::GroupVals),
+                ],
+            ),
+            (MatMulKernel::CsrStage { tm, cw, .. }, SparseLayout::Csr) => (
+                &SP_CSR_STAGE,
+                vec![("VALS", lay.vals), ("TM", tm), ("CW", cw)],
+                [
+                    div_ceil(p.n as usize, 64),
+                    div_ceil(p.m as usize, tm as usize),
+                    p.batch,
+                ],
+                vec![
+                    Bind::Sparse(1, SPart::StagePtr(cw)),
+                    Bind::SparseTex(1, SPart::StageCols(cw)),
+                    Bind::SparseTex(1, SPart::StageVals(cw)),
+                ],
+            ),
+            (MatMulKernel::NmTex { .. }, SparseLayout::NM { n, m: 4 }) => (
+                &SP_NM_TEX,
+                vec![("VALS", lay.vals), ("NK", n as u32)],
+                [div_ceil(p.n as usize, 64), rows, 1],
+                vec![
+                    Bind::SparseTex(1, SPart::NmPos),
+                    Bind::SparseTex(1, SPart::NmVals),
                 ],
             ),
             (MatMulKernel::BsrTex { .. }, SparseLayout::Bsr { r, c: 4 }) => (
                 &SP_BSR_TEX,
                 vec![("VALS", lay.vals), ("R", super::word(r))],
                 [div_ceil(p.n as usize / r, 64), p.m, p.batch],
-                [
+                vec![
                     Bind::Sparse(1, SPart::Indptr),
                     Bind::SparseTex(1, SPart::Indices),
                     Bind::SparseTex(1, SPart::Values),
@@ -2114,6 +2358,175 @@ impl MatMul {
             overrides: self.act.overrides(),
             params,
             bindings,
+            workgroups: wg,
+        }])
+    }
+}
+
+/// The subgroup f32 GEMV and the f16-product block kernels.
+static GEMV_SG: ShaderSource = crate::wgsl!("matmul/gemv_sg.wgsl");
+static GEMM_F16_BCAST: ShaderSource = crate::wgsl!(
+    "matmul/b_buffer.wgsl", "matmul/store4.wgsl", "matmul/gemm_block_f16.wgsl";
+    [[("TM", 4), ("TN4", 1)], [("TM", 1), ("TN4", 4)], [("TM", 8), ("TN4", 2)]]
+);
+static GEMM_F16_TEX: ShaderSource = crate::wgsl!(
+    "matmul/b_texture.wgsl", "matmul/store4.wgsl", "matmul/gemm_block_f16.wgsl";
+    [[("TM", 4), ("TN4", 2)], [("TM", 1), ("TN4", 2)], [("TM", 8), ("TN4", 1)]]
+);
+/// GEMV on f16 weights multiplied in f16 (`enable f16`), A from a buffer or a texture.
+macro_rules! packed_knf16c_source {
+    ($a:literal) => {
+        crate::wgsl!("quant/dequant.wgsl", $a, "matmul/w_kn_f16c.wgsl", "matmul/store4.wgsl",
+            "quant/qgemv_kn.wgsl"; [
+            [("TN4", 1), ("BITS", 16), ("SCALE", 4), ("ZERO", 0)],
+            [("TN4", 4), ("BITS", 16), ("SCALE", 4), ("ZERO", 0)]
+        ])
+    };
+}
+static QKNF16C: ShaderSource = packed_knf16c_source!("quant/a_buffer.wgsl");
+static QKNF16C_2: ShaderSource = packed_knf16c_source!("quant/a_texture.wgsl");
+
+/// Why an f16-product kernel may not run: the session must allow reduced precision and the
+/// adapter must have `shader-f16`.
+fn f16_allowed(k: &MatMulKernel, cx: &SelectCtx) -> std::result::Result<(), String> {
+    if !cx.device.f16_compute {
+        Err(format!(
+            "kernel {} computes in f16: only with SessionOptions::f16_compute",
+            k.name()
+        ))
+    } else if !cx.device.features.shader_f16 {
+        Err(format!(
+            "kernel {} needs the adapter's shader-f16 feature",
+            k.name()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// The slots a session that allows f16 compute reads (`gemm_f16c`, `gemv_f16c` on dense f32
+/// weights, `qgemv_f16c` on f16 weights): the f16-product kernels beside every f32 candidate
+/// of the matching f32 slot, timed with f16 allowed, so an f16 kernel is chosen only where it
+/// measured faster than the best f32 one on this adapter.
+fn f16c_slots(
+    gemm: &[MatMulKernel],
+    gemv: &[MatMulKernel],
+    f16v: &[MatMulKernel],
+    linear: MatMul,
+    lin_inputs: impl Fn(usize, usize, usize) -> Vec<(Vec<usize>, bool)>,
+) -> Vec<TuneSlot> {
+    let f16_block = |shapes: &[(u32, u32)]| {
+        let mut v = Vec::new();
+        for &(tm, tn4) in shapes {
+            for tex in [false, true] {
+                v.push(MatMulKernel::F16Block { tm, tn4, tex });
+            }
+        }
+        v
+    };
+    let mut gemm = gemm.to_vec();
+    gemm.extend(f16_block(&[(4, 2), (8, 1), (8, 2)]));
+    let mut gemv = gemv.to_vec();
+    gemv.extend(f16_block(&[(1, 1), (1, 2), (1, 4)]));
+    let mut qgemv = f16v.to_vec();
+    for tn4 in [1, 2, 4] {
+        for xtex in [false, true] {
+            qgemv.push(MatMulKernel::PackedF16c { tn4, xtex });
+        }
+    }
+    let half_formats = vec![
+        crate::format::WeightFormat::Dense,
+        crate::format::WeightFormat::Half,
+    ];
+    let mut slots = vec![
+        TuneSlot::new("gemm_f16c", gemm, linear, lin_inputs(128, 256, 512)),
+        TuneSlot::new("gemv_f16c", gemv, linear, lin_inputs(1, 1024, 1024)),
+        TuneSlot::new("qgemv_f16c", qgemv, linear, lin_inputs(1, 1024, 4096))
+            .with_formats(half_formats),
+    ];
+    for s in &mut slots {
+        s.f16_compute = true;
+    }
+    slots
+}
+
+/// The subgroup GEMV and the f16-product block kernels.
+impl MatMul {
+    /// With f16 compute allowed: the `gemv_f16c`/`gemm_f16c` slot's choice (which may be an
+    /// f32 kernel, when that measured faster) if it fits; `None` otherwise (the f32 slots then
+    /// choose). Nothing is chosen untuned: an f16 kernel runs only where it was measured.
+    fn select_f16c(&self, cx: &SelectCtx, rows: usize) -> Option<MatMulKernel> {
+        if !cx.device.f16_compute {
+            return None;
+        }
+        let slot = if rows == 1 { "gemv_f16c" } else { "gemm_f16c" };
+        cx.tuned::<Self>(slot).filter(|k| self.fits(k, cx).is_ok())
+    }
+
+    fn lower_sg_f16(&self, kernel: MatMulKernel, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        kernel
+            .check()
+            .map_err(|e| unsupported("matmul", format!("kernel {}: {e}", kernel.name())))?;
+        let p = self.params(&cx.in_shapes[0], &cx.in_shapes[1]);
+        let [bias, res] = super::epilogue_binds(self.bias, self.residual);
+        let (m, batch) = (p.m as usize, p.batch);
+        let (shader, params, b_bind, wg) = match kernel {
+            MatMulKernel::SgGemv => (
+                ShaderKey::new(&GEMV_SG, &[]),
+                bytemuck::cast_slice(&[p]).to_vec(),
+                Bind::Input(1),
+                [p.n, p.m, batch],
+            ),
+            MatMulKernel::F16Block { tm, tn4, tex } => {
+                if !cx.is_const[1] {
+                    return Err(unsupported(
+                        "matmul",
+                        format!("kernel {} needs a constant B", kernel.name()),
+                    ));
+                }
+                let n4 = p.n.div_ceil(4);
+                // The f32 block kernel's parameters and B packing.
+                let v = BcastParams {
+                    m: p.m,
+                    n: p.n,
+                    k: p.k,
+                    batch,
+                    a_bs: p.a_bs,
+                    a_rs: p.a_rs,
+                    a_ks: p.a_ks,
+                    b_bs4: if p.b_bs != 0 { p.k } else { 0 },
+                    n4,
+                    has_bias: p.has_bias,
+                    has_res: p.has_res,
+                    _p0: 0,
+                };
+                let pack = Pack::KnPadded4 {
+                    trans_b: self.trans_b,
+                };
+                let (file, b_bind) = if tex {
+                    (&GEMM_F16_TEX, Bind::Texture(1, pack, n4))
+                } else {
+                    (&GEMM_F16_BCAST, Bind::Packed(1, pack))
+                };
+                (
+                    ShaderKey::new(file, &[("TM", tm), ("TN4", tn4)]),
+                    bytemuck::cast_slice(&[v]).to_vec(),
+                    b_bind,
+                    [
+                        div_ceil(n4 as usize, 64 * tn4 as usize),
+                        div_ceil(m, tm as usize),
+                        batch,
+                    ],
+                )
+            }
+            _ => return Err(unsupported("matmul", "not a subgroup or f16 block kernel")),
+        };
+        check_grid("matmul", wg, cx.max_workgroups)?;
+        Ok(vec![Dispatch {
+            shader,
+            overrides: self.act.overrides(),
+            params,
+            bindings: vec![Bind::Input(0), b_bind, bias, res, Bind::Output],
             workgroups: wg,
         }])
     }

@@ -439,6 +439,9 @@ pub struct TuneSlot {
     pub formats: Vec<WeightFormat>,
     /// Time the slot with int8 activations on (see `DeviceProfile::int8_activations`).
     pub int8_activations: bool,
+    /// Time the slot with f16 compute allowed (see `DeviceProfile::f16_compute`): its f16
+    /// candidates compete with f32 ones, and a session that allows f16 reads this slot.
+    pub f16_compute: bool,
     /// Sparse slots: weight densities, each with the sparse format the constant is stored in
     /// there. The best candidate (timed at the first point) is then timed at every point
     /// against the dense kernels on the same weight decoded, and the choice's
@@ -468,6 +471,7 @@ impl TuneSlot {
                 .collect(),
             formats: vec![WeightFormat::Dense; inputs.len()],
             int8_activations: false,
+            f16_compute: false,
             crossover: Vec::new(),
             op: op.into(),
             inputs,

@@ -23,6 +23,18 @@
 //!   buffer) holds each row's first group, [`SPart::GroupCols`] a group's 4 columns per texel,
 //!   [`SPart::GroupVals`] its values in the stored type (f32: a texel a group; f16: two groups;
 //!   i8: four). At most 3 padding entries a row.
+//! - CSR for the staged kernel (`csrstage`, [`SPart::StagePtr`] and siblings, chunk width
+//!   `cw` columns): K is cut into chunks of `cw`; each (chunk, row)'s entries are cut into
+//!   groups of 8 (the last padded with zero values at local column 0), laid chunk-major
+//!   (chunk 0's rows, then chunk 1's, ...). `StagePtr` holds each (chunk, row)'s first group,
+//!   `StageCols` a group's 8 columns minus the chunk's first column as u16 (one texel),
+//!   `StageVals` its 8 values (two quads: f32 two texels, f16 one, i8 half of one). Padding:
+//!   at most 7 entries per (chunk, row).
+//! - N:4 (n = 1 or 2) for `nmtex`, re-laid K-major ([`SPart::NmVals`], [`SPart::NmPos`]): the
+//!   kept values of each row in quads of 4 (the last zero-padded), quad t of row n at texel
+//!   `(t / qpt) * rows + n` (qpt quads a texel: 1 f32, 2 f16, 4 i8), so adjacent rows are
+//!   adjacent texels; their positions in the group as 2-bit fields, a byte a quad, 16 bytes a
+//!   texel at `(t / 16) * rows + n`.
 //! - BSR with 4-column blocks goes up as stored: `indices` (block columns) and `values` (row
 //!   `i` of block `b` is value quad `b * r + i`) as textures, `indptr` as a storage buffer.
 
@@ -47,6 +59,19 @@ pub enum SPart {
     GroupCols,
     /// Texture layout of CSR: the 4 values of each group, in the stored value type.
     GroupVals,
+    /// Staged layout of CSR with chunks of the given width in columns: the first group of 8
+    /// entries of each (chunk, row), chunk-major (u32 `[chunks * rows + 1]`).
+    StagePtr(u32),
+    /// Staged layout: each group's 8 columns as u16 offsets within the chunk (one texel).
+    StageCols(u32),
+    /// Staged layout: each group's 8 values (two quads), in the stored value type.
+    StageVals(u32),
+    /// K-major layout of an N:4 weight (`nmtex`): value quad t of row n at texel
+    /// `(t / quads per texel) * rows + n`.
+    NmVals,
+    /// K-major layout of an N:4 weight: each value quad's four 2-bit positions as one byte,
+    /// byte t of row n in texel `(t / 16) * rows + n`.
+    NmPos,
 }
 
 /// Width in texels of the sparse weight textures (a row of 32 KiB); their height is the part's
@@ -175,6 +200,38 @@ pub fn pack_part(
     };
     let csr = lay.layout == SparseLayout::Csr;
     let nm = matches!(lay.layout, SparseLayout::NM { .. });
+    if let SPart::StagePtr(cw) | SPart::StageCols(cw) | SPart::StageVals(cw) = part {
+        if !csr || !(4..=65536).contains(&cw) || cw % 4 != 0 {
+            return Err(bad(format!(
+                "{part:?} is a part of CSR's staged layout, chunks of 4 to 65536 columns"
+            )));
+        }
+        let ptr: Vec<i32> = bytemuck::pod_collect_to_vec(get("indptr", &[DType::I32])?.bytes());
+        let idx: Vec<i32> = bytemuck::pod_collect_to_vec(get("indices", &[DType::I32])?.bytes());
+        let dt = [DType::F32, DType::F16, DType::I8][lay.vals as usize];
+        let vals = get("values", &[dt])?;
+        return Ok(csr_stage(
+            part,
+            cw as usize,
+            lay.cols,
+            &ptr,
+            &idx,
+            vals.bytes(),
+            lay.vals,
+        ));
+    }
+    if let SPart::NmVals | SPart::NmPos = part {
+        let SparseLayout::NM { n: 1 | 2, m: 4 } = lay.layout else {
+            return Err(bad(format!(
+                "{part:?} is a part of the 1:4 / 2:4 texture layout only"
+            )));
+        };
+        let kept = lay.kept();
+        let idx = get("indices", &[DType::U8])?.bytes();
+        let dt = [DType::F32, DType::F16, DType::I8][lay.vals as usize];
+        let vals = get("values", &[dt])?.bytes();
+        return Ok(nm_kmajor(part, lay.rows, kept, idx, vals, lay.vals));
+    }
     if matches!(part, SPart::Groups | SPart::GroupCols | SPart::GroupVals) {
         if !csr {
             return Err(bad(format!(
@@ -234,6 +291,105 @@ fn csr_groups(part: SPart, ptr: &[i32], idx: &[i32], vals: &[u8], vals_kind: u32
             bytemuck::pod_collect_to_vec(&bytes)
         }
     }
+}
+
+/// CSR's staged layout (module docs): per chunk of `cw` columns, each row's entries in that
+/// chunk cut into groups of 8, chunk-major. The parts were validated at load (pointers
+/// increase, columns in range, columns of a row ascending), so a row's entries of one chunk
+/// are contiguous; they are found by walking each row once.
+fn csr_stage(
+    part: SPart,
+    cw: usize,
+    cols: usize,
+    ptr: &[i32],
+    idx: &[i32],
+    vals: &[u8],
+    vals_kind: u32,
+) -> Vec<u32> {
+    let vb = [4usize, 2, 1][vals_kind as usize];
+    let rows = ptr.len().saturating_sub(1);
+    let chunks = cols.div_ceil(cw).max(1);
+    // Entry range of each (chunk, row), chunk-major.
+    let mut ranges = vec![(0usize, 0usize); chunks * rows];
+    for r in 0..rows {
+        let (a, b) = (ptr[r].max(0) as usize, ptr[r + 1].max(0) as usize);
+        let mut j = a;
+        for ch in 0..chunks {
+            let start = j;
+            while j < b && (idx[j].max(0) as usize) < (ch + 1) * cw {
+                j += 1;
+            }
+            ranges[ch * rows + r] = (start, j);
+        }
+    }
+    let mut groups = Vec::with_capacity(ranges.len() + 1);
+    groups.push(0u32);
+    let (mut halves, mut bytes) = (Vec::<u16>::new(), Vec::<u8>::new());
+    for (i, &(a, b)) in ranges.iter().enumerate() {
+        let n = b - a;
+        let padded = n.div_ceil(8) * 8;
+        if part == SPart::StageCols(cw as u32) {
+            let base = i / rows * cw;
+            halves.extend(idx[a..b].iter().map(|&c| (c.max(0) as usize - base) as u16));
+            halves.resize(halves.len() + padded - n, 0);
+        } else if part == SPart::StageVals(cw as u32) {
+            bytes.extend_from_slice(&vals[a * vb..b * vb]);
+            bytes.resize(bytes.len() + (padded - n) * vb, 0);
+        }
+        groups.push(groups[i] + (padded / 8) as u32);
+    }
+    match part {
+        SPart::StagePtr(_) => groups,
+        SPart::StageCols(_) => {
+            halves.resize(halves.len().max(8), 0);
+            halves
+                .chunks(2)
+                .map(|h| h[0] as u32 | (h.get(1).copied().unwrap_or(0) as u32) << 16)
+                .collect()
+        }
+        _ => {
+            bytes.resize(bytes.len().div_ceil(16).max(1) * 16, 0);
+            bytemuck::pod_collect_to_vec(&bytes)
+        }
+    }
+}
+
+/// The K-major N:4 layout (module docs) of `rows` rows of `kept` slots: positions `idx` (u8,
+/// `[rows, kept]`) and values in their stored type (`vals_kind` 0 f32, 1 f16, 2 i8).
+fn nm_kmajor(
+    part: SPart,
+    rows: usize,
+    kept: usize,
+    idx: &[u8],
+    vals: &[u8],
+    kind: u32,
+) -> Vec<u32> {
+    let quads = kept.div_ceil(4).max(1);
+    if part == SPart::NmPos {
+        // Byte t of row n at byte (t / 16 * rows + n) * 16 + t % 16.
+        let texels = quads.div_ceil(16) * rows;
+        let mut b = vec![0u8; texels.max(1) * 16];
+        for n in 0..rows {
+            for (s, &pos) in idx[n * kept..(n + 1) * kept].iter().enumerate() {
+                let t = s / 4;
+                b[(t / 16 * rows + n) * 16 + t % 16] |= (pos & 3) << ((s % 4) * 2);
+            }
+        }
+        return bytemuck::pod_collect_to_vec(&b);
+    }
+    let vb = [4usize, 2, 1][kind as usize];
+    let qpt = 1usize << kind;
+    let qb = 4 * vb; // bytes per quad
+    let texels = quads.div_ceil(qpt) * rows;
+    let mut b = vec![0u8; texels.max(1) * 16];
+    for n in 0..rows {
+        let row = &vals[n * kept * vb..(n + 1) * kept * vb];
+        for (t, q) in row.chunks(qb).enumerate() {
+            let at = (t / qpt * rows + n) * 16 + (t % qpt) * qb;
+            b[at..at + q.len()].copy_from_slice(q);
+        }
+    }
+    bytemuck::pod_collect_to_vec(&b)
 }
 
 /// Names of the CSR-f32 tensors the CPU sparse kernel reads for weight `name`: row pointers

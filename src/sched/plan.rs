@@ -38,11 +38,11 @@ pub struct PlanValue {
     /// A packed weight some node reads as f32 (a kernel that does not read its format, or the
     /// CPU): the session decodes it once. Packed weights that stay `false` are never decoded.
     pub decoded: bool,
-    /// A sparse weight every reader of which runs the CPU sparse kernel: the session converts
-    /// it once to CSR with f32 values ([`crate::ops::sparse::cpu_csr`]) instead of decoding it
-    /// to dense.
+    /// A sparse weight every reader of which runs the CPU sparse kernel: it stays as stored
+    /// (never decoded) and the kernel reads its parts
+    /// ([`crate::ops::cpu_fast::sparse_names`]).
     pub cpu_csr: bool,
-    /// A quantised weight every reader of which runs a packed CPU kernel
+    /// A quantised or f16 weight every reader of which runs a packed CPU kernel
     /// ([`crate::ops::cpu_fast::reads_packed`]): it stays as stored (never decoded) and the
     /// kernels read its parts ([`crate::ops::cpu_fast::packed_names`]).
     pub cpu_packed: bool,
@@ -423,7 +423,9 @@ impl Plan {
         };
         for v in 0..self.values.len() {
             let pv = &self.values[v];
-            if pv.kind != ValueKind::Weight || !matches!(pv.format, WeightFormat::Quant(_)) {
+            if pv.kind != ValueKind::Weight
+                || !matches!(pv.format, WeightFormat::Quant(_) | WeightFormat::Half)
+            {
                 continue;
             }
             let mut readers = self
@@ -480,8 +482,9 @@ impl Plan {
             weights.insert(v.name.clone(), dense);
         }
         for v in self.values.iter().filter(|v| v.cpu_csr) {
-            let parts = crate::ops::sparse::cpu_csr(&v.format, &v.name, &v.shape, weights)?;
-            weights.extend(parts);
+            let spec = crate::ops::cpu_fast::sparse_spec(&v.format, &v.shape)?;
+            let name = crate::ops::cpu_fast::sparse_names(&v.name, &v.format)[0].clone();
+            weights.insert(name, spec);
         }
         for v in self.values.iter().filter(|v| v.cpu_packed) {
             let spec = crate::ops::cpu_fast::packed_spec(&v.format, &v.shape)?;

@@ -7,6 +7,8 @@
 //! capture so it shows for passing tests too; `CI=true` turns a missing adapter into a failure.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
