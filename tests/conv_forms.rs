@@ -1010,8 +1010,10 @@ fn conv_transpose_residual_fuses() {
 #[test]
 fn igemm_tex_vec4_stores() {
     use serde_json::json;
-    // (name, input, weight, stride, pad, groups): output widths 12 (8 + 4), 8, 4, and 6.
-    let cases: Vec<(&str, [usize; 4], [usize; 4], usize, usize, usize)> = vec![
+    /// (name, input, weight, stride, pad, groups)
+    type Case = (&'static str, [usize; 4], [usize; 4], usize, usize, usize);
+    // Output widths 12 (8 + 4), 8, 4, and 6.
+    let cases: Vec<Case> = vec![
         ("3x3 ow 12", [1, 5, 9, 12], [11, 5, 3, 3], 1, 1, 1),
         ("3x3 s2 ow 8 batch 2", [2, 8, 7, 16], [9, 8, 3, 3], 2, 1, 1),
         ("groups 2 ow 4", [1, 6, 5, 4], [10, 3, 3, 3], 1, 1, 2),
@@ -1060,7 +1062,7 @@ fn igemm_tex_vec4_stores() {
         );
         if gpu().is_some() {
             let v4 = ran.iter().filter(|k| k.ends_with("-v4")).count();
-            if out[3] % 4 == 0 {
+            if out[3].is_multiple_of(4) {
                 assert_eq!(v4, 2, "{name}: {ran:?}");
             } else {
                 assert_eq!(v4, 0, "{name}: {ran:?}");

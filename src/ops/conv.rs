@@ -1655,7 +1655,7 @@ impl Conv2d {
                 if self.is_depthwise(x, w) {
                     return Err("a depthwise conv (the dwconv kernels take it)".into());
                 }
-                if v4 && p.ow % 4 != 0 {
+                if v4 && !p.ow.is_multiple_of(4) {
                     return Err(format!(
                         "vec4 stores need an output width that is a multiple of 4, not {}",
                         p.ow
@@ -1765,7 +1765,7 @@ impl Conv2d {
                         "kernel igemm-tex does not take depthwise convs",
                     ));
                 }
-                if v4 && p.ow % 4 != 0 {
+                if v4 && !p.ow.is_multiple_of(4) {
                     return Err(unsupported(
                         "conv2d",
                         format!(
