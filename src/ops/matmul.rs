@@ -283,7 +283,7 @@ fn sparse_slots(
         .map(|&(n, m)| (n as f32 / m as f32, fmt(SparseLayout::NM { n, m })))
         .collect();
     let any = 100;
-    let csr_k = |tms: &[u32], wg: bool| {
+    let csr_k = |tms: &[u32], wg: bool, uni: bool| {
         let mut v = Vec::new();
         for &tm in tms {
             v.push(MatMulKernel::CsrTex {
@@ -314,11 +314,13 @@ fn sparse_slots(
                 });
             }
         }
-        // A gathered from a uniform buffer (rows of A within 64 KiB: the one-row slot's 2048
-        // columns and the batch slot's 16 x 512 both fit).
-        for &tm in tms {
+        // A gathered from a uniform buffer, for one row of A (K up to 16384). Not a batch
+        // candidate: the batch slot's pick also serves batches whose A exceeds the 64 KiB
+        // buffer (64 x 4096 is 1 MiB), where it cannot run and the untuned default would
+        // replace it.
+        if uni {
             v.push(MatMulKernel::CsrUni {
-                tm: tm.min(4),
+                tm: 1,
                 max_density_pct: any,
             });
         }
@@ -360,8 +362,14 @@ fn sparse_slots(
     let one = || lin_inputs(1, 2048, 4096);
     let batch = || lin_inputs(16, 512, 512);
     vec![
-        TuneSlot::new("csr", csr_k(&[1], true), linear, one()).with_crossover(csr.clone()),
-        TuneSlot::new("csr_batch", csr_k(&[2, 4, 8], false), linear, batch()).with_crossover(csr),
+        TuneSlot::new("csr", csr_k(&[1], true, true), linear, one()).with_crossover(csr.clone()),
+        TuneSlot::new(
+            "csr_batch",
+            csr_k(&[2, 4, 8], false, false),
+            linear,
+            batch(),
+        )
+        .with_crossover(csr),
         TuneSlot::new("bsr", bsr_k.clone(), linear, one()).with_crossover(bsr.clone()),
         TuneSlot::new("bsr_batch", bsr_k, linear, batch()).with_crossover(bsr),
         TuneSlot::new("nm", nm_k(&[1]), linear, one()).with_crossover(nm.clone()),
