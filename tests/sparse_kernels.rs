@@ -234,6 +234,53 @@ fn staged_csr_kernel_matches_the_reference_on_the_same_weights() {
     }
 }
 
+#[test]
+fn uniform_csr_kernel_matches_the_reference_on_the_same_weights() {
+    let Some(ctx) = gpu() else { return };
+    // (A shape, N, density): K not a multiple of 4 or of a group of 8 (37), N not a multiple
+    // of the workgroup's 64 rows, batch 1 and > 1 (odd M, batch dims), an empty row 0 and a
+    // full row 1 in every weight, a fully dense weight, and A filling the 64 KiB uniform
+    // buffer exactly (1 x 16384).
+    let cases: [(Vec<usize>, usize, f64); 7] = [
+        (vec![1, 37], 5, 0.3),
+        (vec![1, 1500], 131, 0.05),
+        (vec![3, 256], 67, 0.2),
+        (vec![2, 3, 64], 33, 1.0),
+        (vec![5, 1500], 9, 0.1),
+        (vec![1, 4100], 70, 0.1),
+        (vec![1, 16384], 3, 0.02),
+    ];
+    for (ci, (a_shape, n, d)) in cases.iter().enumerate() {
+        let k = *a_shape.last().unwrap();
+        let w = sparse_weight(*n, k, *d, 61 + ci as u64);
+        for (vi, v) in VALUES.into_iter().enumerate() {
+            let f = sparse(SparseLayout::Csr, v);
+            let (model, x) = linear_model(a_shape, &w, &f, (ci + vi) % 2 == 1);
+            let kern = MatMulKernel::CsrUni {
+                tm: [1u32, 2, 4][(ci + vi) % 3],
+                max_density_pct: 100,
+            };
+            check(
+                &ctx,
+                &format!("{} {a_shape:?}x{n} uniform", f.label()),
+                &model,
+                &x,
+                kern,
+            );
+        }
+    }
+    // A past 64 KiB (2 rows x 8200 columns): the kernel does not fit, another one runs.
+    let w = sparse_weight(4, 8200, 0.05, 9);
+    let f = sparse(SparseLayout::Csr, SparseValues::F32);
+    let (model, _) = linear_model(&[2, 8200], &w, &f, false);
+    let kern = MatMulKernel::CsrUni {
+        tm: 1,
+        max_density_pct: 100,
+    };
+    let s = Session::with_context(&model, ctx.clone(), opts_with(choose(kern), false)).unwrap();
+    assert_ne!(s.plan().nodes[0].kernel, kern.name());
+}
+
 /// A random `[n, k]` weight pruned to `r x 4` blocks kept with probability `density`; block
 /// row 0 is empty and block row 1 fully kept (when there are enough block rows).
 fn bsr_weight(n: usize, k: usize, r: usize, density: f64, seed: u64) -> Tensor {
@@ -424,6 +471,55 @@ fn nm_texture_kernel_matches_the_reference_on_the_same_weights() {
                 kern,
             );
         }
+    }
+}
+
+#[test]
+fn nm_texel_column_kernel_matches_the_reference_on_the_same_weights() {
+    let Some(ctx) = gpu() else { return };
+    // (A shape, N, n, texel columns per invocation): one group (K 4) and N = 1, groups that do
+    // not fill a position texel (K 36: 9 groups), large K whose textures wrap over several
+    // texture rows (4100 x 70), N not a multiple of 4 or of the workgroup's 256 rows, the last
+    // invocation's second texel column past N (67, 130 with 2), batch 1 and > 1 (odd M, batch
+    // dims), 2:4 and 1:4; every weight has an all-zero row 0. f32 values only: the kernel
+    // refuses the others (checked below).
+    let cases: [(Vec<usize>, usize, usize, u32); 7] = [
+        (vec![1, 4], 1, 2, 1),
+        (vec![3, 36], 67, 2, 2),
+        (vec![1, 4100], 70, 2, 2),
+        (vec![2, 3, 64], 33, 1, 1),
+        (vec![5, 36], 130, 1, 2),
+        (vec![1, 1000], 3, 2, 1),
+        (vec![1, 512], 257, 2, 2),
+    ];
+    for (ci, (a_shape, rows, n, tn4)) in cases.iter().enumerate() {
+        let k = *a_shape.last().unwrap();
+        let w = nm_weight(*rows, k, *n, 4, 51 + ci as u64);
+        let f = sparse(SparseLayout::NM { n: *n, m: 4 }, SparseValues::F32);
+        let (model, x) = linear_model(a_shape, &w, &f, ci % 2 == 0);
+        let kern = MatMulKernel::NmKn {
+            tn4: *tn4,
+            max_density_pct: 100,
+        };
+        check(
+            &ctx,
+            &format!("{} {a_shape:?}x{rows} nmkn", f.label()),
+            &model,
+            &x,
+            kern,
+        );
+    }
+    // f16 / i8 values: not this kernel's layout, so the plan does not run it on them.
+    let w = nm_weight(8, 16, 2, 4, 5);
+    for v in [SparseValues::F16, SparseValues::I8] {
+        let f = sparse(SparseLayout::NM { n: 2, m: 4 }, v);
+        let (model, _) = linear_model(&[1, 16], &w, &f, false);
+        let kern = MatMulKernel::NmKn {
+            tn4: 1,
+            max_density_pct: 100,
+        };
+        let s = Session::with_context(&model, ctx.clone(), opts_with(choose(kern), false)).unwrap();
+        assert_ne!(s.plan().nodes[0].kernel, kern.name(), "{}", f.label());
     }
 }
 

@@ -25,8 +25,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let n0 = br * R;
     if (n0 >= p.n || m >= p.m) { return; }
     let row = gid.z * p.m + m;
-    let wc = textureDimensions(tc).x;
-    let wv = textureDimensions(tv).x;
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
@@ -37,20 +35,20 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc7 = vec4<f32>(0.0);
     let end = u32(bp[br + 1u]);
     for (var b = u32(bp[br]); b < end; b++) {
-        let bc = textureLoad(tc, t_at(b >> 2u, wc), 0)[b & 3u];
+        let bc = textureLoad(tc, t_at(b >> 2u), 0)[b & 3u];
         let x = textureLoad(at, vec2<u32>(bc, row), 0);
         let q = b * R;
-        acc0 += t_vals4(q, wv) * x;
-        if (R > 1u) { acc1 += t_vals4(q + 1u, wv) * x; }
+        acc0 += t_vals4(q) * x;
+        if (R > 1u) { acc1 += t_vals4(q + 1u) * x; }
         if (R > 2u) {
-            acc2 += t_vals4(q + 2u, wv) * x;
-            acc3 += t_vals4(q + 3u, wv) * x;
+            acc2 += t_vals4(q + 2u) * x;
+            acc3 += t_vals4(q + 3u) * x;
         }
         if (R > 4u) {
-            acc4 += t_vals4(q + 4u, wv) * x;
-            acc5 += t_vals4(q + 5u, wv) * x;
-            acc6 += t_vals4(q + 6u, wv) * x;
-            acc7 += t_vals4(q + 7u, wv) * x;
+            acc4 += t_vals4(q + 4u) * x;
+            acc5 += t_vals4(q + 5u) * x;
+            acc6 += t_vals4(q + 6u) * x;
+            acc7 += t_vals4(q + 7u) * x;
         }
     }
     let one = vec4<f32>(1.0);

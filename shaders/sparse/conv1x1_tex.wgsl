@@ -48,14 +48,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (q0 >= p.hw4 || co >= p.cout) { return; }
     let row = img * p.cin;
     let q1 = min(q0 + 1u, p.hw4 - 1u);
-    let wc = textureDimensions(tc).x;
-    let wv = textureDimensions(tv).x;
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     let end = gp[co + 1u];
     for (var g = gp[co]; g < end; g++) {
-        let cols = textureLoad(tc, t_at(g, wc), 0);
-        let v = t_vals4(g, wv);
+        let cols = textureLoad(tc, t_at(g), 0);
+        let v = t_vals4(g);
         acc0 += px4(q0, row, cols, v);
         if (PX > 1u) { acc1 += px4(q1, row, cols, v); }
     }

@@ -12,19 +12,7 @@
 //
 // One invocation per weight row n and TM (1, 2, 4) rows of A; the workgroup's 64 rows share
 // the staged chunk. Every invocation reaches every barrier (rows past N only skip the work).
-struct Params {
-    m: u32, n: u32, k: u32, batch: u32,
-    has_bias: u32, has_res: u32, _p0: u32, _p1: u32,
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var at: texture_2d<f32>;
-@group(0) @binding(2) var<storage, read_write> gp: array<u32>;
-@group(0) @binding(3) var tc: texture_2d<u32>;
-@group(0) @binding(4) var tv: texture_2d<u32>;
-@group(0) @binding(5) var<storage, read_write> ss: array<f32>;
-@group(0) @binding(6) var<storage, read_write> bias: array<f32>;
-@group(0) @binding(7) var<storage, read_write> res: array<f32>;
-@group(0) @binding(8) var<storage, read_write> c: array<f32>;
+// Params and bindings: csr_head.wgsl.
 
 // TM rows of A, CW columns each: row t of the chunk at sa[t * CW ..].
 var<workgroup> sa: array<f32, TM * CW>;
@@ -68,8 +56,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
     let r1 = min(r0 + 1u, last);
     let r2 = min(r0 + 2u, last);
     let r3 = min(r0 + 3u, last);
-    let wc = textureDimensions(tc).x;
-    let wv = textureDimensions(tv).x;
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
@@ -88,9 +74,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
             let at_row = ch * p.n + n;
             let end = gp[at_row + 1u];
             for (var g = gp[at_row]; g < end; g++) {
-                let cw = textureLoad(tc, t_at(g, wc), 0);
-                let v0 = t_vals4(2u * g, wv);
-                let v1 = t_vals4(2u * g + 1u, wv);
+                let cw = textureLoad(tc, t_at(g), 0);
+                let v0 = t_vals4(2u * g);
+                let v1 = t_vals4(2u * g + 1u);
                 acc0 += dot8(0u, cw, v0, v1);
                 if (TM > 1u) { acc1 += dot8(CW, cw, v0, v1); }
                 if (TM > 2u) {

@@ -4,19 +4,7 @@
 // per-run rgba32float texture `at` (texel (k / 4, row)), so every operand is a texture gather.
 // One invocation per weight row n and TM (1, 2 or 4) rows of A; named accumulators, because
 // arrays indexed in loops live in memory on lavapipe.
-struct Params {
-    m: u32, n: u32, k: u32, batch: u32,
-    has_bias: u32, has_res: u32, _p0: u32, _p1: u32,
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var at: texture_2d<f32>;
-@group(0) @binding(2) var<storage, read_write> gp: array<u32>;
-@group(0) @binding(3) var tc: texture_2d<u32>;
-@group(0) @binding(4) var tv: texture_2d<u32>;
-@group(0) @binding(5) var<storage, read_write> ss: array<f32>;
-@group(0) @binding(6) var<storage, read_write> bias: array<f32>;
-@group(0) @binding(7) var<storage, read_write> res: array<f32>;
-@group(0) @binding(8) var<storage, read_write> c: array<f32>;
+// Params and bindings: csr_head.wgsl.
 
 // A[row][cols.x], ..., A[row][cols.w].
 fn a4(cols: vec4<u32>, row: u32) -> vec4<f32> {
@@ -39,16 +27,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r1 = min(r0 + 1u, last);
     let r2 = min(r0 + 2u, last);
     let r3 = min(r0 + 3u, last);
-    let wc = textureDimensions(tc).x;
-    let wv = textureDimensions(tv).x;
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
     let end = gp[n + 1u];
     for (var g = gp[n]; g < end; g++) {
-        let cols = textureLoad(tc, t_at(g, wc), 0);
-        let v = t_vals4(g, wv);
+        let cols = textureLoad(tc, t_at(g), 0);
+        let v = t_vals4(g);
         acc0 += v * a4(cols, r0);
         if (TM > 1u) { acc1 += v * a4(cols, r1); }
         if (TM > 2u) {

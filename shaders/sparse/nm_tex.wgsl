@@ -2,8 +2,8 @@
 // At upload the kept values are re-laid K-major: value quad t of weight row n (its kept slots
 // 4t .. 4t + 3, covering groups 4t / NK ..) sits in texel (t / QPT) * N + n of `tv` (QPT quads
 // a texel: 1 f32, 2 f16, 4 i8), and the quad's four 2-bit positions in the group form byte t of
-// row n's position stream, 16 bytes a texel of `tp` (texel (t / 16) * N + n). Texel i of a
-// texture w texels wide is at (i % w, i / w) (t_at, tex_vals.wgsl).
+// row n's position stream, 16 bytes a texel of `tp` (texel (t / 16) * N + n). Texel i is at
+// t_at(i) (tex_vals.wgsl).
 //
 // Why: a group of 4 columns is exactly one texel of A's per-run rgba32float texture, and every
 // invocation reads the same A texel at the same step (a uniform load), so a kept value costs
@@ -24,17 +24,17 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> c: array<f32>;
 
 // Value quad t of weight row n (tex_vals.wgsl's decoding on K-major coordinates).
-fn quad(n: u32, t: u32, wv: u32) -> vec4<f32> {
+fn quad(n: u32, t: u32) -> vec4<f32> {
     if (VALS == 0u) {
-        return bitcast<vec4<f32>>(textureLoad(tv, t_at(t * p.n + n, wv), 0));
+        return bitcast<vec4<f32>>(textureLoad(tv, t_at(t * p.n + n), 0));
     }
     if (VALS == 1u) {
-        let x = textureLoad(tv, t_at((t >> 1u) * p.n + n, wv), 0);
+        let x = textureLoad(tv, t_at((t >> 1u) * p.n + n), 0);
         let w = select(x.xy, x.zw, (t & 1u) == 1u);
         return vec4<f32>(s_half(w.x & 0xffffu), s_half(w.x >> 16u),
                          s_half(w.y & 0xffffu), s_half(w.y >> 16u));
     }
-    let w = textureLoad(tv, t_at((t >> 2u) * p.n + n, wv), 0)[t & 3u];
+    let w = textureLoad(tv, t_at((t >> 2u) * p.n + n), 0)[t & 3u];
     let s = vec4<i32>(bitcast<i32>(w << 24u), bitcast<i32>(w << 16u),
                       bitcast<i32>(w << 8u), bitcast<i32>(w));
     return vec4<f32>(s >> vec4<u32>(24u));
@@ -69,15 +69,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     // One row of A per invocation: y over the batch-flattened [batch * m] rows.
     let r = gid.y;
     if (n >= p.n || r >= p.m * p.batch) { return; }
-    let wv = textureDimensions(tv).x;
-    let wp = textureDimensions(tp).x;
     let k4 = p.k / 4u;
     let quads = (k4 * NK + 3u) / 4u;
     var acc = 0.0;
     for (var t = 0u; t < quads; t++) {
-        let pb = (textureLoad(tp, t_at((t >> 4u) * p.n + n, wp), 0)[(t >> 2u) & 3u]
+        let pb = (textureLoad(tp, t_at((t >> 4u) * p.n + n), 0)[(t >> 2u) & 3u]
             >> ((t & 3u) * 8u)) & 0xffu;
-        let v = quad(n, t, wv);
+        let v = quad(n, t);
         let g = t * (4u / NK);
         let x0 = a_at(r, g, k4);
         let x1 = a_at(r, g + 1u, k4);

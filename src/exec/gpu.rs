@@ -326,12 +326,26 @@ impl GpuExecutor {
         let mut u = 0;
         // Node-private scratch textures, made before any bind group borrows them.
         let mut scratch: HashMap<(usize, usize), wgpu::TextureView> = HashMap::new();
+        // Node-private scratch buffers (written as storage, read as a uniform).
+        let mut scratch_bufs: HashMap<(usize, usize), wgpu::Buffer> = HashMap::new();
         for (ni, node) in plan.nodes.iter().enumerate() {
             for b in node.dispatches.iter().flat_map(|d| &d.bindings) {
                 if let Bind::ScratchStore(k, w, h, f) = *b {
                     scratch
                         .entry((ni, k))
                         .or_insert_with(|| ctx.scratch_texture(&node.name, w, h, f));
+                }
+                if let Bind::ScratchBuf(k, words) = *b {
+                    let size = align(u64::from(words.max(4)) * 4, 16);
+                    scratch_bufs.entry((ni, k)).or_insert_with(|| {
+                        device_bytes += size;
+                        ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                            label: Some(&node.name),
+                            size,
+                            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
+                            mapped_at_creation: false,
+                        })
+                    });
                 }
             }
         }
@@ -425,6 +439,15 @@ impl GpuExecutor {
                             let b = qbufs.get(&(root(node.inputs[k]), part)).ok_or_else(|| {
                                 Error::Gpu(format!(
                                     "node '{}': packed input {k} missing",
+                                    node.name
+                                ))
+                            })?;
+                            (b, 0, b.size())
+                        }
+                        Bind::ScratchBuf(k, _) | Bind::ScratchUniform(k) => {
+                            let b = scratch_bufs.get(&(ni, k)).ok_or_else(|| {
+                                Error::Gpu(format!(
+                                    "node '{}': scratch buffer {k} read before written",
                                     node.name
                                 ))
                             })?;

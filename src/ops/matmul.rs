@@ -163,6 +163,25 @@ pub enum MatMulKernel {
         #[serde(default = "default_nm_pct")]
         max_density_pct: u32,
     },
+    /// A CSR weight in the staged layout with one chunk of 65536 columns (entries in groups of
+    /// 8 with u16 columns), A's rows copied each run into a uniform buffer and gathered from
+    /// there per stored entry; `tm` (1, 2, 4) rows of A per invocation. A must fit one 64 KiB
+    /// uniform binding (rows x ceil(K / 4) <= 4096). Chosen while the density is at most
+    /// `max_density_pct`.
+    CsrUni {
+        tm: u32,
+        #[serde(default = "default_csr_pct")]
+        max_density_pct: u32,
+    },
+    /// A 1:4 or 2:4 weight with f32 values laid out by texel columns of 4 weight rows, as the
+    /// dense `tex` GEMV reads its weight (`ops/sparse.rs` texel-column N:4 layout): every
+    /// invocation reads the same A texel per group of 4 columns and picks each kept value's
+    /// operand by its 2-bit position; `tn4` (1, 2) texel columns per invocation, one row of A.
+    NmKn {
+        tn4: u32,
+        #[serde(default = "default_nm_pct")]
+        max_density_pct: u32,
+    },
     /// A BSR weight with blocks of r (1, 2, 4, 8) rows by 4 columns on the texture path: one
     /// A texel and r vec4 multiply-adds per stored block. Chosen while the stored blocks'
     /// share of the entries is at most `max_density_pct`.
@@ -267,7 +286,7 @@ fn sparse_slots(
         .map(|&(n, m)| (n as f32 / m as f32, fmt(SparseLayout::NM { n, m })))
         .collect();
     let any = 100;
-    let csr_k = |tms: &[u32], wg: bool| {
+    let csr_k = |tms: &[u32], wg: bool, uni: bool| {
         let mut v = Vec::new();
         for &tm in tms {
             v.push(MatMulKernel::CsrTex {
@@ -298,6 +317,16 @@ fn sparse_slots(
                 });
             }
         }
+        // A gathered from a uniform buffer, for one row of A (K up to 16384). Not a batch
+        // candidate: the batch slot's pick also serves batches whose A exceeds the 64 KiB
+        // buffer (64 x 4096 is 1 MiB), where it cannot run and the untuned default would
+        // replace it.
+        if uni {
+            v.push(MatMulKernel::CsrUni {
+                tm: 1,
+                max_density_pct: any,
+            });
+        }
         if wg {
             v.push(MatMulKernel::CsrWg {
                 max_density_pct: any,
@@ -320,6 +349,12 @@ fn sparse_slots(
         v.push(MatMulKernel::NmTex {
             max_density_pct: any,
         });
+        for tn4 in [1, 2] {
+            v.push(MatMulKernel::NmKn {
+                tn4,
+                max_density_pct: any,
+            });
+        }
         v
     };
     // The one-row crossover on a layer of the size where pruning pays (4096 outputs, K 2048):
@@ -330,8 +365,14 @@ fn sparse_slots(
     let one = || lin_inputs(1, 2048, 4096);
     let batch = || lin_inputs(16, 512, 512);
     vec![
-        TuneSlot::new("csr", csr_k(&[1], true), linear, one()).with_crossover(csr.clone()),
-        TuneSlot::new("csr_batch", csr_k(&[2, 4, 8], false), linear, batch()).with_crossover(csr),
+        TuneSlot::new("csr", csr_k(&[1], true, true), linear, one()).with_crossover(csr.clone()),
+        TuneSlot::new(
+            "csr_batch",
+            csr_k(&[2, 4, 8], false, false),
+            linear,
+            batch(),
+        )
+        .with_crossover(csr),
         TuneSlot::new("bsr", bsr_k.clone(), linear, one()).with_crossover(bsr.clone()),
         TuneSlot::new("bsr_batch", bsr_k, linear, batch()).with_crossover(bsr),
         TuneSlot::new("nm", nm_k(&[1]), linear, one()).with_crossover(nm.clone()),
@@ -359,6 +400,8 @@ impl MatMulKernel {
                 | MatMulKernel::CsrTex { .. }
                 | MatMulKernel::CsrStage { .. }
                 | MatMulKernel::NmTex { .. }
+                | MatMulKernel::NmKn { .. }
+                | MatMulKernel::CsrUni { .. }
                 | MatMulKernel::BsrTex { .. }
         )
     }
@@ -380,6 +423,12 @@ impl MatMulKernel {
                 max_density_pct, ..
             }
             | MatMulKernel::NmTex { max_density_pct }
+            | MatMulKernel::NmKn {
+                max_density_pct, ..
+            }
+            | MatMulKernel::CsrUni {
+                max_density_pct, ..
+            }
             | MatMulKernel::BsrTex { max_density_pct } => Some(max_density_pct),
             _ => None,
         }
@@ -448,6 +497,14 @@ impl KernelVariant for MatMulKernel {
             } => format!("csrstage-{tm}x1-c{cw}-d{max_density_pct}"),
             MatMulKernel::BsrTex { max_density_pct } => format!("bsrtex-d{max_density_pct}"),
             MatMulKernel::NmTex { max_density_pct } => format!("nmtex-d{max_density_pct}"),
+            MatMulKernel::NmKn {
+                tn4,
+                max_density_pct,
+            } => format!("nmkn-1x{}-d{max_density_pct}", tn4 * 4),
+            MatMulKernel::CsrUni {
+                tm,
+                max_density_pct,
+            } => format!("csruni-{tm}x1-d{max_density_pct}"),
             MatMulKernel::PackedKn {
                 tm,
                 tn4,
@@ -512,8 +569,17 @@ impl KernelVariant for MatMulKernel {
             MatMulKernel::CsrWg { max_density_pct }
             | MatMulKernel::BsrTex { max_density_pct }
             | MatMulKernel::NmTex { max_density_pct } => max_density_pct <= 100,
+            // Named accumulators for 1 or 2 texel columns.
+            MatMulKernel::NmKn {
+                tn4,
+                max_density_pct,
+            } => matches!(tn4, 1 | 2) && max_density_pct <= 100,
             // Named accumulators for 1, 2 or 4 rows of A.
             MatMulKernel::CsrTex {
+                tm,
+                max_density_pct,
+            }
+            | MatMulKernel::CsrUni {
                 tm,
                 max_density_pct,
             } => matches!(tm, 1 | 2 | 4) && max_density_pct <= 100,
@@ -698,17 +764,32 @@ static SP_NM: ShaderSource = crate::wgsl!("sparse/half.wgsl", "sparse/values.wgs
 ]);
 /// Sparse weights on the texture path.
 static SP_CSR_TEX: ShaderSource = crate::wgsl!(
-    "sparse/half.wgsl", "sparse/tex_vals.wgsl", "sparse/tex_store.wgsl", "sparse/csr_tex.wgsl";
+    "sparse/half.wgsl", "sparse/tex_vals.wgsl", "sparse/tex_store.wgsl", "sparse/csr_head.wgsl",
+    "sparse/csr_tex.wgsl";
     [[("VALS", 0), ("TM", 1)], [("VALS", 1), ("TM", 2)], [("VALS", 2), ("TM", 4)]]
 );
 static SP_CSR_STAGE: ShaderSource = crate::wgsl!(
-    "sparse/half.wgsl", "sparse/tex_vals.wgsl", "sparse/tex_store.wgsl", "sparse/csr_stage.wgsl";
+    "sparse/half.wgsl", "sparse/tex_vals.wgsl", "sparse/tex_store.wgsl", "sparse/csr_head.wgsl",
+    "sparse/csr_stage.wgsl";
     [[("VALS", 0), ("TM", 1), ("CW", 4096)], [("VALS", 1), ("TM", 2), ("CW", 2048)],
      [("VALS", 2), ("TM", 4), ("CW", 1024)]]
 );
 static SP_NM_TEX: ShaderSource = crate::wgsl!(
     "sparse/half.wgsl", "sparse/tex_vals.wgsl", "sparse/tex_store.wgsl", "sparse/nm_tex.wgsl";
     [[("VALS", 0), ("NK", 2)], [("VALS", 1), ("NK", 1)], [("VALS", 2), ("NK", 2)]]
+);
+static SP_CSR_UNI: ShaderSource = crate::wgsl!(
+    "sparse/half.wgsl", "sparse/tex_vals.wgsl", "sparse/tex_store.wgsl", "sparse/csr_uni.wgsl";
+    [[("VALS", 0), ("TM", 1)], [("VALS", 1), ("TM", 2)], [("VALS", 2), ("TM", 4)]]
+);
+static SP_A_UNIFORM: ShaderSource = crate::wgsl!("sparse/a_uniform.wgsl");
+/// Chunk width of `CsrUni`'s staged layout: one chunk for any K it reads (u16 columns).
+const CSR_UNI_CW: u32 = 65536;
+/// Vec4s of A in `CsrUni`'s uniform buffer (64 KiB, WebGPU's default binding limit).
+const CSR_UNI_VEC4S: u32 = 4096;
+static SP_NM_KN: ShaderSource = crate::wgsl!(
+    "sparse/half.wgsl", "sparse/tex_vals.wgsl", "sparse/tex_store.wgsl", "sparse/nm_kn.wgsl";
+    [[("VALS", 0), ("NK", 2), ("TN4", 2)], [("VALS", 0), ("NK", 1), ("TN4", 1)]]
 );
 static SP_BSR_TEX: ShaderSource = crate::wgsl!(
     "sparse/half.wgsl", "sparse/tex_vals.wgsl", "sparse/tex_store.wgsl", "sparse/bsr_tex.wgsl";
@@ -934,6 +1015,8 @@ impl OpFamily for MatMul {
             | MatMulKernel::CsrTex { .. }
             | MatMulKernel::CsrStage { .. }
             | MatMulKernel::NmTex { .. }
+            | MatMulKernel::NmKn { .. }
+            | MatMulKernel::CsrUni { .. }
             | MatMulKernel::BsrTex { .. } => {
                 use crate::format::SparseLayout;
                 let lay = self.sparse_layout(cx)?;
@@ -942,7 +1025,8 @@ impl OpFamily for MatMul {
                         MatMulKernel::Csr { .. }
                         | MatMulKernel::CsrWg { .. }
                         | MatMulKernel::CsrTex { .. }
-                        | MatMulKernel::CsrStage { .. },
+                        | MatMulKernel::CsrStage { .. }
+                        | MatMulKernel::CsrUni { .. },
                         SparseLayout::Csr,
                     )
                     | (MatMulKernel::Nm { .. }, SparseLayout::NM { .. }) => true,
@@ -951,6 +1035,9 @@ impl OpFamily for MatMul {
                     }
                     (MatMulKernel::NmTex { .. }, SparseLayout::NM { n, m }) => {
                         matches!(n, 1 | 2) && m == 4
+                    }
+                    (MatMulKernel::NmKn { .. }, SparseLayout::NM { n, m }) => {
+                        matches!(n, 1 | 2) && m == 4 && lay.vals == 0
                     }
                     _ => false,
                 };
@@ -967,10 +1054,11 @@ impl OpFamily for MatMul {
                     (
                         MatMulKernel::CsrTex { .. }
                         | MatMulKernel::CsrStage { .. }
+                        | MatMulKernel::CsrUni { .. }
                         | MatMulKernel::BsrTex { .. },
                         _,
                     ) => 5,
-                    (MatMulKernel::NmTex { .. }, _) => 4,
+                    (MatMulKernel::NmTex { .. } | MatMulKernel::NmKn { .. }, _) => 4,
                     (_, SparseLayout::Csr) => 8,
                     _ => 7,
                 };
@@ -983,6 +1071,22 @@ impl OpFamily for MatMul {
                 let max = cx.device.limits.max_compute_workgroups_per_dimension as usize;
                 if matches!(k, MatMulKernel::CsrWg { .. }) && a_rows > max {
                     return Err(format!("{a_rows} rows of A exceed the workgroup grid"));
+                }
+                if let MatMulKernel::CsrUni { .. } = k {
+                    let need = CSR_UNI_VEC4S as usize;
+                    if a_rows.saturating_mul(lay.cols.div_ceil(4)) > need {
+                        return Err(format!(
+                            "{a_rows} rows of A x {} columns exceed the kernel's 64 KiB uniform \
+                             buffer",
+                            lay.cols
+                        ));
+                    }
+                    if cx.device.limits.max_uniform_buffer_binding_size < 16 * need as u64 {
+                        return Err("the device's uniform bindings hold less than 64 KiB".into());
+                    }
+                    if lay.cols > CSR_UNI_CW as usize {
+                        return Err(format!("K = {} exceeds u16 columns", lay.cols));
+                    }
                 }
                 if let MatMulKernel::CsrStage { tm, cw, .. } = *k {
                     let bytes = tm * cw * 4;
@@ -997,6 +1101,8 @@ impl OpFamily for MatMul {
                 if let MatMulKernel::CsrTex { .. }
                 | MatMulKernel::CsrStage { .. }
                 | MatMulKernel::NmTex { .. }
+                | MatMulKernel::NmKn { .. }
+                | MatMulKernel::CsrUni { .. }
                 | MatMulKernel::BsrTex { .. } = k
                 {
                     if self.trans_a {
@@ -1012,7 +1118,13 @@ impl OpFamily for MatMul {
                         MatMulKernel::CsrStage { cw, .. } => lay.cols.div_ceil(cw as usize),
                         _ => 1,
                     };
-                    let quads = lay.rows * lay.cols / 4 + 2 * lay.rows * chunks;
+                    let quads = match *k {
+                        // Value texels: groups padded to 8, NK <= 2 slots, 4 rows a texel.
+                        MatMulKernel::NmKn { .. } => {
+                            (lay.cols / 4).div_ceil(8) * 16 * lay.rows.div_ceil(4)
+                        }
+                        _ => lay.rows * lay.cols / 4 + 2 * lay.rows * chunks,
+                    };
                     let h = SLayout::tex_height(quads / lay.quads_per_texel() + 1);
                     if !cx.tex_fits(crate::ops::sparse::TEX_WIDTH, h) {
                         return Err(
@@ -1248,6 +1360,9 @@ impl OpFamily for MatMul {
             &SP_CSR_TEX,
             &SP_CSR_STAGE,
             &SP_NM_TEX,
+            &SP_NM_KN,
+            &SP_CSR_UNI,
+            &SP_A_UNIFORM,
             &SP_BSR_TEX,
             &GEMV_SG,
             &GEMM_F16_BCAST,
@@ -1566,6 +1681,8 @@ impl MatMul {
         if let MatMulKernel::CsrTex { .. }
         | MatMulKernel::CsrStage { .. }
         | MatMulKernel::NmTex { .. }
+        | MatMulKernel::NmKn { .. }
+        | MatMulKernel::CsrUni { .. }
         | MatMulKernel::BsrTex { .. } = kernel
         {
             return self.lower_sparse_tex(kernel, cx);
@@ -1722,6 +1839,8 @@ impl MatMul {
             | MatMulKernel::CsrTex { .. }
             | MatMulKernel::CsrStage { .. }
             | MatMulKernel::NmTex { .. }
+            | MatMulKernel::NmKn { .. }
+            | MatMulKernel::CsrUni { .. }
             | MatMulKernel::BsrTex { .. } => {
                 unreachable!("lowered by lower_packed")
             }
@@ -2191,7 +2310,7 @@ impl MatMul {
         let [bias, res] = super::epilogue_binds(self.bias, self.residual);
         let rows = p.batch * p.m;
         let to_tex = a_to_texture(rows, p.k);
-        let params = vec![p.m, p.n, p.k, p.batch, p.has_bias, p.has_res, 0, 0];
+        let mut params = vec![p.m, p.n, p.k, p.batch, p.has_bias, p.has_res, 0, 0];
         let (file, consts, wg, binds) = match (kernel, lay.layout) {
             (MatMulKernel::CsrTex { tm, .. }, SparseLayout::Csr) => (
                 &SP_CSR_TEX,
@@ -2230,6 +2349,41 @@ impl MatMul {
                     Bind::SparseTex(1, SPart::NmVals),
                 ],
             ),
+            (MatMulKernel::CsrUni { tm, .. }, SparseLayout::Csr) => {
+                // Vec4s per row of A in the uniform copy: the shader's K4.
+                params[6] = p.k.div_ceil(4);
+                (
+                    &SP_CSR_UNI,
+                    vec![("VALS", lay.vals), ("TM", tm)],
+                    [
+                        div_ceil(p.n as usize, 64),
+                        div_ceil(p.m as usize, tm as usize),
+                        p.batch,
+                    ],
+                    vec![
+                        Bind::Sparse(1, SPart::StagePtr(CSR_UNI_CW)),
+                        Bind::SparseTex(1, SPart::StageCols(CSR_UNI_CW)),
+                        Bind::SparseTex(1, SPart::StageVals(CSR_UNI_CW)),
+                    ],
+                )
+            }
+            (MatMulKernel::NmKn { tn4, .. }, SparseLayout::NM { n, m: 4 }) => {
+                // Texel columns of 4 weight rows: the shader's C4 in the spare parameter word.
+                params[6] = p.n.div_ceil(4);
+                (
+                    &SP_NM_KN,
+                    vec![("VALS", lay.vals), ("NK", n as u32), ("TN4", tn4)],
+                    [
+                        div_ceil(p.n.div_ceil(4) as usize, 64 * tn4 as usize),
+                        rows,
+                        1,
+                    ],
+                    vec![
+                        Bind::SparseTex(1, SPart::NmKnPos),
+                        Bind::SparseTex(1, SPart::NmKnVals),
+                    ],
+                )
+            }
             (MatMulKernel::BsrTex { .. }, SparseLayout::Bsr { r, c: 4 }) => (
                 &SP_BSR_TEX,
                 vec![("VALS", lay.vals), ("R", super::word(r))],
@@ -2251,9 +2405,23 @@ impl MatMul {
                 ))
             }
         };
+        // A reaches the kernel through a texture, or for `CsrUni` a uniform buffer.
+        let (to_tex, a_bind) = if let MatMulKernel::CsrUni { .. } = kernel {
+            let k4 = p.k.div_ceil(4);
+            let copy = Dispatch {
+                shader: ShaderKey::new(&SP_A_UNIFORM, &[]),
+                overrides: Activation::None.overrides(),
+                params: vec![rows, p.k, k4, 0],
+                bindings: vec![Bind::Input(0), Bind::ScratchBuf(0, 4 * CSR_UNI_VEC4S)],
+                workgroups: [k4.div_ceil(64), rows, 1],
+            };
+            (copy, Bind::ScratchUniform(0))
+        } else {
+            (to_tex, Bind::ScratchRead(0))
+        };
         check_grid("matmul", wg, cx.max_workgroups)?;
         check_grid("matmul", to_tex.workgroups, cx.max_workgroups)?;
-        let mut bindings = vec![Bind::ScratchRead(0)];
+        let mut bindings = vec![a_bind];
         bindings.extend(binds);
         bindings.extend([Bind::Sparse(1, SPart::Scales), bias, res, Bind::Output]);
         Ok(vec![

@@ -844,6 +844,11 @@ pub enum Bind {
     ScratchStore(usize, u32, u32, TexFormat),
     /// ...and read as a texture by a later one.
     ScratchRead(usize),
+    /// Node-private scratch buffer `i` of `words` u32 words (at least), written as a storage
+    /// buffer by one dispatch of the node...
+    ScratchBuf(usize, u32),
+    /// ...and read as a uniform buffer by a later one (the whole buffer).
+    ScratchUniform(usize),
     /// An unused optional operand (the shader reads it only behind a flag that is off).
     Dummy,
 }
@@ -860,6 +865,7 @@ impl Bind {
                 | Bind::SparseTex(..)
                 | Bind::ScratchStore(..)
                 | Bind::ScratchRead(..)
+                | Bind::ScratchUniform(..)
         )
     }
 }

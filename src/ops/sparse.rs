@@ -35,6 +35,13 @@
 //!   `(t / qpt) * rows + n` (qpt quads a texel: 1 f32, 2 f16, 4 i8), so adjacent rows are
 //!   adjacent texels; their positions in the group as 2-bit fields, a byte a quad, 16 bytes a
 //!   texel at `(t / 16) * rows + n`.
+//! - N:4 (n = 1 or 2, f32 values) for `nmkn`, by texel columns of 4 rows like the dense
+//!   `tex` GEMV's weight ([`SPart::NmKnVals`], [`SPart::NmKnPos`]): with `c4` = ceil(rows / 4)
+//!   and groups g of 4 columns, slot s of group g of rows 4c .. 4c + 3 is texel
+//!   `(g * n + s) * c4 + c` (component o: row 4c + o; rows past the end hold 0), and the 2-bit
+//!   positions of rows 4c + o in group g (slot 0 at bit 4o, slot 1 at 4o + 2) are the 16 bits
+//!   at bit (g % 2) * 16 of word (g % 8) / 2 of texel `(g / 8) * c4 + c`. Groups are padded to
+//!   a multiple of 8 with zero values.
 //! - BSR with 4-column blocks goes up as stored: `indices` (block columns) and `values` (row
 //!   `i` of block `b` is value quad `b * r + i`) as textures, `indptr` as a storage buffer.
 
@@ -72,6 +79,13 @@ pub enum SPart {
     /// K-major layout of an N:4 weight: each value quad's four 2-bit positions as one byte,
     /// byte t of row n in texel `(t / 16) * rows + n`.
     NmPos,
+    /// Texel-column layout of an N:4 weight with f32 values (`nmkn`): slot s of group g of
+    /// rows 4c .. 4c + 3 as texel `(g * n + s) * c4 + c` (`c4` = ceil(rows / 4)).
+    NmKnVals,
+    /// Texel-column layout of an N:4 weight: the 2-bit positions of rows 4c + o in group g
+    /// (slot 0 at bit 4o, slot 1 at 4o + 2) as 16 bits at bit (g % 2) * 16 of word
+    /// (g % 8) / 2 of texel `(g / 8) * c4 + c`.
+    NmKnPos,
 }
 
 /// Width in texels of the sparse weight textures (a row of 32 KiB); their height is the part's
@@ -232,6 +246,23 @@ pub fn pack_part(
         let vals = get("values", &[dt])?.bytes();
         return Ok(nm_kmajor(part, lay.rows, kept, idx, vals, lay.vals));
     }
+    if let SPart::NmKnVals | SPart::NmKnPos = part {
+        let SparseLayout::NM {
+            n: n @ (1 | 2),
+            m: 4,
+        } = lay.layout
+        else {
+            return Err(bad(format!(
+                "{part:?} is a part of the 1:4 / 2:4 texel-column layout only"
+            )));
+        };
+        if lay.vals != 0 {
+            return Err(bad(format!("{part:?} holds f32 values only")));
+        }
+        let idx = get("indices", &[DType::U8])?.bytes();
+        let vals: Vec<u32> = bytemuck::pod_collect_to_vec(get("values", &[DType::F32])?.bytes());
+        return Ok(nm_kn(part, lay.rows, lay.cols / 4, n, idx, &vals));
+    }
     if matches!(part, SPart::Groups | SPart::GroupCols | SPart::GroupVals) {
         if !csr {
             return Err(bad(format!(
@@ -390,6 +421,37 @@ fn nm_kmajor(
         }
     }
     bytemuck::pod_collect_to_vec(&b)
+}
+
+/// The texel-column N:4 layout (module docs) of `rows` rows of `groups` groups of 4 columns
+/// with `n` kept slots each: positions `idx` (u8, `[rows, groups * n]`) and f32 values as
+/// bits (same shape).
+fn nm_kn(part: SPart, rows: usize, groups: usize, n: usize, idx: &[u8], vals: &[u32]) -> Vec<u32> {
+    let c4 = rows.div_ceil(4).max(1);
+    let g8 = groups.div_ceil(8).max(1);
+    let kept = groups * n;
+    if part == SPart::NmKnPos {
+        let mut w = vec![0u32; g8 * c4 * 4];
+        for r in 0..rows {
+            let (c, o) = (r / 4, r % 4);
+            for g in 0..groups {
+                for s in 0..n {
+                    let pos = (idx[r * kept + g * n + s] & 3) as u32;
+                    w[((g / 8) * c4 + c) * 4 + (g % 8) / 2] |=
+                        pos << ((g % 2) * 16 + o * 4 + s * 2);
+                }
+            }
+        }
+        return w;
+    }
+    let mut w = vec![0u32; g8 * 8 * n * c4 * 4];
+    for r in 0..rows {
+        let (c, o) = (r / 4, r % 4);
+        for (j, &v) in vals[r * kept..(r + 1) * kept].iter().enumerate() {
+            w[(j * c4 + c) * 4 + o] = v;
+        }
+    }
+    w
 }
 
 /// Names of the CSR-f32 tensors the CPU sparse kernel reads for weight `name`: row pointers
