@@ -654,3 +654,125 @@ unsafe fn tile<const MR: usize>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both tile shapes of the dot-product GEMM (AVX-512's 4 rows, AVX2's 3; the dispatch
+    /// picks one per CPU, so the other is only reached here) against plain dot products, with
+    /// the fused epilogue, on edge shapes: K below one vector and not a multiple of it, rows
+    /// and columns not multiples of the tile, one column, a column block inside C.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn abt_tiles_match_dot_products() {
+        if !(std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma"))
+        {
+            return;
+        }
+        let avx512 = std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl");
+        for &(m, k, n, j0, j1) in &[
+            (2, 7, 1, 0, 1),
+            (5, 8, 6, 0, 6),
+            (7, 37, 9, 3, 9),
+            (13, 1029, 11, 0, 11),
+            (3, 16, 4, 0, 4),
+        ] {
+            let val = |i: usize, s: u32| {
+                ((i as u32).wrapping_mul(2654435761) ^ s) as f32 / u32::MAX as f32 - 0.5
+            };
+            let a: Vec<f32> = (0..m * k).map(|i| val(i, 1)).collect();
+            let b: Vec<f32> = (0..n * k).map(|i| val(i, 2)).collect();
+            let bias: Vec<f32> = (0..n).map(|i| val(i, 3)).collect();
+            let res: Vec<f32> = (0..m * n).map(|i| val(i, 4)).collect();
+            let relu = |s: &mut [f32]| s.iter_mut().for_each(|v| *v = v.max(0.0));
+            let epi = Epilogue {
+                bias: Some(&bias),
+                residual: Some(&res),
+                act: Some(&relu),
+            };
+            let am = Mat {
+                data: &a,
+                rs: k,
+                cs: 1,
+            };
+            let bm = Mat {
+                data: &b,
+                rs: 1,
+                cs: k,
+            };
+            let mut want = vec![f32::NAN; m * n];
+            for i in 0..m {
+                for j in j0..j1 {
+                    let d: f64 = (0..k)
+                        .map(|q| a[i * k + q] as f64 * b[j * k + q] as f64)
+                        .sum();
+                    want[i * n + j] = ((d as f32) + bias[j] + res[i * n + j]).max(0.0);
+                }
+            }
+            for mr in [3, 4] {
+                if mr == 4 && !avx512 {
+                    continue;
+                }
+                let mut c = vec![f32::NAN; m * n];
+                let cp = SendPtr(c.as_mut_ptr());
+                // SAFETY: `c` is m * n floats, only this call writes it; the features were
+                // checked above.
+                unsafe {
+                    if mr == 4 {
+                        #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                        #[allow(clippy::too_many_arguments)]
+                        unsafe fn go(
+                            m: usize,
+                            n: usize,
+                            k: usize,
+                            a: Mat,
+                            b: Mat,
+                            c: SendPtr,
+                            j0: usize,
+                            j1: usize,
+                            e: &Epilogue,
+                        ) {
+                            unsafe { abt_body::<4>(m, n, k, a, b, c, j0, j1, e) }
+                        }
+                        go(m, n, k, am, bm, cp, j0, j1, &epi);
+                    } else {
+                        #[target_feature(enable = "avx2,fma")]
+                        #[allow(clippy::too_many_arguments)]
+                        unsafe fn go(
+                            m: usize,
+                            n: usize,
+                            k: usize,
+                            a: Mat,
+                            b: Mat,
+                            c: SendPtr,
+                            j0: usize,
+                            j1: usize,
+                            e: &Epilogue,
+                        ) {
+                            unsafe { abt_body::<3>(m, n, k, a, b, c, j0, j1, e) }
+                        }
+                        go(m, n, k, am, bm, cp, j0, j1, &epi);
+                    }
+                }
+                for (i, (g, w)) in c.iter().zip(&want).enumerate() {
+                    let inside = (j0..j1).contains(&(i % n));
+                    if inside {
+                        assert!(
+                            (g - w).abs() <= 1e-5 * k as f32,
+                            "{m}x{k}x{n} mr {mr} [{i}]: {g} vs {w}"
+                        );
+                    } else {
+                        assert!(
+                            g.is_nan(),
+                            "{m}x{k}x{n} mr {mr}: column {} outside the block written",
+                            i % n
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
