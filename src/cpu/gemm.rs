@@ -28,8 +28,11 @@ impl Mat<'_> {
 
 /// Products below this many multiply-adds run the plain loop (no packing, no threads).
 const TINY: usize = 1 << 12;
-/// Products below this many multiply-adds run on one thread.
-const PAR_MIN: usize = 1 << 17;
+/// Products below this many multiply-adds run on one thread. Measured with `gemm` on the
+/// 2-core AMD EPYC (inside the pool, load ~5 from other jobs): 2 threads gained nothing up to
+/// 96^3 (16.2 vs 16.5-17.3 µs) nor above while the other core was busy; below ~1 Mi
+/// multiply-adds (~20 µs on one thread) a split cannot pay for waking the other worker.
+const PAR_MIN: usize = 1 << 20;
 
 /// `C = A B` (or `C += A B` with `accumulate`): A is `m` x `k`, B is `k` x `n`, C is `m` x `n`
 /// row-major with row stride `c_rs` (>= n). Strides are checked against the slices.
@@ -382,9 +385,11 @@ pub fn sgemm_epilogue(
     Ok(())
 }
 
-/// Rows of A up to which [`abt`] beats `gemm` on a Linear weight. Measured on an AMD EPYC
-/// (AVX-512, 2 threads): MLP 784-512-512 at batch 64, `gemm` 1.9-2.1 ms against ~1.2 ms;
-/// see `abt`'s notes for the larger sizes.
+/// Rows of A up to which [`abt`] beats `gemm` on a Linear weight. Measured on the 2-core AMD
+/// EPYC (AVX-512; load 8 from other jobs, so 1 and 2 threads ran alike), `gemm` time over
+/// `abt` time: 16x784x512 1.64-1.72, 64x784x512 1.18-1.21, 128x784x512 1.10-1.14,
+/// 192x1024x1024 1.57, 256x1024x1024 1.00-1.09, 384x1024x1024 1.02-1.04, 512x1024x1024
+/// 0.87-1.01 (`gemm` packs both operands into cache blocks, which pays off with more rows).
 #[cfg(target_arch = "x86_64")]
 const ABT_MAX_M: usize = 256;
 
@@ -462,10 +467,11 @@ fn abt(
     Ok(())
 }
 
-/// Multiply-adds below which a GEMM task is not worth handing to another thread. Measured
-/// (EPYC, 2 threads): see `par_chunks`' `MIN_TASK`.
+/// Multiply-adds below which a GEMM task is not worth handing to another thread: the tiles
+/// run ~100 GFLOP/s on one thread (MLP layers, AMD EPYC), so 2^18 is ~5 µs, the size
+/// `par_chunks` asks of a task (its `MIN_TASK` notes the measured cost of a split).
 #[cfg(target_arch = "x86_64")]
-const ABT_MIN_TASK: usize = 1 << 16;
+const ABT_MIN_TASK: usize = 1 << 18;
 
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
