@@ -315,7 +315,7 @@ pub struct Epilogue<'a> {
     /// C's shape, rows `n` apart (contiguous `m` x `n`).
     pub residual: Option<&'a [f32]>,
     /// The activation over a row segment, in place; `None`: identity.
-    pub act: Option<&'a (dyn Fn(&mut [f32]) + Sync)>,
+    pub act: Option<super::Act<'a>>,
 }
 
 impl Epilogue<'_> {
