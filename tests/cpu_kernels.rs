@@ -81,6 +81,15 @@ fn matmul_matches_reference() {
         (&[2], 5, 19, 11, false, false, true),
         (&[3], 1, 64, 40, false, true, false),
         (&[2, 2], 9, 31, 6, true, false, true),
+        // The dot-product tiles (Linear weight, 2..=256 rows): K below one vector, K not a
+        // multiple of the vector, large odd K, one column, rows not a multiple of the tile,
+        // the row limit and one past it, batches of A over one weight (residual per batch).
+        (&[], 2, 7, 1, false, true, false),
+        (&[], 7, 4103, 13, false, true, false),
+        (&[], 64, 784, 10, false, true, false),
+        (&[], 256, 65, 33, false, true, false),
+        (&[], 257, 40, 6, false, true, false),
+        (&[3], 6, 20, 11, false, true, false),
     ];
     let mut seen = Vec::new();
     for (i, &(batch, m, k, n, ta, tb, bb)) in cases.iter().enumerate() {
