@@ -458,10 +458,13 @@ struct ConvCase {
     conv: Conv2d,
 }
 
+/// One output's f16 runs of terms, and the size of what its epilogue adds (bias, residual).
+type OutputTerms = (Vec<Vec<f64>>, f64);
+
 /// The model of `c` (one conv node), its input, and per output the f16 runs of its terms in
 /// the kernel's order with the size of its bias and residual: `depthwise` runs are up to 4
 /// taps of one kernel row, others 4 input channels at one tap.
-fn conv_case(c: &ConvCase, depthwise: bool) -> (Model, Tensor, Vec<(Vec<Vec<f64>>, f64)>) {
+fn conv_case(c: &ConvCase, depthwise: bool) -> (Model, Tensor, Vec<OutputTerms>) {
     let cv = c.conv;
     let [h, w] = c.hw;
     let [kh, kw] = c.k;
