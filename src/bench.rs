@@ -625,8 +625,8 @@ fn pinned_kernels(w: &Workload) -> Vec<(&'static str, &'static str, serde_json::
 
 /// Feature-gated kernels the kernels suite times by name: (family, slot, kernel, f16 compute
 /// on). The f16-product kernels (`f16c-*`: GEMM, GEMV, f16 weights multiplied in f16, the
-/// pointwise conv) where the adapter has `shader-f16`, the subgroup f32 GEMV where it has
-/// subgroups.
+/// pointwise, implicit-GEMM and depthwise convs) where the adapter has `shader-f16`, the
+/// subgroup f32 GEMV where it has subgroups.
 fn pinned_feature_kernels(
     w: &Workload,
     features: &crate::profile::DeviceFeatures,
@@ -662,6 +662,18 @@ fn pinned_feature_kernels(
             for xtex in [true, false] {
                 let k = json!({"kernel": "pointwise_f16", "tm": 8, "tn4": 2, "xtex": xtex});
                 v.push(("conv2d", "pwconv_f16c", k, true));
+            }
+        }
+        ("conv3x3", "f32") if f16 => {
+            for (px, v4) in [(8, false), (8, true), (4, true)] {
+                let k = json!({"kernel": "implicit_tex_f16", "px": px, "v4": v4});
+                v.push(("conv2d", "conv_f16c", k, true));
+            }
+        }
+        ("dwconv3x3", "f32") if f16 => {
+            for (px, py) in [(8, 2), (8, 4), (16, 2), (16, 4)] {
+                let k = json!({"kernel": "dw_vec4_f16", "px": px, "py": py});
+                v.push(("conv2d", "dwconv_f16c", k, true));
             }
         }
         _ => {}

@@ -7,14 +7,11 @@
 // it loads TM texels of W and 4 * TN4 of X and issues 4 * TM * TN4 vec4 FMAs, the shape of the
 // two-texture GEMM (gemm_tex2.wgsl) with the constant operand on the left, so the bias is per
 // output row. Accumulators are named vec4s (arrays indexed in loops spill on lavapipe).
+// The per-step products `dot4` come from a prelude: conv1x1_dot4.wgsl (f32 FMAs) or
+// conv1x1_dot4_f16.wgsl (f16 products summed in f32).
 
 fn w_at(k4: u32, co: u32) -> vec4<f32> {
     return textureLoad(wt, vec2<u32>(k4, min(co, p.cout - 1u)), 0);
-}
-
-// acc += w.x * x0 + w.y * x1 + w.z * x2 + w.w * x3 (4 consecutive input channels).
-fn dot4(w: vec4<f32>, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, acc: vec4<f32>) -> vec4<f32> {
-    return fma(vec4<f32>(w.w), x3, fma(vec4<f32>(w.z), x2, fma(vec4<f32>(w.y), x1, fma(vec4<f32>(w.x), x0, acc))));
 }
 
 @compute @workgroup_size(64, 1, 1)

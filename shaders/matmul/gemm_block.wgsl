@@ -7,21 +7,7 @@
 // The accumulators are named vec4 variables, not arrays or matrices: on CPU-based adapters
 // (lavapipe) indexed arrays and matrix variables spill, and this form ran about 2x faster.
 // `if`s on the constants TM / TN4 fold away at compile time. No early return before the loads,
-// so the execution mask stays full for them.
-struct Params {
-    m: u32, n: u32, k: u32, batch: u32,
-    a_bs: u32, a_rs: u32, a_ks: u32, b_bk: u32,
-    n4: u32, has_bias: u32, has_res: u32, _p0: u32,
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> a: array<f32>;
-@group(0) @binding(3) var<storage, read_write> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> res: array<f32>;
-@group(0) @binding(5) var<storage, read_write> c: array<f32>;
-
-fn a_row(a0: u32, row: u32) -> u32 {
-    return a0 + min(row, p.m - 1u) * p.a_rs;
-}
+// so the execution mask stays full for them. Parameters and bindings: gemm_block_io.wgsl.
 
 fn axpy(x: f32, b: vec4<f32>, acc: vec4<f32>) -> vec4<f32> {
     return fma(vec4<f32>(x), b, acc);

@@ -1,27 +1,10 @@
 enable f16;
 // gemm_block.wgsl with f16 products (adapters with `shader-f16`, and only when the session
 // allows reduced precision): B (packed [K][N4] vec4 at load, from the b_buffer / b_texture
-// prelude) and A are converted to f16 as they are read, each run of 4 k is multiplied and
-// summed in f16 (vec4<f16> FMAs: twice the f32 rate on Mali, Adreno and Apple GPUs), and that
-// 4-term partial is added to an f32 accumulator. So f16 rounding touches each term a bounded
-// number of times (operands, product, at most 3 additions) and the sum over K stays in f32:
-// the error grows like sqrt(K) * 2^-11 rather than K * 2^-11 for an all-f16 sum. Values past
-// f16's range (|x| > 65504) become infinite: the caller opted in. Same block shapes, grid and
-// named accumulators as gemm_block.wgsl.
-struct Params {
-    m: u32, n: u32, k: u32, batch: u32,
-    a_bs: u32, a_rs: u32, a_ks: u32, b_bk: u32,
-    n4: u32, has_bias: u32, has_res: u32, _p0: u32,
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> a: array<f32>;
-@group(0) @binding(3) var<storage, read_write> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> res: array<f32>;
-@group(0) @binding(5) var<storage, read_write> c: array<f32>;
-
-fn a_row(a0: u32, row: u32) -> u32 {
-    return a0 + min(row, p.m - 1u) * p.a_rs;
-}
+// prelude) and A are converted to f16 as they are read, and each run of 4 k is multiplied and
+// summed in f16 and added to an f32 accumulator (dot4_f16.wgsl says why the error then grows
+// like sqrt(K) * 2^-11). Same parameters and bindings (gemm_block_io.wgsl), block shapes, grid
+// and named accumulators as gemm_block.wgsl; the loop steps 4 k at a time.
 
 // A[row][k0 .. k0 + 4] in f16, zero past K (so the clamped B rows there add nothing).
 fn a4(ra: u32, k0: u32) -> vec4<f16> {
@@ -37,10 +20,9 @@ fn bh(col4: u32, r0: u32, k: u32) -> vec4<f16> {
     return vec4<f16>(b_at(col4, r0 + min(k, p.k - 1u)));
 }
 
-// acc + the f16 sum of x[j] * b_j over the 4 k of a run.
+// acc + the f16 sum of x[j] * b_j over the 4 k of a run (dot4_f16.wgsl).
 fn run4(x: vec4<f16>, b0: vec4<f16>, b1: vec4<f16>, b2: vec4<f16>, b3: vec4<f16>, acc: vec4<f32>) -> vec4<f32> {
-    let h = fma(vec4<f16>(x.w), b3, fma(vec4<f16>(x.z), b2, fma(vec4<f16>(x.y), b1, vec4<f16>(x.x) * b0)));
-    return acc + vec4<f32>(h);
+    return acc + dot4h(x, b0, b1, b2, b3);
 }
 
 @compute @workgroup_size(64, 1, 1)

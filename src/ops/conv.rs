@@ -138,6 +138,20 @@ pub enum ConvKernel {
         #[serde(default)]
         xtex: bool,
     },
+    /// `ImplicitTex` with f16 products: per run of 4 input channels and tap, the weight and
+    /// input texels are rounded to f16, multiplied and summed as vec4<f16>, the partials summed
+    /// in f32; same epilogue. Only with `f16_compute` on adapters with `shader-f16` (slot
+    /// `conv_f16c`).
+    ImplicitTexF16 {
+        px: u32,
+        #[serde(default)]
+        v4: bool,
+    },
+    /// `DwVec4` with f16 products: each kernel row's taps in runs of up to 4, their input
+    /// windows and weights rounded to f16, multiplied and summed as vec4<f16>, the partials
+    /// summed in f32; same epilogue.
+    /// Only with `f16_compute` on adapters with `shader-f16` (slot `dwconv_f16c`).
+    DwVec4F16 { px: u32, py: u32 },
 }
 
 /// Density (percent) up to which a CSR 1x1 conv runs `SparseTex` when autotune has not
@@ -180,6 +194,10 @@ impl KernelVariant for ConvKernel {
                     tn4 * 4
                 )
             }
+            ConvKernel::ImplicitTexF16 { px, v4 } => {
+                format!("f16c-igemm-tex-8x{px}{}", if v4 { "-v4" } else { "" })
+            }
+            ConvKernel::DwVec4F16 { px, py } => format!("f16c-dwvec4-{py}x{px}"),
         }
     }
 
@@ -192,7 +210,9 @@ impl KernelVariant for ConvKernel {
             // One or two vec4 accumulators, and strips that start on a texel.
             ConvKernel::DwStrip { px } => matches!(px, 4 | 8),
             // Named accumulators: 2 or 4 vec4 per row, 1, 2 or 4 rows.
-            ConvKernel::DwVec4 { px, py } => matches!(px, 8 | 16) && matches!(py, 1 | 2 | 4),
+            ConvKernel::DwVec4 { px, py } | ConvKernel::DwVec4F16 { px, py } => {
+                matches!(px, 8 | 16) && matches!(py, 1 | 2 | 4)
+            }
             // Accumulators are arrays of PX * R in the shader.
             ConvKernel::Packed { px, r, .. } => {
                 (1..=8).contains(&px) && matches!(r, 1 | 2 | 4) && px * r <= 16
@@ -210,7 +230,9 @@ impl KernelVariant for ConvKernel {
             // 64 or 256 invocations, within WebGPU's default limits.
             ConvKernel::ImplicitWg { wg } => matches!(wg, 8 | 16),
             // One or two vec4s of outputs per channel; strips start on a texel.
-            ConvKernel::ImplicitTex { px, .. } => matches!(px, 4 | 8),
+            ConvKernel::ImplicitTex { px, .. } | ConvKernel::ImplicitTexF16 { px, .. } => {
+                matches!(px, 4 | 8)
+            }
         };
         if ok {
             Ok(())
@@ -240,18 +262,18 @@ static DW_STRIP: ShaderSource = crate::wgsl!(
      [("PX", 8), ("KH", 7), ("KW", 8), ("SH", 2), ("SW", 1), ("DH", 1), ("DW", 3)]]
 );
 static DW_VEC4: ShaderSource = crate::wgsl!(
-    "conv/dw_params.wgsl", "conv/dwconv2d_vec4.wgsl";
+    "conv/dw_params.wgsl", "conv/dw_vec4_taps.wgsl", "conv/dwconv2d_vec4.wgsl";
     [[("PX", 8), ("PY", 2), ("KH", 3), ("KW", 3), ("SH", 1), ("SW", 1), ("DH", 1), ("DW", 1), ("OFF", 3)],
      [("PX", 16), ("PY", 4), ("KH", 5), ("KW", 5), ("SH", 2), ("SW", 1), ("DH", 1), ("DW", 2), ("OFF", 2)],
      [("PX", 8), ("PY", 1), ("KH", 7), ("KW", 7), ("SH", 1), ("SW", 2), ("DH", 1), ("DW", 1), ("OFF", 0)]]
 );
 /// Pointwise conv as a GEMM: the input through a texture or from storage as vec4s.
 static PW_TEX: ShaderSource = crate::wgsl!(
-    "conv/pw_params.wgsl", "conv/pw_x_tex.wgsl", "conv/conv1x1_gemm.wgsl";
+    "conv/pw_params.wgsl", "conv/pw_x_tex.wgsl", "conv/conv1x1_dot4.wgsl", "conv/conv1x1_gemm.wgsl";
     [[("TM", 4), ("TN4", 1)], [("TM", 8), ("TN4", 2)]]
 );
 static PW_BUF: ShaderSource = crate::wgsl!(
-    "conv/pw_params.wgsl", "conv/pw_x_buf.wgsl", "conv/conv1x1_gemm.wgsl";
+    "conv/pw_params.wgsl", "conv/pw_x_buf.wgsl", "conv/conv1x1_dot4.wgsl", "conv/conv1x1_gemm.wgsl";
     [[("TM", 4), ("TN4", 2)], [("TM", 8), ("TN4", 1)]]
 );
 /// Depth along K of the implicit-GEMM kernel's workgroup tiles, and its register block.
@@ -262,14 +284,14 @@ static IGEMM_WG: ShaderSource = crate::wgsl!(
     [[("TM", 4), ("TN", 4), ("WG", 16), ("BK", 16)], [("TM", 4), ("TN", 4), ("WG", 8), ("BK", 16)]]
 );
 static IGEMM_TEX: ShaderSource = crate::wgsl!(
-    "conv/strip_store.wgsl", "conv/conv_strip_tex.wgsl";
+    "conv/strip_store.wgsl", "conv/conv_strip_acc.wgsl", "conv/conv_strip_tex.wgsl";
     [[("PX", 8), ("KH", 3), ("KW", 3), ("SH", 1), ("SW", 1), ("DH", 1), ("DW", 1)],
      [("PX", 4), ("KH", 1), ("KW", 1), ("SH", 2), ("SW", 2), ("DH", 1), ("DW", 1)],
      [("PX", 8), ("KH", 7), ("KW", 8), ("SH", 2), ("SW", 1), ("DH", 1), ("DW", 3)]]
 );
 /// As `IGEMM_TEX` with vec4 output and residual accesses (output width a multiple of 4).
 static IGEMM_TEX_V4: ShaderSource = crate::wgsl!(
-    "conv/strip_store_vec4.wgsl", "conv/conv_strip_tex.wgsl";
+    "conv/strip_store_vec4.wgsl", "conv/conv_strip_acc.wgsl", "conv/conv_strip_tex.wgsl";
     [[("PX", 8), ("KH", 3), ("KW", 3), ("SH", 1), ("SW", 1), ("DH", 1), ("DW", 1)],
      [("PX", 4), ("KH", 1), ("KW", 1), ("SH", 2), ("SW", 2), ("DH", 1), ("DW", 1)]]
 );
@@ -354,11 +376,11 @@ impl OpFamily for Conv2d {
         } else {
             return Some(ConvKernel::Naive);
         };
-        // A session that allows f16 compute reads the pointwise f16 slot first (tuned with f16
+        // A session that allows f16 compute reads the slot's f16 twin first (tuned with f16
         // allowed, its f16 kernels beside the f32 ones); nothing f16 is chosen untuned.
-        if slot == "pwconv" && cx.device.f16_compute {
+        if cx.device.f16_compute {
             if let Some(k) = cx
-                .tuned::<Self>("pwconv_f16c")
+                .tuned::<Self>(&format!("{slot}_f16c"))
                 .filter(|k| self.fits(k, cx).is_ok())
             {
                 return Some(k);
@@ -475,9 +497,14 @@ impl OpFamily for Conv2d {
                 Err("the packed depthwise kernel takes at most 32 taps".into())
             }
             ConvKernel::SparseTex { .. } => self.sparse_fits(cx),
-            ConvKernel::PointwiseF16 { tm, tn4, xtex } => {
-                pw_f16_allowed(k, cx)?;
-                self.gemm_fits(&ConvKernel::Pointwise { tm, tn4, xtex }, cx)
+            ConvKernel::PointwiseF16 { .. }
+            | ConvKernel::ImplicitTexF16 { .. }
+            | ConvKernel::DwVec4F16 { .. } => {
+                super::matmul::f16_allowed(&k.name(), cx)?;
+                match f16_twin(*k) {
+                    Some((twin, _)) => self.fits(&twin, cx),
+                    None => Err(format!("kernel {} has no f32 twin", k.name())),
+                }
             }
             ConvKernel::Pointwise { .. }
             | ConvKernel::ImplicitWg { .. }
@@ -506,8 +533,8 @@ impl OpFamily for Conv2d {
         if let ConvKernel::SparseTex { .. } = k {
             return self.lower_sparse(*k, cx);
         }
-        if let ConvKernel::PointwiseF16 { .. } = k {
-            return self.lower_pw_f16(*k, cx);
+        if f16_twin(*k).is_some() {
+            return self.lower_f16c(*k, cx);
         }
         if matches!(
             k,
@@ -583,18 +610,34 @@ impl OpFamily for Conv2d {
         let qdw = [2, 4, 8]
             .map(|px| ConvKernel::PackedDepthwise { px })
             .to_vec();
+        // The f16 twins of `conv` and `dwconv`, built like `pwconv_f16c`: every f32 candidate
+        // and the f16-product ones on the same workload, timed with f16 allowed.
+        let conv: Vec<ConvKernel> = tiled
+            .into_iter()
+            .chain(tex2)
+            .chain(itex)
+            .chain(iwg)
+            .collect();
+        let mut conv_f16 = conv.clone();
+        for (px, v4) in [(4, false), (8, false), (4, true), (8, true)] {
+            conv_f16.push(ConvKernel::ImplicitTexF16 { px, v4 });
+        }
+        let mut conv_f16_slot = TuneSlot::new("conv_f16c", conv_f16, conv3x3(1), inputs(32, 28, 1));
+        conv_f16_slot.f16_compute = true;
+        let dw: Vec<ConvKernel> = plain
+            .into_iter()
+            .chain(dtex2)
+            .chain(strip)
+            .chain(vec4)
+            .collect();
+        let mut dw_f16 = dw.clone();
+        for (px, py) in [(8, 2), (8, 4), (16, 2), (16, 4)] {
+            dw_f16.push(ConvKernel::DwVec4F16 { px, py });
+        }
+        let mut dw_f16_slot = TuneSlot::new("dwconv_f16c", dw_f16, conv3x3(32), inputs(32, 56, 32));
+        dw_f16_slot.f16_compute = true;
         vec![
-            TuneSlot::new(
-                "conv",
-                tiled
-                    .into_iter()
-                    .chain(tex2)
-                    .chain(itex)
-                    .chain(iwg)
-                    .collect(),
-                conv3x3(1),
-                inputs(32, 28, 1),
-            ),
+            TuneSlot::new("conv", conv, conv3x3(1), inputs(32, 28, 1)),
             // Pointwise: a MobileNetV2 projection (96 -> 24 channels) at 28x28.
             TuneSlot::new(
                 "pwconv",
@@ -602,23 +645,15 @@ impl OpFamily for Conv2d {
                 Conv2d::default(),
                 vec![(vec![1, 96, 28, 28], false), (vec![24, 96, 1, 1], true)],
             ),
-            TuneSlot::new(
-                "dwconv",
-                plain
-                    .into_iter()
-                    .chain(dtex2)
-                    .chain(strip)
-                    .chain(vec4)
-                    .collect(),
-                conv3x3(32),
-                inputs(32, 56, 32),
-            ),
+            TuneSlot::new("dwconv", dw, conv3x3(32), inputs(32, 56, 32)),
             TuneSlot::new("qconv", qconv, conv3x3(1), inputs(32, 28, 1))
                 .with_formats(packed_formats.clone()),
             TuneSlot::new("qdwconv", qdw, conv3x3(32), inputs(32, 56, 32))
                 .with_formats(packed_formats),
             sparse_slot(),
             pw_f16_slot,
+            conv_f16_slot,
+            dw_f16_slot,
         ]
     }
 
@@ -644,6 +679,9 @@ impl OpFamily for Conv2d {
             &IGEMM_TEX_V4,
             &PW_F16_TEX,
             &PW_F16_BUF,
+            &IGEMM_TEX_F16,
+            &IGEMM_TEX_V4_F16,
+            &DW_VEC4_F16,
         ]
     }
 
@@ -976,7 +1014,9 @@ impl Conv2d {
                 return self.lower_packed(kernel, cx);
             }
             ConvKernel::SparseTex { .. } => return self.lower_sparse(kernel, cx),
-            ConvKernel::PointwiseF16 { .. } => return self.lower_pw_f16(kernel, cx),
+            ConvKernel::PointwiseF16 { .. }
+            | ConvKernel::ImplicitTexF16 { .. }
+            | ConvKernel::DwVec4F16 { .. } => return self.lower_f16c(kernel, cx),
             ConvKernel::Pointwise { .. }
             | ConvKernel::ImplicitWg { .. }
             | ConvKernel::ImplicitTex { .. } => return self.lower_gemm(kernel, cx),
@@ -1890,50 +1930,78 @@ fn pad_dispatch(p: &ConvParams, g: &StripGeometry, cx: &LowerCtx) -> Result<Disp
     })
 }
 
-/// The pointwise GEMM with f16 products (`enable f16`).
+/// The f16-product kernels (`enable f16`): each is its f32 twin's source with the f16
+/// product prelude in place of the f32 one.
 static PW_F16_TEX: ShaderSource = crate::wgsl!(
-    "conv/pw_params.wgsl", "conv/pw_x_tex.wgsl", "conv/conv1x1_gemm_f16.wgsl";
+    "conv/pw_params.wgsl", "conv/pw_x_tex.wgsl", "common/dot4_f16.wgsl", "conv/conv1x1_dot4_f16.wgsl",
+    "conv/conv1x1_gemm.wgsl";
     [[("TM", 4), ("TN4", 1)], [("TM", 8), ("TN4", 2)]]
 );
 static PW_F16_BUF: ShaderSource = crate::wgsl!(
-    "conv/pw_params.wgsl", "conv/pw_x_buf.wgsl", "conv/conv1x1_gemm_f16.wgsl";
+    "conv/pw_params.wgsl", "conv/pw_x_buf.wgsl", "common/dot4_f16.wgsl", "conv/conv1x1_dot4_f16.wgsl",
+    "conv/conv1x1_gemm.wgsl";
     [[("TM", 8), ("TN4", 1)], [("TM", 4), ("TN4", 2)]]
 );
+static IGEMM_TEX_F16: ShaderSource = crate::wgsl!(
+    "conv/strip_store.wgsl", "common/dot4_f16.wgsl", "conv/conv_strip_acc_f16.wgsl",
+    "conv/conv_strip_tex.wgsl";
+    [[("PX", 8), ("KH", 3), ("KW", 3), ("SH", 1), ("SW", 1), ("DH", 1), ("DW", 1)],
+     [("PX", 4), ("KH", 1), ("KW", 1), ("SH", 2), ("SW", 2), ("DH", 1), ("DW", 1)],
+     [("PX", 8), ("KH", 7), ("KW", 8), ("SH", 2), ("SW", 1), ("DH", 1), ("DW", 3)]]
+);
+static IGEMM_TEX_V4_F16: ShaderSource = crate::wgsl!(
+    "conv/strip_store_vec4.wgsl", "common/dot4_f16.wgsl", "conv/conv_strip_acc_f16.wgsl",
+    "conv/conv_strip_tex.wgsl";
+    [[("PX", 8), ("KH", 3), ("KW", 3), ("SH", 1), ("SW", 1), ("DH", 1), ("DW", 1)],
+     [("PX", 4), ("KH", 1), ("KW", 1), ("SH", 2), ("SW", 2), ("DH", 1), ("DW", 1)]]
+);
+static DW_VEC4_F16: ShaderSource = crate::wgsl!(
+    "conv/dw_params.wgsl", "conv/dw_vec4_taps_f16.wgsl", "conv/dwconv2d_vec4.wgsl";
+    [[("PX", 8), ("PY", 2), ("KH", 3), ("KW", 3), ("SH", 1), ("SW", 1), ("DH", 1), ("DW", 1), ("OFF", 3)],
+     [("PX", 16), ("PY", 4), ("KH", 5), ("KW", 5), ("SH", 2), ("SW", 1), ("DH", 1), ("DW", 2), ("OFF", 2)],
+     [("PX", 8), ("PY", 1), ("KH", 7), ("KW", 7), ("SH", 1), ("SW", 2), ("DH", 1), ("DW", 1), ("OFF", 0)]]
+);
 
-/// Why an f16-product conv kernel may not run: the session must allow reduced precision and
-/// the adapter must have `shader-f16`.
-fn pw_f16_allowed(k: &ConvKernel, cx: &SelectCtx) -> std::result::Result<(), String> {
-    if !cx.device.f16_compute {
-        Err(format!(
-            "kernel {} computes in f16: only with SessionOptions::f16_compute",
-            k.name()
-        ))
-    } else if !cx.device.features.shader_f16 {
-        Err(format!(
-            "kernel {} needs the adapter's shader-f16 feature",
-            k.name()
-        ))
-    } else {
-        Ok(())
-    }
+/// The f32 kernel an f16-product kernel mirrors (same fit, bindings, grid and packing) and
+/// the f16 source that replaces the twin's; `None` for a kernel that is not an f16 variant.
+fn f16_twin(k: ConvKernel) -> Option<(ConvKernel, &'static ShaderSource)> {
+    Some(match k {
+        ConvKernel::PointwiseF16 { tm, tn4, xtex } => (
+            ConvKernel::Pointwise { tm, tn4, xtex },
+            if xtex { &PW_F16_TEX } else { &PW_F16_BUF },
+        ),
+        ConvKernel::ImplicitTexF16 { px, v4 } => (
+            ConvKernel::ImplicitTex { px, v4 },
+            if v4 {
+                &IGEMM_TEX_V4_F16
+            } else {
+                &IGEMM_TEX_F16
+            },
+        ),
+        ConvKernel::DwVec4F16 { px, py } => (ConvKernel::DwVec4 { px, py }, &DW_VEC4_F16),
+        _ => return None,
+    })
 }
 
-/// The f16-product pointwise kernel.
+/// The f16-product kernels.
 impl Conv2d {
-    /// Lowered as `Pointwise` (same bindings, grid and packing), with the f16 source.
-    fn lower_pw_f16(&self, kernel: ConvKernel, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
-        let ConvKernel::PointwiseF16 { tm, tn4, xtex } = kernel else {
-            return Err(unsupported("conv2d", "not the f16 pointwise kernel"));
-        };
+    /// Lowered as the f32 twin (same dispatches, parameters and constants), with the f16
+    /// source in the twin's last dispatch (the kernel; earlier ones copy the input).
+    fn lower_f16c(&self, kernel: ConvKernel, cx: &LowerCtx) -> Result<Vec<Dispatch>> {
+        let (twin, file) = f16_twin(kernel).ok_or_else(|| {
+            unsupported("conv2d", format!("{} is not an f16 kernel", kernel.name()))
+        })?;
         kernel
             .check()
             .map_err(|e| unsupported("conv2d", format!("kernel {}: {e}", kernel.name())))?;
-        let mut out = self.lower_gemm(ConvKernel::Pointwise { tm, tn4, xtex }, cx)?;
-        let file = if xtex { &PW_F16_TEX } else { &PW_F16_BUF };
-        let last = out
-            .last_mut()
-            .ok_or_else(|| unsupported("conv2d", "the pointwise lowering made no dispatch"))?;
-        last.shader = ShaderKey::new(file, &[("TM", tm), ("TN4", tn4)]);
+        let mut out = self.lower(&twin, cx)?;
+        let last = out.last_mut().ok_or_else(|| {
+            unsupported(
+                "conv2d",
+                format!("the {} lowering made no dispatch", twin.name()),
+            )
+        })?;
+        last.shader = ShaderKey::new(file, &last.shader.consts);
         Ok(out)
     }
 }

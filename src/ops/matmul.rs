@@ -619,11 +619,11 @@ static GEMM_VEC4: ShaderSource = crate::wgsl!("matmul/gemm_vec4.wgsl"; [
     [("TM", 8), ("TN", 8), ("WG_X", 8), ("WG_Y", 8)]
 ]);
 static GEMM_BCAST: ShaderSource = crate::wgsl!(
-    "matmul/b_buffer.wgsl", "matmul/store4.wgsl", "matmul/gemm_block.wgsl";
+    "matmul/gemm_block_io.wgsl", "matmul/b_buffer.wgsl", "matmul/store4.wgsl", "matmul/gemm_block.wgsl";
     [[("TM", 4), ("TN4", 1)], [("TM", 1), ("TN4", 2)]]
 );
 static GEMM_TEX: ShaderSource = crate::wgsl!(
-    "matmul/b_texture.wgsl", "matmul/store4.wgsl", "matmul/gemm_block.wgsl";
+    "matmul/gemm_block_io.wgsl", "matmul/b_texture.wgsl", "matmul/store4.wgsl", "matmul/gemm_block.wgsl";
     [[("TM", 4), ("TN4", 1)], [("TM", 1), ("TN4", 2)]]
 );
 static GEMM_TEX2: ShaderSource = crate::wgsl!(
@@ -940,7 +940,7 @@ impl OpFamily for MatMul {
                 if lay.bits != 16 {
                     return Err("the f16 kernel reads f16 weights only".into());
                 }
-                f16_allowed(k, cx)?;
+                f16_allowed(&k.name(), cx)?;
                 a_tex(xtex, &lay)
             }
             MatMulKernel::SgGemv => {
@@ -957,7 +957,7 @@ impl OpFamily for MatMul {
                 Ok(())
             }
             MatMulKernel::F16Block { tex, .. } => {
-                f16_allowed(k, cx)?;
+                f16_allowed(&k.name(), cx)?;
                 need_const()?;
                 if tex {
                     b_tex()?;
@@ -1848,44 +1848,14 @@ impl MatMul {
                 unreachable!("lowered by lower_sg_f16")
             }
             MatMulKernel::Bcast { tm, tn4 } | MatMulKernel::Tex { tm, tn4 } => {
-                if !cx.is_const[1] {
-                    return Err(unsupported(
-                        "matmul",
-                        format!("kernel {} needs a constant B", kernel.name()),
-                    ));
-                }
-                let n4 = p.n.div_ceil(4);
-                let v = BcastParams {
-                    m: p.m,
-                    n: p.n,
-                    k: p.k,
-                    batch,
-                    a_bs: p.a_bs,
-                    a_rs: p.a_rs,
-                    a_ks: p.a_ks,
-                    // rows of packed B per batch (0: one B shared by all batches)
-                    b_bs4: if p.b_bs != 0 { p.k } else { 0 },
-                    n4,
-                    has_bias: p.has_bias,
-                    has_res: p.has_res,
-                    _p0: 0,
-                };
-                let pack = Pack::KnPadded4 {
-                    trans_b: self.trans_b,
-                };
-                let (file, b_bind) = match kernel {
-                    MatMulKernel::Tex { .. } => (&GEMM_TEX, Bind::Texture(1, pack, n4)),
-                    _ => (&GEMM_BCAST, Bind::Packed(1, pack)),
-                };
+                let tex = matches!(kernel, MatMulKernel::Tex { .. });
+                let (params, b_bind, wg) = self.block_setup(kernel, &p, tm, tn4, tex, cx)?;
+                let file = if tex { &GEMM_TEX } else { &GEMM_BCAST };
                 (
                     ShaderKey::new(file, &[("TM", tm), ("TN4", tn4)]),
-                    bytemuck::cast_slice(&[v]).to_vec(),
+                    params,
                     b_bind,
-                    [
-                        div_ceil(n4 as usize, 64 * tn4 as usize),
-                        div_ceil(m, tm as usize),
-                        batch,
-                    ],
+                    wg,
                 )
             }
         };
@@ -1897,6 +1867,58 @@ impl MatMul {
             bindings: vec![Bind::Input(0), b_bind, bias, res, Bind::Output],
             workgroups: wg,
         }])
+    }
+}
+
+impl MatMul {
+    /// What the block kernels (`gemm_block.wgsl` and its f16-product twin) share: their
+    /// parameters, B (constant, packed once as [K][N4] vec4 texels) bound as a storage buffer
+    /// or a texture (`tex`), and the grid of 64 invocations of `tn4` texel columns x `tm` rows.
+    fn block_setup(
+        &self,
+        kernel: MatMulKernel,
+        p: &GemmParams,
+        tm: u32,
+        tn4: u32,
+        tex: bool,
+        cx: &LowerCtx,
+    ) -> Result<(Vec<u32>, Bind, [u32; 3])> {
+        if !cx.is_const[1] {
+            return Err(unsupported(
+                "matmul",
+                format!("kernel {} needs a constant B", kernel.name()),
+            ));
+        }
+        let n4 = p.n.div_ceil(4);
+        let v = BcastParams {
+            m: p.m,
+            n: p.n,
+            k: p.k,
+            batch: p.batch,
+            a_bs: p.a_bs,
+            a_rs: p.a_rs,
+            a_ks: p.a_ks,
+            // rows of packed B per batch (0: one B shared by all batches)
+            b_bs4: if p.b_bs != 0 { p.k } else { 0 },
+            n4,
+            has_bias: p.has_bias,
+            has_res: p.has_res,
+            _p0: 0,
+        };
+        let pack = Pack::KnPadded4 {
+            trans_b: self.trans_b,
+        };
+        let b_bind = if tex {
+            Bind::Texture(1, pack, n4)
+        } else {
+            Bind::Packed(1, pack)
+        };
+        let wg = [
+            div_ceil(n4 as usize, 64 * tn4 as usize),
+            div_ceil(p.m as usize, tm as usize),
+            p.batch,
+        ];
+        Ok((bytemuck::cast_slice(&[v]).to_vec(), b_bind, wg))
     }
 }
 
@@ -2534,11 +2556,13 @@ impl MatMul {
 /// The subgroup f32 GEMV and the f16-product block kernels.
 static GEMV_SG: ShaderSource = crate::wgsl!("matmul/gemv_sg.wgsl");
 static GEMM_F16_BCAST: ShaderSource = crate::wgsl!(
-    "matmul/b_buffer.wgsl", "matmul/store4.wgsl", "matmul/gemm_block_f16.wgsl";
+    "matmul/gemm_block_io.wgsl", "matmul/b_buffer.wgsl", "matmul/store4.wgsl",
+    "common/dot4_f16.wgsl", "matmul/gemm_block_f16.wgsl";
     [[("TM", 4), ("TN4", 1)], [("TM", 1), ("TN4", 4)], [("TM", 8), ("TN4", 2)]]
 );
 static GEMM_F16_TEX: ShaderSource = crate::wgsl!(
-    "matmul/b_texture.wgsl", "matmul/store4.wgsl", "matmul/gemm_block_f16.wgsl";
+    "matmul/gemm_block_io.wgsl", "matmul/b_texture.wgsl", "matmul/store4.wgsl",
+    "common/dot4_f16.wgsl", "matmul/gemm_block_f16.wgsl";
     [[("TM", 4), ("TN4", 2)], [("TM", 1), ("TN4", 2)], [("TM", 8), ("TN4", 1)]]
 );
 /// GEMV on f16 weights multiplied in f16 (`enable f16`), A from a buffer or a texture.
@@ -2554,18 +2578,16 @@ macro_rules! packed_knf16c_source {
 static QKNF16C: ShaderSource = packed_knf16c_source!("quant/a_buffer.wgsl");
 static QKNF16C_2: ShaderSource = packed_knf16c_source!("quant/a_texture.wgsl");
 
-/// Why an f16-product kernel may not run: the session must allow reduced precision and the
-/// adapter must have `shader-f16`.
-fn f16_allowed(k: &MatMulKernel, cx: &SelectCtx) -> std::result::Result<(), String> {
+/// Why an f16-product kernel (named `kernel`; matmul or conv) may not run: the session must
+/// allow reduced precision and the adapter must have `shader-f16`.
+pub(super) fn f16_allowed(kernel: &str, cx: &SelectCtx) -> std::result::Result<(), String> {
     if !cx.device.f16_compute {
         Err(format!(
-            "kernel {} computes in f16: only with SessionOptions::f16_compute",
-            k.name()
+            "kernel {kernel} computes in f16: only with SessionOptions::f16_compute"
         ))
     } else if !cx.device.features.shader_f16 {
         Err(format!(
-            "kernel {} needs the adapter's shader-f16 feature",
-            k.name()
+            "kernel {kernel} needs the adapter's shader-f16 feature"
         ))
     } else {
         Ok(())
@@ -2637,7 +2659,7 @@ impl MatMul {
             .map_err(|e| unsupported("matmul", format!("kernel {}: {e}", kernel.name())))?;
         let p = self.params(&cx.in_shapes[0], &cx.in_shapes[1]);
         let [bias, res] = super::epilogue_binds(self.bias, self.residual);
-        let (m, batch) = (p.m as usize, p.batch);
+        let batch = p.batch;
         let (shader, params, b_bind, wg) = match kernel {
             MatMulKernel::SgGemv => (
                 ShaderKey::new(&GEMV_SG, &[]),
@@ -2646,45 +2668,14 @@ impl MatMul {
                 [p.n, p.m, batch],
             ),
             MatMulKernel::F16Block { tm, tn4, tex } => {
-                if !cx.is_const[1] {
-                    return Err(unsupported(
-                        "matmul",
-                        format!("kernel {} needs a constant B", kernel.name()),
-                    ));
-                }
-                let n4 = p.n.div_ceil(4);
-                // The f32 block kernel's parameters and B packing.
-                let v = BcastParams {
-                    m: p.m,
-                    n: p.n,
-                    k: p.k,
-                    batch,
-                    a_bs: p.a_bs,
-                    a_rs: p.a_rs,
-                    a_ks: p.a_ks,
-                    b_bs4: if p.b_bs != 0 { p.k } else { 0 },
-                    n4,
-                    has_bias: p.has_bias,
-                    has_res: p.has_res,
-                    _p0: 0,
-                };
-                let pack = Pack::KnPadded4 {
-                    trans_b: self.trans_b,
-                };
-                let (file, b_bind) = if tex {
-                    (&GEMM_F16_TEX, Bind::Texture(1, pack, n4))
-                } else {
-                    (&GEMM_F16_BCAST, Bind::Packed(1, pack))
-                };
+                // The f32 block kernel's parameters, B packing and grid.
+                let (params, b_bind, wg) = self.block_setup(kernel, &p, tm, tn4, tex, cx)?;
+                let file = if tex { &GEMM_F16_TEX } else { &GEMM_F16_BCAST };
                 (
                     ShaderKey::new(file, &[("TM", tm), ("TN4", tn4)]),
-                    bytemuck::cast_slice(&[v]).to_vec(),
+                    params,
                     b_bind,
-                    [
-                        div_ceil(n4 as usize, 64 * tn4 as usize),
-                        div_ceil(m, tm as usize),
-                        batch,
-                    ],
+                    wg,
                 )
             }
             _ => return Err(unsupported("matmul", "not a subgroup or f16 block kernel")),
