@@ -192,7 +192,7 @@ fn model_key(model: &Model, o: &SessionOptions) -> String {
         t.bytes().hash(&mut h);
     }
     format!(
-        "{:016x} threads={:?} int8_act={} f16={} naive={} optimize={} cpu_reference={} kernels={}",
+        "{:016x} threads={:?} int8_act={} f16={} naive={} optimize={} cpu_reference={} cpu_sparse={:?} kernels={}",
         h.finish(),
         o.threads,
         o.int8_activations,
@@ -200,6 +200,7 @@ fn model_key(model: &Model, o: &SessionOptions) -> String {
         o.naive,
         o.optimize,
         o.cpu_reference,
+        o.cpu_sparse_max_pct,
         o.kernels
             .as_ref()
             .map(|k| serde_json::to_string(k).unwrap_or_default())

@@ -39,6 +39,11 @@ pub struct SessionOptions {
     /// Run CPU nodes (the CPU backend's, and CPU nodes inside GPU plans) on the reference ops
     /// rather than the fast CPU kernels (tests that compare against the reference bit for bit).
     pub cpu_reference: bool,
+    /// Densest sparse weight (percent of its elements stored) the CPU sparse kernel
+    /// (`cpu-spmm`) reads as stored; denser ones are decoded once and run the dense kernels.
+    /// `None`: the measured defaults (`cpu_fast::spmm_max_pct`: faster than dense there);
+    /// `Some(100)` forces the sparse kernel (less memory), `Some(0)` disables it.
+    pub cpu_sparse_max_pct: Option<u32>,
     /// Threads for the CPU kernels (`WGEDGE_THREADS`); `None`: all cores.
     pub threads: Option<usize>,
     /// Most bytes the session may hold: planned activations plus weights, on the CPU or the
@@ -86,6 +91,7 @@ impl Default for SessionOptions {
             f16_compute: false,
             plan: PlanOptions::default(),
             cpu_reference: false,
+            cpu_sparse_max_pct: None,
             threads: None,
             max_memory: None,
             max_shapes: 4,
@@ -193,7 +199,7 @@ impl Session {
         let budget = opts.max_memory.unwrap_or_else(default_memory_budget);
         let (graph, mut weights, rewrites) = prepare(model, opts.optimize, budget)?;
         let mut plan = Plan::new(&graph, &weights, None, opts.plan)?;
-        plan.select_cpu_kernels(opts.cpu_reference);
+        plan.select_cpu_kernels(opts.cpu_reference, opts.cpu_sparse_max_pct);
         decode_planned(&plan, &mut weights)?;
         check_budget(&plan, &weights, budget)?;
         let pool = crate::cpu::Pool::new(opts.threads);
@@ -232,7 +238,7 @@ impl Session {
         let budget = opts.max_memory.unwrap_or_else(default_memory_budget);
         let (graph, mut weights, rewrites) = prepare(model, opts.optimize, budget)?;
         let mut plan = Plan::new(&graph, &weights, Some(&profile), opts.plan)?;
-        plan.select_cpu_kernels(opts.cpu_reference);
+        plan.select_cpu_kernels(opts.cpu_reference, opts.cpu_sparse_max_pct);
         decode_planned(&plan, &mut weights)?;
         check_budget(&plan, &weights, budget)?;
         let decoded: Vec<String> = (plan.values.iter())

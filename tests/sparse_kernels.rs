@@ -789,7 +789,11 @@ fn cpu_sparse_kernel_matches_the_reference_on_every_sparse_format() {
             let f = sparse(layout, v);
             let (model, x) = linear_model(&a_shape, w, &f, ci % 2 == 0);
             let want = cpu_run(&model, &x);
-            let s = Session::cpu(&model, SessionOptions::default()).unwrap();
+            let forced = SessionOptions {
+                cpu_sparse_max_pct: Some(100),
+                ..Default::default()
+            };
+            let s = Session::cpu(&model, forced).unwrap();
             let what = format!("{} {a_shape:?}", f.label());
             assert_eq!(s.plan().nodes[0].kernel, "cpu-spmm", "{what}");
             let pv = s.plan().values.iter().find(|v| v.name == "w").unwrap();
@@ -798,9 +802,51 @@ fn cpu_sparse_kernel_matches_the_reference_on_every_sparse_format() {
                 "{what}: read as CSR, not decoded"
             );
             let got = s.run(&[("x", &x)]).unwrap().remove(0);
-            // The stored entries summed in column order, as the reference sums the decoded
-            // row (its pruned terms are exact zeros): the same sums, bit for bit.
-            assert_eq!(got.f32s("g").unwrap(), want.f32s("w").unwrap(), "{what}");
+            // The stored entries summed in column order into four partial sums (one row of
+            // A) or one (a batch): a reordered f32 sum of at most 48 products of values in
+            // [-1, 1], within 48 roundings of 2^-24 of the sum's terms.
+            assert_close(&what, &got, &want, 48.0 * 6e-8 * 48.0 + 1e-6, 1e-5);
         }
+    }
+}
+
+/// The CPU sparse kernel runs only where it measured faster than dense: a 50%-pruned weight is
+/// decoded (dense kernel), a 95%-pruned one read as stored, the batch threshold is lower than
+/// the one-row one, and `cpu_sparse_max_pct` moves or disables it; every choice gives the
+/// reference's result.
+#[test]
+fn cpu_sparse_kernel_runs_only_below_its_threshold() {
+    let half = sparse_weight(64, 256, 0.5, 11);
+    let tenth = sparse_weight(64, 256, 0.1, 12);
+    let few = sparse_weight(64, 256, 0.03, 13);
+    // (A shape, weight, option, sparse kernel expected)
+    let cases: Vec<(Vec<usize>, &Tensor, Option<u32>, bool)> = vec![
+        (vec![1, 256], &half, None, false),
+        (vec![1, 256], &tenth, None, true),
+        (vec![8, 256], &tenth, None, false),
+        (vec![8, 256], &few, None, true),
+        (vec![1, 256], &half, Some(100), true),
+        (vec![1, 256], &few, Some(0), false),
+    ];
+    for (i, (a_shape, w, max, sparse_kernel)) in cases.into_iter().enumerate() {
+        let f = sparse(SparseLayout::Csr, SparseValues::F32);
+        let (model, x) = linear_model(&a_shape, w, &f, true);
+        let want = cpu_run(&model, &x);
+        let o = SessionOptions {
+            cpu_sparse_max_pct: max,
+            ..Default::default()
+        };
+        let s = Session::cpu(&model, o).unwrap();
+        let what = format!("case {i}: A {a_shape:?}, option {max:?}");
+        let pv = s.plan().values.iter().find(|v| v.name == "w").unwrap();
+        assert_eq!(
+            s.plan().nodes[0].kernel == "cpu-spmm",
+            sparse_kernel,
+            "{what}"
+        );
+        assert_eq!(pv.cpu_csr, sparse_kernel, "{what}: read as stored");
+        assert_eq!(pv.decoded, !sparse_kernel, "{what}: decoded");
+        let got = s.run(&[("x", &x)]).unwrap().remove(0);
+        assert_close(&what, &got, &want, 256.0 * 6e-8 * 256.0 + 1e-6, 1e-5);
     }
 }

@@ -414,6 +414,10 @@ pub struct CpuCtx<'a> {
     pub is_const: &'a [bool],
     /// Storage format of each input (a sparse weight may be read by a sparse CPU kernel).
     pub formats: &'a [WeightFormat],
+    /// Each sparse input's stored fraction of its dense elements (`None` for the others).
+    pub density: &'a [Option<f32>],
+    /// `SessionOptions::cpu_sparse_max_pct`: overrides the sparse kernel's measured threshold.
+    pub sparse_max_pct: Option<u32>,
 }
 
 impl CpuCtx<'_> {

@@ -46,6 +46,9 @@ pub struct PlanValue {
     /// ([`crate::ops::cpu_fast::reads_packed`]): it stays as stored (never decoded) and the
     /// kernels read its parts ([`crate::ops::cpu_fast::packed_names`]).
     pub cpu_packed: bool,
+    /// A sparse weight's stored fraction of its dense elements (`None` for other values); the
+    /// CPU kernel choice reads it (the sparse kernel pays off only when sparse enough).
+    pub density: Option<f32>,
 }
 
 impl PlanValue {
@@ -149,6 +152,12 @@ impl Plan {
                 decoded: false,
                 cpu_csr: false,
                 cpu_packed: false,
+                density: crate::ops::sparse::density(
+                    graph.format_of(name),
+                    name,
+                    &ty.shape,
+                    weights,
+                ),
             });
             Ok(())
         };
@@ -347,7 +356,7 @@ impl Plan {
     /// Names the CPU kernel of every node placed on the CPU: the op's fast kernel for the case
     /// ([`Op::cpu_kernel`]), or the reference ([`CPU_KERNEL`]) where it has none or when
     /// `reference` forces it. The CPU reads packed weights decoded, as f32.
-    pub fn select_cpu_kernels(&mut self, reference: bool) {
+    pub fn select_cpu_kernels(&mut self, reference: bool, sparse_max_pct: Option<u32>) {
         for n in &mut self.nodes {
             if n.placement != Placement::Cpu {
                 continue;
@@ -377,11 +386,15 @@ impl Plan {
             let formats: Vec<WeightFormat> = (n.inputs.iter())
                 .map(|&v| self.values[v].format.clone())
                 .collect();
+            let density: Vec<Option<f32>> =
+                (n.inputs.iter()).map(|&v| self.values[v].density).collect();
             let cx = CpuCtx {
                 ins: &ins,
                 out: &out,
                 is_const: &is_const,
                 formats: &formats,
+                density: &density,
+                sparse_max_pct,
             };
             if let Some(k) = n.op.cpu_kernel(&cx) {
                 n.kernel = k.to_string();
@@ -453,12 +466,15 @@ impl Plan {
                 .collect();
             let is_const: Vec<bool> = n.inputs.iter().map(|&v| v == n.inputs[1]).collect();
             let formats = vec![WeightFormat::Dense; n.inputs.len()];
+            let density = vec![None; n.inputs.len()];
             let out = self.values[n.output].value_type();
             let cx = CpuCtx {
                 ins: &ins,
                 out: &out,
                 is_const: &is_const,
                 formats: &formats,
+                density: &density,
+                sparse_max_pct: None,
             };
             let k = n.op.cpu_kernel(&cx).unwrap_or(CPU_KERNEL);
             self.nodes[i].kernel = k.to_string();
@@ -485,6 +501,7 @@ impl Plan {
             let spec = crate::ops::cpu_fast::sparse_spec(&v.format, &v.shape)?;
             let name = crate::ops::cpu_fast::sparse_names(&v.name, &v.format)[0].clone();
             weights.insert(name, spec);
+            crate::ops::cpu_fast::check_sparse(&v.name, &v.format, weights)?;
         }
         for v in self.values.iter().filter(|v| v.cpu_packed) {
             let spec = crate::ops::cpu_fast::packed_spec(&v.format, &v.shape)?;
