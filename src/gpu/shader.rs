@@ -44,7 +44,8 @@ impl Ord for ShaderSource {
 
 /// Registers a WGSL source owned by the calling op file:
 /// `wgsl!("matmul/gemm_naive.wgsl")`, or with preludes and sample const headers:
-/// `wgsl!("matmul/b_buffer.wgsl", "matmul/gemm_block.wgsl"; [[("TM", 4), ("TN4", 1)]])`.
+/// `wgsl!("matmul/gemm_block_io.wgsl", "matmul/b_buffer.wgsl", "matmul/gemm_block.wgsl";
+/// [[("TM", 4), ("TN4", 1)]])`.
 /// Paths are relative to `shaders/`; the files are included at compile time.
 #[macro_export]
 macro_rules! wgsl {
