@@ -198,9 +198,13 @@ pub(super) fn matmul_kernel(op: &MatMul, cx: &CpuCtx) -> Option<&'static str> {
     }
     let sparse = match (cx.formats.get(1), cx.density.get(1).copied().flatten()) {
         (Some(crate::format::WeightFormat::Sparse(s)), Some(d)) => {
-            let rows = cx.ins[0].shape[..cx.ins[0].shape.len().saturating_sub(1)]
-                .iter()
-                .product::<usize>();
+            // Rows of A per batch: what `spmm` multiplies at once (its one-row or batch path).
+            let a = &cx.ins[0].shape;
+            let rows = match a.len() {
+                0 | 1 => 1,
+                n if op.trans_a => a[n - 1],
+                n => a[n - 2],
+            };
             let max = (cx.sparse_max_pct).unwrap_or_else(|| spmm_max_pct(&s.layout, rows));
             d * 100.0 <= max as f32
         }
