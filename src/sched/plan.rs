@@ -183,14 +183,9 @@ impl Plan {
                 .iter()
                 .map(|v| matches!(origins.get(v.as_str()), Some(Origin::Weight(_))))
                 .collect();
-            // Sparse constants' stored fraction, for kernels that pay off only when sparse.
-            let density: Vec<Option<f32>> = inputs
-                .iter()
-                .map(|&v| {
-                    let r = &values[v];
-                    crate::ops::sparse::density(&r.format, &r.name, &r.shape, weights)
-                })
-                .collect();
+            // Sparse constants' stored fraction, for kernels that pay off only when sparse
+            // (computed once per value when it was added).
+            let density: Vec<Option<f32>> = inputs.iter().map(|&v| values[v].density).collect();
             let output = ids[n.output.as_str()];
             let out_type = values[output].value_type();
             let (placement, kernel, dispatches) = if n.op.aliases_input() {
